@@ -1,0 +1,367 @@
+// Package config loads and validates snapfleet's YAML configuration (DESIGN.md §3):
+// regions, accounts and snapshot policies. Decoding is strict — an unknown key is an
+// error — and every error is one line naming the file and the key.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration. The planner and the workers read the same file: the
+// workers take policies (for their retention re-checks) and accounts (for roles) from it.
+type Config struct {
+	// Regions to plan; empty means the SDK's default region.
+	Regions []string `yaml:"regions"`
+	// Accounts to plan; empty means the caller's own account without a role.
+	Accounts []Account `yaml:"accounts"`
+	// Policies, at least one; a missing list means the built-in default policy.
+	Policies []Policy `yaml:"policies"`
+}
+
+// Account is one member account and the role to reach it.
+type Account struct {
+	ID         string `yaml:"id"`
+	RoleARN    string `yaml:"role_arn"`
+	ExternalID string `yaml:"external_id"`
+}
+
+// Policy says which volumes are snapshotted, how often, what is kept and how snapshots
+// are tagged.
+type Policy struct {
+	Name   string            `yaml:"name"`
+	Select Select            `yaml:"select"`
+	Every  Duration          `yaml:"every"`
+	Retain Retain            `yaml:"retain"`
+	Tags   map[string]string `yaml:"tags"`
+}
+
+// Select chooses instances and volumes.
+type Select struct {
+	// InstanceStates: instances in these states are selected; default [running].
+	InstanceStates []string `yaml:"instance_states"`
+	// InstanceTags must all match on the instance; empty selects every instance.
+	InstanceTags map[string]string `yaml:"instance_tags"`
+	// ExcludeTags: any one of them on the instance or the volume excludes the volume.
+	ExcludeTags map[string]string `yaml:"exclude_tags"`
+}
+
+// Retain holds the keep rules: a snapshot is deleted only when no rule keeps it, and never
+// below MinKeep snapshots per volume.
+type Retain struct {
+	MaxAge   Duration `yaml:"max_age"`
+	KeepLast int      `yaml:"keep_last"`
+	MinKeep  *int     `yaml:"min_keep"`
+}
+
+// Floor is the effective min_keep: 1 unless configured.
+func (r Retain) Floor() int {
+	if r.MinKeep == nil {
+		return 1
+	}
+	return *r.MinKeep
+}
+
+// DefaultPolicyName names the policy used when the config has none.
+const DefaultPolicyName = "default"
+
+// DefaultPolicy is the source script's behaviour made safe: every volume attached to a
+// running instance, daily, kept 30 days, never fewer than one per volume.
+func DefaultPolicy() Policy {
+	one := 1
+	return Policy{
+		Name:   DefaultPolicyName,
+		Select: Select{InstanceStates: []string{"running"}},
+		Every:  Duration(24 * time.Hour),
+		Retain: Retain{MaxAge: Duration(30 * 24 * time.Hour), MinKeep: &one},
+	}
+}
+
+// Default is the configuration used when no file is given.
+func Default() *Config {
+	return &Config{Policies: []Policy{DefaultPolicy()}}
+}
+
+// Policy returns the policy called name.
+func (c *Config) Policy(name string) (Policy, bool) {
+	for _, p := range c.Policies {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return Policy{}, false
+}
+
+// Account returns the configured account with this id.
+func (c *Config) Account(id string) (Account, bool) {
+	for _, a := range c.Accounts {
+		if a.ID == id {
+			return a, true
+		}
+	}
+	return Account{}, false
+}
+
+// PeriodStart returns the start of the policy period containing t: periods are aligned to
+// the Unix epoch (a UTC midnight) plus whole multiples of Every.
+func (p Policy) PeriodStart(t time.Time) time.Time {
+	every := time.Duration(p.Every)
+	if every <= 0 {
+		return t.UTC()
+	}
+	ns := t.UnixNano()
+	start := ns - ns%int64(every)
+	if ns < 0 && ns%int64(every) != 0 {
+		start -= int64(every)
+	}
+	return time.Unix(0, start).UTC()
+}
+
+// Load reads and validates the file at path; an empty path gives Default().
+func Load(path string) (*Config, error) {
+	if path == "" {
+		return Default(), nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	defer f.Close()
+	c, err := Parse(f)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse decodes and validates a config document.
+func Parse(r io.Reader) (*Config, error) {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	c := &Config{}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, oneLine(err)
+	}
+	var extra any
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, errors.New("more than one YAML document")
+	}
+	if len(c.Policies) == 0 {
+		c.Policies = []Policy{DefaultPolicy()}
+	}
+	if err := c.fill(); err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// oneLine folds yaml.v3's multi-line type errors into one line.
+func oneLine(err error) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		return errors.New(strings.Join(te.Errors, "; "))
+	}
+	return errors.New(strings.ReplaceAll(err.Error(), "\n", " "))
+}
+
+func (c *Config) fill() error {
+	for i := range c.Policies {
+		p := &c.Policies[i]
+		if len(p.Select.InstanceStates) == 0 {
+			p.Select.InstanceStates = []string{"running"}
+		}
+		if p.Every == 0 {
+			p.Every = Duration(24 * time.Hour)
+		}
+	}
+	return nil
+}
+
+var (
+	accountRE = regexp.MustCompile(`^[0-9]{12}$`)
+	regionRE  = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
+	policyRE  = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
+	roleRE    = regexp.MustCompile(`^arn:aws[a-z-]*:iam::([0-9]{12}):role/[\w+=,.@/-]{1,512}$`)
+)
+
+var instanceStates = map[string]bool{
+	"pending": true, "running": true, "shutting-down": true,
+	"terminated": true, "stopping": true, "stopped": true,
+}
+
+// ReservedTagPrefix marks the tags snapfleet writes itself; policies cannot set them.
+const ReservedTagPrefix = "snapfleet:"
+
+// Validate checks every key and names the first bad one.
+func (c *Config) Validate() error {
+	seen := map[string]bool{}
+	for i, r := range c.Regions {
+		if !regionRE.MatchString(r) {
+			return fmt.Errorf("regions[%d]: %q is not a region name", i, r)
+		}
+		if seen[r] {
+			return fmt.Errorf("regions[%d]: %q is listed twice", i, r)
+		}
+		seen[r] = true
+	}
+	ids := map[string]bool{}
+	for i, a := range c.Accounts {
+		key := fmt.Sprintf("accounts[%d]", i)
+		if !accountRE.MatchString(a.ID) {
+			return fmt.Errorf("%s.id: %q is not a 12-digit account id (quote it in YAML)", key, a.ID)
+		}
+		if ids[a.ID] {
+			return fmt.Errorf("%s.id: %q is listed twice", key, a.ID)
+		}
+		ids[a.ID] = true
+		if a.RoleARN != "" {
+			m := roleRE.FindStringSubmatch(a.RoleARN)
+			if m == nil {
+				return fmt.Errorf("%s.role_arn: %q is not an IAM role ARN", key, a.RoleARN)
+			}
+			if m[1] != a.ID {
+				return fmt.Errorf("%s.role_arn: %q is in account %s, not %s", key, a.RoleARN, m[1], a.ID)
+			}
+		}
+		if a.ExternalID != "" && a.RoleARN == "" {
+			return fmt.Errorf("%s.external_id: set without role_arn", key)
+		}
+	}
+	names := map[string]bool{}
+	for i, p := range c.Policies {
+		key := fmt.Sprintf("policies[%d]", i)
+		if !policyRE.MatchString(p.Name) {
+			return fmt.Errorf("%s.name: %q must match [a-z0-9-]+ (at most 64)", key, p.Name)
+		}
+		if names[p.Name] {
+			return fmt.Errorf("%s.name: duplicate policy name %q", key, p.Name)
+		}
+		names[p.Name] = true
+		key = fmt.Sprintf("policies[%s]", p.Name)
+		for j, s := range p.Select.InstanceStates {
+			if !instanceStates[s] {
+				return fmt.Errorf("%s.select.instance_states[%d]: %q is not an instance state", key, j, s)
+			}
+		}
+		if err := checkTags(key+".select.instance_tags", p.Select.InstanceTags, false); err != nil {
+			return err
+		}
+		if err := checkTags(key+".select.exclude_tags", p.Select.ExcludeTags, false); err != nil {
+			return err
+		}
+		if err := checkTags(key+".tags", p.Tags, true); err != nil {
+			return err
+		}
+		if p.Every < Duration(time.Minute) {
+			return fmt.Errorf("%s.every: %s is shorter than 1m", key, p.Every)
+		}
+		r := p.Retain
+		if r.MaxAge < 0 {
+			return fmt.Errorf("%s.retain.max_age: negative", key)
+		}
+		if r.KeepLast < 0 {
+			return fmt.Errorf("%s.retain.keep_last: %d is negative", key, r.KeepLast)
+		}
+		if r.MinKeep != nil && *r.MinKeep < 0 {
+			return fmt.Errorf("%s.retain.min_keep: %d is negative", key, *r.MinKeep)
+		}
+		if r.MaxAge == 0 && r.KeepLast == 0 {
+			return fmt.Errorf("%s.retain: no keep rule (set max_age or keep_last); refusing a policy that would expire everything", key)
+		}
+	}
+	return nil
+}
+
+func checkTags(key string, tags map[string]string, writable bool) error {
+	for k, v := range tags {
+		switch {
+		case k == "" || len(k) > 128:
+			return fmt.Errorf("%s: tag key %q must be 1 to 128 characters", key, k)
+		case len(v) > 256:
+			return fmt.Errorf("%s.%s: tag value longer than 256 characters", key, k)
+		case writable && strings.HasPrefix(strings.ToLower(k), "aws:"):
+			return fmt.Errorf("%s.%s: the aws: prefix is reserved by AWS", key, k)
+		case writable && strings.HasPrefix(k, ReservedTagPrefix):
+			return fmt.Errorf("%s.%s: the %s prefix is written by snapfleet itself", key, k, ReservedTagPrefix)
+		}
+	}
+	return nil
+}
+
+// Duration is a time.Duration that also accepts whole days ("30d") and "0".
+type Duration time.Duration
+
+// ParseDuration parses a Go duration or a whole number of days followed by "d".
+func ParseDuration(s string) (Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "0" {
+		return 0, nil
+	}
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.ParseInt(n, 10, 32)
+		if err != nil || days < 0 || days > 100*366 {
+			return 0, fmt.Errorf("bad duration %q: want a Go duration (36h) or whole days (30d)", s)
+		}
+		return Duration(time.Duration(days) * 24 * time.Hour), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("bad duration %q: want a Go duration (36h) or whole days (30d)", s)
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("bad duration %q: negative", s)
+	}
+	return Duration(d), nil
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: want a duration, got a %s", n.Line, kindName(n.Kind))
+	}
+	v, err := ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*d = v
+	return nil
+}
+
+// MarshalYAML writes the duration back in the form ParseDuration reads.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// String prints whole days as "Nd" and everything else as a Go duration.
+func (d Duration) String() string {
+	td := time.Duration(d)
+	if td != 0 && td%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", td/(24*time.Hour))
+	}
+	return td.String()
+}
+
+func kindName(k yaml.Kind) string {
+	switch k {
+	case yaml.MappingNode:
+		return "mapping"
+	case yaml.SequenceNode:
+		return "list"
+	default:
+		return "non-scalar"
+	}
+}

@@ -1,0 +1,178 @@
+// Package job defines the job message that flows from the planner through the queue to
+// the workers: version 1 of the wire format in DESIGN.md §5, its strict decoder and the
+// job keys that make every job idempotent. It imports only the standard library.
+package job
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Version is the only message version this build understands.
+const Version = 1
+
+// Kinds of job. They are stable strings: workers register handlers by them and
+// operators filter the dead-letter queue with them.
+const (
+	KindCreate = "snapshot.create"
+	KindDelete = "snapshot.delete"
+)
+
+// MaxSize is the upper bound of an encoded message (DESIGN.md §5).
+const MaxSize = 1024
+
+// Job is one unit of work: create a snapshot of one volume for one policy period, or
+// delete one expired snapshot. Fields that do not apply to a kind are empty.
+type Job struct {
+	V         int       `json:"v"`
+	Kind      string    `json:"kind"`
+	Key       string    `json:"key"`
+	Account   string    `json:"account"`
+	Region    string    `json:"region"`
+	Policy    string    `json:"policy"`
+	Volume    string    `json:"volume,omitempty"`
+	Instance  string    `json:"instance,omitempty"`
+	Device    string    `json:"device,omitempty"`
+	Snapshot  string    `json:"snapshot,omitempty"`
+	Run       string    `json:"run"`
+	PlannedAt time.Time `json:"planned_at"`
+}
+
+// ErrInvalid is wrapped by every decoding and validation error: such a message can never
+// succeed and is dead-lettered at once with reason invalid_message.
+var ErrInvalid = errors.New("invalid job message")
+
+var (
+	accountRE  = regexp.MustCompile(`^[0-9]{12}$`)
+	regionRE   = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
+	policyRE   = regexp.MustCompile(`^[a-z0-9-]+$`)
+	volumeRE   = regexp.MustCompile(`^vol-[0-9a-f]{8,17}$`)
+	snapshotRE = regexp.MustCompile(`^snap-[0-9a-f]{8,17}$`)
+	instanceRE = regexp.MustCompile(`^i-[0-9a-f]{8,17}$`)
+	deviceRE   = regexp.MustCompile(`^/dev/[a-z0-9/]{1,32}$|^xvd[a-z0-9]{1,4}$`)
+)
+
+// ValidAccount reports whether s is a 12-digit AWS account id.
+func ValidAccount(s string) bool { return accountRE.MatchString(s) }
+
+// ValidRegion reports whether s looks like an AWS region name.
+func ValidRegion(s string) bool { return regionRE.MatchString(s) }
+
+// ValidPolicyName reports whether s is a valid policy name ([a-z0-9-]+, at most 64).
+func ValidPolicyName(s string) bool { return len(s) <= 64 && policyRE.MatchString(s) }
+
+// CreateKey is the idempotency key of a create job: one snapshot of a volume per policy
+// period, the period named by its UTC start.
+func CreateKey(account, region, volume, policy string, periodStart time.Time) string {
+	return fmt.Sprintf("%s/%s/%s/%s/%s", account, region, volume, policy, periodStart.UTC().Format(time.RFC3339))
+}
+
+// DeleteKey is the idempotency key of a delete job.
+func DeleteKey(account, region, snapshot string) string {
+	return fmt.Sprintf("%s/%s/%s/delete", account, region, snapshot)
+}
+
+// Encode validates j and returns its wire form.
+func Encode(j Job) ([]byte, error) {
+	if err := j.Validate(); err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(j)
+	if err != nil {
+		return nil, fmt.Errorf("encoding job %s: %w", j.Key, err)
+	}
+	if len(b) > MaxSize {
+		return nil, fmt.Errorf("%w: encoded job %s is %d bytes, over %d", ErrInvalid, j.Key, len(b), MaxSize)
+	}
+	return b, nil
+}
+
+// Decode parses a message strictly: unknown fields, trailing data, an unknown version or
+// kind, a missing field or a malformed id all return an error wrapping ErrInvalid.
+func Decode(b []byte) (Job, error) {
+	var j Job
+	if len(b) > MaxSize {
+		return j, fmt.Errorf("%w: %d bytes, over %d", ErrInvalid, len(b), MaxSize)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&j); err != nil {
+		return Job{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if dec.More() {
+		return Job{}, fmt.Errorf("%w: trailing data after the JSON object", ErrInvalid)
+	}
+	if err := j.Validate(); err != nil {
+		return Job{}, err
+	}
+	return j, nil
+}
+
+// Validate checks every field of j against the contract of its kind.
+func (j Job) Validate() error {
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrInvalid, field, fmt.Sprintf(format, args...))
+	}
+	if j.V != Version {
+		return bad("v", "unknown version %d", j.V)
+	}
+	if !ValidAccount(j.Account) {
+		return bad("account", "%q is not a 12-digit account id", j.Account)
+	}
+	if !ValidRegion(j.Region) {
+		return bad("region", "%q is not a region", j.Region)
+	}
+	if !ValidPolicyName(j.Policy) {
+		return bad("policy", "%q is not a policy name", j.Policy)
+	}
+	if j.Run == "" || len(j.Run) > 64 {
+		return bad("run", "missing or longer than 64")
+	}
+	if j.PlannedAt.IsZero() {
+		return bad("planned_at", "missing")
+	}
+	switch j.Kind {
+	case KindCreate:
+		if !volumeRE.MatchString(j.Volume) {
+			return bad("volume", "%q is not a volume id", j.Volume)
+		}
+		if j.Instance != "" && !instanceRE.MatchString(j.Instance) {
+			return bad("instance", "%q is not an instance id", j.Instance)
+		}
+		if j.Device != "" && !deviceRE.MatchString(j.Device) {
+			return bad("device", "%q is not a device name", j.Device)
+		}
+		if j.Snapshot != "" {
+			return bad("snapshot", "not allowed in %s", j.Kind)
+		}
+		prefix := strings.Join([]string{j.Account, j.Region, j.Volume, j.Policy}, "/") + "/"
+		period, ok := strings.CutPrefix(j.Key, prefix)
+		if !ok {
+			return bad("key", "%q does not match account/region/volume/policy/period", j.Key)
+		}
+		if _, err := time.Parse(time.RFC3339, period); err != nil {
+			return bad("key", "%q has no RFC 3339 period start", j.Key)
+		}
+	case KindDelete:
+		if !snapshotRE.MatchString(j.Snapshot) {
+			return bad("snapshot", "%q is not a snapshot id", j.Snapshot)
+		}
+		if j.Volume != "" && !volumeRE.MatchString(j.Volume) {
+			return bad("volume", "%q is not a volume id", j.Volume)
+		}
+		if j.Instance != "" || j.Device != "" {
+			return bad("instance", "not allowed in %s", j.Kind)
+		}
+		if j.Key != DeleteKey(j.Account, j.Region, j.Snapshot) {
+			return bad("key", "%q is not %q", j.Key, DeleteKey(j.Account, j.Region, j.Snapshot))
+		}
+	default:
+		return bad("kind", "unknown kind %q", j.Kind)
+	}
+	return nil
+}

@@ -1,0 +1,191 @@
+// Package mototest starts a real moto_server for tests: on a free loopback port, with a
+// movable EBS clock, stopped by PID when the test ends. A test that needs moto and cannot
+// start it fails; it never skips.
+package mototest
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+)
+
+//go:embed moto_clock.py
+var wrapper []byte
+
+// Region is the default region of the test environment.
+const Region = "us-east-1"
+
+// Account is moto's default account, the caller's own in tests.
+const Account = "123456789012"
+
+// Server is one running moto_server.
+type Server struct {
+	// Endpoint is the base URL, e.g. http://127.0.0.1:40123.
+	Endpoint string
+	clock    string
+	cmd      *exec.Cmd
+	done     chan struct{}
+}
+
+// Start runs moto_server for the lifetime of t. It fails t when python3 or moto cannot be
+// started.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	s, err := StartServer()
+	if err != nil {
+		t.Fatalf("starting moto_server (python3 with moto[server] is required; run make test): %v", err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// StartServer runs moto_server until Stop; for TestMain and tools.
+func StartServer() (*Server, error) {
+	dir, err := os.MkdirTemp("", "mototest-")
+	if err != nil {
+		return nil, err
+	}
+	script := filepath.Join(dir, "moto_clock.py")
+	if err := os.WriteFile(script, wrapper, 0o644); err != nil {
+		return nil, err
+	}
+	s := &Server{clock: filepath.Join(dir, "clock")}
+	if err := os.WriteFile(s.clock, []byte("0"), 0o644); err != nil {
+		return nil, err
+	}
+	python := os.Getenv("SNAPFLEET_PYTHON")
+	if python == "" {
+		python = "python3"
+	}
+	for attempt := 0; attempt < 3; attempt++ {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		cmd := exec.Command(python, script, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
+		cmd.Env = append(os.Environ(), "SNAPFLEET_MOTO_CLOCK="+s.clock)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		logf, err := os.Create(filepath.Join(dir, "moto.log"))
+		if err != nil {
+			return nil, err
+		}
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			return nil, fmt.Errorf("running %s: %w", python, err)
+		}
+		s.cmd = cmd
+		s.done = make(chan struct{})
+		go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(s.done)
+		s.Endpoint = fmt.Sprintf("http://127.0.0.1:%d", port)
+		if err := s.waitReady(15 * time.Second); err == nil {
+			return s, nil
+		}
+		s.Stop()
+		out, _ := os.ReadFile(logf.Name())
+		if attempt == 2 {
+			return nil, fmt.Errorf("moto_server did not become ready on %s: %s", s.Endpoint, tail(out))
+		}
+	}
+	return nil, fmt.Errorf("moto_server did not start")
+}
+
+func tail(b []byte) string {
+	if len(b) > 800 {
+		b = b[len(b)-800:]
+	}
+	return string(b)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func (s *Server) waitReady(limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		select {
+		case <-s.done:
+			return fmt.Errorf("moto_server exited")
+		default:
+		}
+		resp, err := http.Get(s.Endpoint + "/moto-api/data.json")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("timed out")
+}
+
+// Stop kills moto_server by PID (its whole process group) and waits for it.
+func (s *Server) Stop() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+	<-s.done
+	s.cmd = nil
+}
+
+// ShiftClock moves moto's EBS clock by d from real time: snapshots created afterwards get
+// StartTime = now + d.
+func (s *Server) ShiftClock(t testing.TB, d time.Duration) {
+	t.Helper()
+	if err := os.WriteFile(s.clock, []byte(strconv.FormatFloat(d.Seconds(), 'f', 3, 64)), 0o644); err != nil {
+		t.Fatalf("shifting moto's clock: %v", err)
+	}
+}
+
+// Env is the environment a snapfleet process needs to talk to this server.
+func (s *Server) Env() []string {
+	return []string{
+		"AWS_ENDPOINT_URL=" + s.Endpoint,
+		"AWS_REGION=" + Region,
+		"AWS_ACCESS_KEY_ID=testing",
+		"AWS_SECRET_ACCESS_KEY=testing",
+		"AWS_SESSION_TOKEN=",
+		"AWS_PROFILE=",
+		"AWS_CONFIG_FILE=/dev/null",
+		"AWS_SHARED_CREDENTIALS_FILE=/dev/null",
+		"AWS_EC2_METADATA_DISABLED=true",
+	}
+}
+
+// AWSConfig is an SDK configuration pointed at this server, with static test credentials.
+func (s *Server) AWSConfig(t testing.TB) aws.Config {
+	t.Helper()
+	cfg, err := awsconfig.LoadDefaultConfig(context.Background(),
+		awsconfig.WithRegion(Region),
+		awsconfig.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("testing", "testing", "")),
+		awsconfig.WithBaseEndpoint(s.Endpoint),
+		awsconfig.WithSharedConfigFiles(nil),
+		awsconfig.WithSharedCredentialsFiles(nil),
+		awsconfig.WithEC2IMDSClientEnableState(imds.ClientDisabled),
+	)
+	if err != nil {
+		t.Fatalf("loading SDK config for moto: %v", err)
+	}
+	return cfg
+}

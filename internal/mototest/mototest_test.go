@@ -1,0 +1,38 @@
+package mototest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+)
+
+func TestShiftClockMovesSnapshotStartTime(t *testing.T) {
+	t.Parallel()
+	s := Start(t)
+	c := ec2.NewFromConfig(s.AWSConfig(t))
+	ctx := context.Background()
+	vol, err := c.CreateVolume(ctx, &ec2.CreateVolumeInput{AvailabilityZone: aws.String(Region + "a"), Size: aws.Int32(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.ShiftClock(t, -10*24*time.Hour)
+	snap, err := c.CreateSnapshot(ctx, &ec2.CreateSnapshotInput{VolumeId: vol.VolumeId})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := c.DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{SnapshotIds: []string{*snap.SnapshotId}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := aws.ToTime(out.Snapshots[0].StartTime)
+	if d := time.Since(got); d < 10*24*time.Hour-time.Minute || d > 10*24*time.Hour+time.Minute {
+		t.Fatalf("snapshot StartTime %v is %v ago, want 10 days", got, d)
+	}
+	if out.Snapshots[0].State != types.SnapshotStateCompleted {
+		t.Fatalf("state %s", out.Snapshots[0].State)
+	}
+}

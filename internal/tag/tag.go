@@ -1,0 +1,26 @@
+// Package tag names the tags snapfleet writes on every snapshot it creates (DESIGN.md §4)
+// and the tags of other tools it must respect.
+package tag
+
+import "strings"
+
+// Keys written by snapfleet in the CreateSnapshot call itself.
+const (
+	// Policy is the managed marker: snapfleet deletes nothing without it.
+	Policy   = "snapfleet:policy"
+	Job      = "snapfleet:job"
+	Volume   = "snapfleet:volume"
+	Instance = "snapfleet:instance"
+	Device   = "snapfleet:device"
+	// Expires is the RFC 3339 time after which age retention allows deletion.
+	Expires = "snapfleet:expires"
+	// AutoBackup is kept for the source script and console filters; its value is "true".
+	AutoBackup = "AutoBackup"
+	Name       = "Name"
+)
+
+// Protected reports whether a tag key marks a snapshot owned by AWS Backup or Data
+// Lifecycle Manager, which snapfleet never deletes.
+func Protected(key string) bool {
+	return strings.HasPrefix(key, "aws:backup:") || strings.HasPrefix(key, "aws:dlm:")
+}

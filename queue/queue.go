@@ -1,0 +1,114 @@
+// Package queue carries job messages from the planner to the workers. One interface,
+// Queue, has two backends with the same semantics — visibility timeout, receive count and
+// a dead-letter queue: Amazon SQS (standard or FIFO, the DLQ found from the queue's
+// RedrivePolicy) and an embedded SQLite file for a single machine. The conformance suite
+// in this package runs against both. The queue knows bodies and attributes, nothing of EC2.
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+)
+
+// Outgoing is a message to send.
+type Outgoing struct {
+	Body []byte
+	// DedupID and GroupID are used by FIFO queues (MessageDeduplicationId and
+	// MessageGroupId); other backends ignore them.
+	DedupID string
+	GroupID string
+}
+
+// Message is a received message. Receipt is what Delete, SetVisibility and DeadLetter
+// need; it is only valid while the message is in flight.
+type Message struct {
+	ID      string
+	Receipt string
+	Body    []byte
+	// Attempts is the receive count, this receive included.
+	Attempts int
+	// SentAt is when the message was first sent to this queue.
+	SentAt time.Time
+	// Dead-letter attributes, set on messages read from a dead-letter queue. A message
+	// moved there by the queue's own redrive (not by snapfleet) has Reason
+	// ReasonExhaustedRetries and Attempts from the receive count.
+	Reason    string
+	LastError string
+	FailedAt  time.Time
+}
+
+// ReasonExhaustedRetries is the reason of a message the queue moved to the DLQ by itself
+// after too many receives (a worker that crashed on it each time).
+const ReasonExhaustedRetries = "exhausted_retries"
+
+// Stats is an approximate count of a queue's messages.
+type Stats struct {
+	Visible  int
+	InFlight int
+	Delayed  int
+}
+
+// Total is every message the queue holds.
+func (s Stats) Total() int { return s.Visible + s.InFlight + s.Delayed }
+
+// Queue is the contract every backend meets.
+type Queue interface {
+	// Send enqueues messages, in batches of up to 10 where the backend batches. It returns
+	// an error naming how many failed; those that did not fail are sent.
+	Send(ctx context.Context, msgs []Outgoing) error
+	// Receive waits up to wait for at least one message and returns up to max (≤ 10),
+	// each hidden from other receivers for the visibility timeout.
+	Receive(ctx context.Context, max int, wait time.Duration) ([]Message, error)
+	// Delete removes messages that were handled.
+	Delete(ctx context.Context, msgs []Message) error
+	// SetVisibility hides a message in flight for d from now: a heartbeat extends it, 0
+	// releases it to other receivers at once.
+	SetVisibility(ctx context.Context, m Message, d time.Duration) error
+	// DeadLetter moves a message to the dead-letter queue with its body unchanged and the
+	// reason, the last error and the attempt count attached, then deletes it here.
+	DeadLetter(ctx context.Context, m Message, reason, lastErr string) error
+	// DLQ opens the dead-letter queue of this queue.
+	DLQ(ctx context.Context) (Queue, error)
+	// Stats counts the messages.
+	Stats(ctx context.Context) (Stats, error)
+	// URL is the queue's address, as given to Open.
+	URL() string
+	Close() error
+}
+
+// Options tune a backend.
+type Options struct {
+	// AWS is the SDK configuration for SQS queues; ignored by the embedded queue.
+	AWS aws.Config
+	// Visibility is the visibility timeout of a receive; 0 means the queue's default
+	// (SQS: the queue attribute; embedded: 30 s).
+	Visibility time.Duration
+	// MaxReceive is the embedded queue's redrive threshold (SQS keeps its own in the
+	// RedrivePolicy); 0 means 5.
+	MaxReceive int
+}
+
+// ErrBadURL is returned for a queue address that is neither an SQS URL nor file:PATH.
+var ErrBadURL = errors.New("bad queue URL")
+
+// Open connects to the queue at url: file:PATH for the embedded queue, an http(s) SQS
+// queue URL otherwise.
+func Open(ctx context.Context, url string, o Options) (Queue, error) {
+	switch {
+	case strings.HasPrefix(url, "file:"):
+		path := strings.TrimPrefix(url, "file:")
+		if path == "" {
+			return nil, fmt.Errorf("%w %q: file: needs a path", ErrBadURL, url)
+		}
+		return openEmbedded(ctx, url, path, o)
+	case strings.HasPrefix(url, "https://"), strings.HasPrefix(url, "http://"):
+		return openSQS(ctx, url, o)
+	default:
+		return nil, fmt.Errorf("%w %q: want an SQS queue URL or file:PATH", ErrBadURL, url)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
 	"strings"
 	"time"
@@ -107,10 +108,54 @@ func Decode(b []byte) (Job, error) {
 	if dec.More() {
 		return Job{}, fmt.Errorf("%w: trailing data after the JSON object", ErrInvalid)
 	}
+	if err := checkKeys(b); err != nil {
+		return Job{}, err
+	}
 	if err := j.Validate(); err != nil {
 		return Job{}, err
 	}
 	return j, nil
+}
+
+// wireNames are the JSON field names of Job, exactly as spelled in its struct tags.
+var wireNames = func() map[string]bool {
+	m := map[string]bool{}
+	t := reflect.TypeFor[Job]()
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		m[name] = true
+	}
+	return m
+}()
+
+// checkKeys rejects what encoding/json lets through: a key that matches a field only
+// case-insensitively ("Kind") and a key given twice (the last one silently wins). b is
+// already known to hold exactly one valid JSON value.
+func checkKeys(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return fmt.Errorf("%w: not a JSON object", ErrInvalid)
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		key, _ := tok.(string)
+		if !wireNames[key] {
+			return fmt.Errorf("%w: unknown field %q", ErrInvalid, key)
+		}
+		if seen[key] {
+			return fmt.Errorf("%w: duplicate field %q", ErrInvalid, key)
+		}
+		seen[key] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+	}
+	return nil
 }
 
 // Validate checks every field of j against the contract of its kind.

@@ -65,6 +65,9 @@ func NewClients(base aws.Config, cfg *config.Config) *Clients {
 	return c
 }
 
+// Config is the base SDK configuration (for SQS and other services of the caller).
+func (c *Clients) Config() aws.Config { return c.base }
+
 // DefaultRegion is the SDK's region, used when the config lists none.
 func (c *Clients) DefaultRegion() string { return c.base.Region }
 

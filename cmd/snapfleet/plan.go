@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+
+	"github.com/spf13/cobra"
+
+	"github.com/snapfleet/snapfleet/planner"
+)
+
+type planFlags struct {
+	dryRun bool
+}
+
+func newPlanCmd(g *globals) *cobra.Command {
+	f := &planFlags{}
+	cmd := &cobra.Command{
+		Use:   "plan",
+		Short: "List the fleet and enqueue one job per volume to snapshot and per expired snapshot",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if g.queueURL == "" && !f.dryRun {
+				return usagef("plan: --queue is required (or --dry-run)")
+			}
+			e, err := g.setup(cmd.Context())
+			if err != nil {
+				return err
+			}
+			s, err := e.plan(cmd.Context(), g.queueURL, f.dryRun)
+			if err != nil {
+				return err
+			}
+			if g.output == "json" {
+				if err := g.printJSON(s); err != nil {
+					return err
+				}
+			} else {
+				s.WriteText(g.stdout)
+			}
+			if s.Errors > 0 {
+				return errPartial
+			}
+			return nil
+		},
+	}
+	g.addConfigFlags(cmd)
+	cmd.Flags().StringVar(&g.queueURL, "queue", "", "jobs queue: an SQS queue URL or file:PATH")
+	cmd.Flags().BoolVar(&f.dryRun, "dry-run", false, "print the decisions without enqueuing")
+	return cmd
+}
+
+// plan resolves the accounts and regions and runs the planner once.
+func (e *env) plan(ctx context.Context, queueURL string, dryRun bool) (planner.Summary, error) {
+	accounts, regions, err := e.targets(ctx)
+	if err != nil {
+		return planner.Summary{}, err
+	}
+	now := e.now()
+	p := &planner.Planner{
+		Config:   e.cfg,
+		Accounts: accounts,
+		Regions:  regions,
+		EC2:      func(account, region string) planner.EC2 { return e.clients.EC2(account, region) },
+		Now:      now,
+		RunID:    newRunID(now),
+		DryRun:   dryRun,
+		Log:      e.log,
+	}
+	if !dryRun {
+		q, err := e.openQueue(ctx, queueURL, 0)
+		if err != nil {
+			return planner.Summary{}, err
+		}
+		defer q.Close()
+		p.Queue = q
+	}
+	return p.Plan(ctx)
+}
+
+// targets are the config's accounts and regions, or the caller's own account and the
+// SDK's region.
+func (e *env) targets(ctx context.Context) (accounts, regions []string, err error) {
+	for _, a := range e.cfg.Accounts {
+		accounts = append(accounts, a.ID)
+	}
+	if len(accounts) == 0 {
+		self, err := e.clients.Self(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		accounts = []string{self}
+	}
+	regions = e.cfg.Regions
+	if len(regions) == 0 {
+		r := e.clients.DefaultRegion()
+		if r == "" {
+			return nil, nil, usagef("no region: set regions in the config, or AWS_REGION")
+		}
+		regions = []string{r}
+	}
+	return accounts, regions, nil
+}

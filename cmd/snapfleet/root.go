@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+
+	"github.com/snapfleet/snapfleet/internal/cloud"
+	"github.com/snapfleet/snapfleet/internal/config"
+	"github.com/snapfleet/snapfleet/queue"
+)
+
+// globals are the flags every command shares.
+type globals struct {
+	configPath string
+	queueURL   string
+	now        string
+	output     string
+	logFormat  string
+	logLevel   string
+
+	stdout, stderr io.Writer
+}
+
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	g := &globals{stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:           "snapfleet",
+		Short:         "Back up every EBS volume of an AWS fleet and prune expired snapshots",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().NArg() > 0 {
+				return usagef("%s takes no arguments, got %q", cmd.CommandPath(), cmd.Flags().Args())
+			}
+			switch g.output {
+			case "text", "json":
+			default:
+				return usagef("--output: %q is not text or json", g.output)
+			}
+			switch g.logFormat {
+			case "json", "console":
+			default:
+				return usagef("--log-format: %q is not json or console", g.logFormat)
+			}
+			if _, err := zerolog.ParseLevel(g.logLevel); err != nil || g.logLevel == "" {
+				return usagef("--log-level: %q is not a level (debug, info, warn, error)", g.logLevel)
+			}
+			return nil
+		},
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.output, "output", "text", "result format: text or json (one JSON object on stdout)")
+	pf.StringVar(&g.logFormat, "log-format", "json", "log format on stderr: json or console")
+	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+
+	root.AddCommand(newPlanCmd(g), newWorkCmd(g), newRunCmd(g))
+	return root
+}
+
+// addConfigFlags adds the flags of commands that read the config and a clock.
+func (g *globals) addConfigFlags(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&g.configPath, "config", "", "config file (YAML); default: the built-in policy")
+	cmd.Flags().StringVar(&g.now, "now", "", "replace the clock (RFC 3339), for planning and for the worker's re-checks")
+}
+
+func (g *globals) logger() zerolog.Logger {
+	lvl, _ := zerolog.ParseLevel(g.logLevel)
+	var w io.Writer = g.stderr
+	if g.logFormat == "console" {
+		w = zerolog.ConsoleWriter{Out: g.stderr, TimeFormat: time.RFC3339}
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
+}
+
+// clock returns the --now time, or the real clock.
+func (g *globals) clock() (func() time.Time, error) {
+	if g.now == "" {
+		return time.Now, nil
+	}
+	t, err := time.Parse(time.RFC3339, g.now)
+	if err != nil {
+		return nil, usagef("--now: %q is not an RFC 3339 time (e.g. 2026-11-22T01:00:00Z)", g.now)
+	}
+	return func() time.Time { return t }, nil
+}
+
+// env is what a command needs from its flags: the config, the clock, AWS clients.
+type env struct {
+	cfg     *config.Config
+	now     func() time.Time
+	clients *cloud.Clients
+	log     zerolog.Logger
+}
+
+func (g *globals) setup(ctx context.Context) (*env, error) {
+	now, err := g.clock()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := config.Load(g.configPath)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	awsCfg, err := cloud.LoadAWS(ctx)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return &env{cfg: cfg, now: now, clients: cloud.NewClients(awsCfg, cfg), log: g.logger()}, nil
+}
+
+// openQueue opens --queue; a malformed address is a usage error.
+func (e *env) openQueue(ctx context.Context, url string, visibility time.Duration) (queue.Queue, error) {
+	q, err := queue.Open(ctx, url, queue.Options{AWS: e.clients.Config(), Visibility: visibility})
+	if errors.Is(err, queue.ErrBadURL) {
+		return nil, usagef("--queue: %v", err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening queue %s: %w", url, err)
+	}
+	return q, nil
+}
+
+// printJSON writes v as the one JSON object of --output json.
+func (g *globals) printJSON(v any) error {
+	enc := json.NewEncoder(g.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// newRunID names one planner run in messages and logs.
+func newRunID(now time.Time) string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b)
+}

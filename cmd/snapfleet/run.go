@@ -1,0 +1,67 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/snapfleet/snapfleet/planner"
+	"github.com/snapfleet/snapfleet/worker"
+)
+
+// runResult is the JSON of `snapfleet run`: both summaries.
+type runResult struct {
+	Plan planner.Summary `json:"plan"`
+	Work *worker.Stats   `json:"work,omitempty"`
+}
+
+func newRunCmd(g *globals) *cobra.Command {
+	f := &workFlags{}
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Plan and work in one process until the queue is drained (single machine, embedded queue by default)",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := f.check(); err != nil {
+				return err
+			}
+			e, err := g.setup(cmd.Context())
+			if err != nil {
+				return err
+			}
+			res := runResult{}
+			if res.Plan, err = e.plan(cmd.Context(), g.queueURL, dryRun); err != nil {
+				return err
+			}
+			if !dryRun {
+				q, err := e.openQueue(cmd.Context(), g.queueURL, f.visibility)
+				if err != nil {
+					return err
+				}
+				defer q.Close()
+				s, err := e.work(cmd.Context(), q, f, true)
+				if err != nil {
+					return err
+				}
+				res.Work = &s
+			}
+			if g.output == "json" {
+				if err := g.printJSON(res); err != nil {
+					return err
+				}
+			} else {
+				res.Plan.WriteText(g.stdout)
+				if res.Work != nil {
+					writeWorkText(g, *res.Work)
+				}
+			}
+			if res.Plan.Errors > 0 || (res.Work != nil && res.Work.DeadLettered > 0) {
+				return errPartial
+			}
+			return nil
+		},
+	}
+	g.addConfigFlags(cmd)
+	cmd.Flags().StringVar(&g.queueURL, "queue", "file:snapfleet.db", "jobs queue: file:PATH (embedded) or an SQS queue URL")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan's decisions; enqueue and change nothing")
+	f.add(cmd)
+	return cmd
+}

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/snapfleet/snapfleet/queue"
+	"github.com/snapfleet/snapfleet/worker"
+)
+
+type workFlags struct {
+	concurrency   int
+	idleExit      time.Duration
+	visibility    time.Duration
+	shutdownGrace time.Duration
+}
+
+func (f *workFlags) add(cmd *cobra.Command) {
+	cmd.Flags().IntVar(&f.concurrency, "concurrency", 4, "jobs handled at once")
+	cmd.Flags().DurationVar(&f.visibility, "visibility", 30*time.Second, "visibility timeout of a received job; a heartbeat extends it while the job runs")
+	cmd.Flags().DurationVar(&f.shutdownGrace, "shutdown-grace", 20*time.Second, "on SIGINT/SIGTERM, how long in-flight jobs may finish before they are released")
+}
+
+func (f *workFlags) check() error {
+	switch {
+	case f.concurrency < 1 || f.concurrency > 256:
+		return usagef("--concurrency: %d is not between 1 and 256", f.concurrency)
+	case f.idleExit < 0:
+		return usagef("--idle-exit: %s is negative", f.idleExit)
+	case f.visibility < time.Second || f.visibility > 12*time.Hour:
+		return usagef("--visibility: %s is not between 1s and 12h", f.visibility)
+	case f.shutdownGrace < 0:
+		return usagef("--shutdown-grace: %s is negative", f.shutdownGrace)
+	}
+	return nil
+}
+
+func newWorkCmd(g *globals) *cobra.Command {
+	f := &workFlags{}
+	cmd := &cobra.Command{
+		Use:   "work",
+		Short: "Consume jobs from the queue: create and delete snapshots",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if g.queueURL == "" {
+				return usagef("work: --queue is required")
+			}
+			if err := f.check(); err != nil {
+				return err
+			}
+			e, err := g.setup(cmd.Context())
+			if err != nil {
+				return err
+			}
+			q, err := e.openQueue(cmd.Context(), g.queueURL, f.visibility)
+			if err != nil {
+				return err
+			}
+			defer q.Close()
+			s, err := e.work(cmd.Context(), q, f, false)
+			if err != nil {
+				return err
+			}
+			if g.output == "json" {
+				return g.printJSON(s)
+			}
+			writeWorkText(g, s)
+			return nil
+		},
+	}
+	g.addConfigFlags(cmd)
+	cmd.Flags().StringVar(&g.queueURL, "queue", "", "jobs queue: an SQS queue URL or file:PATH")
+	cmd.Flags().DurationVar(&f.idleExit, "idle-exit", 0, "exit after the queue has been empty this long (default: run until SIGINT/SIGTERM)")
+	f.add(cmd)
+	return cmd
+}
+
+// work runs a worker on q until it is told to stop, idles out or (drain) empties the queue.
+func (e *env) work(ctx context.Context, q queue.Queue, f *workFlags, drain bool) (worker.Stats, error) {
+	w := &worker.Worker{
+		Queue:           q,
+		Config:          e.cfg,
+		EC2:             func(account, region string) worker.EC2 { return e.clients.EC2(account, region) },
+		KnownAccount:    e.clients.Known,
+		Now:             e.now,
+		Concurrency:     f.concurrency,
+		Visibility:      f.visibility,
+		IdleExit:        f.idleExit,
+		ExitWhenDrained: drain,
+		ShutdownGrace:   f.shutdownGrace,
+		Log:             e.log,
+	}
+	return w.Run(ctx)
+}
+
+func writeWorkText(g *globals, s worker.Stats) {
+	fmt.Fprintf(g.stdout, "processed %d: created %d, deleted %d, skipped %d, retried %d, dead-lettered %d\n",
+		s.Processed, s.Created, s.Deleted, s.Skipped, s.Retried, s.DeadLettered)
+}

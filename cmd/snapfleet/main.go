@@ -44,7 +44,7 @@ var errPartial = errors.New("finished with failures")
 
 // execute runs the command line and returns the exit code.
 func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	root := newRoot(stdout, stderr)
+	root, started := newRoot(stdout, stderr)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	var ue usageError
@@ -53,7 +53,8 @@ func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	case errors.Is(err, errPartial):
 		return exitFailure
-	case errors.As(err, &ue):
+	case errors.As(err, &ue), !*started:
+		// Errors before a command starts (unknown command, bad flag) are usage errors too.
 		fmt.Fprintln(stderr, "snapfleet: "+oneLine(err.Error()))
 		return exitUsage
 	default:

@@ -31,14 +31,17 @@ type globals struct {
 	stdout, stderr io.Writer
 }
 
-func newRoot(stdout, stderr io.Writer) *cobra.Command {
+// newRoot builds the command tree; *started turns true once a command's own checks begin.
+func newRoot(stdout, stderr io.Writer) (*cobra.Command, *bool) {
 	g := &globals{stdout: stdout, stderr: stderr}
+	started := new(bool)
 	root := &cobra.Command{
 		Use:           "snapfleet",
 		Short:         "Back up every EBS volume of an AWS fleet and prune expired snapshots",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			*started = true
 			if cmd.Flags().NArg() > 0 {
 				return usagef("%s takes no arguments, got %q", cmd.CommandPath(), cmd.Flags().Args())
 			}
@@ -67,7 +70,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 
 	root.AddCommand(newPlanCmd(g), newWorkCmd(g), newRunCmd(g))
-	return root
+	return root, started
 }
 
 // addConfigFlags adds the flags of commands that read the config and a clock.

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestBadInput: bad flags and bad config files end with exit 2 and one line on stderr
+// naming the flag, file, key or value, before any AWS call (the endpoint points nowhere).
+func TestBadInput(t *testing.T) {
+	t.Setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9") // nothing listens: any AWS call would fail, not exit 2
+	t.Setenv("AWS_REGION", "us-east-1")
+	t.Setenv("AWS_ACCESS_KEY_ID", "testing")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	unknownKey := write("unknown.yaml", "policies:\n  - name: daily\n    retain: {max_age: 30d}\n    colour: blue\n")
+	badDuration := write("duration.yaml", "policies:\n  - name: daily\n    every: fortnightly\n    retain: {max_age: 30d}\n")
+	dupPolicy := write("dup.yaml", "policies:\n  - name: daily\n    retain: {max_age: 30d}\n  - name: daily\n    retain: {keep_last: 3}\n")
+	noRule := write("norule.yaml", "policies:\n  - name: daily\n    retain: {min_keep: 2}\n")
+	q := "file:" + filepath.Join(dir, "q.db")
+
+	tests := []struct {
+		name string
+		args []string
+		want []string // substrings of the one stderr line
+	}{
+		{"unknown config key", []string{"plan", "--dry-run", "--config", unknownKey}, []string{unknownKey, "colour"}},
+		{"bad duration", []string{"plan", "--dry-run", "--config", badDuration}, []string{badDuration, "fortnightly"}},
+		{"duplicate policy", []string{"run", "--queue", q, "--config", dupPolicy}, []string{dupPolicy, "duplicate policy name", "daily"}},
+		{"no keep rule", []string{"work", "--queue", q, "--config", noRule}, []string{noRule, "retain"}},
+		{"missing config", []string{"plan", "--dry-run", "--config", filepath.Join(dir, "nope.yaml")}, []string{"nope.yaml"}},
+		{"bad --now", []string{"plan", "--dry-run", "--now", "yesterday"}, []string{"--now", "yesterday"}},
+		{"bad --output", []string{"plan", "--dry-run", "--output", "xml"}, []string{"--output", "xml"}},
+		{"bad --queue", []string{"work", "--queue", "amqp://x"}, []string{"--queue", "amqp://x"}},
+		{"plan without queue", []string{"plan"}, []string{"--queue"}},
+		{"unknown flag", []string{"work", "--queue", q, "--turbo"}, []string{"--turbo"}},
+		{"bad concurrency", []string{"work", "--queue", q, "--concurrency", "0"}, []string{"--concurrency"}},
+		{"bad idle-exit", []string{"work", "--queue", q, "--idle-exit", "soon"}, []string{"idle-exit", "soon"}},
+		{"stray argument", []string{"plan", "--dry-run", "extra"}, []string{"extra"}},
+		{"unknown command", []string{"backup"}, []string{"backup"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			code := execute(context.Background(), tc.args, &out, &errb)
+			if code != exitUsage {
+				t.Fatalf("exit %d, want %d; stderr: %s", code, exitUsage, errb.String())
+			}
+			msg := errb.String()
+			if strings.Count(msg, "\n") != 1 || !strings.HasSuffix(msg, "\n") {
+				t.Errorf("stderr is not one line: %q", msg)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("stderr %q does not name %q", msg, w)
+				}
+			}
+			if out.Len() != 0 {
+				t.Errorf("stdout not empty: %q", out.String())
+			}
+		})
+	}
+	if _, err := os.Stat(filepath.Join(dir, "q.db")); !os.IsNotExist(err) {
+		t.Errorf("a failed command created the queue file: %v", err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"os"
 	"regexp"
 	"strconv"
@@ -112,19 +113,22 @@ func (c *Config) Account(id string) (Account, bool) {
 }
 
 // PeriodStart returns the start of the policy period containing t: periods are aligned to
-// the Unix epoch (a UTC midnight) plus whole multiples of Every.
+// the Unix epoch (a UTC midnight) plus whole multiples of Every. It holds for every t, not
+// only the years time.UnixNano can represent.
 func (p Policy) PeriodStart(t time.Time) time.Time {
 	every := time.Duration(p.Every)
 	if every <= 0 {
 		return t.UTC()
 	}
-	ns := t.UnixNano()
-	start := ns - ns%int64(every)
-	if ns < 0 && ns%int64(every) != 0 {
-		start -= int64(every)
-	}
-	return time.Unix(0, start).UTC()
+	// time.Truncate aligns to the zero time (year 1), which lies zeroToEpoch before the
+	// epoch; shift by that distance modulo every, computed in 128 bits.
+	hi, lo := bits.Mul64(zeroToEpochSeconds, uint64(time.Second))
+	off := time.Duration(bits.Rem64(hi, lo, uint64(every)))
+	return t.UTC().Add(-off).Truncate(every).Add(off)
 }
+
+// zeroToEpochSeconds is the time from 0001-01-01 to 1970-01-01 UTC, in seconds.
+const zeroToEpochSeconds = 719162 * 24 * 60 * 60
 
 // Load reads and validates the file at path; an empty path gives Default().
 func Load(path string) (*Config, error) {
@@ -159,6 +163,9 @@ func Parse(r io.Reader) (*Config, error) {
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, errors.New("more than one YAML document")
 	}
+	if err := checkQuotedIDs(b); err != nil {
+		return nil, err
+	}
 	if len(c.Policies) == 0 {
 		c.Policies = []Policy{DefaultPolicy()}
 	}
@@ -169,6 +176,50 @@ func Parse(r io.Reader) (*Config, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// checkQuotedIDs rejects an account id written as a bare number: yaml.v3 happens to keep
+// its digits, but YAML 1.1 readers (and people) take 012345678901 for an octal or a
+// float, and the same file is read by other tools. b has already decoded cleanly.
+func checkQuotedIDs(b []byte) error {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil || len(doc.Content) == 0 {
+		return nil
+	}
+	accounts := mapValue(doc.Content[0], "accounts")
+	if accounts == nil || accounts.Kind != yaml.SequenceNode {
+		return nil
+	}
+	for i, a := range accounts.Content {
+		id := mapValue(a, "id")
+		if id == nil || id.Kind != yaml.ScalarNode || id.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0 {
+			continue
+		}
+		if tag := id.ShortTag(); tag == "!!int" || tag == "!!float" {
+			return fmt.Errorf("accounts[%d].id: %s is an unquoted number; quote it in YAML (id: \"%s\")", i, id.Value, id.Value)
+		}
+	}
+	return nil
+}
+
+// mapValue returns the value of key in the mapping n, following aliases, or nil.
+func mapValue(n *yaml.Node, key string) *yaml.Node {
+	for n != nil && n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			v := n.Content[i+1]
+			for v != nil && v.Kind == yaml.AliasNode {
+				v = v.Alias
+			}
+			return v
+		}
+	}
+	return nil
 }
 
 // oneLine folds yaml.v3's multi-line type errors into one line.

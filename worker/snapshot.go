@@ -1,0 +1,358 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/sethvargo/go-retry"
+
+	"github.com/snapfleet/snapfleet/internal/cloud"
+	"github.com/snapfleet/snapfleet/internal/config"
+	"github.com/snapfleet/snapfleet/internal/job"
+	"github.com/snapfleet/snapfleet/internal/retention"
+	"github.com/snapfleet/snapfleet/internal/tag"
+)
+
+// EC2 is the part of the EC2 API the worker uses, with the SDK's exact signatures so that
+// *ec2.Client and the SDK's paginators fit it.
+type EC2 interface {
+	DescribeSnapshots(ctx context.Context, in *ec2.DescribeSnapshotsInput, optFns ...func(*ec2.Options)) (*ec2.DescribeSnapshotsOutput, error)
+	CreateSnapshot(ctx context.Context, in *ec2.CreateSnapshotInput, optFns ...func(*ec2.Options)) (*ec2.CreateSnapshotOutput, error)
+	DeleteSnapshot(ctx context.Context, in *ec2.DeleteSnapshotInput, optFns ...func(*ec2.Options)) (*ec2.DeleteSnapshotOutput, error)
+}
+
+// backoff tunes how throttled AWS calls are retried: a few short in-process tries with
+// go-retry, then the message is snoozed on the queue.
+type backoff struct {
+	// Base is the first in-process wait; it doubles each try, with ±50% jitter.
+	Base time.Duration
+	// Tries is how many in-process retries follow the first call.
+	Tries uint64
+	// Cap bounds one wait, Budget all of them.
+	Cap, Budget time.Duration
+	// SnoozeMin is the least time a throttled message is hidden on the queue.
+	SnoozeMin time.Duration
+}
+
+var defaultBackoff = backoff{
+	Base:      250 * time.Millisecond,
+	Tries:     3,
+	Cap:       2 * time.Second,
+	Budget:    4 * time.Second,
+	SnoozeMin: 5 * time.Second,
+}
+
+// snapshots holds the two snapshot handlers.
+type snapshots struct {
+	cfg     *config.Config
+	ec2     func(account, region string) EC2
+	now     func() time.Time
+	backoff backoff
+}
+
+// mux returns a Mux with the snapshot handlers registered by kind.
+func (s *snapshots) mux() *Mux {
+	m := NewMux()
+	m.RegisterFunc(job.KindCreate, s.create)
+	m.RegisterFunc(job.KindDelete, s.delete)
+	return m
+}
+
+// call runs one AWS call. A throttled call is retried in-process a few times with
+// exponential backoff and jitter; if it is still throttled — or its error code asks for
+// a wait longer than in-process retries allow — the result is a Snooze that hides the
+// message for at least the code's minimum wait.
+func (s *snapshots) call(ctx context.Context, fn func(context.Context) error) error {
+	b := s.backoff
+	bo := retry.NewExponential(b.Base)
+	bo = retry.WithJitterPercent(50, bo)
+	bo = retry.WithCappedDuration(b.Cap, bo)
+	bo = retry.WithMaxRetries(b.Tries, bo)
+	bo = retry.WithMaxDuration(b.Budget, bo)
+	err := retry.Do(ctx, bo, func(ctx context.Context) error {
+		err := fn(ctx)
+		if class, minWait := cloud.Classify(err); class == cloud.Throttled && minWait <= b.Cap {
+			return retry.RetryableError(err)
+		}
+		return err
+	})
+	if class, minWait := cloud.Classify(err); class == cloud.Throttled {
+		d := max(minWait, b.SnoozeMin)
+		d += rand.N(d/2 + 1)
+		return Snooze(d, err)
+	}
+	return err
+}
+
+// fail turns an AWS error that the handler did not handle itself into an outcome:
+// snoozes pass through, denied and invalid requests are permanent, anything else is
+// retried through the queue.
+func fail(err error) error {
+	var snooze *SnoozeError
+	if errors.As(err, &snooze) {
+		return err
+	}
+	switch class, _ := cloud.Classify(err); class {
+	case cloud.Denied:
+		return Permanent(ReasonAccessDenied, err)
+	case cloud.Invalid:
+		return Permanent(ReasonInvalidRequest, err)
+	}
+	return err
+}
+
+func tagMap(tags []types.Tag) map[string]string {
+	m := make(map[string]string, len(tags))
+	for _, t := range tags {
+		m[aws.ToString(t.Key)] = aws.ToString(t.Value)
+	}
+	return m
+}
+
+// listSnapshots pages through DescribeSnapshots and keeps the snapshots owned by account:
+// the owner is checked again here because an emulator, or a call without OwnerIds,
+// returns snapshots of other owners.
+func (s *snapshots) listSnapshots(ctx context.Context, api EC2, account string, in *ec2.DescribeSnapshotsInput) ([]types.Snapshot, error) {
+	in.OwnerIds = []string{account}
+	var out []types.Snapshot
+	p := ec2.NewDescribeSnapshotsPaginator(api, in)
+	for p.HasMorePages() {
+		var page *ec2.DescribeSnapshotsOutput
+		err := s.call(ctx, func(ctx context.Context) error {
+			var err error
+			page, err = p.NextPage(ctx)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		for _, sn := range page.Snapshots {
+			if aws.ToString(sn.OwnerId) == account {
+				out = append(out, sn)
+			}
+		}
+	}
+	return out, nil
+}
+
+func filter(name string, values ...string) types.Filter {
+	return types.Filter{Name: aws.String(name), Values: values}
+}
+
+// create makes the snapshot of a create job unless one carrying its key exists.
+func (s *snapshots) create(ctx context.Context, j job.Job) (Result, error) {
+	p, ok := s.cfg.Policy(j.Policy)
+	if !ok {
+		return Result{}, Permanent(ReasonUnknownPolicy, fmt.Errorf("policy %q is not in the worker's config", j.Policy))
+	}
+	api := s.ec2(j.Account, j.Region)
+
+	found, err := s.listSnapshots(ctx, api, j.Account, &ec2.DescribeSnapshotsInput{
+		Filters: []types.Filter{filter("tag:"+tag.Job, j.Key)},
+	})
+	if err != nil {
+		return Result{}, fail(fmt.Errorf("looking for the snapshot of job %s: %w", j.Key, err))
+	}
+	for _, sn := range found {
+		// A snapshot that failed is no backup: make another.
+		if tagMap(sn.Tags)[tag.Job] == j.Key && sn.State != types.SnapshotStateError {
+			return Result{Action: Existed, Snapshot: aws.ToString(sn.SnapshotId)}, nil
+		}
+	}
+
+	start := s.now().UTC()
+	in := &ec2.CreateSnapshotInput{
+		VolumeId:    aws.String(j.Volume),
+		Description: aws.String(fmt.Sprintf("snapfleet %s %s", j.Policy, j.Key)),
+		TagSpecifications: []types.TagSpecification{{
+			ResourceType: types.ResourceTypeSnapshot,
+			Tags:         createTags(j, p, start),
+		}},
+	}
+	var out *ec2.CreateSnapshotOutput
+	err = s.call(ctx, func(ctx context.Context) error {
+		var err error
+		out, err = api.CreateSnapshot(ctx, in)
+		return err
+	})
+	if err != nil {
+		err = fmt.Errorf("creating snapshot of %s: %w", j.Volume, err)
+		if class, _ := cloud.Classify(err); class == cloud.NotFound {
+			return Result{}, skipErr(ReasonVolumeGone, err)
+		}
+		return Result{}, fail(err)
+	}
+	return Result{Action: Created, Snapshot: aws.ToString(out.SnapshotId)}, nil
+}
+
+// createTags are the tags of DESIGN.md §4, sorted by key. snapfleet's own keys win over a
+// policy tag of the same key (config validation already rejects snapfleet: keys).
+func createTags(j job.Job, p config.Policy, start time.Time) []types.Tag {
+	source := j.Instance
+	if source == "" {
+		source = j.Volume
+	}
+	m := map[string]string{}
+	for k, v := range p.Tags {
+		m[k] = v
+	}
+	m[tag.Policy] = j.Policy
+	m[tag.Job] = j.Key
+	m[tag.Volume] = j.Volume
+	if j.Instance != "" {
+		m[tag.Instance] = j.Instance
+	}
+	if j.Device != "" {
+		m[tag.Device] = j.Device
+	}
+	if age := time.Duration(p.Retain.MaxAge); age > 0 {
+		m[tag.Expires] = start.Add(age).UTC().Format(time.RFC3339)
+	}
+	m[tag.AutoBackup] = "true"
+	name := source
+	if j.Device != "" {
+		name += " " + j.Device
+	}
+	m[tag.Name] = name + " " + start.UTC().Format(time.RFC3339)
+
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	tags := make([]types.Tag, 0, len(keys))
+	for _, k := range keys {
+		tags = append(tags, types.Tag{Key: aws.String(k), Value: aws.String(m[k])})
+	}
+	return tags
+}
+
+// delete deletes the snapshot of a delete job only when live state, re-read now, says
+// snapfleet may: the message is a hint, never an order (DESIGN.md §6.1–6.4, 6.7).
+func (s *snapshots) delete(ctx context.Context, j job.Job) (Result, error) {
+	p, ok := s.cfg.Policy(j.Policy)
+	if !ok {
+		return Result{}, Permanent(ReasonUnknownPolicy, fmt.Errorf("policy %q is not in the worker's config", j.Policy))
+	}
+	api := s.ec2(j.Account, j.Region)
+	gone := Result{Action: Gone, Snapshot: j.Snapshot}
+
+	// Re-read the snapshot. No OwnerIds: a foreign snapshot must be seen to be refused.
+	var out *ec2.DescribeSnapshotsOutput
+	err := s.call(ctx, func(ctx context.Context) error {
+		var err error
+		out, err = api.DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{SnapshotIds: []string{j.Snapshot}})
+		return err
+	})
+	if err != nil {
+		if class, _ := cloud.Classify(err); class == cloud.NotFound {
+			return gone, nil
+		}
+		return Result{}, fail(fmt.Errorf("reading snapshot %s: %w", j.Snapshot, err))
+	}
+	var snap *types.Snapshot
+	for i := range out.Snapshots {
+		if aws.ToString(out.Snapshots[i].SnapshotId) == j.Snapshot {
+			snap = &out.Snapshots[i]
+		}
+	}
+	if snap == nil {
+		return gone, nil
+	}
+
+	if owner := aws.ToString(snap.OwnerId); owner != j.Account {
+		return Result{}, Permanent(ReasonRefusedForeign, fmt.Errorf("snapshot %s is owned by %q, not %s", j.Snapshot, owner, j.Account))
+	}
+	tags := tagMap(snap.Tags)
+	policy, managed := tags[tag.Policy]
+	if !managed {
+		return Result{}, Permanent(ReasonRefusedUnmanaged, fmt.Errorf("snapshot %s has no %s tag", j.Snapshot, tag.Policy))
+	}
+	if policy != j.Policy {
+		if _, known := s.cfg.Policy(policy); !known {
+			return Result{}, Permanent(ReasonUnknownPolicy, fmt.Errorf("snapshot %s belongs to policy %q, not in the worker's config", j.Snapshot, policy))
+		}
+		return Result{}, Permanent(ReasonRefusedPolicyMismatch, fmt.Errorf("snapshot %s belongs to policy %q, the job names %q", j.Snapshot, policy, j.Policy))
+	}
+	for k := range tags {
+		if tag.Protected(k) {
+			return Result{}, skipErr(ReasonProtected, fmt.Errorf("snapshot %s carries %s", j.Snapshot, k))
+		}
+	}
+	if snap.StartTime == nil || snap.StartTime.IsZero() {
+		return Result{}, Permanent(ReasonRefusedRetention, fmt.Errorf("snapshot %s has no start time", j.Snapshot))
+	}
+
+	// The volume's managed snapshots of this policy, grouped as the planner groups them:
+	// by the snapfleet:volume tag, else by VolumeId.
+	volume, byTag := tags[tag.Volume], true
+	if volume == "" {
+		volume, byTag = aws.ToString(snap.VolumeId), false
+	}
+	if volume == "" {
+		return Result{}, Permanent(ReasonRefusedRetention, fmt.Errorf("snapshot %s names no volume", j.Snapshot))
+	}
+	volFilter := filter("tag:"+tag.Volume, volume)
+	if !byTag {
+		volFilter = filter("volume-id", volume)
+	}
+	listed, err := s.listSnapshots(ctx, api, j.Account, &ec2.DescribeSnapshotsInput{
+		Filters: []types.Filter{filter("tag:"+tag.Policy, policy), volFilter},
+	})
+	if err != nil {
+		// Fail closed: never delete on a failed listing.
+		return Result{}, fail(fmt.Errorf("listing snapshots of volume %s: %w", volume, err))
+	}
+	var group []retention.Snapshot
+	seen := false
+	for _, sn := range listed {
+		id := aws.ToString(sn.SnapshotId)
+		t := tagMap(sn.Tags)
+		v := t[tag.Volume]
+		if v == "" {
+			v = aws.ToString(sn.VolumeId)
+		}
+		if t[tag.Policy] != policy || v != volume {
+			continue
+		}
+		if id == j.Snapshot {
+			seen = true
+		} else if sn.State == types.SnapshotStateError {
+			// A failed snapshot keeps nothing safe: it does not count toward any rule.
+			continue
+		}
+		group = append(group, retention.Snapshot{ID: id, Start: aws.ToTime(sn.StartTime)})
+	}
+	if !seen {
+		return Result{}, fmt.Errorf("listing snapshots of volume %s: snapshot %s is not in it; not deleting on a partial listing", volume, j.Snapshot)
+	}
+	rules := retention.FromPolicy(p)
+	for _, d := range retention.Decide(group, rules, s.now()) {
+		if d.ID == j.Snapshot && d.Keep {
+			return Result{}, Permanent(ReasonRefusedRetention, fmt.Errorf("snapshot %s of volume %s is kept: %s", j.Snapshot, volume, rules.Explain(d)))
+		}
+	}
+
+	err = s.call(ctx, func(ctx context.Context) error {
+		_, err := api.DeleteSnapshot(ctx, &ec2.DeleteSnapshotInput{SnapshotId: aws.String(j.Snapshot)})
+		return err
+	})
+	if err != nil {
+		err = fmt.Errorf("deleting snapshot %s: %w", j.Snapshot, err)
+		switch class, _ := cloud.Classify(err); class {
+		case cloud.NotFound:
+			return gone, nil
+		case cloud.InUse:
+			return Result{}, skipErr(ReasonInUse, err)
+		}
+		return Result{}, fail(err)
+	}
+	return Result{Action: Deleted, Snapshot: j.Snapshot}, nil
+}

@@ -1,0 +1,495 @@
+// Package worker consumes snapfleet's job messages from a queue and converges EC2 to them:
+// it creates the snapshot of a create job unless one carrying the job's key exists, and
+// deletes the snapshot of a delete job only after re-reading live state and re-computing
+// retention with its own config and clock (DESIGN.md §5, §6).
+//
+// Handlers are registered on a Mux by job kind. They report a Result, or an error that
+// says what becomes of the message — Permanent (dead-letter with a reason), Skip (delete,
+// count as skipped), Snooze (hide for a while: throttling), or any other error (retry
+// through the queue with backoff) — and the worker routes every outcome in one place.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/snapfleet/snapfleet/internal/config"
+	"github.com/snapfleet/snapfleet/internal/job"
+	"github.com/snapfleet/snapfleet/queue"
+)
+
+// Queue is the part of queue.Queue the worker uses.
+type Queue interface {
+	Receive(ctx context.Context, max int, wait time.Duration) ([]queue.Message, error)
+	Delete(ctx context.Context, msgs []queue.Message) error
+	SetVisibility(ctx context.Context, m queue.Message, d time.Duration) error
+	DeadLetter(ctx context.Context, m queue.Message, reason, lastErr string) error
+	Stats(ctx context.Context) (queue.Stats, error)
+}
+
+// Worker consumes jobs from Queue until its context is cancelled, or it idles out, or
+// (ExitWhenDrained) the queue is empty.
+type Worker struct {
+	Queue  Queue
+	Config *config.Config
+	// EC2 returns the client for an account and region.
+	EC2 func(account, region string) EC2
+	// KnownAccount reports whether the worker may act in an account: the caller's own or
+	// one in the config.
+	KnownAccount func(ctx context.Context, account string) (bool, error)
+	// Now is the clock of retention re-checks and snapshot tags; nil means time.Now.
+	Now func() time.Time
+	// Concurrency is how many jobs run at once; default 4.
+	Concurrency int
+	// Visibility is the queue's visibility timeout; a running job's message is extended
+	// by this much every Visibility/2. Default 30s.
+	Visibility time.Duration
+	// IdleExit, when > 0, ends Run once the queue has been empty this long.
+	IdleExit time.Duration
+	// ExitWhenDrained ends Run once the queue holds nothing (visible, in flight or
+	// delayed) and no job is running.
+	ExitWhenDrained bool
+	// ShutdownGrace is how long in-flight jobs may finish after ctx is cancelled before
+	// their messages are released; default 20s.
+	ShutdownGrace time.Duration
+	Log           zerolog.Logger
+
+	// handler replaces the snapshot handlers (tests).
+	handler Handler
+	// backoff replaces defaultBackoff (tests).
+	backoff *backoff
+}
+
+// Stats counts what a Run did. Processed counts every message handled to an outcome
+// (messages handed back unprocessed at shutdown are not counted); Created and Deleted
+// count snapshots actually created and deleted, not those found done already.
+type Stats struct {
+	Processed    int `json:"processed"`
+	Created      int `json:"created"`
+	Deleted      int `json:"deleted"`
+	Skipped      int `json:"skipped"`
+	Retried      int `json:"retried"`
+	DeadLettered int `json:"dead_lettered"`
+}
+
+const (
+	// maxBatch is the most messages one Receive may ask for.
+	maxBatch = 10
+	// maxLongPoll is SQS's longest receive wait.
+	maxLongPoll = 20 * time.Second
+	// drainPoll is the receive wait when the worker must notice an empty queue quickly.
+	drainPoll = time.Second
+	// retryBase and retryCap bound the visibility backoff of retried and snoozed jobs.
+	retryBase = 5 * time.Second
+	retryCap  = 15 * time.Minute
+	// queueOpTimeout bounds one queue call made while settling or releasing.
+	queueOpTimeout = 30 * time.Second
+	// forceWait is how long cancelled jobs may take to return after ShutdownGrace.
+	forceWait = 5 * time.Second
+	// maxReceiveErrors consecutive receive failures end Run with an error.
+	maxReceiveErrors = 10
+)
+
+// runner is the state of one Run.
+type runner struct {
+	w       *Worker
+	h       Handler
+	log     zerolog.Logger
+	vis     time.Duration
+	slots   chan struct{}
+	qctx    context.Context // queue calls: outlives the caller's cancellation
+	jobCtx  context.Context // handlers: cancelled only when ShutdownGrace runs out
+	stopJob context.CancelFunc
+	wg      sync.WaitGroup
+
+	mu       sync.Mutex
+	stats    Stats
+	inflight map[string]queue.Message // by receipt; removed once settled or released
+}
+
+// Run consumes jobs until ctx is cancelled (SIGINT/SIGTERM), the queue has been idle for
+// IdleExit, or, with ExitWhenDrained, the queue is empty. On cancellation it stops
+// receiving, lets running jobs finish within ShutdownGrace, releases the rest and returns
+// the stats with a nil error. An error is returned only for a misconfigured Worker or a
+// queue that keeps failing.
+func (w *Worker) Run(ctx context.Context) (Stats, error) {
+	r, err := w.newRunner(ctx)
+	if err != nil {
+		return Stats{}, err
+	}
+	defer r.stopJob()
+	loopErr := r.loop(ctx)
+	r.drain()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.log.Info().Int("processed", r.stats.Processed).Int("created", r.stats.Created).
+		Int("deleted", r.stats.Deleted).Int("skipped", r.stats.Skipped).Int("retried", r.stats.Retried).
+		Int("dead_lettered", r.stats.DeadLettered).Msg("worker stopped")
+	return r.stats, loopErr
+}
+
+func (w *Worker) newRunner(ctx context.Context) (*runner, error) {
+	switch {
+	case w.Queue == nil:
+		return nil, errors.New("worker: Queue is nil")
+	case w.Config == nil:
+		return nil, errors.New("worker: Config is nil")
+	case w.KnownAccount == nil:
+		return nil, errors.New("worker: KnownAccount is nil")
+	case w.EC2 == nil && w.handler == nil:
+		return nil, errors.New("worker: EC2 is nil")
+	}
+	conc := w.Concurrency
+	if conc <= 0 {
+		conc = 4
+	}
+	vis := w.Visibility
+	if vis <= 0 {
+		vis = 30 * time.Second
+	}
+	h := w.handler
+	if h == nil {
+		now := w.Now
+		if now == nil {
+			now = time.Now
+		}
+		b := defaultBackoff
+		if w.backoff != nil {
+			b = *w.backoff
+		}
+		h = (&snapshots{cfg: w.Config, ec2: w.EC2, now: now, backoff: b}).mux()
+	}
+	qctx := context.WithoutCancel(ctx)
+	jobCtx, stop := context.WithCancel(qctx)
+	return &runner{
+		w: w, h: h, log: w.Log, vis: vis,
+		slots: make(chan struct{}, conc),
+		qctx:  qctx, jobCtx: jobCtx, stopJob: stop,
+		inflight: map[string]queue.Message{},
+	}, nil
+}
+
+// receiveWait is how long one Receive may wait for messages.
+func (r *runner) receiveWait() time.Duration {
+	switch {
+	case r.w.ExitWhenDrained:
+		return drainPoll
+	case r.w.IdleExit > 0:
+		return min(max(r.w.IdleExit/2, 10*time.Millisecond), maxLongPoll)
+	default:
+		return maxLongPoll
+	}
+}
+
+// loop receives messages while there are free slots and starts a job for each, until it
+// is time to stop.
+func (r *runner) loop(ctx context.Context) error {
+	lastBusy := time.Now()
+	failures := 0
+	for ctx.Err() == nil {
+		// Take one free slot, waiting for it, then any others free now: never receive more
+		// than can be started at once.
+		select {
+		case r.slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
+		if ctx.Err() != nil { // select picks at random when both are ready
+			<-r.slots
+			return nil
+		}
+		n := 1
+	more:
+		for n < min(cap(r.slots), maxBatch) {
+			select {
+			case r.slots <- struct{}{}:
+				n++
+			default:
+				break more
+			}
+		}
+		msgs, err := r.w.Queue.Receive(ctx, n, r.receiveWait())
+		for range n - len(msgs) {
+			<-r.slots
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			failures++
+			r.log.Warn().Err(err).Int("failures", failures).Msg("receiving jobs")
+			if failures >= maxReceiveErrors {
+				return fmt.Errorf("receiving jobs: %d failures in a row: %w", failures, err)
+			}
+			sleep(ctx, min(time.Duration(1<<min(failures, 5))*time.Second, 30*time.Second))
+			continue
+		}
+		failures = 0
+		for _, m := range msgs {
+			r.start(m)
+		}
+		if len(msgs) > 0 || r.running() > 0 {
+			lastBusy = time.Now()
+			continue
+		}
+		if r.w.IdleExit > 0 && time.Since(lastBusy) >= r.w.IdleExit {
+			r.log.Info().Dur("idle", time.Since(lastBusy)).Msg("queue idle, exiting")
+			return nil
+		}
+		if r.w.ExitWhenDrained {
+			st, err := r.w.Queue.Stats(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					r.log.Warn().Err(err).Msg("counting the queue's messages")
+				}
+				continue
+			}
+			if st.Total() == 0 && r.running() == 0 {
+				r.log.Info().Msg("queue drained, exiting")
+				return nil
+			}
+		}
+	}
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+func (r *runner) running() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.inflight)
+}
+
+// start runs the job of m in its own goroutine; m's slot is already taken.
+func (r *runner) start(m queue.Message) {
+	r.mu.Lock()
+	r.inflight[m.Receipt] = m
+	r.mu.Unlock()
+	r.wg.Add(1)
+	go func() {
+		defer func() {
+			<-r.slots
+			r.wg.Done()
+		}()
+		began := time.Now()
+		stop := r.heartbeat(m)
+		j, res, err := r.handle(r.jobCtx, m)
+		stop()
+		r.settle(m, j, res, err, time.Since(began))
+	}()
+}
+
+// drain waits for running jobs up to ShutdownGrace, then cancels them and, after a short
+// wait, releases the messages of any job that still has not returned.
+func (r *runner) drain() {
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	grace := r.w.ShutdownGrace
+	if grace <= 0 {
+		grace = 20 * time.Second
+	}
+	if n := r.running(); n > 0 {
+		r.log.Info().Int("running", n).Dur("grace", grace).Msg("waiting for running jobs")
+	}
+	select {
+	case <-done:
+		return
+	case <-time.After(grace):
+	}
+	r.log.Warn().Int("running", r.running()).Msg("shutdown grace over, cancelling running jobs")
+	r.stopJob()
+	select {
+	case <-done:
+		return
+	case <-time.After(forceWait):
+	}
+	r.mu.Lock()
+	left := make([]queue.Message, 0, len(r.inflight))
+	for k, m := range r.inflight {
+		left = append(left, m)
+		delete(r.inflight, k)
+	}
+	r.mu.Unlock()
+	for _, m := range left {
+		r.release(m)
+	}
+}
+
+// release hands m back to the queue at once.
+func (r *runner) release(m queue.Message) {
+	ctx, cancel := context.WithTimeout(r.qctx, queueOpTimeout)
+	defer cancel()
+	if err := r.w.Queue.SetVisibility(ctx, m, 0); err != nil {
+		r.log.Error().Err(err).Str("message", m.ID).Msg("releasing message at shutdown")
+		return
+	}
+	r.log.Info().Str("message", m.ID).Msg("released message at shutdown")
+}
+
+// heartbeat extends m's visibility every Visibility/2 until stop is called.
+func (r *runner) heartbeat(m queue.Message) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(r.vis / 2)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				ctx, cancel := context.WithTimeout(r.qctx, queueOpTimeout)
+				err := r.w.Queue.SetVisibility(ctx, m, r.vis)
+				cancel()
+				if err != nil {
+					r.log.Warn().Err(err).Str("message", m.ID).Msg("extending visibility")
+				}
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+// handle decodes m, checks what every job must pass and runs its handler. A panic in any
+// of it becomes a retryable error.
+func (r *runner) handle(ctx context.Context, m queue.Message) (j job.Job, res Result, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.log.Error().Str("message", m.ID).Str("stack", string(debug.Stack())).Msgf("job handler panicked: %v", p)
+			res, err = Result{}, fmt.Errorf("job handler panicked: %v", p)
+		}
+	}()
+	j, err = job.Decode(m.Body)
+	if err != nil {
+		return j, Result{}, Permanent(ReasonInvalidMessage, err)
+	}
+	known, err := r.w.KnownAccount(ctx, j.Account)
+	if err != nil {
+		return j, Result{}, fmt.Errorf("checking account %s: %w", j.Account, err)
+	}
+	if !known {
+		return j, Result{}, Permanent(ReasonUnknownAccount, fmt.Errorf("account %s is neither the caller's nor in the config", j.Account))
+	}
+	if _, ok := r.w.Config.Policy(j.Policy); !ok {
+		return j, Result{}, Permanent(ReasonUnknownPolicy, fmt.Errorf("policy %q is not in the worker's config", j.Policy))
+	}
+	res, err = r.h.Handle(ctx, j)
+	return j, res, err
+}
+
+// retryDelay is the visibility backoff of a message received attempts times: 5s doubling
+// up to 15m, with jitter.
+func retryDelay(attempts int) time.Duration {
+	d := retryBase << min(max(attempts-1, 0), 8)
+	d = min(d, retryCap)
+	return d + rand.N(d/4+1)
+}
+
+// settle routes the outcome of a job — the one place where messages are deleted,
+// dead-lettered, snoozed or released — and logs it.
+func (r *runner) settle(m queue.Message, j job.Job, res Result, err error, took time.Duration) {
+	r.mu.Lock()
+	_, mine := r.inflight[m.Receipt]
+	delete(r.inflight, m.Receipt)
+	r.mu.Unlock()
+	if !mine {
+		return // released by drain already
+	}
+	o, reason, delay := outcomeOf(err)
+	if o == outRetry && r.jobCtx.Err() != nil {
+		o = outRelease
+	}
+	ctx, cancel := context.WithTimeout(r.qctx, queueOpTimeout)
+	defer cancel()
+
+	var qerr error
+	switch o {
+	case outSuccess, outSkip:
+		qerr = r.w.Queue.Delete(ctx, []queue.Message{m})
+	case outDeadLetter:
+		qerr = r.w.Queue.DeadLetter(ctx, m, reason, err.Error())
+	case outSnooze:
+		delay = max(delay, retryDelay(m.Attempts))
+		qerr = r.w.Queue.SetVisibility(ctx, m, delay)
+	case outRetry:
+		delay = retryDelay(m.Attempts)
+		qerr = r.w.Queue.SetVisibility(ctx, m, delay)
+	case outRelease:
+		qerr = r.w.Queue.SetVisibility(ctx, m, 0)
+	}
+
+	r.mu.Lock()
+	switch o {
+	case outSuccess:
+		r.stats.Processed++
+		switch res.Action {
+		case Created:
+			r.stats.Created++
+		case Deleted:
+			r.stats.Deleted++
+		}
+	case outSkip:
+		r.stats.Processed++
+		r.stats.Skipped++
+	case outDeadLetter:
+		r.stats.Processed++
+		if qerr == nil {
+			r.stats.DeadLettered++
+		}
+	case outSnooze, outRetry:
+		r.stats.Processed++
+		r.stats.Retried++
+	}
+	r.mu.Unlock()
+
+	snapshot := res.Snapshot
+	if snapshot == "" {
+		snapshot = j.Snapshot
+	}
+	var ev *zerolog.Event
+	switch o {
+	case outSuccess, outRelease:
+		ev = r.log.Info()
+	case outDeadLetter:
+		ev = r.log.Error()
+	default:
+		ev = r.log.Warn()
+	}
+	if qerr != nil {
+		ev = r.log.Error().AnErr("queue_error", qerr)
+	}
+	ev = ev.Str("run", j.Run).Str("kind", j.Kind).Str("key", j.Key).
+		Str("account", j.Account).Str("region", j.Region).Str("policy", j.Policy).
+		Str("volume", j.Volume).Str("snapshot", snapshot).
+		Str("outcome", o.String()).Str("message", m.ID).Int("attempts", m.Attempts).Dur("took", took)
+	if reason != "" {
+		ev = ev.Str("reason", reason)
+	}
+	if res.Action != "" {
+		ev = ev.Str("action", string(res.Action))
+	}
+	if delay > 0 {
+		ev = ev.Dur("delay", delay)
+	}
+	if err != nil {
+		ev = ev.Err(err)
+	}
+	ev.Msg("job " + o.String())
+}

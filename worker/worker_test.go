@@ -1,0 +1,442 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/snapfleet/snapfleet/internal/config"
+	"github.com/snapfleet/snapfleet/internal/job"
+)
+
+const (
+	testAccount = "123456789012"
+	testRegion  = "us-east-1"
+)
+
+var plannedAt = time.Date(2026, 11, 22, 1, 0, 3, 0, time.UTC)
+
+func createJob(volume, policy string, period time.Time) job.Job {
+	return job.Job{
+		V: 1, Kind: job.KindCreate,
+		Key:     job.CreateKey(testAccount, testRegion, volume, policy, period),
+		Account: testAccount, Region: testRegion, Policy: policy,
+		Volume: volume, Instance: "i-0123456789abcdef0", Device: "/dev/xvda",
+		Run: "run-test", PlannedAt: plannedAt,
+	}
+}
+
+func deleteJob(snapshot, policy string) job.Job {
+	return job.Job{
+		V: 1, Kind: job.KindDelete,
+		Key:     job.DeleteKey(testAccount, testRegion, snapshot),
+		Account: testAccount, Region: testRegion, Policy: policy,
+		Snapshot: snapshot, Run: "run-test", PlannedAt: plannedAt,
+	}
+}
+
+func knownAll(context.Context, string) (bool, error) { return true, nil }
+
+// noEC2 fails the test if the worker ever asks for an EC2 client.
+func noEC2(t *testing.T) func(string, string) EC2 {
+	return func(a, r string) EC2 {
+		t.Errorf("EC2 client for %s/%s requested; no AWS call was expected", a, r)
+		return nil
+	}
+}
+
+// testWorker returns a worker on q with fast test settings and handler h.
+func testWorker(q Queue, h Handler) *Worker {
+	return &Worker{
+		Queue:           q,
+		Config:          config.Default(),
+		KnownAccount:    knownAll,
+		handler:         h,
+		Concurrency:     4,
+		ExitWhenDrained: true,
+		ShutdownGrace:   time.Second,
+	}
+}
+
+// runFor runs w until it returns or limit passes (then its context is cancelled).
+func runFor(t *testing.T, w *Worker, limit time.Duration) Stats {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	st, err := w.Run(ctx)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	return st
+}
+
+func TestOutcomeOf(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		err    error
+		want   outcome
+		reason string
+		delay  time.Duration
+	}{
+		{"nil", nil, outSuccess, "", 0},
+		{"permanent", Permanent("refused_x", errors.New("no")), outDeadLetter, "refused_x", 0},
+		{"wrapped permanent", fmt.Errorf("doing: %w", Permanent("r", nil)), outDeadLetter, "r", 0},
+		{"skip", Skip(ReasonVolumeGone), outSkip, ReasonVolumeGone, 0},
+		{"wrapped skip", fmt.Errorf("x: %w", skipErr(ReasonInUse, errors.New("ami"))), outSkip, ReasonInUse, 0},
+		{"snooze", Snooze(17*time.Second, errors.New("slow down")), outSnooze, "", 17 * time.Second},
+		{"plain", errors.New("boom"), outRetry, "", 0},
+		{"context", context.Canceled, outRetry, "", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			o, reason, delay := outcomeOf(tt.err)
+			if o != tt.want || reason != tt.reason || delay != tt.delay {
+				t.Errorf("outcomeOf(%v) = %s, %q, %s; want %s, %q, %s", tt.err, o, reason, delay, tt.want, tt.reason, tt.delay)
+			}
+		})
+	}
+}
+
+// TestRouting runs one message through Run per handler outcome and checks what became of
+// it on the queue and in the stats.
+func TestRouting(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		attempts  int
+		result    Result
+		err       error
+		stats     Stats
+		deleted   bool
+		dead      string
+		minVis    time.Duration
+		wantVisOp bool
+	}{
+		{name: "created", result: Result{Action: Created, Snapshot: "snap-0123456789abcdef0"},
+			stats: Stats{Processed: 1, Created: 1}, deleted: true},
+		{name: "existed", result: Result{Action: Existed, Snapshot: "snap-0123456789abcdef0"},
+			stats: Stats{Processed: 1}, deleted: true},
+		{name: "deleted", result: Result{Action: Deleted}, stats: Stats{Processed: 1, Deleted: 1}, deleted: true},
+		{name: "gone", result: Result{Action: Gone}, stats: Stats{Processed: 1}, deleted: true},
+		{name: "skip", err: Skip(ReasonVolumeGone), stats: Stats{Processed: 1, Skipped: 1}, deleted: true},
+		{name: "permanent", err: Permanent(ReasonRefusedRetention, errors.New("kept")),
+			stats: Stats{Processed: 1, DeadLettered: 1}, dead: ReasonRefusedRetention},
+		{name: "snooze", err: Snooze(20*time.Second, errors.New("throttled")),
+			stats: Stats{Processed: 1, Retried: 1}, minVis: 20 * time.Second, wantVisOp: true},
+		{name: "snooze at attempt 1000 is never dead-lettered", attempts: 999, err: Snooze(20*time.Second, errors.New("throttled")),
+			stats: Stats{Processed: 1, Retried: 1}, minVis: 20 * time.Second, wantVisOp: true},
+		{name: "retryable", err: errors.New("something odd"),
+			stats: Stats{Processed: 1, Retried: 1}, minVis: retryBase, wantVisOp: true},
+		{name: "retry backs off with attempts", attempts: 3, err: errors.New("something odd"),
+			stats: Stats{Processed: 1, Retried: 1}, minVis: 8 * retryBase, wantVisOp: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			q := newFakeQueue()
+			ids := q.add(tt.attempts, encode(t, createJob("vol-0123456789abcdef0", "default", plannedAt)))
+			w := testWorker(q, HandlerFunc(func(context.Context, job.Job) (Result, error) { return tt.result, tt.err }))
+			w.ExitWhenDrained = false
+			w.IdleExit = 100 * time.Millisecond
+			st := runFor(t, w, 5*time.Second)
+			if st != tt.stats {
+				t.Errorf("stats = %+v, want %+v", st, tt.stats)
+			}
+			_, deleted, dead, vis := q.state()
+			if got := len(deleted) == 1 && deleted[0] == ids[0]; got != tt.deleted {
+				t.Errorf("deleted = %v, want deleted %v", deleted, tt.deleted)
+			}
+			if tt.dead == "" && len(dead) > 0 {
+				t.Errorf("dead-lettered %+v, want none", dead)
+			}
+			if tt.dead != "" && (len(dead) != 1 || dead[0].reason != tt.dead || dead[0].lastErr == "") {
+				t.Errorf("dead letters = %+v, want one with reason %s and an error", dead, tt.dead)
+			}
+			if tt.wantVisOp {
+				if len(vis) != 1 || vis[0].d < tt.minVis || vis[0].d > retryCap*2 {
+					t.Errorf("visibility calls = %+v, want one of at least %s", vis, tt.minVis)
+				}
+			} else if len(vis) != 0 {
+				t.Errorf("visibility calls = %+v, want none", vis)
+			}
+		})
+	}
+}
+
+// TestRejectedBeforeAnyAWSCall: messages that can never succeed are dead-lettered at once
+// with their reason and no EC2 client is even asked for.
+func TestRejectedBeforeAnyAWSCall(t *testing.T) {
+	t.Parallel()
+	valid := createJob("vol-0123456789abcdef0", "default", plannedAt)
+	otherAccount := valid
+	otherAccount.Account = "222222222222"
+	otherAccount.Key = job.CreateKey("222222222222", testRegion, valid.Volume, "default", plannedAt)
+	unknownPolicy := createJob("vol-0123456789abcdef0", "nightly", plannedAt)
+	unknownPolicyDelete := deleteJob("snap-0123456789abcdef0", "nightly")
+	tests := []struct {
+		name   string
+		body   []byte
+		reason string
+	}{
+		{"not json", []byte("rm -rf /"), ReasonInvalidMessage},
+		{"empty", []byte{}, ReasonInvalidMessage},
+		{"unknown field", []byte(`{"v":1,"kind":"snapshot.delete","force":true}`), ReasonInvalidMessage},
+		{"unknown version", []byte(`{"v":2,"kind":"snapshot.create","key":"k","account":"123456789012","region":"us-east-1","policy":"default","volume":"vol-0123456789abcdef0","run":"r","planned_at":"2026-11-22T01:00:03Z"}`), ReasonInvalidMessage},
+		{"unknown account", encode(t, otherAccount), ReasonUnknownAccount},
+		{"unknown policy create", encode(t, unknownPolicy), ReasonUnknownPolicy},
+		{"unknown policy delete", encode(t, unknownPolicyDelete), ReasonUnknownPolicy},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			q := newFakeQueue()
+			ids := q.add(0, tt.body)
+			w := &Worker{
+				Queue:  q,
+				Config: config.Default(),
+				EC2:    noEC2(t),
+				KnownAccount: func(_ context.Context, a string) (bool, error) {
+					return a == testAccount, nil
+				},
+				ExitWhenDrained: true,
+			}
+			st := runFor(t, w, 5*time.Second)
+			if want := (Stats{Processed: 1, DeadLettered: 1}); st != want {
+				t.Errorf("stats = %+v, want %+v", st, want)
+			}
+			if got := q.deadReasons()[ids[0]]; got != tt.reason {
+				t.Errorf("dead-letter reason = %q, want %q", got, tt.reason)
+			}
+		})
+	}
+}
+
+// TestPanicIsAFailedAttempt: a panicking handler costs one attempt of its message; the
+// worker goes on with the others.
+func TestPanicIsAFailedAttempt(t *testing.T) {
+	t.Parallel()
+	q := newFakeQueue()
+	bad := createJob("vol-0000000000000bad0", "default", plannedAt)
+	good := createJob("vol-00000000000000001", "default", plannedAt)
+	ids := q.add(0, encode(t, bad), encode(t, good), encode(t, createJob("vol-00000000000000002", "default", plannedAt)))
+	w := testWorker(q, HandlerFunc(func(_ context.Context, j job.Job) (Result, error) {
+		if j.Volume == bad.Volume {
+			var m map[string]int
+			m["boom"]++ // nil map write: a runtime panic
+		}
+		return Result{Action: Created}, nil
+	}))
+	w.Concurrency = 1
+	w.ExitWhenDrained = false
+	w.IdleExit = 200 * time.Millisecond
+	st := runFor(t, w, 5*time.Second)
+	if want := (Stats{Processed: 3, Created: 2, Retried: 1}); st != want {
+		t.Errorf("stats = %+v, want %+v", st, want)
+	}
+	left, deleted, dead, vis := q.state()
+	if left != 1 || len(deleted) != 2 || len(dead) != 0 {
+		t.Errorf("left %d, deleted %v, dead %v; want the panicking message back on the queue", left, deleted, dead)
+	}
+	if len(vis) != 1 || vis[0].id != ids[0] || vis[0].d < retryBase {
+		t.Errorf("visibility calls = %+v, want %s released with backoff", vis, ids[0])
+	}
+}
+
+// TestConcurrencyBound: never more jobs at once than Concurrency, and never a receive of
+// more messages than there are free slots.
+func TestConcurrencyBound(t *testing.T) {
+	t.Parallel()
+	q := newFakeQueue()
+	for i := range 20 {
+		q.add(0, encode(t, createJob(fmt.Sprintf("vol-%017x", i+1), "default", plannedAt)))
+	}
+	var running, peak atomic.Int32
+	w := testWorker(q, HandlerFunc(func(context.Context, job.Job) (Result, error) {
+		n := running.Add(1)
+		defer running.Add(-1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+		return Result{Action: Created}, nil
+	}))
+	w.Concurrency = 3
+	st := runFor(t, w, 10*time.Second)
+	if st.Created != 20 || st.Processed != 20 {
+		t.Errorf("stats = %+v, want 20 created", st)
+	}
+	if p := peak.Load(); p != 3 {
+		t.Errorf("peak concurrency = %d, want 3", p)
+	}
+	if q.maxAsked > 3 {
+		t.Errorf("received up to %d at once with 3 slots", q.maxAsked)
+	}
+}
+
+// TestHeartbeat: a job running longer than Visibility/2 has its message's visibility
+// extended, so no other worker receives it meanwhile.
+func TestHeartbeat(t *testing.T) {
+	t.Parallel()
+	q := newFakeQueue()
+	q.visibility = 100 * time.Millisecond
+	ids := q.add(0, encode(t, createJob("vol-0123456789abcdef0", "default", plannedAt)))
+	var calls atomic.Int32
+	w := testWorker(q, HandlerFunc(func(context.Context, job.Job) (Result, error) {
+		calls.Add(1)
+		time.Sleep(400 * time.Millisecond)
+		return Result{Action: Created}, nil
+	}))
+	w.Visibility = 100 * time.Millisecond
+	st := runFor(t, w, 5*time.Second)
+	if st.Created != 1 || calls.Load() != 1 {
+		t.Errorf("stats %+v, handler calls %d; want one job done once", st, calls.Load())
+	}
+	_, _, _, vis := q.state()
+	if len(vis) < 3 {
+		t.Fatalf("visibility extended %d times in 400ms at 100ms, want at least 3", len(vis))
+	}
+	for _, v := range vis {
+		if v.id != ids[0] || v.d != 100*time.Millisecond {
+			t.Errorf("heartbeat %+v, want %s extended by 100ms", v, ids[0])
+		}
+	}
+}
+
+// TestShutdown: on cancellation the worker stops receiving, lets jobs that finish within
+// the grace period settle, releases those that do not with visibility 0, and returns nil.
+func TestShutdown(t *testing.T) {
+	t.Parallel()
+	q := newFakeQueue()
+	quick := createJob("vol-00000000000000001", "default", plannedAt)
+	slow := createJob("vol-00000000000000002", "default", plannedAt)
+	ids := q.add(0, encode(t, quick), encode(t, slow))
+	extra := q.add(0, encode(t, createJob("vol-00000000000000003", "default", plannedAt)))
+	var started sync.WaitGroup
+	started.Add(2)
+	w := testWorker(q, HandlerFunc(func(ctx context.Context, j job.Job) (Result, error) {
+		started.Done()
+		if j.Volume == quick.Volume {
+			time.Sleep(100 * time.Millisecond) // finishes within the grace period
+			return Result{Action: Created}, nil
+		}
+		<-ctx.Done() // would run forever: cancelled when the grace runs out
+		return Result{}, fmt.Errorf("creating snapshot of %s: %w", j.Volume, ctx.Err())
+	}))
+	w.Concurrency = 2
+	w.ExitWhenDrained = false
+	w.ShutdownGrace = 300 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { started.Wait(); cancel() }()
+	begin := time.Now()
+	st, err := w.Run(ctx)
+	if err != nil {
+		t.Fatalf("Run after cancellation: %v, want nil", err)
+	}
+	if took := time.Since(begin); took > 3*time.Second {
+		t.Errorf("Run took %s to shut down with a 300ms grace", took)
+	}
+	if want := (Stats{Processed: 1, Created: 1}); st != want {
+		t.Errorf("stats = %+v, want %+v", st, want)
+	}
+	left, deleted, dead, vis := q.state()
+	if len(deleted) != 1 || deleted[0] != ids[0] || len(dead) != 0 {
+		t.Errorf("deleted %v dead %v, want only %s deleted", deleted, dead, ids[0])
+	}
+	if len(vis) != 1 || vis[0] != (visCall{ids[1], 0}) {
+		t.Errorf("visibility calls = %+v, want %s released with 0", vis, ids[1])
+	}
+	if left != 2 {
+		t.Errorf("%d messages left, want 2 (the released one and %s, never received)", left, extra[0])
+	}
+	if n, _ := q.Stats(context.Background()); n.Visible != 2 {
+		t.Errorf("queue stats after shutdown %+v, want both visible at once", n)
+	}
+}
+
+// TestIdleExit: with IdleExit the worker returns once the queue has been empty that long.
+func TestIdleExit(t *testing.T) {
+	t.Parallel()
+	w := testWorker(newFakeQueue(), HandlerFunc(func(context.Context, job.Job) (Result, error) {
+		return Result{}, errors.New("no job expected")
+	}))
+	w.ExitWhenDrained = false
+	w.IdleExit = 300 * time.Millisecond
+	begin := time.Now()
+	st := runFor(t, w, 5*time.Second)
+	took := time.Since(begin)
+	if took < 300*time.Millisecond || took > 2*time.Second {
+		t.Errorf("Run returned after %s with IdleExit 300ms", took)
+	}
+	if st != (Stats{}) {
+		t.Errorf("stats = %+v, want zero", st)
+	}
+}
+
+// TestDrainWaitsForDelayed: ExitWhenDrained does not exit while a message is delayed.
+func TestDrainWaitsForDelayed(t *testing.T) {
+	t.Parallel()
+	q := newFakeQueue()
+	q.add(0, encode(t, createJob("vol-0123456789abcdef0", "default", plannedAt)))
+	var calls atomic.Int32
+	w := testWorker(q, HandlerFunc(func(context.Context, job.Job) (Result, error) {
+		if calls.Add(1) == 1 {
+			return Result{}, errors.New("first try fails")
+		}
+		return Result{Action: Created}, nil
+	}))
+	// A retried message is hidden for retryDelay(1) ≥ 5s: Run must still be waiting
+	// when the test's limit cancels it.
+	st := runFor(t, w, 1500*time.Millisecond)
+	if want := (Stats{Processed: 1, Retried: 1}); st != want {
+		t.Errorf("stats = %+v, want %+v (Run must not call a queue with a delayed message drained)", st, want)
+	}
+}
+
+func TestMisconfiguredWorker(t *testing.T) {
+	t.Parallel()
+	q := newFakeQueue()
+	tests := []struct {
+		name string
+		w    Worker
+	}{
+		{"no queue", Worker{Config: config.Default(), KnownAccount: knownAll, EC2: noEC2(t)}},
+		{"no config", Worker{Queue: q, KnownAccount: knownAll, EC2: noEC2(t)}},
+		{"no account check", Worker{Queue: q, Config: config.Default(), EC2: noEC2(t)}},
+		{"no ec2", Worker{Queue: q, Config: config.Default(), KnownAccount: knownAll}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if _, err := tt.w.Run(context.Background()); err == nil {
+				t.Error("Run succeeded, want an error")
+			}
+		})
+	}
+}
+
+func TestRetryDelay(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		attempts int
+		min, max time.Duration
+	}{
+		{0, 5 * time.Second, 7 * time.Second},
+		{1, 5 * time.Second, 7 * time.Second},
+		{2, 10 * time.Second, 13 * time.Second},
+		{5, 80 * time.Second, 100 * time.Second},
+		{1000, retryCap, retryCap * 5 / 4},
+	} {
+		if d := retryDelay(tt.attempts); d < tt.min || d > tt.max {
+			t.Errorf("retryDelay(%d) = %s, want in [%s, %s]", tt.attempts, d, tt.min, tt.max)
+		}
+	}
+}

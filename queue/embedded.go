@@ -1,0 +1,480 @@
+package queue
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"time"
+
+	"maragu.dev/goqite"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// The embedded queue keeps its messages in goqite's table in one SQLite file: the jobs
+// queue and its dead-letter queue are two goqite queue names, and snapfleet_dead_letter
+// holds what a dead letter carries besides its body.
+const (
+	embeddedMain       = "snapfleet"
+	embeddedDead       = "snapfleet-dlq"
+	defaultVisibility  = 30 * time.Second
+	defaultMaxReceive  = 5
+	embeddedPoll       = 50 * time.Millisecond
+	embeddedBusyRetry  = 20
+	embeddedRedriveMax = 100 // messages moved to the DLQ per receive
+	// timeLayout is goqite's: UTC with milliseconds, so that text order is time order.
+	timeLayout = "2006-01-02T15:04:05.000Z07:00"
+)
+
+// schema is goqite v0.4.0's schema_sqlite.sql, made idempotent, plus snapfleet's own
+// dead-letter table.
+var schema = []string{
+	`create table if not exists goqite (
+  id text primary key default ('m_' || lower(hex(randomblob(16)))),
+  created text not null default (strftime('%Y-%m-%dT%H:%M:%fZ')),
+  updated text not null default (strftime('%Y-%m-%dT%H:%M:%fZ')),
+  queue text not null,
+  body blob not null,
+  timeout text not null default (strftime('%Y-%m-%dT%H:%M:%fZ')),
+  received integer not null default 0,
+  priority integer not null default 0
+) strict`,
+	`create trigger if not exists goqite_updated_timestamp after update on goqite begin
+  update goqite set updated = strftime('%Y-%m-%dT%H:%M:%fZ') where id = old.id;
+end`,
+	`create index if not exists goqite_queue_priority_created_idx on goqite (queue, priority desc, created)`,
+	`create table if not exists snapfleet_dead_letter (
+  id text primary key,
+  reason text not null,
+  last_error text not null,
+  attempts integer not null,
+  failed_at text not null,
+  sent_at text not null
+) strict`,
+}
+
+type embedded struct {
+	db         *sql.DB
+	url        string
+	name       string        // goqite queue this handle reads
+	q          *goqite.Queue // that queue
+	dead       *goqite.Queue // the dead-letter queue
+	isDLQ      bool
+	owner      bool // Close closes db
+	maxReceive int
+	visibility time.Duration
+}
+
+func openEmbedded(ctx context.Context, url, path string, o Options) (Queue, error) {
+	if strings.ContainsRune(path, '?') {
+		return nil, fmt.Errorf("%w %q: the path may not contain '?'", ErrBadURL, url)
+	}
+	// WAL lets readers and one writer share the file across processes; every transaction
+	// takes the write lock at BEGIN (immediate), so two writers never deadlock on a lock
+	// upgrade, and waits for it up to the busy timeout.
+	dsn := path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("opening queue %s: %w", url, err)
+	}
+	// SQLite serialises writers anyway; one connection per process queues them in Go
+	// instead of in SQLite's sleeping busy handler.
+	db.SetMaxOpenConns(1)
+	db.SetConnMaxIdleTime(0)
+	visibility := o.Visibility
+	if visibility <= 0 {
+		visibility = defaultVisibility
+	}
+	maxReceive := o.MaxReceive
+	if maxReceive <= 0 {
+		maxReceive = defaultMaxReceive
+	}
+	e := &embedded{
+		db: db, url: url, name: embeddedMain, owner: true, maxReceive: maxReceive, visibility: visibility,
+		// goqite leaves a message received maxReceive times in place; Receive moves those
+		// to the dead-letter queue first.
+		q:    goqite.New(goqite.NewOpts{DB: db, Name: embeddedMain, MaxReceive: maxReceive, Timeout: visibility}),
+		dead: goqite.New(goqite.NewOpts{DB: db, Name: embeddedDead, MaxReceive: math.MaxInt32, Timeout: visibility}),
+	}
+	err = e.inTx(ctx, func(tx *sql.Tx) error {
+		for _, stmt := range schema {
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("creating the schema of queue %s: %w", url, err)
+	}
+	return e, nil
+}
+
+func (e *embedded) URL() string {
+	if e.isDLQ {
+		return e.url + "#dlq"
+	}
+	return e.url
+}
+
+// Close closes the file. The DLQ handle shares its parent's file: closing it does nothing.
+func (e *embedded) Close() error {
+	if !e.owner {
+		return nil
+	}
+	return e.db.Close()
+}
+
+// inTx runs fn in a transaction, again when SQLite reports the file busy or locked
+// beyond its busy timeout.
+func (e *embedded) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	for attempt := 1; ; attempt++ {
+		err := e.tx(ctx, fn)
+		if err == nil || !isBusy(err) || attempt >= embeddedBusyRetry {
+			return err
+		}
+		wait := time.Duration(attempt)*10*time.Millisecond + rand.N(20*time.Millisecond)
+		if err := sleep(ctx, min(wait, 250*time.Millisecond)); err != nil {
+			return err
+		}
+	}
+}
+
+func (e *embedded) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := e.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	code := se.Code() & 0xff
+	return code == sqlite3.SQLITE_BUSY || code == sqlite3.SQLITE_LOCKED
+}
+
+func (e *embedded) Send(ctx context.Context, msgs []Outgoing) error {
+	err := e.inTx(ctx, func(tx *sql.Tx) error {
+		for _, m := range msgs {
+			body := m.Body
+			if body == nil {
+				body = []byte{} // goqite's body column is not null
+			}
+			if _, err := e.q.SendAndGetIDTx(ctx, tx, goqite.Message{Body: body}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("sending to %s: %d of %d messages failed: %w", e.URL(), len(msgs), len(msgs), err)
+	}
+	return nil
+}
+
+func (e *embedded) Receive(ctx context.Context, n int, wait time.Duration) ([]Message, error) {
+	n = min(max(n, 1), sqsBatch)
+	deadline := time.Now().Add(wait)
+	for {
+		msgs, err := e.receive(ctx, n)
+		if err != nil {
+			return nil, fmt.Errorf("receiving from %s: %w", e.URL(), err)
+		}
+		left := time.Until(deadline)
+		if len(msgs) > 0 || left <= 0 {
+			return msgs, nil
+		}
+		if err := sleep(ctx, min(embeddedPoll, left)); err != nil {
+			return nil, fmt.Errorf("receiving from %s: %w", e.URL(), err)
+		}
+	}
+}
+
+func (e *embedded) receive(ctx context.Context, n int) ([]Message, error) {
+	var msgs []Message
+	err := e.inTx(ctx, func(tx *sql.Tx) error {
+		msgs = msgs[:0]
+		if !e.isDLQ {
+			if err := e.redrive(ctx, tx); err != nil {
+				return fmt.Errorf("moving messages received %d times to the dead-letter queue: %w", e.maxReceive, err)
+			}
+		}
+		for len(msgs) < n {
+			gm, err := e.q.ReceiveTx(ctx, tx)
+			if err != nil {
+				return err
+			}
+			if gm == nil {
+				break
+			}
+			m := Message{ID: string(gm.ID), Body: gm.Body}
+			var created string
+			if err := tx.QueryRowContext(ctx, `select received, created from goqite where id = ?`, gm.ID).Scan(&m.Attempts, &created); err != nil {
+				return err
+			}
+			m.Receipt = receipt(m.ID, m.Attempts)
+			m.SentAt = parseTime(created)
+			if e.isDLQ {
+				if err := e.deadLetterFields(ctx, tx, &m); err != nil {
+					return err
+				}
+			}
+			msgs = append(msgs, m)
+		}
+		return nil
+	})
+	return msgs, err
+}
+
+// deadLetterFields fills m's dead-letter attributes from snapfleet_dead_letter.
+func (e *embedded) deadLetterFields(ctx context.Context, tx *sql.Tx, m *Message) error {
+	var failedAt, sentAt string
+	err := tx.QueryRowContext(ctx, `select reason, last_error, attempts, failed_at, sent_at from snapfleet_dead_letter where id = ?`, m.ID).
+		Scan(&m.Reason, &m.LastError, &m.Attempts, &failedAt, &sentAt)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		m.Reason = ReasonExhaustedRetries // sent to the DLQ by hand: nothing more is known
+		return nil
+	case err != nil:
+		return fmt.Errorf("reading dead-letter attributes of %s: %w", m.ID, err)
+	}
+	m.FailedAt = parseTime(failedAt)
+	if t := parseTime(sentAt); !t.IsZero() {
+		m.SentAt = t
+	}
+	return nil
+}
+
+// redrive moves the visible messages that were already received maxReceive times to the
+// dead-letter queue, as SQS does on a receive.
+func (e *embedded) redrive(ctx context.Context, tx *sql.Tx) error {
+	now := time.Now().UTC().Format(timeLayout)
+	rows, err := tx.QueryContext(ctx, `select id, received, created from goqite
+		where queue = ? and ? >= timeout and received >= ? order by created limit ?`,
+		e.name, now, e.maxReceive, embeddedRedriveMax)
+	if err != nil {
+		return err
+	}
+	type exhausted struct {
+		id       string
+		received int
+		created  string
+	}
+	var ms []exhausted
+	for rows.Next() {
+		var m exhausted
+		if err := rows.Scan(&m.id, &m.received, &m.created); err != nil {
+			_ = rows.Close()
+			return err
+		}
+		ms = append(ms, m)
+	}
+	if err := rows.Close(); err != nil {
+		return err
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if err := e.moveToDLQ(ctx, tx, m.id, ReasonExhaustedRetries, "", m.received, m.created); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// moveToDLQ moves message id of this queue to the dead-letter queue, body unchanged.
+func (e *embedded) moveToDLQ(ctx context.Context, tx *sql.Tx, id, reason, lastErr string, attempts int, created string) error {
+	var body []byte
+	if err := tx.QueryRowContext(ctx, `select body from goqite where queue = ? and id = ?`, e.name, id).Scan(&body); err != nil {
+		return fmt.Errorf("reading message %s: %w", id, err)
+	}
+	dead, err := e.dead.SendAndGetIDTx(ctx, tx, goqite.Message{Body: body})
+	if err != nil {
+		return fmt.Errorf("sending message %s to the dead-letter queue: %w", id, err)
+	}
+	_, err = tx.ExecContext(ctx, `insert into snapfleet_dead_letter (id, reason, last_error, attempts, failed_at, sent_at) values (?, ?, ?, ?, ?, ?)`,
+		string(dead), reason, lastErr, attempts, time.Now().UTC().Format(timeLayout), created)
+	if err != nil {
+		return fmt.Errorf("recording why message %s was dead-lettered: %w", id, err)
+	}
+	if _, err := tx.ExecContext(ctx, `delete from goqite where queue = ? and id = ?`, e.name, id); err != nil {
+		return fmt.Errorf("deleting dead-lettered message %s: %w", id, err)
+	}
+	return nil
+}
+
+// receipt is a message id and its receive count: a receipt from an earlier receive no
+// longer matches once someone else has received the message again.
+func receipt(id string, received int) string { return id + "/" + strconv.Itoa(received) }
+
+func parseReceipt(r string) (id string, received int, err error) {
+	i := strings.LastIndexByte(r, '/')
+	if i > 0 {
+		received, err = strconv.Atoi(r[i+1:])
+		if err == nil {
+			return r[:i], received, nil
+		}
+	}
+	return "", 0, fmt.Errorf("bad receipt %q", r)
+}
+
+func parseTime(s string) time.Time {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}
+	}
+	return t
+}
+
+// held reports whether message id exists in this queue (under some receipt).
+func (e *embedded) held(ctx context.Context, tx *sql.Tx, id string) (bool, error) {
+	var n int
+	err := tx.QueryRowContext(ctx, `select count(*) from goqite where queue = ? and id = ?`, e.name, id).Scan(&n)
+	return n > 0, err
+}
+
+func (e *embedded) Delete(ctx context.Context, msgs []Message) error {
+	stale := 0
+	err := e.inTx(ctx, func(tx *sql.Tx) error {
+		stale = 0
+		for _, m := range msgs {
+			id, received, err := parseReceipt(m.Receipt)
+			if err != nil {
+				return fmt.Errorf("message %s: %w", m.ID, err)
+			}
+			res, err := tx.ExecContext(ctx, `delete from goqite where queue = ? and id = ? and received = ?`, e.name, id, received)
+			if err != nil {
+				return err
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return err
+			} else if n == 0 {
+				// Gone already is success; received again by someone else is not.
+				if held, err := e.held(ctx, tx, id); err != nil {
+					return err
+				} else if held {
+					stale++
+				}
+				continue
+			}
+			if e.isDLQ {
+				if _, err := tx.ExecContext(ctx, `delete from snapfleet_dead_letter where id = ?`, id); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("deleting from %s: %w", e.URL(), err)
+	}
+	if stale > 0 {
+		return fmt.Errorf("deleting from %s: %d of %d messages were not deleted: their visibility timeout ran out and they were received again", e.URL(), stale, len(msgs))
+	}
+	return nil
+}
+
+func (e *embedded) SetVisibility(ctx context.Context, m Message, d time.Duration) error {
+	id, received, err := parseReceipt(m.Receipt)
+	if err != nil {
+		return fmt.Errorf("setting visibility of message %s in %s: %w", m.ID, e.URL(), err)
+	}
+	timeout := time.Now().Add(max(d, 0)).UTC().Format(timeLayout)
+	err = e.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `update goqite set timeout = ? where queue = ? and id = ? and received = ?`, timeout, e.name, id, received)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return e.notInFlight(ctx, tx, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("setting visibility of message %s in %s to %s: %w", m.ID, e.URL(), d, err)
+	}
+	return nil
+}
+
+func (e *embedded) notInFlight(ctx context.Context, tx *sql.Tx, id string) error {
+	held, err := e.held(ctx, tx, id)
+	if err != nil {
+		return err
+	}
+	if held {
+		return errors.New("the receipt is stale: the message was received again")
+	}
+	return errors.New("the message is no longer in the queue")
+}
+
+func (e *embedded) DeadLetter(ctx context.Context, m Message, reason, lastErr string) error {
+	if e.isDLQ {
+		return fmt.Errorf("queue %s is a dead-letter queue: cannot dead-letter message %s again", e.URL(), m.ID)
+	}
+	id, received, err := parseReceipt(m.Receipt)
+	if err != nil {
+		return fmt.Errorf("dead-lettering message %s of %s: %w", m.ID, e.URL(), err)
+	}
+	if reason == "" {
+		reason = unknownReason
+	}
+	err = e.inTx(ctx, func(tx *sql.Tx) error {
+		var created string
+		err := tx.QueryRowContext(ctx, `select created from goqite where queue = ? and id = ? and received = ?`, e.name, id, received).Scan(&created)
+		if errors.Is(err, sql.ErrNoRows) {
+			return e.notInFlight(ctx, tx, id)
+		}
+		if err != nil {
+			return err
+		}
+		return e.moveToDLQ(ctx, tx, id, reason, attrText(lastErr), received, created)
+	})
+	if err != nil {
+		return fmt.Errorf("dead-lettering message %s of %s: %w", m.ID, e.URL(), err)
+	}
+	return nil
+}
+
+// DLQ returns the dead-letter queue in the same file. It shares this handle's file:
+// close this one, not the DLQ, when done.
+func (e *embedded) DLQ(context.Context) (Queue, error) {
+	if e.isDLQ {
+		return nil, fmt.Errorf("queue %s is a dead-letter queue: it has no dead-letter queue of its own", e.URL())
+	}
+	d := *e
+	d.name, d.q, d.isDLQ, d.owner = embeddedDead, e.dead, true, false
+	return &d, nil
+}
+
+func (e *embedded) Stats(ctx context.Context) (Stats, error) {
+	var s Stats
+	now := time.Now().UTC().Format(timeLayout)
+	err := e.inTx(ctx, func(tx *sql.Tx) error {
+		return tx.QueryRowContext(ctx, `select
+			coalesce(sum(timeout <= ?1), 0),
+			coalesce(sum(timeout > ?1 and received > 0), 0),
+			coalesce(sum(timeout > ?1 and received = 0), 0)
+			from goqite where queue = ?2`, now, e.name).Scan(&s.Visible, &s.InFlight, &s.Delayed)
+	})
+	if err != nil {
+		return Stats{}, fmt.Errorf("counting messages of %s: %w", e.URL(), err)
+	}
+	return s, nil
+}

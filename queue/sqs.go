@@ -1,0 +1,474 @@
+package queue
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+)
+
+// sqsAPI is the part of the SQS client the backend uses, with the SDK's exact signatures.
+type sqsAPI interface {
+	SendMessage(ctx context.Context, params *sqs.SendMessageInput, optFns ...func(*sqs.Options)) (*sqs.SendMessageOutput, error)
+	SendMessageBatch(ctx context.Context, params *sqs.SendMessageBatchInput, optFns ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error)
+	ReceiveMessage(ctx context.Context, params *sqs.ReceiveMessageInput, optFns ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error)
+	DeleteMessageBatch(ctx context.Context, params *sqs.DeleteMessageBatchInput, optFns ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error)
+	ChangeMessageVisibility(ctx context.Context, params *sqs.ChangeMessageVisibilityInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error)
+	GetQueueAttributes(ctx context.Context, params *sqs.GetQueueAttributesInput, optFns ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
+	GetQueueUrl(ctx context.Context, params *sqs.GetQueueUrlInput, optFns ...func(*sqs.Options)) (*sqs.GetQueueUrlOutput, error)
+}
+
+// Message attributes snapfleet sets on a message it dead-letters.
+const (
+	attrReason   = "snapfleet.reason"
+	attrError    = "snapfleet.error"
+	attrAttempts = "snapfleet.attempts"
+	attrFailedAt = "snapfleet.failed_at"
+	attrSentAt   = "snapfleet.sent_at"
+)
+
+const (
+	sqsBatch      = 10    // SQS's batch limit
+	sqsMaxWait    = 20    // seconds, SQS's long-poll limit
+	sqsMaxVisible = 43200 // seconds, SQS's visibility limit
+	maxErrorLen   = 1000
+	sendRetries   = 3
+	dlqGroupID    = "dead-letter"
+	unknownReason = "unspecified"
+)
+
+type sqsQueue struct {
+	api   sqsAPI
+	url   string
+	fifo  bool
+	isDLQ bool
+	o     Options
+
+	mu     sync.Mutex
+	dlqURL string // cached once found
+}
+
+func openSQS(_ context.Context, rawURL string, o Options) (Queue, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("%w %q: not an SQS queue URL", ErrBadURL, rawURL)
+	}
+	if parts := strings.Split(strings.Trim(u.Path, "/"), "/"); len(parts) != 2 || parts[0] == "" || parts[1] == "" {
+		return nil, fmt.Errorf("%w %q: want scheme://host/ACCOUNT/NAME", ErrBadURL, rawURL)
+	}
+	region, isAWS := sqsRegion(u.Hostname())
+	cfg := o.AWS.Copy()
+	if region != "" {
+		cfg.Region = region
+	}
+	if cfg.Region == "" {
+		// An emulator needs some region to sign with; the queue URL names none.
+		cfg.Region = "us-east-1"
+	}
+	endpoint := u.Scheme + "://" + u.Host
+	client := sqs.NewFromConfig(cfg, func(so *sqs.Options) {
+		if !isAWS && so.BaseEndpoint == nil {
+			so.BaseEndpoint = &endpoint
+		}
+	})
+	return newSQS(client, rawURL, o, false), nil
+}
+
+func newSQS(api sqsAPI, u string, o Options, isDLQ bool) *sqsQueue {
+	return &sqsQueue{api: api, url: u, fifo: strings.HasSuffix(u, ".fifo"), isDLQ: isDLQ, o: o}
+}
+
+// sqsRegion returns the region named by an SQS host (sqs.REGION.amazonaws.com or the
+// legacy REGION.queue.amazonaws.com) and whether the host is AWS's at all.
+func sqsRegion(host string) (region string, isAWS bool) {
+	host = strings.ToLower(host)
+	var rest string
+	switch {
+	case strings.HasSuffix(host, ".amazonaws.com"):
+		rest = strings.TrimSuffix(host, ".amazonaws.com")
+	case strings.HasSuffix(host, ".amazonaws.com.cn"):
+		rest = strings.TrimSuffix(host, ".amazonaws.com.cn")
+	default:
+		return "", false
+	}
+	labels := strings.Split(rest, ".")
+	switch {
+	case len(labels) >= 2 && strings.HasPrefix(labels[0], "sqs"): // sqs.R, sqs-fips.R
+		return labels[1], true
+	case len(labels) == 2 && labels[1] == "queue":
+		return labels[0], true
+	}
+	return "", true
+}
+
+func (q *sqsQueue) URL() string  { return q.url }
+func (q *sqsQueue) Close() error { return nil }
+
+func (q *sqsQueue) Send(ctx context.Context, msgs []Outgoing) error {
+	failed := 0
+	var firstErr error
+	for start := 0; start < len(msgs); start += sqsBatch {
+		chunk := msgs[start:min(start+sqsBatch, len(msgs))]
+		n, err := q.sendBatch(ctx, chunk)
+		failed += n
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("sending to %s: %d of %d messages failed: %w", q.url, failed, len(msgs), firstErr)
+	}
+	return nil
+}
+
+// sendBatch sends up to 10 messages, retrying the entries SQS failed on its side, and
+// returns how many could not be sent.
+func (q *sqsQueue) sendBatch(ctx context.Context, msgs []Outgoing) (int, error) {
+	pending := make(map[string]types.SendMessageBatchRequestEntry, len(msgs))
+	for i, m := range msgs {
+		e := types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(string(m.Body))}
+		if q.fifo {
+			e.MessageDeduplicationId, e.MessageGroupId = fifoIDs(m.DedupID, m.GroupID)
+		}
+		pending[*e.Id] = e
+	}
+	var lastErr error
+	permanent := 0
+	for attempt := 0; attempt < sendRetries && len(pending) > 0; attempt++ {
+		if attempt > 0 {
+			if err := sleep(ctx, time.Duration(attempt)*200*time.Millisecond); err != nil {
+				return len(pending) + permanent, err
+			}
+		}
+		entries := make([]types.SendMessageBatchRequestEntry, 0, len(pending))
+		for i := range msgs { // keep the order the caller gave
+			if e, ok := pending[strconv.Itoa(i)]; ok {
+				entries = append(entries, e)
+			}
+		}
+		out, err := q.api.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: &q.url, Entries: entries})
+		if err != nil {
+			lastErr = err
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		for _, ok := range out.Successful {
+			delete(pending, aws.ToString(ok.Id))
+		}
+		for _, f := range out.Failed {
+			id := aws.ToString(f.Id)
+			lastErr = fmt.Errorf("entry failed: %s: %s", aws.ToString(f.Code), aws.ToString(f.Message))
+			if f.SenderFault {
+				// The entry itself is wrong; sending it again will not help.
+				delete(pending, id)
+				permanent++
+			}
+		}
+	}
+	return len(pending) + permanent, lastErr
+}
+
+// fifoIDs turns a dedup and group id into ones SQS accepts: 1–128 printable ASCII
+// characters, else the sha256 hex of the id. A missing group id is the dedup id, so
+// unrelated jobs do not wait on each other.
+func fifoIDs(dedup, group string) (*string, *string) {
+	if group == "" {
+		group = dedup
+	}
+	if group == "" {
+		group = "snapfleet"
+	}
+	var d *string
+	if dedup != "" {
+		d = aws.String(sqsID(dedup))
+	}
+	return d, aws.String(sqsID(group))
+}
+
+func sqsID(s string) string {
+	ok := len(s) <= 128
+	for i := 0; ok && i < len(s); i++ {
+		ok = s[i] >= 0x21 && s[i] <= 0x7e
+	}
+	if ok {
+		return s
+	}
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+func (q *sqsQueue) Receive(ctx context.Context, n int, wait time.Duration) ([]Message, error) {
+	n = min(max(n, 1), sqsBatch)
+	in := &sqs.ReceiveMessageInput{
+		QueueUrl:            &q.url,
+		MaxNumberOfMessages: int32(n),
+		WaitTimeSeconds:     int32(min(ceilSeconds(wait), sqsMaxWait)),
+		MessageSystemAttributeNames: []types.MessageSystemAttributeName{
+			types.MessageSystemAttributeNameApproximateReceiveCount,
+			types.MessageSystemAttributeNameSentTimestamp,
+		},
+		MessageAttributeNames: []string{"All"},
+	}
+	if q.o.Visibility > 0 {
+		in.VisibilityTimeout = int32(min(ceilSeconds(q.o.Visibility), sqsMaxVisible))
+	}
+	out, err := q.api.ReceiveMessage(ctx, in)
+	if err != nil {
+		return nil, fmt.Errorf("receiving from %s: %w", q.url, err)
+	}
+	msgs := make([]Message, 0, len(out.Messages))
+	for _, m := range out.Messages {
+		msgs = append(msgs, q.message(m))
+	}
+	return msgs, nil
+}
+
+func (q *sqsQueue) message(m types.Message) Message {
+	msg := Message{ID: aws.ToString(m.MessageId), Receipt: aws.ToString(m.ReceiptHandle), Body: []byte(aws.ToString(m.Body))}
+	msg.Attempts, _ = strconv.Atoi(m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
+	if ms, err := strconv.ParseInt(m.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)], 10, 64); err == nil {
+		msg.SentAt = time.UnixMilli(ms).UTC()
+	}
+	attr := func(k string) string {
+		if v, ok := m.MessageAttributes[k]; ok {
+			return aws.ToString(v.StringValue)
+		}
+		return ""
+	}
+	msg.Reason = attr(attrReason)
+	msg.LastError = attr(attrError)
+	if n, err := strconv.Atoi(attr(attrAttempts)); err == nil {
+		msg.Attempts = n
+	}
+	if t, err := time.Parse(time.RFC3339Nano, attr(attrFailedAt)); err == nil {
+		msg.FailedAt = t
+	}
+	if t, err := time.Parse(time.RFC3339Nano, attr(attrSentAt)); err == nil {
+		msg.SentAt = t
+	}
+	if q.isDLQ && msg.Reason == "" {
+		// Moved here by SQS's own redrive, not by snapfleet.
+		msg.Reason = ReasonExhaustedRetries
+	}
+	return msg
+}
+
+func (q *sqsQueue) Delete(ctx context.Context, msgs []Message) error {
+	failed := 0
+	var firstErr error
+	for start := 0; start < len(msgs); start += sqsBatch {
+		chunk := msgs[start:min(start+sqsBatch, len(msgs))]
+		entries := make([]types.DeleteMessageBatchRequestEntry, len(chunk))
+		for i, m := range chunk {
+			entries[i] = types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(m.Receipt)}
+		}
+		out, err := q.api.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: &q.url, Entries: entries})
+		if err != nil {
+			failed += len(chunk)
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		for _, f := range out.Failed {
+			failed++
+			if firstErr == nil {
+				firstErr = fmt.Errorf("entry failed: %s: %s", aws.ToString(f.Code), aws.ToString(f.Message))
+			}
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("deleting from %s: %d of %d messages failed: %w", q.url, failed, len(msgs), firstErr)
+	}
+	return nil
+}
+
+func (q *sqsQueue) SetVisibility(ctx context.Context, m Message, d time.Duration) error {
+	_, err := q.api.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
+		QueueUrl:          &q.url,
+		ReceiptHandle:     aws.String(m.Receipt),
+		VisibilityTimeout: int32(min(ceilSeconds(d), sqsMaxVisible)),
+	})
+	if err != nil {
+		return fmt.Errorf("setting visibility of message %s in %s to %s: %w", m.ID, q.url, d, err)
+	}
+	return nil
+}
+
+func (q *sqsQueue) DeadLetter(ctx context.Context, m Message, reason, lastErr string) error {
+	if q.isDLQ {
+		return fmt.Errorf("queue %s is a dead-letter queue: cannot dead-letter message %s again", q.url, m.ID)
+	}
+	dlq, err := q.findDLQ(ctx)
+	if err != nil {
+		return err
+	}
+	if reason == "" {
+		reason = unknownReason
+	}
+	now := time.Now().UTC()
+	attrs := map[string]types.MessageAttributeValue{
+		attrReason:   stringAttr(reason),
+		attrAttempts: {DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(m.Attempts))},
+		attrFailedAt: stringAttr(now.Format(time.RFC3339Nano)),
+	}
+	if e := attrText(lastErr); e != "" {
+		attrs[attrError] = stringAttr(e)
+	}
+	if !m.SentAt.IsZero() {
+		attrs[attrSentAt] = stringAttr(m.SentAt.UTC().Format(time.RFC3339Nano))
+	}
+	in := &sqs.SendMessageInput{QueueUrl: &dlq, MessageBody: aws.String(string(m.Body)), MessageAttributes: attrs}
+	if strings.HasSuffix(dlq, ".fifo") {
+		in.MessageDeduplicationId = aws.String(sqsID(m.ID))
+		in.MessageGroupId = aws.String(dlqGroupID)
+	}
+	if _, err := q.api.SendMessage(ctx, in); err != nil {
+		return fmt.Errorf("dead-lettering message %s to %s: %w", m.ID, dlq, err)
+	}
+	if err := q.Delete(ctx, []Message{m}); err != nil {
+		return fmt.Errorf("dead-lettered message %s to %s, but: %w", m.ID, dlq, err)
+	}
+	return nil
+}
+
+func stringAttr(s string) types.MessageAttributeValue {
+	return types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(s)}
+}
+
+// attrText makes s a valid SQS attribute value: characters SQS refuses become '?', and
+// it is cut to about maxErrorLen bytes on a character boundary.
+func attrText(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if b.Len() >= maxErrorLen {
+			b.WriteString("…")
+			break
+		}
+		switch {
+		case r == utf8.RuneError, r < 0x20 && r != '\t' && r != '\n' && r != '\r',
+			r >= 0xD800 && r <= 0xDFFF, r == 0xFFFE, r == 0xFFFF:
+			b.WriteByte('?')
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// findDLQ returns the URL of the queue named by this queue's RedrivePolicy.
+func (q *sqsQueue) findDLQ(ctx context.Context) (string, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.dlqURL != "" {
+		return q.dlqURL, nil
+	}
+	out, err := q.api.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl:       &q.url,
+		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameRedrivePolicy},
+	})
+	if err != nil {
+		return "", fmt.Errorf("reading the RedrivePolicy of %s: %w", q.url, err)
+	}
+	policy := out.Attributes[string(types.QueueAttributeNameRedrivePolicy)]
+	if policy == "" {
+		return "", fmt.Errorf("queue %s has no RedrivePolicy: cannot dead-letter", q.url)
+	}
+	var rp struct {
+		DeadLetterTargetArn string `json:"deadLetterTargetArn"`
+	}
+	if err := json.Unmarshal([]byte(policy), &rp); err != nil {
+		return "", fmt.Errorf("parsing the RedrivePolicy of %s: %w", q.url, err)
+	}
+	// arn:PARTITION:sqs:REGION:ACCOUNT:NAME
+	arn := strings.Split(rp.DeadLetterTargetArn, ":")
+	if len(arn) != 6 || arn[0] != "arn" || arn[2] != "sqs" || arn[4] == "" || arn[5] == "" {
+		return "", fmt.Errorf("queue %s: RedrivePolicy deadLetterTargetArn %q is not an SQS queue ARN", q.url, rp.DeadLetterTargetArn)
+	}
+	got, err := q.api.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: &arn[5], QueueOwnerAWSAccountId: &arn[4]})
+	if err != nil {
+		return "", fmt.Errorf("finding the dead-letter queue %s of %s: %w", rp.DeadLetterTargetArn, q.url, err)
+	}
+	q.dlqURL = aws.ToString(got.QueueUrl)
+	return q.dlqURL, nil
+}
+
+func (q *sqsQueue) DLQ(ctx context.Context) (Queue, error) {
+	if q.isDLQ {
+		return nil, fmt.Errorf("queue %s is a dead-letter queue: it has no dead-letter queue of its own here", q.url)
+	}
+	u, err := q.findDLQ(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return newSQS(q.api, u, q.o, true), nil
+}
+
+func (q *sqsQueue) Stats(ctx context.Context) (Stats, error) {
+	out, err := q.api.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl: &q.url,
+		AttributeNames: []types.QueueAttributeName{
+			types.QueueAttributeNameApproximateNumberOfMessages,
+			types.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
+			types.QueueAttributeNameApproximateNumberOfMessagesDelayed,
+		},
+	})
+	if err != nil {
+		return Stats{}, fmt.Errorf("counting messages of %s: %w", q.url, err)
+	}
+	var s Stats
+	var errs []error
+	for name, dst := range map[types.QueueAttributeName]*int{
+		types.QueueAttributeNameApproximateNumberOfMessages:           &s.Visible,
+		types.QueueAttributeNameApproximateNumberOfMessagesNotVisible: &s.InFlight,
+		types.QueueAttributeNameApproximateNumberOfMessagesDelayed:    &s.Delayed,
+	} {
+		v, ok := out.Attributes[string(name)]
+		if !ok {
+			continue
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s = %q: %w", name, v, err))
+		}
+		*dst = n
+	}
+	if err := errors.Join(errs...); err != nil {
+		return s, fmt.Errorf("counting messages of %s: %w", q.url, err)
+	}
+	return s, nil
+}
+
+// ceilSeconds rounds d up to whole seconds: a positive wait or timeout never becomes 0.
+func ceilSeconds(d time.Duration) int {
+	if d <= 0 {
+		return 0
+	}
+	return int((d + time.Second - 1) / time.Second)
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

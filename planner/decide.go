@@ -1,0 +1,373 @@
+package planner
+
+import (
+	"time"
+
+	"github.com/snapfleet/snapfleet/internal/config"
+	"github.com/snapfleet/snapfleet/internal/job"
+	"github.com/snapfleet/snapfleet/internal/retention"
+)
+
+// Actions of a decision.
+const (
+	ActionCreate = "create"
+	ActionDelete = "delete"
+	ActionKeep   = "keep"
+	ActionSkip   = "skip"
+)
+
+// Reasons of the planner's own decisions; retention adds its reasons (retention.Kept*,
+// retention.Expired) to keep and delete decisions.
+const (
+	// ReasonDue: the volume has no snapshot of the policy in the current period.
+	ReasonDue = "due"
+	// ReasonDone: a snapshot of the current period exists (or carries this period's job key).
+	ReasonDone = "done"
+	// ReasonExcluded: an exclude tag of the policy is on the instance or the volume.
+	ReasonExcluded = "excluded"
+	// ReasonProtected: AWS Backup or DLM manage the snapshot (aws:backup:*, aws:dlm:*).
+	ReasonProtected = "protected"
+	// ReasonUnknownPolicy: the snapshot's policy is not in the config; never deleted.
+	ReasonUnknownPolicy = "unknown_policy"
+	// ReasonNotCompleted: a pending or failed snapshot neither counts nor goes.
+	ReasonNotCompleted = "not_completed"
+	// ReasonFailClosed: retention would expire the snapshot, but something in its scope
+	// could not be read (listing error, missing start time, unparseable tag).
+	ReasonFailClosed = "fail_closed"
+)
+
+// Decision is what the planner decided for one volume and policy (create, skip) or one
+// managed snapshot (delete, keep).
+type Decision struct {
+	Account  string `json:"account"`
+	Region   string `json:"region"`
+	Policy   string `json:"policy"`
+	Action   string `json:"action"`
+	Volume   string `json:"volume,omitempty"`
+	Snapshot string `json:"snapshot,omitempty"`
+	Instance string `json:"instance,omitempty"`
+	Device   string `json:"device,omitempty"`
+	// Key is the job key of a create or delete.
+	Key    string `json:"key,omitempty"`
+	Reason string `json:"reason"`
+}
+
+// Inventory is what the planner read of one account and region. Build it from the AWS
+// listings (Plan does) or by hand (tests, benchmarks); Decide is a pure function of it.
+type Inventory struct {
+	Account string
+	Region  string
+	// Instances in the states of any policy. Nil when the listing failed: no creates.
+	Instances []Instance
+	// VolumeTags holds the tags of volumes that carry any of the policies' exclude tag
+	// keys; volumes not in it have none of them.
+	VolumeTags map[string]map[string]string
+	// Snapshots carrying the snapfleet:policy tag, as listed (any owner: Decide filters).
+	Snapshots []Snapshot
+	// SnapshotsComplete says the snapshot listing finished without error. Deletes are
+	// planned only when it is true (fail closed).
+	SnapshotsComplete bool
+}
+
+// Instance is one EC2 instance and its EBS volumes.
+type Instance struct {
+	ID      string
+	State   string
+	Tags    map[string]string
+	Volumes []Attachment
+}
+
+// Attachment is an EBS volume in an instance's block device mappings.
+type Attachment struct {
+	Volume string
+	Device string
+}
+
+// Snapshot is what the planner needs to know of one snapshot, read from its tags.
+type Snapshot struct {
+	ID    string
+	Owner string
+	// Policy is the snapfleet:policy tag.
+	Policy string
+	// Volume is the snapfleet:volume tag, or the snapshot's VolumeId without it; empty
+	// when the tag is present but unparseable.
+	Volume string
+	// Job is the snapfleet:job tag.
+	Job string
+	// Start is the StartTime; zero when missing.
+	Start time.Time
+	// State is the snapshot state (pending, completed, error, ...).
+	State string
+	// Protected: the snapshot carries an aws:backup:* or aws:dlm:* tag.
+	Protected bool
+	// Bad names a snapfleet tag that could not be parsed; the snapshot's volume and
+	// policy get no deletes.
+	Bad string
+}
+
+// Result is the outcome of Decide for one account and region.
+type Result struct {
+	Decisions []Decision
+	// Instances selected by at least one policy.
+	Instances int
+	// Volumes attached to selected instances (excluded ones too), each counted once.
+	Volumes int
+	// SnapshotsSeen counts managed snapshots owned by the account.
+	SnapshotsSeen int
+	// ForeignSnapshots counts listed snapshots of other owners, ignored.
+	ForeignSnapshots int
+	// UnknownPolicies counts this scope's snapshots per policy not in the config.
+	UnknownPolicies map[string]int
+	// Creates and Deletes count the decisions of those actions.
+	Creates int
+	Deletes int
+}
+
+type groupKey struct{ policy, volume string }
+
+// Decide plans one account and region: a create for each selected volume that has no
+// snapshot of the policy in the current period, a delete for each owned, managed
+// snapshot that retention expires; keep and skip decisions say why nothing happens to the
+// rest. It reads nothing but its arguments.
+func Decide(inv Inventory, cfg *config.Config, now time.Time) Result {
+	res := Result{Decisions: make([]Decision, 0, len(inv.Snapshots)+len(inv.Instances)*2)}
+	policies := make(map[string]*config.Policy, len(cfg.Policies))
+	for i := range cfg.Policies {
+		policies[cfg.Policies[i].Name] = &cfg.Policies[i]
+	}
+
+	// Group the owned, managed snapshots by (policy, volume) in compressed rows: gid[i]
+	// is snapshot i's group (-1 when ignored), rows[start[g]:start[g+1]] its members.
+	gid := make([]int32, len(inv.Snapshots))
+	index := make(map[groupKey]int32, len(inv.Snapshots)/8+1)
+	var keys []groupKey
+	var counts []int32
+	blockedPolicy := map[string]bool{}
+	for i := range inv.Snapshots {
+		s := &inv.Snapshots[i]
+		if s.Owner != inv.Account {
+			gid[i] = -1
+			res.ForeignSnapshots++
+			continue
+		}
+		res.SnapshotsSeen++
+		if s.Volume == "" {
+			// Which volume it belongs to is unknown: it could be the newest of any.
+			blockedPolicy[s.Policy] = true
+		}
+		k := groupKey{s.Policy, s.Volume}
+		g, ok := index[k]
+		if !ok {
+			g = int32(len(keys))
+			index[k] = g
+			keys = append(keys, k)
+			counts = append(counts, 0)
+		}
+		counts[g]++
+		gid[i] = g
+	}
+	start := make([]int32, len(keys)+1)
+	for g, c := range counts {
+		start[g+1] = start[g] + c
+	}
+	rows := make([]int32, start[len(keys)])
+	fill := append([]int32(nil), start[:len(keys)]...)
+	for i, g := range gid {
+		if g >= 0 {
+			rows[fill[g]] = int32(i)
+			fill[g]++
+		}
+	}
+	members := func(k groupKey) []int32 {
+		g, ok := index[k]
+		if !ok {
+			return nil
+		}
+		return rows[start[g]:start[g+1]]
+	}
+
+	res.Decisions = decideCreates(res.Decisions, inv, cfg, now, members, &res)
+	res.Decisions = decideDeletes(res.Decisions, inv, policies, now, keys, start, rows, blockedPolicy, &res)
+	return res
+}
+
+func decideCreates(out []Decision, inv Inventory, cfg *config.Config, now time.Time, members func(groupKey) []int32, res *Result) []Decision {
+	selectedInstances := map[string]bool{}
+	volumes := map[string]bool{}
+	for pi := range cfg.Policies {
+		p := &cfg.Policies[pi]
+		period := p.PeriodStart(now)
+		type candidate struct {
+			instance, device string
+			excluded         bool
+		}
+		var order []string
+		cands := map[string]*candidate{}
+		for ii := range inv.Instances {
+			in := &inv.Instances[ii]
+			if !selects(p, in) {
+				continue
+			}
+			selectedInstances[in.ID] = true
+			instExcluded := anyTag(p.Select.ExcludeTags, in.Tags)
+			for _, a := range in.Volumes {
+				volumes[a.Volume] = true
+				excluded := instExcluded || anyTag(p.Select.ExcludeTags, inv.VolumeTags[a.Volume])
+				c, ok := cands[a.Volume]
+				if !ok {
+					// A multi-attached volume is snapshotted once, named after its first instance.
+					c = &candidate{instance: in.ID, device: a.Device}
+					cands[a.Volume] = c
+					order = append(order, a.Volume)
+				}
+				c.excluded = c.excluded || excluded
+			}
+		}
+		for _, vol := range order {
+			c := cands[vol]
+			d := Decision{Account: inv.Account, Region: inv.Region, Policy: p.Name,
+				Volume: vol, Instance: c.instance, Device: c.device}
+			key := job.CreateKey(inv.Account, inv.Region, vol, p.Name, period)
+			switch {
+			case c.excluded:
+				d.Action, d.Reason = ActionSkip, ReasonExcluded
+			case done(inv.Snapshots, members(groupKey{p.Name, vol}), period, key):
+				d.Action, d.Reason = ActionSkip, ReasonDone
+			default:
+				d.Action, d.Reason, d.Key = ActionCreate, ReasonDue, key
+				res.Creates++
+			}
+			out = append(out, d)
+		}
+	}
+	res.Instances = len(selectedInstances)
+	res.Volumes = len(volumes)
+	return out
+}
+
+// selects reports whether p selects the instance: its state is one of the policy's and
+// every instance tag matches.
+func selects(p *config.Policy, in *Instance) bool {
+	ok := false
+	for _, s := range p.Select.InstanceStates {
+		if s == in.State {
+			ok = true
+			break
+		}
+	}
+	if !ok {
+		return false
+	}
+	for k, v := range p.Select.InstanceTags {
+		if got, has := in.Tags[k]; !has || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// anyTag reports whether any of want is in tags with the same value.
+func anyTag(want, tags map[string]string) bool {
+	if len(tags) == 0 {
+		return false
+	}
+	for k, v := range want {
+		if got, ok := tags[k]; ok && got == v {
+			return true
+		}
+	}
+	return false
+}
+
+// done reports whether the group holds a snapshot of this period: started at or after
+// the period start, or carrying the period's job key; a failed snapshot does not count.
+func done(snaps []Snapshot, rows []int32, period time.Time, key string) bool {
+	for _, i := range rows {
+		s := &snaps[i]
+		if s.State == "error" {
+			continue
+		}
+		if s.Job == key || (!s.Start.IsZero() && !s.Start.Before(period)) {
+			return true
+		}
+	}
+	return false
+}
+
+func decideDeletes(out []Decision, inv Inventory, policies map[string]*config.Policy, now time.Time,
+	keys []groupKey, start, rows []int32, blockedPolicy map[string]bool, res *Result) []Decision {
+	var buf []retention.Snapshot
+	for g, k := range keys {
+		rs := rows[start[g]:start[g+1]]
+		keep := func(s *Snapshot, reason string) {
+			out = append(out, Decision{Account: inv.Account, Region: inv.Region, Policy: s.Policy,
+				Action: ActionKeep, Volume: s.Volume, Snapshot: s.ID, Reason: reason})
+		}
+		p, known := policies[k.policy]
+		if !known {
+			if res.UnknownPolicies == nil {
+				res.UnknownPolicies = map[string]int{}
+			}
+			res.UnknownPolicies[k.policy] += len(rs)
+			for _, i := range rs {
+				keep(&inv.Snapshots[i], ReasonUnknownPolicy)
+			}
+			continue
+		}
+		// Fail closed: anything unreadable in the group, or in the policy's scope when a
+		// snapshot's volume is unknown, or an incomplete listing blocks every delete.
+		blocked := !inv.SnapshotsComplete || blockedPolicy[k.policy] || k.volume == ""
+		buf = buf[:0]
+		for _, i := range rs {
+			s := &inv.Snapshots[i]
+			switch {
+			case s.Protected:
+				keep(s, ReasonProtected)
+				continue
+			case s.Bad != "" || s.Start.IsZero():
+				blocked = true
+			case s.State != "completed":
+				keep(s, ReasonNotCompleted)
+				continue
+			}
+			buf = append(buf, retention.Snapshot{ID: s.ID, Start: s.Start})
+		}
+		if len(buf) == 0 {
+			continue
+		}
+		// retention.Decide answers by ID; map the IDs back to the group's snapshots.
+		var byID map[string]*Snapshot
+		if len(rs) > 16 {
+			byID = make(map[string]*Snapshot, len(rs))
+			for _, i := range rs {
+				byID[inv.Snapshots[i].ID] = &inv.Snapshots[i]
+			}
+		}
+		lookup := func(id string) *Snapshot {
+			if byID != nil {
+				return byID[id]
+			}
+			for _, i := range rs {
+				if inv.Snapshots[i].ID == id {
+					return &inv.Snapshots[i]
+				}
+			}
+			return nil
+		}
+		for _, d := range retention.Decide(buf, retention.FromPolicy(*p), now) {
+			s := lookup(d.ID)
+			switch {
+			case d.Keep:
+				keep(s, d.Reason)
+			case blocked:
+				keep(s, ReasonFailClosed)
+			default:
+				out = append(out, Decision{Account: inv.Account, Region: inv.Region, Policy: s.Policy,
+					Action: ActionDelete, Volume: s.Volume, Snapshot: s.ID,
+					Key: job.DeleteKey(inv.Account, inv.Region, s.ID), Reason: d.Reason})
+				res.Deletes++
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,544 @@
+package planner
+
+import (
+	"fmt"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/snapfleet/snapfleet/internal/config"
+	"github.com/snapfleet/snapfleet/internal/job"
+)
+
+const (
+	acct   = "111111111111"
+	other  = "999999999999"
+	region = "eu-west-1"
+)
+
+var now = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+
+func mustConfig(t testing.TB, yaml string) *config.Config {
+	t.Helper()
+	if yaml == "" {
+		return config.Default()
+	}
+	c, err := config.Parse(strings.NewReader(yaml))
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	return c
+}
+
+func running(id string, tags map[string]string, vols ...string) Instance {
+	return instance(id, "running", tags, vols...)
+}
+
+func instance(id, state string, tags map[string]string, vols ...string) Instance {
+	in := Instance{ID: id, State: state, Tags: tags}
+	for i, v := range vols {
+		in.Volumes = append(in.Volumes, Attachment{Volume: v, Device: fmt.Sprintf("/dev/xvd%c", 'a'+i)})
+	}
+	return in
+}
+
+// snap is a completed snapshot of acct, taken age before now, managed by policy.
+func snap(id, policy, volume string, age time.Duration) Snapshot {
+	return Snapshot{ID: id, Owner: acct, Policy: policy, Volume: volume, Start: now.Add(-age), State: "completed"}
+}
+
+const day = 24 * time.Hour
+
+// brief renders a decision as "policy action target reason" (target: the snapshot for
+// keep/delete, the volume for create/skip).
+func brief(ds []Decision) []string {
+	var out []string
+	for _, d := range ds {
+		target := d.Volume
+		if d.Snapshot != "" {
+			target = d.Snapshot
+		}
+		out = append(out, strings.Join([]string{d.Policy, d.Action, target, d.Reason}, " "))
+	}
+	sort.Strings(out)
+	return out
+}
+
+func TestDecide(t *testing.T) {
+	t.Parallel()
+	twoPolicies := `
+policies:
+  - name: daily
+    retain: {max_age: 30d}
+  - name: weekly
+    every: 7d
+    select: {instance_states: [running, stopped]}
+    retain: {keep_last: 4}
+`
+	exclude := `
+policies:
+  - name: daily
+    select:
+      exclude_tags: {"snapfleet:skip": "true", Backup: "no"}
+    retain: {max_age: 30d}
+`
+	tests := []struct {
+		name   string
+		config string
+		inv    Inventory
+		want   []string
+	}{
+		{
+			name: "one create per volume of a running instance",
+			inv:  Inventory{Instances: []Instance{running("i-000000000000000a1", nil, "vol-000000000000000a1", "vol-000000000000000a2")}, SnapshotsComplete: true},
+			want: []string{"default create vol-000000000000000a1 due", "default create vol-000000000000000a2 due"},
+		},
+		{
+			name: "stopped instances are not selected by default",
+			inv: Inventory{Instances: []Instance{
+				instance("i-000000000000000a1", "stopped", nil, "vol-000000000000000a1"),
+				instance("i-000000000000000a2", "stopping", nil, "vol-000000000000000a2"),
+			}, SnapshotsComplete: true},
+		},
+		{
+			name:   "stopped instances are selected when the policy says so; a volume of two policies gets a job for each",
+			config: twoPolicies,
+			inv: Inventory{Instances: []Instance{
+				running("i-000000000000000a1", nil, "vol-000000000000000a1"),
+				instance("i-000000000000000a2", "stopped", nil, "vol-000000000000000a2"),
+			}, SnapshotsComplete: true},
+			want: []string{
+				"daily create vol-000000000000000a1 due",
+				"weekly create vol-000000000000000a1 due",
+				"weekly create vol-000000000000000a2 due",
+			},
+		},
+		{
+			name: "instance tags must all match",
+			config: `
+policies:
+  - name: daily
+    select: {instance_tags: {AutoBackup: "true", Env: prod}}
+    retain: {max_age: 30d}
+`,
+			inv: Inventory{Instances: []Instance{
+				running("i-000000000000000a1", map[string]string{"AutoBackup": "true", "Env": "prod"}, "vol-000000000000000a1"),
+				running("i-000000000000000a2", map[string]string{"AutoBackup": "true", "Env": "dev"}, "vol-000000000000000a2"),
+				running("i-000000000000000a3", map[string]string{"Env": "prod"}, "vol-000000000000000a3"),
+				running("i-000000000000000a4", map[string]string{"AutoBackup": "false", "Env": "prod"}, "vol-000000000000000a4"),
+			}, SnapshotsComplete: true},
+			want: []string{"daily create vol-000000000000000a1 due"},
+		},
+		{
+			name:   "exclusion on the instance skips all its volumes",
+			config: exclude,
+			inv: Inventory{Instances: []Instance{
+				running("i-000000000000000a1", map[string]string{"snapfleet:skip": "true"}, "vol-000000000000000a1", "vol-000000000000000a2"),
+				running("i-000000000000000a2", map[string]string{"snapfleet:skip": "false"}, "vol-000000000000000a3"),
+			}, SnapshotsComplete: true},
+			want: []string{
+				"daily create vol-000000000000000a3 due",
+				"daily skip vol-000000000000000a1 excluded",
+				"daily skip vol-000000000000000a2 excluded",
+			},
+		},
+		{
+			name:   "exclusion on the volume skips that volume only",
+			config: exclude,
+			inv: Inventory{
+				Instances: []Instance{running("i-000000000000000a1", nil, "vol-000000000000000a1", "vol-000000000000000a2", "vol-000000000000000a3")},
+				VolumeTags: map[string]map[string]string{
+					"vol-000000000000000a1": {"Backup": "no"},
+					"vol-000000000000000a3": {"Backup": "yes"},
+				},
+				SnapshotsComplete: true,
+			},
+			want: []string{
+				"daily create vol-000000000000000a2 due",
+				"daily create vol-000000000000000a3 due",
+				"daily skip vol-000000000000000a1 excluded",
+			},
+		},
+		{
+			name: "a snapshot of this period means done; one of the period before does not",
+			inv: Inventory{
+				Instances: []Instance{running("i-000000000000000a1", nil, "vol-000000000000000a1", "vol-000000000000000a2")},
+				Snapshots: []Snapshot{
+					// now is 10:00; the period started at midnight.
+					snap("snap-000000000000000a1", "default", "vol-000000000000000a1", 10*time.Hour),
+					snap("snap-000000000000000a2", "default", "vol-000000000000000a2", 10*time.Hour+time.Second),
+				},
+				SnapshotsComplete: true,
+			},
+			want: []string{
+				"default create vol-000000000000000a2 due",
+				"default keep snap-000000000000000a1 newest",
+				"default keep snap-000000000000000a2 newest",
+				"default skip vol-000000000000000a1 done",
+			},
+		},
+		{
+			name: "second plan in the period: the job key on a snapshot means done even without a start time",
+			inv: Inventory{
+				Instances: []Instance{running("i-000000000000000a1", nil, "vol-000000000000000a1")},
+				Snapshots: []Snapshot{{ID: "snap-000000000000000a1", Owner: acct, Policy: "default", Volume: "vol-000000000000000a1", State: "pending",
+					Job: job.CreateKey(acct, region, "vol-000000000000000a1", "default", time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC))}},
+				SnapshotsComplete: true,
+			},
+			want: []string{
+				"default keep snap-000000000000000a1 unknown_time",
+				"default skip vol-000000000000000a1 done",
+			},
+		},
+		{
+			name: "a failed snapshot of this period does not count as done",
+			inv: Inventory{
+				Instances:         []Instance{running("i-000000000000000a1", nil, "vol-000000000000000a1")},
+				Snapshots:         []Snapshot{{ID: "snap-000000000000000a1", Owner: acct, Policy: "default", Volume: "vol-000000000000000a1", State: "error", Start: now.Add(-time.Hour)}},
+				SnapshotsComplete: true,
+			},
+			want: []string{
+				"default create vol-000000000000000a1 due",
+				"default keep snap-000000000000000a1 not_completed",
+			},
+		},
+		{
+			name:   "another policy's snapshot does not satisfy this one",
+			config: twoPolicies,
+			inv: Inventory{
+				Instances:         []Instance{running("i-000000000000000a1", nil, "vol-000000000000000a1")},
+				Snapshots:         []Snapshot{snap("snap-000000000000000a1", "weekly", "vol-000000000000000a1", time.Hour)},
+				SnapshotsComplete: true,
+			},
+			want: []string{
+				"daily create vol-000000000000000a1 due",
+				"weekly keep snap-000000000000000a1 newest",
+				"weekly skip vol-000000000000000a1 done",
+			},
+		},
+		{
+			name: "max_age expires the old ones, never the newest",
+			inv: Inventory{Snapshots: []Snapshot{
+				snap("snap-000000000000000a1", "default", "vol-000000000000000a1", 1*day),
+				snap("snap-000000000000000a2", "default", "vol-000000000000000a1", 29*day),
+				snap("snap-000000000000000a3", "default", "vol-000000000000000a1", 31*day),
+				snap("snap-000000000000000a4", "default", "vol-000000000000000a1", 40*day),
+				snap("snap-000000000000000b1", "default", "vol-000000000000000b1", 100*day),
+			}, SnapshotsComplete: true},
+			want: []string{
+				"default delete snap-000000000000000a3 expired",
+				"default delete snap-000000000000000a4 expired",
+				"default keep snap-000000000000000a1 newest",
+				"default keep snap-000000000000000a2 max_age",
+				"default keep snap-000000000000000b1 newest",
+			},
+		},
+		{
+			name: "keep_last keeps the newest N",
+			config: `
+policies:
+  - name: p
+    retain: {keep_last: 3}
+`,
+			inv: Inventory{Snapshots: []Snapshot{
+				snap("snap-000000000000000a1", "p", "vol-000000000000000a1", 1*day),
+				snap("snap-000000000000000a2", "p", "vol-000000000000000a1", 2*day),
+				snap("snap-000000000000000a3", "p", "vol-000000000000000a1", 3*day),
+				snap("snap-000000000000000a4", "p", "vol-000000000000000a1", 4*day),
+				snap("snap-000000000000000a5", "p", "vol-000000000000000a1", 5*day),
+			}, SnapshotsComplete: true},
+			want: []string{
+				"p delete snap-000000000000000a4 expired",
+				"p delete snap-000000000000000a5 expired",
+				"p keep snap-000000000000000a1 newest",
+				"p keep snap-000000000000000a2 keep_last",
+				"p keep snap-000000000000000a3 keep_last",
+			},
+		},
+		{
+			name: "min_keep is a floor under max_age",
+			config: `
+policies:
+  - name: p
+    retain: {max_age: 1d, min_keep: 3}
+`,
+			inv: Inventory{Snapshots: []Snapshot{
+				snap("snap-000000000000000a1", "p", "vol-000000000000000a1", 10*day),
+				snap("snap-000000000000000a2", "p", "vol-000000000000000a1", 20*day),
+				snap("snap-000000000000000a3", "p", "vol-000000000000000a1", 30*day),
+				snap("snap-000000000000000a4", "p", "vol-000000000000000a1", 40*day),
+			}, SnapshotsComplete: true},
+			want: []string{
+				"p delete snap-000000000000000a4 expired",
+				"p keep snap-000000000000000a1 newest",
+				"p keep snap-000000000000000a2 min_keep",
+				"p keep snap-000000000000000a3 min_keep",
+			},
+		},
+		{
+			name: "min_keep 0 still keeps the newest",
+			config: `
+policies:
+  - name: p
+    retain: {max_age: 1d, min_keep: 0}
+`,
+			inv: Inventory{Snapshots: []Snapshot{
+				snap("snap-000000000000000a1", "p", "vol-000000000000000a1", 10*day),
+				snap("snap-000000000000000a2", "p", "vol-000000000000000a1", 20*day),
+			}, SnapshotsComplete: true},
+			want: []string{
+				"p delete snap-000000000000000a2 expired",
+				"p keep snap-000000000000000a1 newest",
+			},
+		},
+		{
+			name: "foreign owner: never a decision, never counted as newest",
+			inv: Inventory{Snapshots: []Snapshot{
+				{ID: "snap-000000000000000f1", Owner: other, Policy: "default", Volume: "vol-000000000000000a1", Start: now.Add(-100 * day), State: "completed"},
+				{ID: "snap-000000000000000f2", Owner: other, Policy: "default", Volume: "vol-000000000000000a1", Start: now.Add(-time.Hour), State: "completed"},
+				{ID: "snap-000000000000000f3", Policy: "default", Volume: "vol-000000000000000a1", Start: now.Add(-100 * day), State: "completed"},
+				snap("snap-000000000000000a1", "default", "vol-000000000000000a1", 50*day),
+			}, SnapshotsComplete: true},
+			want: []string{"default keep snap-000000000000000a1 newest"},
+		},
+		{
+			name: "a policy not in the config is never deleted",
+			inv: Inventory{Snapshots: []Snapshot{
+				snap("snap-000000000000000a1", "renamed", "vol-000000000000000a1", 100*day),
+				snap("snap-000000000000000a2", "renamed", "vol-000000000000000a1", 200*day),
+			}, SnapshotsComplete: true},
+			want: []string{
+				"renamed keep snap-000000000000000a1 unknown_policy",
+				"renamed keep snap-000000000000000a2 unknown_policy",
+			},
+		},
+		{
+			name: "a failed snapshot listing: no deletes, creates still go out",
+			inv: Inventory{
+				Instances: []Instance{running("i-000000000000000a1", nil, "vol-000000000000000a1")},
+				Snapshots: []Snapshot{
+					snap("snap-000000000000000a1", "default", "vol-000000000000000a1", 40*day),
+					snap("snap-000000000000000a2", "default", "vol-000000000000000a1", 50*day),
+				},
+				SnapshotsComplete: false,
+			},
+			want: []string{
+				"default create vol-000000000000000a1 due",
+				"default keep snap-000000000000000a1 newest",
+				"default keep snap-000000000000000a2 fail_closed",
+			},
+		},
+		{
+			name: "a missing start time blocks deletes of its volume only",
+			inv: Inventory{Snapshots: []Snapshot{
+				{ID: "snap-000000000000000a0", Owner: acct, Policy: "default", Volume: "vol-000000000000000a1", State: "completed"},
+				snap("snap-000000000000000a1", "default", "vol-000000000000000a1", 40*day),
+				snap("snap-000000000000000a2", "default", "vol-000000000000000a1", 50*day),
+				snap("snap-000000000000000b1", "default", "vol-000000000000000b1", 40*day),
+				snap("snap-000000000000000b2", "default", "vol-000000000000000b1", 50*day),
+			}, SnapshotsComplete: true},
+			want: []string{
+				"default delete snap-000000000000000b2 expired",
+				"default keep snap-000000000000000a0 unknown_time",
+				"default keep snap-000000000000000a1 newest",
+				"default keep snap-000000000000000a2 fail_closed",
+				"default keep snap-000000000000000b1 newest",
+			},
+		},
+		{
+			name: "an unparseable expires tag blocks deletes of its volume",
+			inv: Inventory{Snapshots: []Snapshot{
+				snap("snap-000000000000000a1", "default", "vol-000000000000000a1", 40*day),
+				func() Snapshot {
+					s := snap("snap-000000000000000a2", "default", "vol-000000000000000a1", 50*day)
+					s.Bad = "snapfleet:expires"
+					return s
+				}(),
+			}, SnapshotsComplete: true},
+			want: []string{
+				"default keep snap-000000000000000a1 newest",
+				"default keep snap-000000000000000a2 fail_closed",
+			},
+		},
+		{
+			name: "an unparseable volume tag blocks every delete of the policy in the scope",
+			inv: Inventory{Snapshots: []Snapshot{
+				{ID: "snap-000000000000000a0", Owner: acct, Policy: "default", Start: now.Add(-40 * day), State: "completed", Bad: "snapfleet:volume"},
+				snap("snap-000000000000000b1", "default", "vol-000000000000000b1", 40*day),
+				snap("snap-000000000000000b2", "default", "vol-000000000000000b1", 50*day),
+			}, SnapshotsComplete: true},
+			want: []string{
+				"default keep snap-000000000000000a0 newest",
+				"default keep snap-000000000000000b1 newest",
+				"default keep snap-000000000000000b2 fail_closed",
+			},
+		},
+		{
+			name: "AWS Backup and DLM snapshots are kept and do not count",
+			inv: Inventory{Snapshots: []Snapshot{
+				func() Snapshot {
+					s := snap("snap-000000000000000a0", "default", "vol-000000000000000a1", 1*day)
+					s.Protected = true
+					return s
+				}(),
+				func() Snapshot {
+					s := snap("snap-000000000000000a3", "default", "vol-000000000000000a1", 90*day)
+					s.Protected = true
+					return s
+				}(),
+				snap("snap-000000000000000a1", "default", "vol-000000000000000a1", 40*day),
+				snap("snap-000000000000000a2", "default", "vol-000000000000000a1", 50*day),
+			}, SnapshotsComplete: true},
+			want: []string{
+				"default delete snap-000000000000000a2 expired",
+				"default keep snap-000000000000000a0 protected",
+				"default keep snap-000000000000000a1 newest",
+				"default keep snap-000000000000000a3 protected",
+			},
+		},
+		{
+			name: "a pending snapshot does not count as the newest",
+			inv: Inventory{Snapshots: []Snapshot{
+				{ID: "snap-000000000000000a0", Owner: acct, Policy: "default", Volume: "vol-000000000000000a1", Start: now.Add(-time.Hour), State: "pending"},
+				snap("snap-000000000000000a1", "default", "vol-000000000000000a1", 40*day),
+			}, SnapshotsComplete: true},
+			want: []string{
+				"default keep snap-000000000000000a0 not_completed",
+				"default keep snap-000000000000000a1 newest",
+			},
+		},
+		{
+			name: "deletes go on when the volume is gone",
+			inv: Inventory{
+				Instances: []Instance{},
+				Snapshots: []Snapshot{
+					snap("snap-000000000000000a1", "default", "vol-000000000000000a1", 40*day),
+					snap("snap-000000000000000a2", "default", "vol-000000000000000a1", 50*day),
+				},
+				SnapshotsComplete: true,
+			},
+			want: []string{
+				"default delete snap-000000000000000a2 expired",
+				"default keep snap-000000000000000a1 newest",
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			inv := tt.inv
+			inv.Account, inv.Region = acct, region
+			res := Decide(inv, mustConfig(t, tt.config), now)
+			if got := brief(res.Decisions); !slices.Equal(got, tt.want) {
+				t.Errorf("decisions:\n got %q\nwant %q", got, tt.want)
+			}
+			creates, deletes := 0, 0
+			for _, d := range res.Decisions {
+				if d.Account != acct || d.Region != region {
+					t.Errorf("decision %+v: wrong scope", d)
+				}
+				switch d.Action {
+				case ActionCreate:
+					creates++
+					ps := mustConfig(t, tt.config)
+					p, _ := ps.Policy(d.Policy)
+					if want := job.CreateKey(acct, region, d.Volume, d.Policy, p.PeriodStart(now)); d.Key != want {
+						t.Errorf("create key %q, want %q", d.Key, want)
+					}
+					if d.Instance == "" || d.Device == "" {
+						t.Errorf("create %+v lacks instance or device", d)
+					}
+				case ActionDelete:
+					deletes++
+					if want := job.DeleteKey(acct, region, d.Snapshot); d.Key != want {
+						t.Errorf("delete key %q, want %q", d.Key, want)
+					}
+				default:
+					if d.Key != "" {
+						t.Errorf("%s decision has a key %q", d.Action, d.Key)
+					}
+				}
+			}
+			if creates != res.Creates || deletes != res.Deletes {
+				t.Errorf("counts creates=%d deletes=%d, decisions say %d and %d", res.Creates, res.Deletes, creates, deletes)
+			}
+		})
+	}
+}
+
+func TestDecidePeriodBoundaries(t *testing.T) {
+	t.Parallel()
+	cfg := mustConfig(t, `
+policies:
+  - name: half
+    every: 12h
+    retain: {max_age: 30d}
+`)
+	vol := "vol-000000000000000a1"
+	tests := []struct {
+		name      string
+		now, snap time.Time
+		wantDone  bool
+		wantStart time.Time
+	}{
+		{"same period", at("2026-11-22T13:00:00Z"), at("2026-11-22T12:00:00Z"), true, at("2026-11-22T12:00:00Z")},
+		{"one second before the period", at("2026-11-22T13:00:00Z"), at("2026-11-22T11:59:59Z"), false, at("2026-11-22T12:00:00Z")},
+		{"first instant of a period", at("2026-11-23T00:00:00Z"), at("2026-11-22T23:59:59Z"), false, at("2026-11-23T00:00:00Z")},
+		{"last instant of a period", at("2026-11-22T23:59:59Z"), at("2026-11-22T12:00:01Z"), true, at("2026-11-22T12:00:00Z")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			inv := Inventory{Account: acct, Region: region,
+				Instances:         []Instance{running("i-000000000000000a1", nil, vol)},
+				Snapshots:         []Snapshot{{ID: "snap-000000000000000a1", Owner: acct, Policy: "half", Volume: vol, Start: tt.snap, State: "completed"}},
+				SnapshotsComplete: true}
+			res := Decide(inv, cfg, tt.now)
+			d := res.Decisions[0]
+			if got := d.Action == ActionSkip && d.Reason == ReasonDone; got != tt.wantDone {
+				t.Fatalf("decision %+v, want done=%v", d, tt.wantDone)
+			}
+			if !tt.wantDone {
+				if want := job.CreateKey(acct, region, vol, "half", tt.wantStart); d.Key != want {
+					t.Fatalf("key %q, want %q", d.Key, want)
+				}
+			}
+		})
+	}
+}
+
+func at(s string) time.Time {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+func TestDecideCounts(t *testing.T) {
+	t.Parallel()
+	inv := Inventory{Account: acct, Region: region,
+		Instances: []Instance{
+			running("i-000000000000000a1", nil, "vol-000000000000000a1", "vol-000000000000000a2"),
+			// a multi-attached volume is one volume and one job
+			running("i-000000000000000a2", nil, "vol-000000000000000a2"),
+			instance("i-000000000000000a3", "stopped", nil, "vol-000000000000000a3"),
+		},
+		Snapshots: []Snapshot{
+			snap("snap-000000000000000a1", "default", "vol-000000000000000a1", time.Hour),
+			snap("snap-000000000000000a2", "gone", "vol-000000000000000a1", time.Hour),
+			snap("snap-000000000000000a3", "gone", "vol-000000000000000a2", time.Hour),
+			{ID: "snap-000000000000000f1", Owner: other, Policy: "default", Volume: "vol-000000000000000a1", Start: now, State: "completed"},
+		},
+		SnapshotsComplete: true}
+	res := Decide(inv, config.Default(), now)
+	res.Decisions = nil
+	want := Result{Instances: 2, Volumes: 2, SnapshotsSeen: 3, ForeignSnapshots: 1,
+		UnknownPolicies: map[string]int{"gone": 2}, Creates: 1}
+	if !reflect.DeepEqual(want, res) {
+		t.Fatalf("result\n got %+v\nwant %+v", res, want)
+	}
+}

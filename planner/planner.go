@@ -1,0 +1,436 @@
+// Package planner looks at the fleet and decides the jobs: for every account and region
+// it lists the instances and their EBS volumes, and the managed snapshots the account
+// owns, then enqueues one snapshot.create job per selected volume that has no snapshot of
+// its policy in the current period and one snapshot.delete job per snapshot that
+// retention expires. Listing (Plan) is split from deciding (Decide, a pure function) so
+// the decisions can be tested and benchmarked without AWS.
+//
+// The planner fails closed: when a snapshot listing fails, or a snapshot's start time or
+// snapfleet tags cannot be read, no delete is planned for that scope; creates still go out.
+package planner
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/rs/zerolog"
+
+	"github.com/snapfleet/snapfleet/internal/config"
+	"github.com/snapfleet/snapfleet/internal/job"
+	"github.com/snapfleet/snapfleet/internal/tag"
+	"github.com/snapfleet/snapfleet/queue"
+)
+
+// EC2 is what the planner calls, with the SDK's exact signatures so its paginators work.
+type EC2 interface {
+	ec2.DescribeInstancesAPIClient
+	ec2.DescribeVolumesAPIClient
+	ec2.DescribeSnapshotsAPIClient
+}
+
+// Sender enqueues messages; queue.Queue is one.
+type Sender interface {
+	Send(ctx context.Context, msgs []queue.Outgoing) error
+}
+
+// Parallel is how many account-regions are planned at once.
+const Parallel = 4
+
+// sendBatch is how many messages go in one Send call: one SendMessageBatch.
+const sendBatch = 10
+
+// Planner plans every account and region of a configuration.
+type Planner struct {
+	Config *config.Config
+	// Accounts and Regions to plan, resolved by the caller (the config's, or the
+	// caller's own account and the SDK's region).
+	Accounts []string
+	Regions  []string
+	// EC2 returns the client for an account and region.
+	EC2 func(account, region string) EC2
+	// Queue receives the jobs; it may be nil when DryRun.
+	Queue Sender
+	// Now is the planning clock; zero means time.Now().
+	Now time.Time
+	// RunID names this run in jobs and logs; empty means a random one.
+	RunID  string
+	DryRun bool
+	Log    zerolog.Logger
+}
+
+// Summary is the outcome of a plan, printed by `snapfleet plan --output json`.
+type Summary struct {
+	RunID         string `json:"run_id"`
+	Accounts      int    `json:"accounts"`
+	Regions       int    `json:"regions"`
+	Instances     int    `json:"instances"`
+	Volumes       int    `json:"volumes"`
+	SnapshotsSeen int    `json:"snapshots_seen"`
+	SnapshotJobs  int    `json:"snapshot_jobs"`
+	DeleteJobs    int    `json:"delete_jobs"`
+	Enqueued      int    `json:"enqueued"`
+	// Errors counts Failures: account-regions (or parts of them) that could not be
+	// planned or enqueued. More than zero means exit status 1.
+	Errors   int       `json:"errors"`
+	Failures []Failure `json:"failures"`
+	// Decisions are listed in a dry run only.
+	Decisions []Decision `json:"decisions,omitempty"`
+	DryRun    bool       `json:"dry_run"`
+}
+
+// Failure is one thing that went wrong in an account and region.
+type Failure struct {
+	Account string `json:"account"`
+	Region  string `json:"region"`
+	Error   string `json:"error"`
+}
+
+// Plan lists and decides every account and region, Parallel at a time, and enqueues the
+// jobs (or, in a dry run, lists the decisions). A failing account-region is recorded in
+// the summary and does not stop the others; the error is for bad usage or cancellation.
+func (p *Planner) Plan(ctx context.Context) (Summary, error) {
+	switch {
+	case p.Config == nil:
+		return Summary{}, errors.New("planning: no config")
+	case p.EC2 == nil:
+		return Summary{}, errors.New("planning: no EC2 client factory")
+	case len(p.Accounts) == 0 || len(p.Regions) == 0:
+		return Summary{}, errors.New("planning: no account or no region to plan")
+	case !p.DryRun && p.Queue == nil:
+		return Summary{}, errors.New("planning: no queue to enqueue on")
+	}
+	now := p.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	now = now.UTC()
+	run := p.RunID
+	if run == "" {
+		run = NewRunID(now)
+	}
+	sum := Summary{RunID: run, Accounts: len(p.Accounts), Regions: len(p.Regions), Failures: []Failure{}, DryRun: p.DryRun}
+	log := p.Log.With().Str("run", run).Logger()
+
+	type scopeResult struct {
+		res      Result
+		enqueued int
+		failures []Failure
+	}
+	results := make([]scopeResult, len(p.Accounts)*len(p.Regions))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, Parallel)
+	i := 0
+	for _, account := range p.Accounts {
+		for _, region := range p.Regions {
+			slot := &results[i]
+			i++
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				slot.res, slot.enqueued, slot.failures = p.planScope(ctx, log, account, region, now, run)
+			})
+		}
+	}
+	wg.Wait()
+
+	unknown := map[string]int{}
+	for _, r := range results {
+		sum.Instances += r.res.Instances
+		sum.Volumes += r.res.Volumes
+		sum.SnapshotsSeen += r.res.SnapshotsSeen
+		sum.SnapshotJobs += r.res.Creates
+		sum.DeleteJobs += r.res.Deletes
+		sum.Enqueued += r.enqueued
+		sum.Failures = append(sum.Failures, r.failures...)
+		for pol, n := range r.res.UnknownPolicies {
+			unknown[pol] += n
+		}
+		if p.DryRun {
+			sum.Decisions = append(sum.Decisions, r.res.Decisions...)
+		}
+	}
+	sum.Errors = len(sum.Failures)
+	names := make([]string, 0, len(unknown))
+	for pol := range unknown {
+		names = append(names, pol)
+	}
+	sort.Strings(names)
+	for _, pol := range names {
+		log.Warn().Str("policy", pol).Int("snapshots", unknown[pol]).
+			Msgf("policy %s has %d snapshots and is not in the config: they are never deleted (renamed or removed policy?)", pol, unknown[pol])
+	}
+	log.Info().Int("instances", sum.Instances).Int("volumes", sum.Volumes).Int("snapshots_seen", sum.SnapshotsSeen).
+		Int("snapshot_jobs", sum.SnapshotJobs).Int("delete_jobs", sum.DeleteJobs).Int("enqueued", sum.Enqueued).
+		Int("errors", sum.Errors).Bool("dry_run", p.DryRun).Msg("plan done")
+	return sum, ctx.Err()
+}
+
+// planScope plans one account and region; it never fails as a whole but reports what
+// went wrong.
+func (p *Planner) planScope(ctx context.Context, log zerolog.Logger, account, region string, now time.Time, run string) (Result, int, []Failure) {
+	log = log.With().Str("account", account).Str("region", region).Logger()
+	var failures []Failure
+	fail := func(err error) {
+		log.Error().Err(err).Msg("planning failed")
+		failures = append(failures, Failure{Account: account, Region: region, Error: err.Error()})
+	}
+	client := p.EC2(account, region)
+	inv := Inventory{Account: account, Region: region}
+
+	if instances, err := listInstances(ctx, client, p.Config); err != nil {
+		fail(fmt.Errorf("listing instances in %s/%s: %w", account, region, err))
+	} else if keys := excludeKeys(p.Config); len(keys) > 0 {
+		vt, err := listVolumeTags(ctx, client, keys)
+		if err != nil {
+			// Exclusions cannot be told: no creates rather than snapshots of excluded volumes.
+			fail(fmt.Errorf("listing volume tags in %s/%s: %w", account, region, err))
+		} else {
+			inv.Instances, inv.VolumeTags = instances, vt
+		}
+	} else {
+		inv.Instances = instances
+	}
+
+	snaps, err := listSnapshots(ctx, client)
+	if err != nil {
+		fail(fmt.Errorf("listing snapshots in %s/%s (no deletes planned there): %w", account, region, err))
+	} else {
+		inv.Snapshots, inv.SnapshotsComplete = snaps, true
+	}
+
+	res := Decide(inv, p.Config, now)
+	if res.ForeignSnapshots > 0 {
+		log.Warn().Int("snapshots", res.ForeignSnapshots).Msg("ignored snapshots of other owners returned by the listing")
+	}
+
+	msgs := make([]queue.Outgoing, 0, res.Creates+res.Deletes)
+	for _, d := range res.Decisions {
+		ev := log.Debug()
+		if d.Action == ActionDelete {
+			ev = log.Info()
+		}
+		ev.Str("policy", d.Policy).Str("volume", d.Volume).Str("snapshot", d.Snapshot).
+			Str("action", d.Action).Str("reason", d.Reason).Msg("decided")
+		if d.Action != ActionCreate && d.Action != ActionDelete {
+			continue
+		}
+		j := job.Job{V: job.Version, Key: d.Key, Account: account, Region: region, Policy: d.Policy,
+			Volume: d.Volume, Run: run, PlannedAt: now}
+		group := account + "/" + region + "/" + d.Volume
+		if d.Action == ActionCreate {
+			j.Kind, j.Instance, j.Device = job.KindCreate, d.Instance, d.Device
+		} else {
+			j.Kind, j.Snapshot = job.KindDelete, d.Snapshot
+			if d.Volume == "" {
+				group = account + "/" + region + "/" + d.Snapshot
+			}
+		}
+		body, err := job.Encode(j)
+		if err != nil {
+			fail(fmt.Errorf("encoding job %s: %w", d.Key, err))
+			continue
+		}
+		msgs = append(msgs, queue.Outgoing{Body: body, DedupID: d.Key, GroupID: group})
+	}
+	log.Info().Int("instances", res.Instances).Int("volumes", res.Volumes).Int("snapshots_seen", res.SnapshotsSeen).
+		Int("snapshot_jobs", res.Creates).Int("delete_jobs", res.Deletes).Msg("planned")
+	if p.DryRun {
+		return res, 0, failures
+	}
+	sent := 0
+	for len(msgs) > 0 {
+		n := min(sendBatch, len(msgs))
+		if err := p.Queue.Send(ctx, msgs[:n]); err != nil {
+			fail(fmt.Errorf("enqueuing jobs of %s/%s (%d of %d sent): %w", account, region, sent, sent+len(msgs), err))
+			break
+		}
+		sent += n
+		msgs = msgs[n:]
+	}
+	return res, sent, failures
+}
+
+// NewRunID returns a run id: the planning time and a random suffix.
+func NewRunID(now time.Time) string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b)
+}
+
+// listInstances lists the instances in the states of any policy, filtering by tag on the
+// server when there is a single policy (with several, Decide filters).
+func listInstances(ctx context.Context, client EC2, cfg *config.Config) ([]Instance, error) {
+	states := map[string]bool{}
+	var stateList []string
+	for _, p := range cfg.Policies {
+		for _, s := range p.Select.InstanceStates {
+			if !states[s] {
+				states[s] = true
+				stateList = append(stateList, s)
+			}
+		}
+	}
+	sort.Strings(stateList)
+	in := &ec2.DescribeInstancesInput{
+		Filters:    []types.Filter{{Name: aws.String("instance-state-name"), Values: stateList}},
+		MaxResults: aws.Int32(1000),
+	}
+	if len(cfg.Policies) == 1 {
+		tags := cfg.Policies[0].Select.InstanceTags
+		keys := make([]string, 0, len(tags))
+		for k := range tags {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			in.Filters = append(in.Filters, types.Filter{Name: aws.String("tag:" + k), Values: []string{tags[k]}})
+		}
+	}
+	var out []Instance
+	pages := ec2.NewDescribeInstancesPaginator(client, in)
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("describing instances: %w", err)
+		}
+		for _, r := range page.Reservations {
+			for _, i := range r.Instances {
+				inst := Instance{ID: aws.ToString(i.InstanceId), Tags: tagMap(i.Tags)}
+				if i.State != nil {
+					inst.State = string(i.State.Name)
+				}
+				for _, m := range i.BlockDeviceMappings {
+					if m.Ebs == nil || aws.ToString(m.Ebs.VolumeId) == "" {
+						continue
+					}
+					inst.Volumes = append(inst.Volumes, Attachment{Volume: aws.ToString(m.Ebs.VolumeId), Device: aws.ToString(m.DeviceName)})
+				}
+				out = append(out, inst)
+			}
+		}
+	}
+	return out, nil
+}
+
+// excludeKeys returns the tag keys of every policy's exclude_tags, sorted.
+func excludeKeys(cfg *config.Config) []string {
+	seen := map[string]bool{}
+	var keys []string
+	for _, p := range cfg.Policies {
+		for k := range p.Select.ExcludeTags {
+			if !seen[k] {
+				seen[k] = true
+				keys = append(keys, k)
+			}
+		}
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// listVolumeTags returns the tags of the volumes that carry any of keys: one paginated
+// DescribeVolumes with a tag-key filter, whatever the size of the fleet.
+func listVolumeTags(ctx context.Context, client EC2, keys []string) (map[string]map[string]string, error) {
+	out := map[string]map[string]string{}
+	pages := ec2.NewDescribeVolumesPaginator(client, &ec2.DescribeVolumesInput{
+		Filters:    []types.Filter{{Name: aws.String("tag-key"), Values: keys}},
+		MaxResults: aws.Int32(500),
+	})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("describing volumes: %w", err)
+		}
+		for _, v := range page.Volumes {
+			out[aws.ToString(v.VolumeId)] = tagMap(v.Tags)
+		}
+	}
+	return out, nil
+}
+
+// listSnapshots lists the snapshots carrying snapfleet:policy that the caller owns. The
+// owner is checked again by Decide: a listing may return other owners' snapshots.
+func listSnapshots(ctx context.Context, client EC2) ([]Snapshot, error) {
+	var out []Snapshot
+	pages := ec2.NewDescribeSnapshotsPaginator(client, &ec2.DescribeSnapshotsInput{
+		OwnerIds:   []string{"self"},
+		Filters:    []types.Filter{{Name: aws.String("tag-key"), Values: []string{tag.Policy}}},
+		MaxResults: aws.Int32(1000),
+	})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("describing snapshots: %w", err)
+		}
+		for _, s := range page.Snapshots {
+			out = append(out, snapshotFrom(s))
+		}
+	}
+	return out, nil
+}
+
+var (
+	volumeRE = regexp.MustCompile(`^vol-[0-9a-f]{8,17}$`)
+)
+
+// snapshotFrom reads what Decide needs from a listed snapshot. An unparseable snapfleet
+// tag is named in Bad and blocks deletes in its scope.
+func snapshotFrom(s types.Snapshot) Snapshot {
+	out := Snapshot{
+		ID:     aws.ToString(s.SnapshotId),
+		Owner:  aws.ToString(s.OwnerId),
+		Volume: aws.ToString(s.VolumeId),
+		Start:  aws.ToTime(s.StartTime),
+		State:  string(s.State),
+	}
+	volumeTagged := false
+	for _, t := range s.Tags {
+		k, v := aws.ToString(t.Key), aws.ToString(t.Value)
+		switch {
+		case k == tag.Policy:
+			out.Policy = v
+			if !job.ValidPolicyName(v) {
+				out.Bad = tag.Policy
+			}
+		case k == tag.Volume:
+			volumeTagged = true
+			out.Volume = v
+		case k == tag.Job:
+			out.Job = v
+		case k == tag.Expires:
+			if _, err := time.Parse(time.RFC3339, v); err != nil {
+				out.Bad = tag.Expires
+			}
+		case tag.Protected(k):
+			out.Protected = true
+		}
+	}
+	if !volumeRE.MatchString(out.Volume) {
+		if volumeTagged {
+			out.Bad = tag.Volume
+		}
+		out.Volume = ""
+	}
+	return out
+}
+
+func tagMap(tags []types.Tag) map[string]string {
+	if len(tags) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(tags))
+	for _, t := range tags {
+		m[aws.ToString(t.Key)] = aws.ToString(t.Value)
+	}
+	return m
+}

@@ -226,9 +226,9 @@ func mapValue(n *yaml.Node, key string) *yaml.Node {
 func oneLine(err error) error {
 	var te *yaml.TypeError
 	if errors.As(err, &te) {
-		return errors.New(strings.Join(te.Errors, "; "))
+		return errors.New(strings.ReplaceAll(strings.Join(te.Errors, "; "), "\n", `\n`))
 	}
-	return errors.New(strings.ReplaceAll(err.Error(), "\n", " "))
+	return errors.New(strings.ReplaceAll(err.Error(), "\n", `\n`))
 }
 
 func (c *Config) fill() error {
@@ -345,11 +345,11 @@ func checkTags(key string, tags map[string]string, writable bool) error {
 		case k == "" || len(k) > 128:
 			return fmt.Errorf("%s: tag key %q must be 1 to 128 characters", key, k)
 		case len(v) > 256:
-			return fmt.Errorf("%s.%s: tag value longer than 256 characters", key, k)
+			return fmt.Errorf("%s[%q]: tag value longer than 256 characters", key, k)
 		case writable && strings.HasPrefix(strings.ToLower(k), "aws:"):
-			return fmt.Errorf("%s.%s: the aws: prefix is reserved by AWS", key, k)
+			return fmt.Errorf("%s[%q]: the aws: prefix is reserved by AWS", key, k)
 		case writable && strings.HasPrefix(k, ReservedTagPrefix):
-			return fmt.Errorf("%s.%s: the %s prefix is written by snapfleet itself", key, k, ReservedTagPrefix)
+			return fmt.Errorf("%s[%q]: the %s prefix is written by snapfleet itself", key, k, ReservedTagPrefix)
 		}
 	}
 	return nil

@@ -250,7 +250,9 @@ func TestParseInvalid(t *testing.T) {
 		{"reserved AWS tag upper case", policy("    retain: {max_age: 1d}\n    tags: {\"AWS:x\": y}\n"), []string{"aws:"}},
 		{"empty tag key", policy("    retain: {max_age: 1d}\n    tags: {\"\": y}\n"), []string{"tags", "1 to 128"}},
 		{"long tag key", policy("    retain: {max_age: 1d}\n    select: {instance_tags: {" + strings.Repeat("k", 129) + ": v}}\n"), []string{"instance_tags"}},
-		{"long tag value", policy("    retain: {max_age: 1d}\n    tags: {k: " + strings.Repeat("v", 257) + "}\n"), []string{"tags.k", "256"}},
+		{"long tag value", policy("    retain: {max_age: 1d}\n    tags: {k: " + strings.Repeat("v", 257) + "}\n"), []string{`tags["k"]`, "256"}},
+		{"tag key with a newline", policy("    retain: {max_age: 1d}\n    tags: {\"snapfleet:a\\nb\": y}\n"), []string{"tags", `a\nb`}},
+		{"multi-line scalar in a type error", "0\n\n00", []string{"cannot unmarshal", `0\n00`}},
 		{"two documents", "regions: [us-east-1]\n---\nregions: [eu-west-1]\n", []string{"more than one"}},
 		{"syntax error", "regions: [us-east-1\n", []string{"line"}},
 		{"scalar document", "hello\n", []string{"hello"}},
@@ -495,7 +497,7 @@ func FuzzParse(f *testing.F) {
 		"accounts: &a\n  - id: \"111111111111\"\nregions: *a\n",
 		"a: &x [*x]\n",
 		"policies:\n  - name: a\n    retain: {max_age: 1d}\n  - name: a\n",
-		"regions: [us-east-1\n", "\t", "{", "- - -", "!!binary aGVsbG8=", "? a\n: b\n",
+		"regions: [us-east-1\n", "\t", "0\n\n00", "policies:\n  - name: p\n    retain: {max_age: 1d}\n    tags: {\"aws:\\n\": x}\n", "{", "- - -", "!!binary aGVsbG8=", "? a\n: b\n",
 	}
 	for _, s := range seeds {
 		f.Add(s)

@@ -6,6 +6,7 @@ package retention
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -93,7 +94,17 @@ func (r Rules) Explain(d Decision) string {
 	case KeptMaxAge:
 		return fmt.Sprintf("younger than max_age %s", r.MaxAge)
 	case Expired:
-		return fmt.Sprintf("older than max_age %s and beyond keep_last %d and min_keep %d", r.MaxAge, r.KeepLast, r.MinKeep)
+		// Name only the rules that are on: "older than max_age 0s" would read as nonsense.
+		var parts []string
+		if r.MaxAge > 0 {
+			parts = append(parts, fmt.Sprintf("older than max_age %s", r.MaxAge))
+		}
+		beyond := "beyond "
+		if r.KeepLast > 0 {
+			beyond += fmt.Sprintf("keep_last %d and ", r.KeepLast)
+		}
+		parts = append(parts, beyond+fmt.Sprintf("min_keep %d", max(1, r.MinKeep)))
+		return strings.Join(parts, " and ")
 	default:
 		return d.Reason
 	}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -118,23 +119,32 @@ var conformance = []struct {
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
-	backends := []func(t *testing.T) backend{
-		func(*testing.T) backend { return embeddedBackend() },
-		func(t *testing.T) backend { return sqsBackend(t, false) },
-		func(t *testing.T) backend { return sqsBackend(t, true) },
+	backends := []struct {
+		name  string
+		start func(t *testing.T) backend
+	}{
+		{"embedded", func(*testing.T) backend { return embeddedBackend() }},
+		{"sqs-standard", func(t *testing.T) backend { return sqsBackend(t, false) }},
+		{"sqs-fifo", func(t *testing.T) backend { return sqsBackend(t, true) }},
 	}
-	for i, start := range backends {
-		t.Run([]string{"embedded", "sqs-standard", "sqs-fifo"}[i], func(t *testing.T) {
-			t.Parallel()
-			b := start(t)
-			for _, c := range conformance {
-				t.Run(c.name, func(t *testing.T) {
-					t.Parallel()
-					c.test(t, b)
-				})
-			}
+	// The cases mostly wait for visibility timeouts: run them all at once, in goroutines,
+	// rather than -parallel (GOMAXPROCS) at a time.
+	var wg sync.WaitGroup
+	for _, bk := range backends {
+		wg.Go(func() {
+			t.Run(bk.name, func(t *testing.T) {
+				b := bk.start(t)
+				var cases sync.WaitGroup
+				for _, c := range conformance {
+					cases.Go(func() {
+						t.Run(c.name, func(t *testing.T) { c.test(t, b) })
+					})
+				}
+				cases.Wait()
+			})
 		})
 	}
+	wg.Wait()
 }
 
 func testCtx(t *testing.T) context.Context {
@@ -322,15 +332,15 @@ func testSetVisibilityExtends(t *testing.T, b backend) {
 	q := b.open(t, time.Second, 5)
 	send(t, q, "extended")
 	m := receiveN(t, q, 1, 10*time.Second)[0]
-	if err := q.SetVisibility(testCtx(t), m, 3*time.Second); err != nil {
-		t.Fatalf("SetVisibility(3s): %v", err)
+	if err := q.SetVisibility(testCtx(t), m, 2*time.Second); err != nil {
+		t.Fatalf("SetVisibility(2s): %v", err)
 	}
 	extended := time.Now()
-	time.Sleep(1500 * time.Millisecond) // past the 1 s visibility of the receive
+	time.Sleep(1300 * time.Millisecond) // past the 1 s visibility of the receive
 	receiveNone(t, q)
 	again := receiveN(t, q, 1, 10*time.Second)[0]
-	if waited := time.Since(extended); waited < 2500*time.Millisecond {
-		t.Errorf("message came back %s after being hidden for 3 s", waited)
+	if waited := time.Since(extended); waited < 1800*time.Millisecond {
+		t.Errorf("message came back %s after being hidden for 2 s", waited)
 	}
 	if again.ID != m.ID || again.Attempts != 2 {
 		t.Errorf("got %s attempt %d, want %s attempt 2", again.ID, again.Attempts, m.ID)

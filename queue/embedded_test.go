@@ -1,0 +1,258 @@
+package queue_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/snapfleet/snapfleet/queue"
+)
+
+// childEnv makes the test binary a queue worker process for TestEmbeddedProcesses.
+const childEnv = "SNAPFLEET_QUEUE_TEST_CHILD"
+
+func TestMain(m *testing.M) {
+	if u := os.Getenv(childEnv); u != "" {
+		if err := child(u); err != nil {
+			fmt.Fprintln(os.Stderr, "child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// child receives and deletes until the queue has stayed empty for a second, printing the
+// body of each message it deleted.
+func child(u string) error {
+	ctx := context.Background()
+	q, err := queue.Open(ctx, u, queue.Options{Visibility: 30 * time.Second})
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+	out := bufio.NewWriter(os.Stdout)
+	defer out.Flush()
+	idle := time.Now()
+	for time.Since(idle) < time.Second {
+		ms, err := q.Receive(ctx, 3, 200*time.Millisecond)
+		if err != nil {
+			return err
+		}
+		if len(ms) == 0 {
+			continue
+		}
+		idle = time.Now()
+		if err := q.Delete(ctx, ms); err != nil {
+			return err
+		}
+		for _, m := range ms {
+			fmt.Fprintln(out, string(m.Body))
+		}
+	}
+	return nil
+}
+
+func openFile(t *testing.T, path string, o queue.Options) queue.Queue {
+	t.Helper()
+	q, err := queue.Open(context.Background(), "file:"+path, o)
+	if err != nil {
+		t.Fatalf("opening %s: %v", path, err)
+	}
+	t.Cleanup(func() { _ = q.Close() })
+	return q
+}
+
+func numbered(n int) []string {
+	var bodies []string
+	for i := range n {
+		bodies = append(bodies, fmt.Sprintf("job %03d", i))
+	}
+	return bodies
+}
+
+// Three processes on one file, as `snapfleet work` ×3 would: every message is delivered
+// to exactly one of them and no "database is locked" error surfaces.
+func TestEmbeddedProcesses(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "shared.db")
+	q := openFile(t, path, queue.Options{})
+	bodies := numbered(300)
+	send(t, q, bodies...)
+
+	var wg sync.WaitGroup
+	outs := make([]bytes.Buffer, 3)
+	errs := make([]error, 3)
+	for i := range outs {
+		wg.Go(func() {
+			var stderr bytes.Buffer
+			cmd := exec.Command(os.Args[0], "-test.run=^$")
+			cmd.Env = append(os.Environ(), childEnv+"=file:"+path)
+			cmd.Stdout, cmd.Stderr = &outs[i], &stderr
+			if err := cmd.Run(); err != nil {
+				errs[i] = fmt.Errorf("process %d: %v: %s", i, err, stderr.String())
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	for i := range outs {
+		for _, line := range strings.Split(strings.TrimSpace(outs[i].String()), "\n") {
+			if line != "" {
+				count[line]++
+			}
+		}
+	}
+	for _, b := range bodies {
+		if count[b] != 1 {
+			t.Errorf("%q was handled %d times, want 1", b, count[b])
+		}
+	}
+	if len(count) != len(bodies) {
+		t.Errorf("handled %d distinct messages, want %d", len(count), len(bodies))
+	}
+	wantStats(t, q, queue.Stats{})
+}
+
+// Two handles on the same file never deliver a message to both while it is in flight.
+func TestEmbeddedTwoHandles(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "shared.db")
+	handles := []queue.Queue{
+		openFile(t, path, queue.Options{Visibility: 30 * time.Second}),
+		openFile(t, path, queue.Options{Visibility: 30 * time.Second}),
+	}
+	bodies := numbered(120)
+	send(t, handles[0], bodies...)
+
+	var mu sync.Mutex
+	seen := map[string]int{}
+	var wg sync.WaitGroup
+	for _, h := range handles {
+		for range 3 {
+			wg.Go(func() {
+				for {
+					ms, err := h.Receive(context.Background(), 4, 100*time.Millisecond)
+					if err != nil {
+						t.Errorf("Receive: %v", err)
+						return
+					}
+					if len(ms) == 0 {
+						return
+					}
+					mu.Lock()
+					for _, m := range ms {
+						seen[m.ID]++
+					}
+					mu.Unlock()
+				}
+			})
+		}
+	}
+	wg.Wait()
+	if len(seen) != len(bodies) {
+		t.Errorf("received %d distinct messages, want %d", len(seen), len(bodies))
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("message %s delivered %d times while in flight", id, n)
+		}
+	}
+	wantStats(t, handles[1], queue.Stats{InFlight: len(bodies)})
+}
+
+// A receipt from before a message was received again no longer deletes or extends it.
+func TestEmbeddedStaleReceipt(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "q.db")
+	a := openFile(t, path, queue.Options{Visibility: 300 * time.Millisecond})
+	b := openFile(t, path, queue.Options{Visibility: 30 * time.Second})
+	send(t, a, "slow job")
+	old := receiveN(t, a, 1, 5*time.Second)[0]
+	time.Sleep(400 * time.Millisecond)
+	cur := receiveN(t, b, 1, 5*time.Second)[0]
+	if cur.ID != old.ID || cur.Attempts != 2 {
+		t.Fatalf("second receive = %s attempt %d, want %s attempt 2", cur.ID, cur.Attempts, old.ID)
+	}
+	if err := a.Delete(testCtx(t), []queue.Message{old}); err == nil || !strings.Contains(err.Error(), "received again") {
+		t.Errorf("Delete with a stale receipt = %v, want an error", err)
+	}
+	if err := a.SetVisibility(testCtx(t), old, 0); err == nil || !strings.Contains(err.Error(), "stale") {
+		t.Errorf("SetVisibility with a stale receipt = %v, want an error", err)
+	}
+	if err := a.DeadLetter(testCtx(t), old, "permanent", "x"); err == nil {
+		t.Error("DeadLetter with a stale receipt succeeded, want an error")
+	}
+	wantStats(t, b, queue.Stats{InFlight: 1})
+	if err := b.Delete(testCtx(t), []queue.Message{cur}); err != nil {
+		t.Fatalf("Delete with the current receipt: %v", err)
+	}
+	if err := b.Delete(testCtx(t), []queue.Message{cur}); err != nil {
+		t.Errorf("deleting a deleted message again = %v, want success", err)
+	}
+	if err := b.SetVisibility(testCtx(t), cur, time.Minute); err == nil || !strings.Contains(err.Error(), "no longer in the queue") {
+		t.Errorf("SetVisibility of a deleted message = %v, want an error", err)
+	}
+	wantStats(t, b, queue.Stats{})
+}
+
+// Messages, dead letters and their reasons survive closing and reopening the file.
+func TestEmbeddedReopen(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "q.db")
+	q, err := queue.Open(context.Background(), "file:"+path, queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send(t, q, "stays", "dies")
+	var dies queue.Message
+	for _, m := range receiveN(t, q, 2, 5*time.Second) {
+		if string(m.Body) == "dies" {
+			dies = m
+		} else if err := q.SetVisibility(testCtx(t), m, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := q.DeadLetter(testCtx(t), dies, "invalid_message", "bad json"); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	q = openFile(t, path, queue.Options{})
+	if got := receiveN(t, q, 1, 5*time.Second)[0]; string(got.Body) != "stays" || got.Attempts != 2 {
+		t.Errorf("after reopening got %q attempt %d, want stays attempt 2", got.Body, got.Attempts)
+	}
+	d := dlq(t, q)
+	if got := receiveN(t, d, 1, 5*time.Second)[0]; string(got.Body) != "dies" || got.Reason != "invalid_message" || got.LastError != "bad json" {
+		t.Errorf("dead letter after reopening = %q %q %q", got.Body, got.Reason, got.LastError)
+	}
+	if err := d.Close(); err != nil {
+		t.Errorf("closing the DLQ handle: %v", err)
+	}
+	wantStats(t, q, queue.Stats{InFlight: 1}) // the DLQ handle's Close left the file open
+}
+
+func TestEmbeddedBadURL(t *testing.T) {
+	t.Parallel()
+	for _, u := range []string{"file:", "file:" + filepath.Join(t.TempDir(), "a?b.db"), "sqlite:x.db", "", "file:" + filepath.Join(t.TempDir(), "missing-dir", "q.db")} {
+		q, err := queue.Open(context.Background(), u, queue.Options{})
+		if err == nil {
+			_ = q.Close()
+			t.Errorf("Open(%q) succeeded, want an error", u)
+		}
+	}
+}

@@ -1,0 +1,565 @@
+package planner
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
+	"github.com/rs/zerolog"
+
+	"github.com/snapfleet/snapfleet/internal/config"
+	"github.com/snapfleet/snapfleet/internal/job"
+	"github.com/snapfleet/snapfleet/internal/mototest"
+	"github.com/snapfleet/snapfleet/internal/tag"
+	"github.com/snapfleet/snapfleet/queue"
+)
+
+var _ EC2 = (*ec2.Client)(nil)
+var _ Sender = (queue.Queue)(nil)
+
+// recorder is a Sender that keeps what it was sent; fail makes Send fail after n calls.
+type recorder struct {
+	mu    sync.Mutex
+	msgs  []queue.Outgoing
+	calls int
+	fail  int // 0: never
+}
+
+func (r *recorder) Send(_ context.Context, msgs []queue.Outgoing) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls++
+	if len(msgs) > 10 {
+		return fmt.Errorf("batch of %d, over 10", len(msgs))
+	}
+	if r.fail > 0 && r.calls >= r.fail {
+		return errors.New("queue unavailable")
+	}
+	r.msgs = append(r.msgs, msgs...)
+	return nil
+}
+
+// jobs decodes every message strictly and returns them by kind.
+func (r *recorder) jobs(t *testing.T) (creates, deletes []job.Job) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, m := range r.msgs {
+		j, err := job.Decode(m.Body)
+		if err != nil {
+			t.Fatalf("message %s: %v", m.Body, err)
+		}
+		if m.DedupID != j.Key {
+			t.Errorf("dedup id %q, want the key %q", m.DedupID, j.Key)
+		}
+		if want := j.Account + "/" + j.Region + "/" + j.Volume; m.GroupID != want {
+			t.Errorf("group id %q, want %q", m.GroupID, want)
+		}
+		if j.Kind == job.KindCreate {
+			creates = append(creates, j)
+		} else {
+			deletes = append(deletes, j)
+		}
+	}
+	return creates, deletes
+}
+
+// fleet is a moto EC2 account to build and plan.
+type fleet struct {
+	t   *testing.T
+	s   *mototest.Server
+	ec2 *ec2.Client
+	ctx context.Context
+	ami string
+}
+
+func newFleet(t *testing.T) *fleet {
+	t.Helper()
+	s := mototest.Start(t)
+	f := &fleet{t: t, s: s, ec2: ec2.NewFromConfig(s.AWSConfig(t)), ctx: context.Background()}
+	imgs, err := f.ec2.DescribeImages(f.ctx, &ec2.DescribeImagesInput{})
+	if err != nil || len(imgs.Images) == 0 {
+		t.Fatalf("describing moto's images: %v (%d)", err, len(imgs.Images))
+	}
+	f.ami = aws.ToString(imgs.Images[0].ImageId)
+	return f
+}
+
+// client returns an EC2 client for region, with extra middleware.
+func (f *fleet) client(region string, opts ...func(*middleware.Stack) error) *ec2.Client {
+	return ec2.NewFromConfig(f.s.AWSConfig(f.t), func(o *ec2.Options) {
+		o.Region = region
+		o.RetryMaxAttempts = 1
+		o.APIOptions = append(o.APIOptions, opts...)
+	})
+}
+
+// instance runs an instance with a second volume attached at /dev/sdf and returns its id
+// and both volume ids (root first).
+func (f *fleet) instance(c *ec2.Client, az string, tags map[string]string) (string, []string) {
+	f.t.Helper()
+	in := &ec2.RunInstancesInput{ImageId: aws.String(f.ami), MinCount: aws.Int32(1), MaxCount: aws.Int32(1),
+		InstanceType: types.InstanceTypeT3Micro, Placement: &types.Placement{AvailabilityZone: aws.String(az)}}
+	if len(tags) > 0 {
+		in.TagSpecifications = []types.TagSpecification{{ResourceType: types.ResourceTypeInstance, Tags: toTags(tags)}}
+	}
+	out, err := c.RunInstances(f.ctx, in)
+	if err != nil {
+		f.t.Fatalf("running an instance: %v", err)
+	}
+	id := aws.ToString(out.Instances[0].InstanceId)
+	vol, err := c.CreateVolume(f.ctx, &ec2.CreateVolumeInput{AvailabilityZone: aws.String(az), Size: aws.Int32(1)})
+	if err != nil {
+		f.t.Fatalf("creating a volume: %v", err)
+	}
+	if _, err := c.AttachVolume(f.ctx, &ec2.AttachVolumeInput{InstanceId: aws.String(id), VolumeId: vol.VolumeId, Device: aws.String("/dev/sdf")}); err != nil {
+		f.t.Fatalf("attaching a volume: %v", err)
+	}
+	d, err := c.DescribeInstances(f.ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}})
+	if err != nil {
+		f.t.Fatalf("describing %s: %v", id, err)
+	}
+	var vols []string
+	for _, m := range d.Reservations[0].Instances[0].BlockDeviceMappings {
+		vols = append(vols, aws.ToString(m.Ebs.VolumeId))
+	}
+	if len(vols) != 2 || vols[1] != aws.ToString(vol.VolumeId) {
+		f.t.Fatalf("instance %s has volumes %v, want root and %s", id, vols, aws.ToString(vol.VolumeId))
+	}
+	return id, vols
+}
+
+func (f *fleet) tagResource(c *ec2.Client, id string, tags map[string]string) {
+	f.t.Helper()
+	if _, err := c.CreateTags(f.ctx, &ec2.CreateTagsInput{Resources: []string{id}, Tags: toTags(tags)}); err != nil {
+		f.t.Fatalf("tagging %s: %v", id, err)
+	}
+}
+
+// snapshot creates a snapshot of vol that started age ago, with tags.
+func (f *fleet) snapshot(vol string, age time.Duration, tags map[string]string) string {
+	f.t.Helper()
+	f.s.ShiftClock(f.t, -age)
+	defer f.s.ShiftClock(f.t, 0)
+	in := &ec2.CreateSnapshotInput{VolumeId: aws.String(vol)}
+	if len(tags) > 0 {
+		in.TagSpecifications = []types.TagSpecification{{ResourceType: types.ResourceTypeSnapshot, Tags: toTags(tags)}}
+	}
+	out, err := f.ec2.CreateSnapshot(f.ctx, in)
+	if err != nil {
+		f.t.Fatalf("snapshotting %s: %v", vol, err)
+	}
+	return aws.ToString(out.SnapshotId)
+}
+
+func toTags(m map[string]string) []types.Tag {
+	var out []types.Tag
+	for k, v := range m {
+		out = append(out, types.Tag{Key: aws.String(k), Value: aws.String(v)})
+	}
+	return out
+}
+
+func (f *fleet) planner(cfg *config.Config, regions []string, clients map[string]*ec2.Client, q Sender, now time.Time) *Planner {
+	return &Planner{
+		Config:   cfg,
+		Accounts: []string{mototest.Account},
+		Regions:  regions,
+		EC2: func(account, region string) EC2 {
+			if c, ok := clients[region]; ok {
+				return c
+			}
+			return f.client(region)
+		},
+		Queue: q,
+		Now:   now,
+		RunID: "test-run",
+		Log:   zerolog.New(zerolog.NewTestWriter(f.t)).Level(zerolog.WarnLevel),
+	}
+}
+
+func sortedVolumes(js []job.Job) []string {
+	var out []string
+	for _, j := range js {
+		out = append(out, j.Volume)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func TestPlanFleetThroughMoto(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	cfg := mustConfig(t, `
+policies:
+  - name: daily
+    select:
+      exclude_tags: {"snapfleet:skip": "true"}
+    retain: {max_age: 30d}
+    tags: {Team: ops}
+`)
+	c := f.client(mototest.Region)
+	var want []string
+	devices := map[string]string{}
+	var stop []string
+	for i := range 12 {
+		var tags map[string]string
+		if i%6 == 2 { // 2 instances excluded by tag
+			tags = map[string]string{"snapfleet:skip": "true", "Name": fmt.Sprintf("web-%d", i)}
+		}
+		id, vols := f.instance(c, "us-east-1a", tags)
+		switch {
+		case i%6 == 2:
+		case i%4 == 3: // 3 stopped instances
+			stop = append(stop, id)
+		case i == 4: // the second volume excluded by its own tag
+			f.tagResource(c, vols[1], map[string]string{"snapfleet:skip": "true"})
+			want = append(want, vols[0])
+		case i == 6: // a tag with another value excludes nothing
+			f.tagResource(c, vols[1], map[string]string{"snapfleet:skip": "false"})
+			want = append(want, vols...)
+		default:
+			want = append(want, vols...)
+		}
+		devices[vols[1]] = "/dev/sdf"
+	}
+	if _, err := c.StopInstances(f.ctx, &ec2.StopInstancesInput{InstanceIds: stop}); err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(want)
+	if len(want) < 10 {
+		t.Fatalf("fleet too small: %d selected volumes", len(want))
+	}
+
+	now := time.Now().UTC()
+	q := &recorder{}
+	sum, err := f.planner(cfg, []string{mototest.Region}, nil, q, now).Plan(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creates, deletes := q.jobs(t)
+	if got := sortedVolumes(creates); !slices.Equal(got, want) {
+		t.Fatalf("create jobs for\n %v\nwant exactly one per selected volume\n %v", got, want)
+	}
+	if len(deletes) != 0 {
+		t.Fatalf("unexpected deletes %+v", deletes)
+	}
+	period := now.Truncate(24 * time.Hour)
+	for _, j := range creates {
+		if j.Key != job.CreateKey(mototest.Account, mototest.Region, j.Volume, "daily", period) ||
+			j.Policy != "daily" || j.Run != "test-run" || !j.PlannedAt.Equal(now) || !strings.HasPrefix(j.Instance, "i-") {
+			t.Errorf("create job %+v", j)
+		}
+		if d, ok := devices[j.Volume]; ok && j.Device != d {
+			t.Errorf("job %s: device %q, want %q", j.Key, j.Device, d)
+		}
+	}
+	// Excluded instances are selected (and their volumes counted), stopped ones are not.
+	wantSum := Summary{RunID: "test-run", Accounts: 1, Regions: 1, Instances: 9, Volumes: 18,
+		SnapshotJobs: len(want), Enqueued: len(want), Failures: []Failure{}}
+	if !summaryEqual(sum, wantSum) {
+		t.Fatalf("summary\n got %+v\nwant %+v", sum, wantSum)
+	}
+
+	// The workers run: one snapshot per job, tagged as DESIGN §4 says.
+	for _, j := range creates {
+		f.snapshot(j.Volume, 0, map[string]string{tag.Policy: j.Policy, tag.Volume: j.Volume, tag.Job: j.Key})
+	}
+	// A second plan in the same period enqueues nothing new.
+	q2 := &recorder{}
+	sum, err = f.planner(cfg, []string{mototest.Region}, nil, q2, now.Add(time.Minute)).Plan(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(q2.msgs) != 0 || sum.SnapshotJobs != 0 || sum.SnapshotsSeen != len(want) {
+		t.Fatalf("second plan: %d messages, summary %+v", len(q2.msgs), sum)
+	}
+	// The next period, every selected volume is due again.
+	q3 := &recorder{}
+	if _, err := f.planner(cfg, []string{mototest.Region}, nil, q3, now.Add(24*time.Hour)).Plan(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if creates, _ := q3.jobs(t); len(creates) != len(want) {
+		t.Fatalf("next period: %d creates, want %d", len(creates), len(want))
+	}
+}
+
+func summaryEqual(a, b Summary) bool {
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return bytes.Equal(ja, jb)
+}
+
+func TestPlanPrunesThroughMoto(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	cfg := mustConfig(t, `
+policies:
+  - name: daily
+    retain: {max_age: 30d, min_keep: 1}
+`)
+	c := f.client(mototest.Region)
+	_, vols := f.instance(c, "us-east-1a", nil)
+	a := vols[1]
+	managed := func(vol string) map[string]string {
+		return map[string]string{tag.Policy: "daily", tag.Volume: vol, "AutoBackup": "true"}
+	}
+	a50 := f.snapshot(a, 50*24*time.Hour, managed(a))
+	a40 := f.snapshot(a, 40*24*time.Hour, managed(a))
+	a10 := f.snapshot(a, 10*24*time.Hour, managed(a)) // inside retention
+	unmanaged := f.snapshot(a, 60*24*time.Hour, map[string]string{"AutoBackup": "true"})
+	renamed := f.snapshot(a, 60*24*time.Hour, map[string]string{tag.Policy: "nightly", tag.Volume: a})
+
+	// A volume that is gone: its newest snapshot stays, the older expired one goes.
+	gone, err := c.CreateVolume(f.ctx, &ec2.CreateVolumeInput{AvailabilityZone: aws.String("us-east-1a"), Size: aws.Int32(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := aws.ToString(gone.VolumeId)
+	b90 := f.snapshot(b, 90*24*time.Hour, managed(b))
+	b80 := f.snapshot(b, 80*24*time.Hour, managed(b))
+	if _, err := c.DeleteVolume(f.ctx, &ec2.DeleteVolumeInput{VolumeId: gone.VolumeId}); err != nil {
+		t.Fatal(err)
+	}
+
+	// moto lists other owners' snapshots (its default AMIs) whatever OwnerIds says; tag
+	// one as managed: it must never become a delete.
+	all, err := c.DescribeSnapshots(f.ctx, &ec2.DescribeSnapshotsInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign := ""
+	for _, s := range all.Snapshots {
+		if aws.ToString(s.OwnerId) != mototest.Account {
+			foreign = aws.ToString(s.SnapshotId)
+			f.tagResource(c, foreign, map[string]string{tag.Policy: "daily"})
+			break
+		}
+	}
+	if foreign == "" {
+		t.Fatal("moto listed no snapshot of another owner; the owner re-check would be untested")
+	}
+
+	now := time.Now().UTC()
+	q := &recorder{}
+	p := f.planner(cfg, []string{mototest.Region}, nil, q, now)
+	sum, err := p.Plan(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, deletes := q.jobs(t)
+	var got []string
+	for _, j := range deletes {
+		got = append(got, j.Snapshot)
+		if j.Key != job.DeleteKey(mototest.Account, mototest.Region, j.Snapshot) || j.Policy != "daily" {
+			t.Errorf("delete job %+v", j)
+		}
+	}
+	sort.Strings(got)
+	want := []string{a50, a40, b90}
+	sort.Strings(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("deletes %v, want %v (kept: newest %s and %s, young %s, unmanaged %s, renamed %s, foreign %s)",
+			got, want, a10, b80, a10, unmanaged, renamed, foreign)
+	}
+	if sum.SnapshotsSeen != 6 || sum.DeleteJobs != 3 || sum.Errors != 0 {
+		t.Fatalf("summary %+v", sum)
+	}
+
+	// The dry run lists the same decisions and sends nothing.
+	p.DryRun, p.Queue = true, nil
+	dry, err := p.Plan(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reasons := map[string]string{}
+	for _, d := range dry.Decisions {
+		if d.Snapshot != "" {
+			reasons[d.Snapshot] = d.Action + " " + d.Reason
+		}
+	}
+	wantReasons := map[string]string{
+		a50: "delete expired", a40: "delete expired", a10: "keep newest",
+		b90: "delete expired", b80: "keep newest", renamed: "keep unknown_policy",
+	}
+	if fmt.Sprint(reasons) != fmt.Sprint(wantReasons) {
+		t.Fatalf("dry-run decisions %v, want %v", reasons, wantReasons)
+	}
+	if dry.Enqueued != 0 || dry.DeleteJobs != 3 || !dry.DryRun {
+		t.Fatalf("dry run summary %+v", dry)
+	}
+	var text bytes.Buffer
+	dry.WriteText(&text)
+	for _, s := range []string{"delete jobs     3\n", "dry run", a50 + "  -  ", "expired", "unknown_policy"} {
+		if !strings.Contains(text.String(), s) {
+			t.Errorf("text output lacks %q:\n%s", s, text.String())
+		}
+	}
+}
+
+// fault fails the named operations (all when ops is empty) with an AWS error code.
+func fault(code string, ops ...string) func(*middleware.Stack) error {
+	return func(s *middleware.Stack) error {
+		return s.Initialize.Add(middleware.InitializeMiddlewareFunc("fault", func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+			if len(ops) == 0 || slices.Contains(ops, middleware.GetOperationName(ctx)) {
+				return middleware.InitializeOutput{}, middleware.Metadata{}, &smithy.GenericAPIError{Code: code, Message: "injected"}
+			}
+			return next.HandleInitialize(ctx, in)
+		}), middleware.Before)
+	}
+}
+
+func TestPlanFailuresThroughMoto(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	cfg := mustConfig(t, `
+regions: [us-east-1, eu-west-1, us-west-2]
+policies:
+  - name: daily
+    retain: {max_age: 30d}
+`)
+	east := f.client("us-east-1")
+	_, eastVols := f.instance(east, "us-east-1a", nil)
+	west := f.client("us-west-2")
+	_, westVols := f.instance(west, "us-west-2a", nil)
+	eu := f.client("eu-west-1")
+	f.instance(eu, "eu-west-1a", nil)
+	// us-west-2 has expired snapshots, but its snapshot listing fails: no deletes there.
+	westSnap := func(age time.Duration) {
+		f.s.ShiftClock(t, -age)
+		defer f.s.ShiftClock(t, 0)
+		if _, err := west.CreateSnapshot(f.ctx, &ec2.CreateSnapshotInput{VolumeId: aws.String(westVols[0]),
+			TagSpecifications: []types.TagSpecification{{ResourceType: types.ResourceTypeSnapshot,
+				Tags: toTags(map[string]string{tag.Policy: "daily", tag.Volume: westVols[0]})}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	westSnap(50 * 24 * time.Hour)
+	westSnap(40 * 24 * time.Hour)
+
+	clients := map[string]*ec2.Client{
+		"us-east-1": east,
+		"eu-west-1": f.client("eu-west-1", fault("RequestLimitExceeded")),
+		"us-west-2": f.client("us-west-2", fault("InternalError", "DescribeSnapshots")),
+	}
+	q := &recorder{}
+	sum, err := f.planner(cfg, cfg.Regions, clients, q, time.Now()).Plan(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creates, deletes := q.jobs(t)
+	wantVols := append(slices.Clone(eastVols), westVols...)
+	sort.Strings(wantVols)
+	if got := sortedVolumes(creates); !slices.Equal(got, wantVols) {
+		t.Fatalf("creates for %v, want the volumes of the healthy regions %v", got, wantVols)
+	}
+	if len(deletes) != 0 {
+		t.Fatalf("deletes %+v despite a failed snapshot listing", deletes)
+	}
+	var failed []string
+	for _, fl := range sum.Failures {
+		failed = append(failed, fl.Region+": "+fl.Error)
+	}
+	sort.Strings(failed)
+	if sum.Errors != 3 || len(failed) != 3 ||
+		!strings.Contains(failed[0], "eu-west-1: listing instances") || !strings.Contains(failed[0], "RequestLimitExceeded") ||
+		!strings.Contains(failed[1], "eu-west-1: listing snapshots") ||
+		!strings.Contains(failed[2], "us-west-2: listing snapshots") || !strings.Contains(failed[2], "InternalError") {
+		t.Fatalf("failures %d:\n%s", sum.Errors, strings.Join(failed, "\n"))
+	}
+	if sum.Enqueued != 4 || sum.SnapshotJobs != 4 {
+		t.Fatalf("summary %+v", sum)
+	}
+
+	// A queue that fails mid-way: what was sent is counted, the rest is a failure.
+	sydney := f.client("ap-southeast-2")
+	for range 6 {
+		f.instance(sydney, "ap-southeast-2a", nil)
+	}
+	q = &recorder{fail: 2} // the first batch of 10 goes, the second fails
+	sum, err = f.planner(cfg, []string{"ap-southeast-2"}, nil, q, time.Now()).Plan(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.SnapshotJobs != 12 || sum.Enqueued != 10 || len(q.msgs) != 10 || sum.Errors != 1 ||
+		!strings.Contains(sum.Failures[0].Error, "(10 of 12 sent): queue unavailable") {
+		t.Fatalf("summary %+v", sum)
+	}
+}
+
+func TestPlanUsage(t *testing.T) {
+	t.Parallel()
+	ec2For := func(string, string) EC2 { return nil }
+	tests := []struct {
+		name string
+		p    Planner
+	}{
+		{"no config", Planner{Accounts: []string{acct}, Regions: []string{region}, EC2: ec2For, DryRun: true}},
+		{"no account", Planner{Config: config.Default(), Regions: []string{region}, EC2: ec2For, DryRun: true}},
+		{"no region", Planner{Config: config.Default(), Accounts: []string{acct}, EC2: ec2For, DryRun: true}},
+		{"no queue", Planner{Config: config.Default(), Accounts: []string{acct}, Regions: []string{region}, EC2: ec2For}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if _, err := tt.p.Plan(context.Background()); err == nil {
+				t.Fatal("no error")
+			}
+		})
+	}
+}
+
+func TestSnapshotFrom(t *testing.T) {
+	t.Parallel()
+	start := now.Add(-time.Hour)
+	base := func(tags map[string]string) types.Snapshot {
+		return types.Snapshot{SnapshotId: aws.String("snap-000000000000000a1"), OwnerId: aws.String(acct),
+			VolumeId: aws.String("vol-000000000000000a1"), StartTime: &start, State: types.SnapshotStateCompleted, Tags: toTags(tags)}
+	}
+	tests := []struct {
+		name string
+		in   types.Snapshot
+		want Snapshot
+	}{
+		{"tags read", base(map[string]string{tag.Policy: "daily", tag.Volume: "vol-000000000000000b1", tag.Job: "k", tag.Expires: "2026-12-01T00:00:00Z"}),
+			Snapshot{Policy: "daily", Volume: "vol-000000000000000b1", Job: "k"}},
+		{"volume falls back to VolumeId", base(map[string]string{tag.Policy: "daily"}),
+			Snapshot{Policy: "daily", Volume: "vol-000000000000000a1"}},
+		{"bad volume tag", base(map[string]string{tag.Policy: "daily", tag.Volume: "my volume"}),
+			Snapshot{Policy: "daily", Bad: tag.Volume}},
+		{"bad expires tag", base(map[string]string{tag.Policy: "daily", tag.Expires: "tomorrow"}),
+			Snapshot{Policy: "daily", Volume: "vol-000000000000000a1", Bad: tag.Expires}},
+		{"bad policy tag", base(map[string]string{tag.Policy: "Daily Backup"}),
+			Snapshot{Policy: "Daily Backup", Volume: "vol-000000000000000a1", Bad: tag.Policy}},
+		{"AWS Backup", base(map[string]string{tag.Policy: "daily", "aws:backup:source-resource": "x"}),
+			Snapshot{Policy: "daily", Volume: "vol-000000000000000a1", Protected: true}},
+		{"DLM", base(map[string]string{tag.Policy: "daily", "aws:dlm:lifecycle-policy-id": "x"}),
+			Snapshot{Policy: "daily", Volume: "vol-000000000000000a1", Protected: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			want := tt.want
+			want.ID, want.Owner, want.Start, want.State = "snap-000000000000000a1", acct, start, "completed"
+			if got := snapshotFrom(tt.in); got != want {
+				t.Fatalf("got %+v\nwant %+v", got, want)
+			}
+		})
+	}
+	if got := snapshotFrom(types.Snapshot{SnapshotId: aws.String("snap-000000000000000a1")}); !got.Start.IsZero() {
+		t.Fatalf("missing start time read as %v", got.Start)
+	}
+}

@@ -65,6 +65,8 @@ type Worker struct {
 	handler Handler
 	// backoff replaces defaultBackoff (tests).
 	backoff *backoff
+	// drainPoll replaces the receive wait of ExitWhenDrained (tests).
+	drainPoll time.Duration
 }
 
 // Stats counts what a Run did. Processed counts every message handled to an outcome
@@ -179,6 +181,8 @@ func (w *Worker) newRunner(ctx context.Context) (*runner, error) {
 // receiveWait is how long one Receive may wait for messages.
 func (r *runner) receiveWait() time.Duration {
 	switch {
+	case r.w.ExitWhenDrained && r.w.drainPoll > 0:
+		return r.w.drainPoll
 	case r.w.ExitWhenDrained:
 		return drainPoll
 	case r.w.IdleExit > 0:

@@ -58,6 +58,7 @@ func testWorker(q Queue, h Handler) *Worker {
 		handler:         h,
 		Concurrency:     4,
 		ExitWhenDrained: true,
+		drainPoll:       50 * time.Millisecond,
 		ShutdownGrace:   time.Second,
 	}
 }
@@ -205,6 +206,7 @@ func TestRejectedBeforeAnyAWSCall(t *testing.T) {
 					return a == testAccount, nil
 				},
 				ExitWhenDrained: true,
+				drainPoll:       50 * time.Millisecond,
 			}
 			st := runFor(t, w, 5*time.Second)
 			if want := (Stats{Processed: 1, DeadLettered: 1}); st != want {

@@ -67,6 +67,8 @@ type Worker struct {
 	backoff *backoff
 	// drainPoll replaces the receive wait of ExitWhenDrained (tests).
 	drainPoll time.Duration
+	// forceWait replaces the const forceWait (tests).
+	forceWait time.Duration
 }
 
 // Stats counts what a Run did. Processed counts every message handled to an outcome
@@ -317,10 +319,14 @@ func (r *runner) drain() {
 	}
 	r.log.Warn().Int("running", r.running()).Msg("shutdown grace over, cancelling running jobs")
 	r.stopJob()
+	wait := forceWait
+	if r.w.forceWait > 0 {
+		wait = r.w.forceWait
+	}
 	select {
 	case <-done:
 		return
-	case <-time.After(forceWait):
+	case <-time.After(wait):
 	}
 	r.mu.Lock()
 	left := make([]queue.Message, 0, len(r.inflight))

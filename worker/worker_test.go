@@ -442,3 +442,42 @@ func TestRetryDelay(t *testing.T) {
 		}
 	}
 }
+
+// TestShutdownStuckJob: a job that ignores cancellation does not hold its message: after
+// the grace and a short wait the worker releases it and returns; the job's late result
+// touches the queue no more.
+func TestShutdownStuckJob(t *testing.T) {
+	t.Parallel()
+	q := newFakeQueue()
+	ids := q.add(0, encode(t, createJob("vol-0123456789abcdef0", "default", plannedAt)))
+	started, unblock, returned := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	w := testWorker(q, HandlerFunc(func(context.Context, job.Job) (Result, error) {
+		defer close(returned)
+		close(started)
+		<-unblock // deaf to its context
+		return Result{Action: Created}, nil
+	}))
+	w.ExitWhenDrained = false
+	w.ShutdownGrace = 100 * time.Millisecond
+	w.forceWait = 100 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { <-started; cancel() }()
+	st, err := w.Run(ctx)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if st != (Stats{}) {
+		t.Errorf("stats = %+v, want zero", st)
+	}
+	_, _, _, vis := q.state()
+	if len(vis) != 1 || vis[0] != (visCall{ids[0], 0}) {
+		t.Errorf("visibility calls = %+v, want %s released with 0", vis, ids[0])
+	}
+	close(unblock)
+	<-returned
+	time.Sleep(50 * time.Millisecond) // let the late settle run, if it wrongly does
+	left, deleted, dead, _ := q.state()
+	if left != 1 || len(deleted) != 0 || len(dead) != 0 {
+		t.Errorf("after the late result: left %d deleted %v dead %v; want the released message untouched", left, deleted, dead)
+	}
+}

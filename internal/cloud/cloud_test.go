@@ -109,8 +109,9 @@ func TestClientsOnMoto(t *testing.T) {
 		if again, _ := cl.Self(ctx); again != self {
 			t.Fatalf("second Self = %q", again)
 		}
-		if cl.DefaultRegion() != mototest.Region {
-			t.Fatalf("DefaultRegion = %q", cl.DefaultRegion())
+		if cl.DefaultRegion() != mototest.Region || cl.Config().Region != mototest.Region ||
+			cl.Config().BaseEndpoint == nil || *cl.Config().BaseEndpoint != s.Endpoint {
+			t.Fatalf("DefaultRegion = %q, Config = %+v", cl.DefaultRegion(), cl.Config())
 		}
 	})
 

@@ -29,10 +29,27 @@ type backend struct {
 
 var queueSeq atomic.Int64
 
-// sqsBackend runs one moto_server for all of the backend's tests; each test gets its own
-// queue pair in it.
+// moto is the package's one moto_server, started by the first test that needs it and
+// stopped by TestMain: each test gets queues of its own in it, and a loaded machine
+// starts one Python process instead of three.
+var moto struct {
+	once sync.Once
+	s    *mototest.Server
+	err  error
+}
+
+func sharedMoto(t *testing.T) *mototest.Server {
+	t.Helper()
+	moto.once.Do(func() { moto.s, moto.err = mototest.StartServer() })
+	if moto.err != nil {
+		t.Fatalf("starting moto_server (python3 with moto[server] is required): %v", moto.err)
+	}
+	return moto.s
+}
+
+// sqsBackend gives each test its own queue pair in the shared moto_server.
 func sqsBackend(t *testing.T, fifo bool) backend {
-	s := mototest.Start(t)
+	s := sharedMoto(t)
 	cfg := s.AWSConfig(t)
 	client := sqs.NewFromConfig(cfg)
 	name := "sqs-standard"
@@ -495,7 +512,7 @@ func testReceiveWakes(t *testing.T, b backend) {
 	q := b.open(t, 30*time.Second, 5)
 	go func() {
 		time.Sleep(300 * time.Millisecond)
-		if err := q.Send(context.Background(), []queue.Outgoing{{Body: []byte("late"), DedupID: "late"}}); err != nil {
+		if err := q.Send(context.Background(), []queue.Outgoing{{Body: []byte("late"), DedupID: fmt.Sprintf("late-%d", dedupSeq.Add(1))}}); err != nil {
 			t.Errorf("Send: %v", err)
 		}
 	}()

@@ -28,7 +28,11 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if moto.s != nil {
+		moto.s.Stop()
+	}
+	os.Exit(code)
 }
 
 // child receives and deletes until the queue has stayed empty for a second, printing the

@@ -13,20 +13,19 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 
-	"github.com/snapfleet/snapfleet/internal/mototest"
 	"github.com/snapfleet/snapfleet/queue"
 )
 
-// TestSQS groups the SQS-only behaviour on one moto_server.
+// TestSQS is the SQS-only behaviour, on the shared moto_server.
 func TestSQS(t *testing.T) {
 	t.Parallel()
-	s := mototest.Start(t)
+	s := sharedMoto(t)
 	cfg := s.AWSConfig(t)
 	client := sqs.NewFromConfig(cfg)
 
 	t.Run("NoRedrivePolicyKeepsTheMessage", func(t *testing.T) {
 		t.Parallel()
-		u := createSQSQueue(t, client, "no-redrive", false, nil)
+		u := createSQSQueue(t, client, fmt.Sprintf("no-redrive-%d", queueSeq.Add(1)), false, nil)
 		q, err := queue.Open(testCtx(t), u, queue.Options{AWS: cfg})
 		if err != nil {
 			t.Fatal(err)
@@ -51,7 +50,7 @@ func TestSQS(t *testing.T) {
 
 	t.Run("OpenWithJustTheURL", func(t *testing.T) {
 		t.Parallel()
-		u := createSQSQueue(t, client, "url-only", false, nil)
+		u := createSQSQueue(t, client, fmt.Sprintf("url-only-%d", queueSeq.Add(1)), false, nil)
 		if !strings.HasPrefix(u, "http://127.0.0.1:") {
 			t.Fatalf("moto queue URL %q is not a loopback URL", u)
 		}
@@ -110,7 +109,7 @@ func TestSQS(t *testing.T) {
 		faulty.APIOptions = append(faulty.APIOptions, func(s *middleware.Stack) error {
 			return s.Initialize.Add(faults, middleware.Before)
 		})
-		u := createSQSQueue(t, client, "faulty", false, nil)
+		u := createSQSQueue(t, client, fmt.Sprintf("faulty-%d", queueSeq.Add(1)), false, nil)
 		q, err := queue.Open(testCtx(t), u, queue.Options{AWS: faulty, Visibility: 30 * time.Second})
 		if err != nil {
 			t.Fatal(err)
@@ -146,15 +145,17 @@ func TestSQS(t *testing.T) {
 
 	t.Run("FIFODeduplicates", func(t *testing.T) {
 		t.Parallel()
-		u := createSQSQueue(t, client, "dedup", true, nil)
+		u := createSQSQueue(t, client, fmt.Sprintf("dedup-%d", queueSeq.Add(1)), true, nil)
 		q, err := queue.Open(testCtx(t), u, queue.Options{AWS: cfg, Visibility: 30 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
-		long := "a dedup id with spaces, " + strings.Repeat("x", 200)
+		// Unique per run: moto outlives a test with -count=N and remembers dedup ids.
+		key := fmt.Sprintf("111111111111/us-east-1/vol-0abc/daily/%d", queueSeq.Add(1))
+		long := key + " a dedup id with spaces, " + strings.Repeat("x", 200)
 		err = q.Send(testCtx(t), []queue.Outgoing{
-			{Body: []byte("first"), DedupID: "111111111111/us-east-1/vol-0abc/daily/2026-11-22T00:00:00Z"},
-			{Body: []byte("duplicate"), DedupID: "111111111111/us-east-1/vol-0abc/daily/2026-11-22T00:00:00Z"},
+			{Body: []byte("first"), DedupID: key},
+			{Body: []byte("duplicate"), DedupID: key},
 			{Body: []byte("long"), DedupID: long, GroupID: long},
 			{Body: []byte("long duplicate"), DedupID: long},
 		})

@@ -70,9 +70,22 @@ type embedded struct {
 	visibility time.Duration
 }
 
+// dlqFragment marks the URL of an embedded dead-letter queue: file:PATH#dlq.
+const dlqFragment = "#dlq"
+
 func openEmbedded(ctx context.Context, url, path string, o Options) (Queue, error) {
-	if strings.ContainsRune(path, '?') {
-		return nil, fmt.Errorf("%w %q: the path may not contain '?'", ErrBadURL, url)
+	if p, ok := strings.CutSuffix(path, dlqFragment); ok {
+		// The DLQ's own URL, as its URL() gives it: open the file, hand out the DLQ.
+		q, err := openEmbedded(ctx, strings.TrimSuffix(url, dlqFragment), p, o)
+		if err != nil {
+			return nil, err
+		}
+		d, _ := q.DLQ(ctx)
+		d.(*embedded).owner = true
+		return d, nil
+	}
+	if strings.ContainsAny(path, "?#") {
+		return nil, fmt.Errorf("%w %q: the path may not contain '?' or '#'", ErrBadURL, url)
 	}
 	// WAL lets readers and one writer share the file across processes; every transaction
 	// takes the write lock at BEGIN (immediate), so two writers never deadlock on a lock
@@ -118,7 +131,7 @@ func openEmbedded(ctx context.Context, url, path string, o Options) (Queue, erro
 
 func (e *embedded) URL() string {
 	if e.isDLQ {
-		return e.url + "#dlq"
+		return e.url + dlqFragment
 	}
 	return e.url
 }
@@ -452,8 +465,8 @@ func (e *embedded) DeadLetter(ctx context.Context, m Message, reason, lastErr st
 	return nil
 }
 
-// DLQ returns the dead-letter queue in the same file. It shares this handle's file:
-// close this one, not the DLQ, when done.
+// DLQ returns the dead-letter queue in the same file, whose URL is file:PATH#dlq. It
+// shares this handle's file: close this one, not the DLQ, when done.
 func (e *embedded) DLQ(context.Context) (Queue, error) {
 	if e.isDLQ {
 		return nil, fmt.Errorf("queue %s is a dead-letter queue: it has no dead-letter queue of its own", e.URL())

@@ -248,6 +248,16 @@ func TestEmbeddedReopen(t *testing.T) {
 		t.Errorf("closing the DLQ handle: %v", err)
 	}
 	wantStats(t, q, queue.Stats{InFlight: 1}) // the DLQ handle's Close left the file open
+
+	// The DLQ's URL opens the DLQ itself.
+	if want := "file:" + path + "#dlq"; d.URL() != want {
+		t.Fatalf("DLQ URL = %q, want %q", d.URL(), want)
+	}
+	byURL := openFile(t, path+"#dlq", queue.Options{})
+	wantStats(t, byURL, queue.Stats{InFlight: 1})
+	if _, err := byURL.DLQ(testCtx(t)); err == nil {
+		t.Error("the DLQ opened by URL has a DLQ of its own")
+	}
 }
 
 func TestEmbeddedBadURL(t *testing.T) {

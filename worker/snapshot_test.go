@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +22,7 @@ import (
 	"github.com/snapfleet/snapfleet/internal/job"
 	"github.com/snapfleet/snapfleet/internal/mototest"
 	"github.com/snapfleet/snapfleet/internal/tag"
+	"github.com/snapfleet/snapfleet/queue"
 )
 
 // The SDK's client satisfies the worker's EC2 interface.
@@ -911,5 +913,55 @@ func TestChecksHoldWithoutFilters(t *testing.T) {
 				t.Errorf("dead-letter reason %q, want %q", got, tt.reason)
 			}
 		})
+	}
+}
+
+// TestEmbeddedQueue runs the worker on the real embedded queue backend and moto: a create,
+// its duplicate, a forged delete and an invalid message; Run drains the queue and exits.
+func TestEmbeddedQueue(t *testing.T) {
+	t.Parallel()
+	e := newMoto(t)
+	vol := e.volume(t)
+	unmanaged := e.snap(t, vol, 40*24*time.Hour, nil)
+	ctx := context.Background()
+	q, err := queue.Open(ctx, "file:"+filepath.Join(t.TempDir(), "jobs.db"), queue.Options{})
+	if err != nil {
+		t.Fatalf("opening the embedded queue: %v", err)
+	}
+	t.Cleanup(func() { q.Close() })
+	create := createJob(vol, "default", plannedAt)
+	var out []queue.Outgoing
+	for _, b := range [][]byte{encode(t, create), encode(t, create), encode(t, deleteJob(unmanaged, "default")), []byte(`{"v":1}`)} {
+		out = append(out, queue.Outgoing{Body: b})
+	}
+	if err := q.Send(ctx, out); err != nil {
+		t.Fatalf("sending jobs: %v", err)
+	}
+	w := e.newWorker(q, config.Default(), time.Now)
+	w.Concurrency = 1
+	st := runFor(t, w, 20*time.Second)
+	if want := (Stats{Processed: 4, Created: 1, DeadLettered: 2}); st != want {
+		t.Errorf("stats = %+v, want %+v", st, want)
+	}
+	if n := len(e.byJob(t, create.Key)); n != 1 {
+		t.Errorf("%d snapshots of the create job, want 1", n)
+	}
+	if !e.exists(t, unmanaged) || e.faults.count("DeleteSnapshot") != 0 {
+		t.Errorf("unmanaged snapshot touched")
+	}
+	dlq, err := q.DLQ(ctx)
+	if err != nil {
+		t.Fatalf("opening the DLQ: %v", err)
+	}
+	msgs, err := dlq.Receive(ctx, 10, time.Second)
+	if err != nil {
+		t.Fatalf("reading the DLQ: %v", err)
+	}
+	reasons := map[string]bool{}
+	for _, m := range msgs {
+		reasons[m.Reason] = true
+	}
+	if len(msgs) != 2 || !reasons[ReasonRefusedUnmanaged] || !reasons[ReasonInvalidMessage] {
+		t.Errorf("DLQ holds %d messages with reasons %v, want refused_unmanaged and invalid_message", len(msgs), reasons)
 	}
 }

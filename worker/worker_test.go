@@ -1,13 +1,18 @@
 package worker
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/snapfleet/snapfleet/internal/config"
 	"github.com/snapfleet/snapfleet/internal/job"
@@ -480,4 +485,59 @@ func TestShutdownStuckJob(t *testing.T) {
 	if left != 1 || len(deleted) != 0 || len(dead) != 0 {
 		t.Errorf("after the late result: left %d deleted %v dead %v; want the released message untouched", left, deleted, dead)
 	}
+}
+
+// TestOutcomeLog: every outcome is logged with the job's fields; refusals at error level.
+func TestOutcomeLog(t *testing.T) {
+	t.Parallel()
+	var buf syncBuffer
+	q := newFakeQueue()
+	j := deleteJob("snap-0123456789abcdef0", "default")
+	q.add(0, encode(t, j))
+	w := testWorker(q, HandlerFunc(func(context.Context, job.Job) (Result, error) {
+		return Result{}, Permanent(ReasonRefusedUnmanaged, errors.New("no snapfleet:policy tag"))
+	}))
+	w.Log = zerolog.New(&buf)
+	runFor(t, w, 5*time.Second)
+	var found bool
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("log line %q is not JSON: %v", line, err)
+		}
+		if ev["outcome"] == nil {
+			continue
+		}
+		found = true
+		want := map[string]any{
+			"level": "error", "run": j.Run, "kind": j.Kind, "key": j.Key, "account": j.Account,
+			"region": j.Region, "policy": j.Policy, "snapshot": j.Snapshot,
+			"reason": ReasonRefusedUnmanaged, "outcome": "dead_lettered",
+		}
+		for k, v := range want {
+			if ev[k] != v {
+				t.Errorf("log field %s = %v, want %v", k, ev[k], v)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no outcome logged in %s", buf.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -86,6 +86,7 @@ var shared struct {
 	s    *mototest.Server
 	once sync.Once
 	m    *motoServer
+	err  error
 }
 
 func TestMain(m *testing.M) {
@@ -102,6 +103,7 @@ func startMoto(t *testing.T) *motoServer {
 	shared.once.Do(func() {
 		s, err := mototest.StartServer()
 		if err != nil {
+			shared.err = err
 			return
 		}
 		shared.s = s
@@ -109,7 +111,7 @@ func startMoto(t *testing.T) *motoServer {
 		shared.m = &motoServer{s: s, cfg: cfg, setup: ec2.NewFromConfig(cfg)}
 	})
 	if shared.m == nil {
-		t.Fatal("starting moto_server failed (python3 with moto[server] is required; run make test)")
+		t.Fatalf("starting moto_server (python3 with moto[server] is required; run make test): %v", shared.err)
 	}
 	return shared.m
 }

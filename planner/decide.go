@@ -201,8 +201,9 @@ func decideCreates(out []Decision, inv Inventory, cfg *config.Config, now time.T
 			instance, device string
 			excluded         bool
 		}
-		var order []string
-		cands := map[string]*candidate{}
+		var cands []candidate
+		vols := []string{}
+		byVol := map[string]int{}
 		for ii := range inv.Instances {
 			in := &inv.Instances[ii]
 			if !selects(p, in) {
@@ -213,18 +214,19 @@ func decideCreates(out []Decision, inv Inventory, cfg *config.Config, now time.T
 			for _, a := range in.Volumes {
 				volumes[a.Volume] = true
 				excluded := instExcluded || anyTag(p.Select.ExcludeTags, inv.VolumeTags[a.Volume])
-				c, ok := cands[a.Volume]
+				ci, ok := byVol[a.Volume]
 				if !ok {
 					// A multi-attached volume is snapshotted once, named after its first instance.
-					c = &candidate{instance: in.ID, device: a.Device}
-					cands[a.Volume] = c
-					order = append(order, a.Volume)
+					ci = len(cands)
+					byVol[a.Volume] = ci
+					cands = append(cands, candidate{instance: in.ID, device: a.Device})
+					vols = append(vols, a.Volume)
 				}
-				c.excluded = c.excluded || excluded
+				cands[ci].excluded = cands[ci].excluded || excluded
 			}
 		}
-		for _, vol := range order {
-			c := cands[vol]
+		for ci, vol := range vols {
+			c := &cands[ci]
 			d := Decision{Account: inv.Account, Region: inv.Region, Policy: p.Name,
 				Volume: vol, Instance: c.instance, Device: c.device}
 			key := job.CreateKey(inv.Account, inv.Region, vol, p.Name, period)
@@ -297,6 +299,8 @@ func done(snaps []Snapshot, rows []int32, period time.Time, key string) bool {
 func decideDeletes(out []Decision, inv Inventory, policies map[string]*config.Policy, now time.Time,
 	keys []groupKey, start, rows []int32, blockedPolicy map[string]bool, res *Result) []Decision {
 	var buf []retention.Snapshot
+	// The delete key, job.DeleteKey without fmt: this loop runs once per snapshot.
+	keyPrefix := inv.Account + "/" + inv.Region + "/"
 	for g, k := range keys {
 		rs := rows[start[g]:start[g+1]]
 		keep := func(s *Snapshot, reason string) {
@@ -364,7 +368,7 @@ func decideDeletes(out []Decision, inv Inventory, policies map[string]*config.Po
 			default:
 				out = append(out, Decision{Account: inv.Account, Region: inv.Region, Policy: s.Policy,
 					Action: ActionDelete, Volume: s.Volume, Snapshot: s.ID,
-					Key: job.DeleteKey(inv.Account, inv.Region, s.ID), Reason: d.Reason})
+					Key: keyPrefix + s.ID + "/delete", Reason: d.Reason})
 				res.Deletes++
 			}
 		}

@@ -220,7 +220,7 @@ func (p *Planner) planScope(ctx context.Context, log zerolog.Logger, account, re
 			ev = log.Info()
 		}
 		ev.Str("policy", d.Policy).Str("volume", d.Volume).Str("snapshot", d.Snapshot).
-			Str("action", d.Action).Str("reason", d.Reason).Msg("decided")
+			Str("action", d.Action).Str("key", d.Key).Str("reason", d.Reason).Msg("decided")
 		if d.Action != ActionCreate && d.Action != ActionDelete {
 			continue
 		}

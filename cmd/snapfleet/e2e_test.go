@@ -75,14 +75,16 @@ func newE2E(t *testing.T) *e2e {
 	if err := os.WriteFile(path, []byte(testConfig), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return &e2e{t: t, moto: s, ec2: ec2.NewFromConfig(cfg), sqs: sqs.NewFromConfig(cfg), config: path, start: time.Now().UTC()}
+	noon := time.Now().UTC().Truncate(24 * time.Hour).Add(12 * time.Hour)
+	return &e2e{t: t, moto: s, ec2: ec2.NewFromConfig(cfg), sqs: sqs.NewFromConfig(cfg), config: path, start: noon}
 }
 
-// at returns the RFC 3339 time d after the test started, for --now, and moves moto's clock
-// there so new snapshots are stamped with it.
+// at moves moto's clock to d after the test's day 0 (today, 12:00 UTC), so snapshots made
+// from now on are stamped from there, and returns the --now a command of that day uses: 10
+// minutes later, so that the test's own snapshots are in the past and in the same UTC day.
 func (e *e2e) at(d time.Duration) string {
-	e.moto.ShiftClock(e.t, d)
-	return e.start.Add(d).Format(time.RFC3339)
+	e.moto.ShiftClock(e.t, time.Until(e.start.Add(d)))
+	return e.start.Add(d + 10*time.Minute).Format(time.RFC3339)
 }
 
 // result is one snapfleet process's exit.

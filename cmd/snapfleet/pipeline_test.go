@@ -32,20 +32,21 @@ func TestPipelineSQS(t *testing.T) {
 	url := e.sqsQueues(ctx, "jobs")
 	want := len(f.selected) // 19: 10 instances × 2 volumes, less one opted-out volume
 
-	plan := e.jsonCLI(0, "plan", "--queue", url)
+	now := e.at(0)
+	plan := e.jsonCLI(0, "plan", "--queue", url, "--now", now)
 	for k, v := range map[string]int{"snapshot_jobs": want, "enqueued": want, "delete_jobs": 0, "errors": 0, "accounts": 1, "regions": 1} {
 		if got := num(t, plan, k); got != v {
 			t.Errorf("plan %s = %d, want %d", k, got, v)
 		}
 	}
-	work := e.workers(3, url)
+	work := e.workers(3, url, "--now", now)
 	if work["created"] != want || work["dead_lettered"] != 0 {
 		t.Fatalf("workers: %v, want %d created and no dead letters", work, want)
 	}
 	first := e.checkOnePerVolume(ctx, f)
 	e.queueEmpty(ctx, url)
 
-	again := e.jsonCLI(0, "plan", "--queue", url)
+	again := e.jsonCLI(0, "plan", "--queue", url, "--now", now)
 	if num(t, again, "snapshot_jobs") != 0 || num(t, again, "enqueued") != 0 {
 		t.Fatalf("second plan in the same period enqueued work: %v", again)
 	}
@@ -72,7 +73,7 @@ func TestPipelineSQS(t *testing.T) {
 	}
 
 	// Day 20: a second snapshot per live volume, inside retention from then on.
-	now := e.at(20 * day)
+	now = e.at(20 * day)
 	if p := e.jsonCLI(0, "plan", "--queue", url, "--now", now); num(t, p, "snapshot_jobs") != want-1 || num(t, p, "delete_jobs") != 0 {
 		t.Fatalf("day-20 plan: %v", p)
 	}
@@ -128,16 +129,17 @@ func TestRunEmbedded(t *testing.T) {
 	db := "file:" + filepath.Join(t.TempDir(), "snapfleet.db")
 	want := len(f.selected)
 
-	r := e.jsonCLI(0, "run", "--queue", db)
+	now := e.at(0)
+	r := e.jsonCLI(0, "run", "--queue", db, "--now", now)
 	if num(t, r, "plan.snapshot_jobs") != want || num(t, r, "work.created") != want || num(t, r, "work.dead_lettered") != 0 {
 		t.Fatalf("run: %v, want %d created", r, want)
 	}
 	first := e.checkOnePerVolume(ctx, f)
-	if r := e.jsonCLI(0, "run", "--queue", db); num(t, r, "plan.enqueued") != 0 || num(t, r, "work.created") != 0 {
+	if r := e.jsonCLI(0, "run", "--queue", db, "--now", now); num(t, r, "plan.enqueued") != 0 || num(t, r, "work.created") != 0 {
 		t.Fatalf("second run in the period did work: %v", r)
 	}
 
-	now := e.at(31 * day)
+	now = e.at(31 * day)
 	if r := e.jsonCLI(0, "run", "--queue", db, "--now", now); num(t, r, "work.created") != want || num(t, r, "work.deleted") != 0 {
 		t.Fatalf("day-31 run: %v, want %d created and nothing deleted (day 0 was the newest when planned)", r, want)
 	}
@@ -173,6 +175,7 @@ func TestHostileMessages(t *testing.T) {
 	e := newE2E(t)
 	f := e.buildFleet(ctx)
 	url := e.sqsQueues(ctx, "hostile")
+	nowFlag := e.at(0)
 	now := e.start
 
 	var vol, inst string
@@ -214,7 +217,7 @@ func TestHostileMessages(t *testing.T) {
 	}
 	before := e.snapshots(ctx)
 
-	w := e.workers(1, url)
+	w := e.workers(1, url, "--now", nowFlag)
 	if w["created"] != 1 || w["deleted"] != 0 || w["dead_lettered"] != 6 {
 		t.Fatalf("worker: %v, want 1 created, 0 deleted, 6 dead-lettered", w)
 	}

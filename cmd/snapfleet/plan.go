@@ -14,18 +14,19 @@ type planFlags struct {
 
 func newPlanCmd(g *globals) *cobra.Command {
 	f := &planFlags{}
+	var queueURL string
 	cmd := &cobra.Command{
 		Use:   "plan",
 		Short: "List the fleet and enqueue one job per volume to snapshot and per expired snapshot",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if g.queueURL == "" && !f.dryRun {
+			if queueURL == "" && !f.dryRun {
 				return usagef("plan: --queue is required (or --dry-run)")
 			}
 			e, err := g.setup(cmd.Context())
 			if err != nil {
 				return err
 			}
-			s, err := e.plan(cmd.Context(), g.queueURL, f.dryRun)
+			s, err := e.plan(cmd.Context(), queueURL, f.dryRun)
 			if err != nil {
 				return err
 			}
@@ -43,7 +44,7 @@ func newPlanCmd(g *globals) *cobra.Command {
 		},
 	}
 	g.addConfigFlags(cmd)
-	cmd.Flags().StringVar(&g.queueURL, "queue", "", "jobs queue: an SQS queue URL or file:PATH")
+	cmd.Flags().StringVar(&queueURL, "queue", "", "jobs queue: an SQS queue URL or file:PATH")
 	cmd.Flags().BoolVar(&f.dryRun, "dry-run", false, "print the decisions without enqueuing")
 	return cmd
 }

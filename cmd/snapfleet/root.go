@@ -22,7 +22,6 @@ import (
 // globals are the flags every command shares.
 type globals struct {
 	configPath string
-	queueURL   string
 	now        string
 	output     string
 	logFormat  string

@@ -15,6 +15,7 @@ type runResult struct {
 
 func newRunCmd(g *globals) *cobra.Command {
 	f := &workFlags{}
+	var queueURL string
 	var dryRun bool
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -28,11 +29,11 @@ func newRunCmd(g *globals) *cobra.Command {
 				return err
 			}
 			res := runResult{}
-			if res.Plan, err = e.plan(cmd.Context(), g.queueURL, dryRun); err != nil {
+			if res.Plan, err = e.plan(cmd.Context(), queueURL, dryRun); err != nil {
 				return err
 			}
 			if !dryRun {
-				q, err := e.openQueue(cmd.Context(), g.queueURL, f.visibility)
+				q, err := e.openQueue(cmd.Context(), queueURL, f.visibility)
 				if err != nil {
 					return err
 				}
@@ -60,7 +61,7 @@ func newRunCmd(g *globals) *cobra.Command {
 		},
 	}
 	g.addConfigFlags(cmd)
-	cmd.Flags().StringVar(&g.queueURL, "queue", "file:snapfleet.db", "jobs queue: file:PATH (embedded) or an SQS queue URL")
+	cmd.Flags().StringVar(&queueURL, "queue", "file:snapfleet.db", "jobs queue: file:PATH (embedded) or an SQS queue URL")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan's decisions; enqueue and change nothing")
 	f.add(cmd)
 	return cmd

@@ -40,11 +40,12 @@ func (f *workFlags) check() error {
 
 func newWorkCmd(g *globals) *cobra.Command {
 	f := &workFlags{}
+	var queueURL string
 	cmd := &cobra.Command{
 		Use:   "work",
 		Short: "Consume jobs from the queue: create and delete snapshots",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if g.queueURL == "" {
+			if queueURL == "" {
 				return usagef("work: --queue is required")
 			}
 			if err := f.check(); err != nil {
@@ -54,7 +55,7 @@ func newWorkCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			q, err := e.openQueue(cmd.Context(), g.queueURL, f.visibility)
+			q, err := e.openQueue(cmd.Context(), queueURL, f.visibility)
 			if err != nil {
 				return err
 			}
@@ -71,7 +72,7 @@ func newWorkCmd(g *globals) *cobra.Command {
 		},
 	}
 	g.addConfigFlags(cmd)
-	cmd.Flags().StringVar(&g.queueURL, "queue", "", "jobs queue: an SQS queue URL or file:PATH")
+	cmd.Flags().StringVar(&queueURL, "queue", "", "jobs queue: an SQS queue URL or file:PATH")
 	cmd.Flags().DurationVar(&f.idleExit, "idle-exit", 0, "exit after the queue has been empty this long (default: run until SIGINT/SIGTERM)")
 	f.add(cmd)
 	return cmd

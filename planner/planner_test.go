@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -287,13 +288,36 @@ policies:
 	if len(q2.msgs) != 0 || sum.SnapshotJobs != 0 || sum.SnapshotsSeen != len(want) {
 		t.Fatalf("second plan: %d messages, summary %+v", len(q2.msgs), sum)
 	}
-	// The next period, every selected volume is due again.
-	q3 := &recorder{}
-	if _, err := f.planner(cfg, []string{mototest.Region}, nil, q3, now.Add(24*time.Hour)).Plan(f.ctx); err != nil {
+	// The next period, every selected volume is due again; this time on the real
+	// embedded queue.
+	q3, err := queue.Open(f.ctx, "file:"+filepath.Join(t.TempDir(), "jobs.db"), queue.Options{})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if creates, _ := q3.jobs(t); len(creates) != len(want) {
-		t.Fatalf("next period: %d creates, want %d", len(creates), len(want))
+	defer q3.Close()
+	sum, err = f.planner(cfg, []string{mototest.Region}, nil, q3, now.Add(24*time.Hour)).Plan(f.ctx)
+	if err != nil || sum.Enqueued != len(want) || sum.Errors != 0 {
+		t.Fatalf("next period: %+v, %v", sum, err)
+	}
+	var next []job.Job
+	for {
+		msgs, err := q3.Receive(f.ctx, 10, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msgs) == 0 {
+			break
+		}
+		for _, m := range msgs {
+			j, err := job.Decode(m.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			next = append(next, j)
+		}
+	}
+	if got := sortedVolumes(next); !slices.Equal(got, want) {
+		t.Fatalf("next period: queue holds creates for %v, want %v", got, want)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -55,6 +56,44 @@ type snapshots struct {
 	ec2     func(account, region string) EC2
 	now     func() time.Time
 	backoff backoff
+	// inFlight serialises jobs of one key in this process: a duplicate delivered in the
+	// same batch waits and then finds the snapshot instead of making another.
+	inFlight keyLock
+}
+
+// keyLock is a set of per-key mutexes that exist only while someone holds or waits.
+type keyLock struct {
+	mu   sync.Mutex
+	keys map[string]*keyEntry
+}
+
+type keyEntry struct {
+	sync.Mutex
+	users int
+}
+
+// lock takes key's mutex and returns its release.
+func (l *keyLock) lock(key string) (unlock func()) {
+	l.mu.Lock()
+	if l.keys == nil {
+		l.keys = map[string]*keyEntry{}
+	}
+	e := l.keys[key]
+	if e == nil {
+		e = &keyEntry{}
+		l.keys[key] = e
+	}
+	e.users++
+	l.mu.Unlock()
+	e.Lock()
+	return func() {
+		e.Unlock()
+		l.mu.Lock()
+		if e.users--; e.users == 0 {
+			delete(l.keys, key)
+		}
+		l.mu.Unlock()
+	}
 }
 
 // mux returns a Mux with the snapshot handlers registered by kind.
@@ -153,18 +192,14 @@ func (s *snapshots) create(ctx context.Context, j job.Job) (Result, error) {
 		return Result{}, Permanent(ReasonUnknownPolicy, fmt.Errorf("policy %q is not in the worker's config", j.Policy))
 	}
 	api := s.ec2(j.Account, j.Region)
+	defer s.inFlight.lock(j.Key)()
 
-	found, err := s.listSnapshots(ctx, api, j.Account, &ec2.DescribeSnapshotsInput{
-		Filters: []types.Filter{filter("tag:"+tag.Job, j.Key)},
-	})
+	found, err := s.jobSnapshots(ctx, api, j)
 	if err != nil {
 		return Result{}, fail(fmt.Errorf("looking for the snapshot of job %s: %w", j.Key, err))
 	}
-	for _, sn := range found {
-		// A snapshot that failed is no backup: make another.
-		if tagMap(sn.Tags)[tag.Job] == j.Key && sn.State != types.SnapshotStateError {
-			return Result{Action: Existed, Snapshot: aws.ToString(sn.SnapshotId)}, nil
-		}
+	if len(found) > 0 {
+		return Result{Action: Existed, Snapshot: aws.ToString(found[0].SnapshotId)}, nil
 	}
 
 	start := s.now().UTC()
@@ -189,7 +224,58 @@ func (s *snapshots) create(ctx context.Context, j job.Job) (Result, error) {
 		}
 		return Result{}, fail(err)
 	}
-	return Result{Action: Created, Snapshot: aws.ToString(out.SnapshotId)}, nil
+	return s.settle(ctx, api, j, aws.ToString(out.SnapshotId))
+}
+
+// jobSnapshots lists the usable snapshots that carry j's key, the keeper first: the oldest,
+// ties broken by id. A snapshot that failed is no backup and is not listed.
+func (s *snapshots) jobSnapshots(ctx context.Context, api EC2, j job.Job) ([]types.Snapshot, error) {
+	listed, err := s.listSnapshots(ctx, api, j.Account, &ec2.DescribeSnapshotsInput{
+		Filters: []types.Filter{filter("tag:"+tag.Job, j.Key)},
+	})
+	if err != nil {
+		return nil, err
+	}
+	var found []types.Snapshot
+	for _, sn := range listed {
+		if tagMap(sn.Tags)[tag.Job] == j.Key && sn.State != types.SnapshotStateError {
+			found = append(found, sn)
+		}
+	}
+	sort.Slice(found, func(a, b int) bool {
+		ta, tb := aws.ToTime(found[a].StartTime), aws.ToTime(found[b].StartTime)
+		if !ta.Equal(tb) {
+			return ta.Before(tb)
+		}
+		return aws.ToString(found[a].SnapshotId) < aws.ToString(found[b].SnapshotId)
+	})
+	return found, nil
+}
+
+// settle converges after a create: CreateSnapshot has no client token, so two workers
+// that took duplicates of one job at the same moment can both have created. Each looks
+// again; every one that did not make the keeper deletes the snapshot it made itself (it
+// has just made it, so no retention rule is involved) and reports the job as existing.
+// A failed look is not an error: the job took effect, a duplicate is the worst case.
+func (s *snapshots) settle(ctx context.Context, api EC2, j job.Job, made string) (Result, error) {
+	found, err := s.jobSnapshots(ctx, api, j)
+	if err != nil || len(found) < 2 || aws.ToString(found[0].SnapshotId) == made {
+		return Result{Action: Created, Snapshot: made}, nil
+	}
+	keeper := aws.ToString(found[0].SnapshotId)
+	for _, sn := range found[1:] {
+		if aws.ToString(sn.SnapshotId) != made {
+			continue
+		}
+		err := s.call(ctx, func(ctx context.Context) error {
+			_, err := api.DeleteSnapshot(ctx, &ec2.DeleteSnapshotInput{SnapshotId: aws.String(made)})
+			return err
+		})
+		if err != nil {
+			return Result{Action: Created, Snapshot: made}, nil
+		}
+	}
+	return Result{Action: Existed, Snapshot: keeper}, nil
 }
 
 // createTags are the tags of DESIGN.md §4, sorted by key. snapfleet's own keys win over a

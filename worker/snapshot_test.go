@@ -967,3 +967,59 @@ func TestEmbeddedQueue(t *testing.T) {
 		t.Errorf("DLQ holds %d messages with reasons %v, want refused_unmanaged and invalid_message", len(msgs), reasons)
 	}
 }
+
+// TestCreateDuplicatesInOneBatch: copies of one create job handled at the same time by one
+// worker make one snapshot (the jobs of a key are serialised in the process).
+func TestCreateDuplicatesInOneBatch(t *testing.T) {
+	t.Parallel()
+	e := newMoto(t)
+	cfg := policyConfig(t, "policies:\n  - name: daily\n    retain: {max_age: 30d}\n")
+	vol := e.volume(t)
+	clock := time.Date(2026, 11, 22, 1, 0, 0, 0, time.UTC)
+	j := createJob(vol, "daily", time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC))
+	body := encode(t, j)
+	q := newFakeQueue()
+	q.add(0, body, body, body, body)
+	w := e.newWorker(q, cfg, func() time.Time { return clock })
+	w.Concurrency = 4
+	st := runFor(t, w, 10*time.Second)
+	if st.Created != 1 || st.Processed != 4 {
+		t.Errorf("stats %+v, want 4 processed and 1 created", st)
+	}
+	if n := len(e.byJob(t, j.Key)); n != 1 {
+		t.Errorf("%d snapshots carry the job key, want 1", n)
+	}
+	if n := e.faults.count("CreateSnapshot"); n != 1 {
+		t.Errorf("%d CreateSnapshot calls, want 1", n)
+	}
+}
+
+// TestCreateRaceSettles: another worker creates the job's snapshot between this worker's
+// look and its CreateSnapshot. This worker sees two afterwards, deletes the one it made
+// (not the older one) and reports the job as already done.
+func TestCreateRaceSettles(t *testing.T) {
+	t.Parallel()
+	e := newMoto(t)
+	cfg := policyConfig(t, "policies:\n  - name: daily\n    retain: {max_age: 30d}\n")
+	vol := e.volume(t)
+	clock := time.Date(2026, 11, 22, 1, 0, 0, 0, time.UTC)
+	j := createJob(vol, "daily", time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC))
+	var other string
+	e.faults.setFail(func(op string, _ any, n int) error {
+		if op == "CreateSnapshot" && n == 1 {
+			other = e.snap(t, vol, time.Minute, map[string]string{tag.Policy: "daily", tag.Volume: vol, tag.Job: j.Key})
+		}
+		return nil
+	})
+	st, _, _ := e.run(t, cfg, func() time.Time { return clock }, 10*time.Second, encode(t, j))
+	if st.Created != 0 || st.Processed != 1 || st.DeadLettered != 0 {
+		t.Errorf("stats %+v, want the job processed as already done", st)
+	}
+	left := e.byJob(t, j.Key)
+	if len(left) != 1 || aws.ToString(left[0].SnapshotId) != other {
+		t.Errorf("snapshots carrying the key: %d, want only the other worker's %s", len(left), other)
+	}
+	if n := e.faults.count("DeleteSnapshot"); n != 1 {
+		t.Errorf("%d DeleteSnapshot calls, want 1 (this worker's own duplicate)", n)
+	}
+}

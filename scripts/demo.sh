@@ -22,6 +22,7 @@ export AWS_ENDPOINT_URL=http://127.0.0.1:$port AWS_ACCESS_KEY_ID=testing AWS_SEC
 export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_PAGER="" AWS_EC2_METADATA_DISABLED=true
 for _ in $(seq 100); do curl -sf "$AWS_ENDPOINT_URL/moto-api/data.json" >/dev/null && break; sleep 0.1; done
 
+aws() { command aws --endpoint-url "$AWS_ENDPOINT_URL" "$@"; }
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 ec2() { aws ec2 "$@" --output text; }
 
@@ -47,10 +48,10 @@ fleet() {
 }
 
 report() {
-  local region=$1
+  local region=$1 mine="Snapshots[?OwnerId=='123456789012']"
   printf '%s: managed snapshots %s, all snapshots owned by the account %s\n' "$region" \
-    "$(ec2 describe-snapshots --region "$region" --owner-ids self --filters Name=tag-key,Values=snapfleet:policy --query 'length(Snapshots[?OwnerId==`123456789012`])')" \
-    "$(ec2 describe-snapshots --region "$region" --owner-ids self --query 'length(Snapshots[?OwnerId==`123456789012`])')"
+    "$(ec2 describe-snapshots --region "$region" --owner-ids self --filters Name=tag-key,Values=snapfleet:policy --query "length($mine)")" \
+    "$(ec2 describe-snapshots --region "$region" --owner-ids self --query "length($mine)")"
 }
 
 config=$root/examples/demo.yaml
@@ -87,7 +88,9 @@ report us-east-1
 step "the same period again: nothing new to do"
 "$bin" plan --config "$config" --queue "$queue_url" --output json 2>>"$demo/plan.log" | grep -E '"(snapshot_jobs|delete_jobs|enqueued)"'
 
-later=$(python3 -c 'import datetime; print((datetime.datetime.now(datetime.timezone.utc)+datetime.timedelta(days=31)).strftime("%Y-%m-%dT%H:%M:%SZ"))')
+# moto stamps new snapshots 31 days ahead; snapfleet's --now is 2 minutes past that, so the
+# snapshots this step makes are in its past.
+later=$(python3 -c 'import datetime as d; print((d.datetime.now(d.timezone.utc)+d.timedelta(days=31, minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ"))')
 echo $((31 * 86400)) >"$demo/clock"
 step "31 days later ($later): today's snapshots"
 plan_and_work --now "$later"

@@ -62,7 +62,7 @@ func (e *env) plan(ctx context.Context, queueURL string, dryRun bool) (planner.S
 		Regions:  regions,
 		EC2:      func(account, region string) planner.EC2 { return e.clients.EC2(account, region) },
 		Now:      now,
-		RunID:    newRunID(now),
+		RunID:    planner.NewRunID(now),
 		DryRun:   dryRun,
 		Log:      e.log,
 	}

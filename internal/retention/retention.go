@@ -46,7 +46,7 @@ type Decision struct {
 // Decide returns one decision per snapshot, newest first. Snapshots with an unknown or
 // future start time are kept and do not count toward any rule.
 func Decide(snaps []Snapshot, r Rules, now time.Time) []Decision {
-	var dated []Snapshot
+	dated := make([]Snapshot, 0, len(snaps))
 	out := make([]Decision, 0, len(snaps))
 	for _, s := range snaps {
 		switch {

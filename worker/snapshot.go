@@ -227,6 +227,21 @@ func (s *snapshots) create(ctx context.Context, j job.Job) (Result, error) {
 	return s.settle(ctx, api, j, aws.ToString(out.SnapshotId))
 }
 
+// counts reports whether a snapshot other than the one being deleted counts toward the
+// volume's retention, as the planner counts it: only completed snapshots do (a pending one
+// may still fail), and not those AWS Backup or DLM manage.
+func counts(sn types.Snapshot, tags map[string]string) bool {
+	if sn.State != types.SnapshotStateCompleted {
+		return false
+	}
+	for k := range tags {
+		if tag.Protected(k) {
+			return false
+		}
+	}
+	return true
+}
+
 // jobSnapshots lists the usable snapshots that carry j's key, the keeper first: the oldest,
 // ties broken by id. A snapshot that failed is no backup and is not listed.
 func (s *snapshots) jobSnapshots(ctx context.Context, api EC2, j job.Job) ([]types.Snapshot, error) {
@@ -410,8 +425,7 @@ func (s *snapshots) delete(ctx context.Context, j job.Job) (Result, error) {
 		}
 		if id == j.Snapshot {
 			seen = true
-		} else if sn.State == types.SnapshotStateError {
-			// A failed snapshot keeps nothing safe: it does not count toward any rule.
+		} else if !counts(sn, t) {
 			continue
 		}
 		group = append(group, retention.Snapshot{ID: id, Start: aws.ToTime(sn.StartTime)})

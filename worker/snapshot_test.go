@@ -872,6 +872,22 @@ func TestChecksHoldWithoutFilters(t *testing.T) {
 				}(),
 			},
 			j: deleteJob("snap-00000000000000001", "default"), stats: Stats{Processed: 1, DeadLettered: 1}, reason: ReasonRefusedRetention},
+		{name: "a pending newer snapshot does not count (it may still fail)",
+			snaps: []types.Snapshot{
+				fakeSnap("snap-00000000000000001", testAccount, 40*day, managed(vol)),
+				func() types.Snapshot {
+					s := fakeSnap("snap-00000000000000002", testAccount, 0, managed(vol))
+					s.State = types.SnapshotStatePending
+					return s
+				}(),
+			},
+			j: deleteJob("snap-00000000000000001", "default"), stats: Stats{Processed: 1, DeadLettered: 1}, reason: ReasonRefusedRetention},
+		{name: "a newer snapshot managed by AWS Backup does not count",
+			snaps: []types.Snapshot{
+				fakeSnap("snap-00000000000000001", testAccount, 40*day, managed(vol)),
+				fakeSnap("snap-00000000000000002", testAccount, 0, map[string]string{tag.Policy: "default", tag.Volume: vol, "aws:backup:source-resource": vol}),
+			},
+			j: deleteJob("snap-00000000000000001", "default"), stats: Stats{Processed: 1, DeadLettered: 1}, reason: ReasonRefusedRetention},
 		{name: "no start time: never deleted",
 			snaps: []types.Snapshot{
 				fakeSnap("snap-00000000000000001", testAccount, -1, managed(vol)),

@@ -244,6 +244,19 @@ func (e *e2e) buildFleet(ctx context.Context) fleet {
 	return f
 }
 
+// checkUntouched asserts that the snapshots snapfleet did not make still exist.
+func (f fleet) checkUntouched(t *testing.T, snaps map[string]types.Snapshot) {
+	t.Helper()
+	if _, ok := snaps[f.handmade]; !ok {
+		t.Errorf("hand-made snapshot %s was deleted", f.handmade)
+	}
+	for _, id := range f.foreign {
+		if _, ok := snaps[id]; !ok {
+			t.Errorf("snapshot %s of another owner was deleted", id)
+		}
+	}
+}
+
 func (e *e2e) tag(ctx context.Context, id, k, v string) {
 	e.t.Helper()
 	if _, err := e.ec2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{id}, Tags: []types.Tag{{Key: aws.String(k), Value: aws.String(v)}}}); err != nil {

@@ -110,14 +110,7 @@ func TestPipelineSQS(t *testing.T) {
 			t.Errorf("volume %s has %d managed snapshots after day 31, want 2 (day 20, inside retention, and day 31)", vol, len(ss))
 		}
 	}
-	if _, ok := snaps[f.handmade]; !ok {
-		t.Errorf("hand-made snapshot %s was deleted", f.handmade)
-	}
-	for _, id := range f.foreign {
-		if _, ok := snaps[id]; !ok {
-			t.Errorf("snapshot %s of another owner was deleted", id)
-		}
-	}
+	f.checkUntouched(t, snaps)
 }
 
 // TestRunEmbedded is the same job on one machine: `snapfleet run` on the embedded queue.
@@ -152,14 +145,7 @@ func TestRunEmbedded(t *testing.T) {
 			t.Errorf("expired snapshot of %s still exists", vol)
 		}
 	}
-	if _, ok := snaps[f.handmade]; !ok {
-		t.Errorf("hand-made snapshot %s was deleted", f.handmade)
-	}
-	for _, id := range f.foreign {
-		if _, ok := snaps[id]; !ok {
-			t.Errorf("snapshot %s of another owner was deleted", id)
-		}
-	}
+	f.checkUntouched(t, snaps)
 	if r := e.jsonCLI(0, "run", "--queue", db, "--dry-run", "--now", now); r["work"] != nil || num(t, r, "plan.enqueued") != 0 {
 		t.Fatalf("dry run enqueued or worked: %v", r)
 	}

@@ -226,21 +226,17 @@ func (p *Planner) planScope(ctx context.Context, log zerolog.Logger, account, re
 		}
 		j := job.Job{V: job.Version, Key: d.Key, Account: account, Region: region, Policy: d.Policy,
 			Volume: d.Volume, Run: run, PlannedAt: now}
-		group := account + "/" + region + "/" + d.Volume
 		if d.Action == ActionCreate {
 			j.Kind, j.Instance, j.Device = job.KindCreate, d.Instance, d.Device
 		} else {
 			j.Kind, j.Snapshot = job.KindDelete, d.Snapshot
-			if d.Volume == "" {
-				group = account + "/" + region + "/" + d.Snapshot
-			}
 		}
 		body, err := job.Encode(j)
 		if err != nil {
 			fail(fmt.Errorf("encoding job %s: %w", d.Key, err))
 			continue
 		}
-		msgs = append(msgs, queue.Outgoing{Body: body, DedupID: d.Key, GroupID: group})
+		msgs = append(msgs, queue.Outgoing{Body: body, DedupID: d.Key, GroupID: job.GroupID(j)})
 	}
 	log.Info().Int("instances", res.Instances).Int("volumes", res.Volumes).Int("snapshots_seen", res.SnapshotsSeen).
 		Int("snapshot_jobs", res.Creates).Int("delete_jobs", res.Deletes).Msg("planned")

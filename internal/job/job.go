@@ -78,6 +78,16 @@ func DeleteKey(account, region, snapshot string) string {
 	return fmt.Sprintf("%s/%s/%s/delete", account, region, snapshot)
 }
 
+// GroupID is the FIFO message group of a job: its account, region and volume (the
+// snapshot for a delete job that names no volume), so jobs of one volume never run at the
+// same time while those of different volumes do.
+func GroupID(j Job) string {
+	if j.Volume == "" && j.Snapshot != "" {
+		return j.Account + "/" + j.Region + "/" + j.Snapshot
+	}
+	return j.Account + "/" + j.Region + "/" + j.Volume
+}
+
 // Encode validates j and returns its wire form.
 func Encode(j Job) ([]byte, error) {
 	if err := j.Validate(); err != nil {

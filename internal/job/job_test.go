@@ -409,3 +409,19 @@ func ExampleEncode() {
 	// {"v":1,"kind":"snapshot.create","key":"111111111111/us-east-1/vol-0abc1234/daily/2026-11-22T00:00:00Z","account":"111111111111","region":"us-east-1","policy":"daily","volume":"vol-0abc1234","run":"r1","planned_at":"2026-11-22T01:00:00Z"}
 	// <nil>
 }
+
+func TestGroupID(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		j    Job
+		want string
+	}{
+		{Job{Account: "111111111111", Region: "us-east-1", Volume: "vol-0abc12345"}, "111111111111/us-east-1/vol-0abc12345"},
+		{Job{Account: "111111111111", Region: "us-east-1", Volume: "vol-0abc12345", Snapshot: "snap-0abc12345"}, "111111111111/us-east-1/vol-0abc12345"},
+		{Job{Account: "111111111111", Region: "eu-west-1", Snapshot: "snap-0abc12345"}, "111111111111/eu-west-1/snap-0abc12345"},
+	} {
+		if got := GroupID(c.j); got != c.want {
+			t.Errorf("GroupID(%+v) = %q, want %q", c.j, got, c.want)
+		}
+	}
+}

@@ -27,6 +27,36 @@ type Config struct {
 	Accounts []Account `yaml:"accounts"`
 	// Policies, at least one; a missing list means the built-in default policy.
 	Policies []Policy `yaml:"policies"`
+	// MaxDeleteFraction is the circuit breaker: a plan that would delete more than this
+	// fraction of an account-region's managed snapshots enqueues no deletes there. Nil
+	// means DefaultMaxDeleteFraction; see DeleteFraction.
+	MaxDeleteFraction *float64 `yaml:"max_delete_fraction"`
+}
+
+// DefaultMaxDeleteFraction is the circuit breaker's threshold when the config sets none.
+const DefaultMaxDeleteFraction = 0.5
+
+// DeleteFraction is the effective max_delete_fraction.
+func (c *Config) DeleteFraction() float64 {
+	if c.MaxDeleteFraction == nil {
+		return DefaultMaxDeleteFraction
+	}
+	return *c.MaxDeleteFraction
+}
+
+// Adopter returns the policy that adopts a legacy snapshot with these tags — one without
+// the snapfleet:policy marker, which the caller checks —: the one policy whose adopt.tags
+// are all on it. Validate allows at most one adopting policy.
+func (c *Config) Adopter(tags map[string]string) (Policy, bool) {
+	if _, managed := tags[ReservedTagPrefix+"policy"]; managed {
+		return Policy{}, false
+	}
+	for _, p := range c.Policies {
+		if p.Adopts(tags) {
+			return p, true
+		}
+	}
+	return Policy{}, false
 }
 
 // Account is one member account and the role to reach it.
@@ -44,6 +74,45 @@ type Policy struct {
 	Every  Duration          `yaml:"every"`
 	Retain Retain            `yaml:"retain"`
 	Tags   map[string]string `yaml:"tags"`
+	// Orphans: the rules for snapshots whose volume no longer exists.
+	Orphans Orphans `yaml:"orphans"`
+	// Adopt, when set, lets the policy manage legacy snapshots (owned by the account,
+	// carrying every one of Adopt.Tags and no snapfleet:policy tag). Off by default.
+	Adopt *Adopt `yaml:"adopt"`
+}
+
+// Orphans holds the floor for the snapshots of a volume that is gone.
+type Orphans struct {
+	// MinKeep replaces retain.min_keep for a gone volume; it can only lower it. 0 lets
+	// every snapshot of a gone volume expire, the newest too. Nil: retain.min_keep.
+	MinKeep *int `yaml:"min_keep"`
+}
+
+// Adopt names the tags that mark legacy snapshots a policy takes over.
+type Adopt struct {
+	Tags map[string]string `yaml:"tags"`
+}
+
+// OrphanFloor is the effective orphans.min_keep: retain.min_keep's floor unless set.
+func (p Policy) OrphanFloor() int {
+	if p.Orphans.MinKeep == nil {
+		return p.Retain.Floor()
+	}
+	return *p.Orphans.MinKeep
+}
+
+// Adopts reports whether the policy adopts a snapshot with these tags: it has adopt.tags
+// and every one of them is on the snapshot. The snapfleet:policy marker is not checked here.
+func (p Policy) Adopts(tags map[string]string) bool {
+	if p.Adopt == nil || len(p.Adopt.Tags) == 0 {
+		return false
+	}
+	for k, v := range p.Adopt.Tags {
+		if got, ok := tags[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
 }
 
 // Select chooses instances and volumes.
@@ -59,9 +128,19 @@ type Select struct {
 // Retain holds the keep rules: a snapshot is deleted only when no rule keeps it, and never
 // below MinKeep snapshots per volume.
 type Retain struct {
-	MaxAge   Duration `yaml:"max_age"`
-	KeepLast int      `yaml:"keep_last"`
-	MinKeep  *int     `yaml:"min_keep"`
+	// MaxAge keeps what is younger (restic's --keep-within, measured from now).
+	MaxAge Duration `yaml:"max_age"`
+	// KeepLast keeps the newest N snapshots per volume.
+	KeepLast int `yaml:"keep_last"`
+	// KeepHourly … KeepYearly keep the newest snapshot of each of the last N UTC hours,
+	// days, ISO weeks, months and years that have snapshots (restic's forget).
+	KeepHourly  int `yaml:"keep_hourly"`
+	KeepDaily   int `yaml:"keep_daily"`
+	KeepWeekly  int `yaml:"keep_weekly"`
+	KeepMonthly int `yaml:"keep_monthly"`
+	KeepYearly  int `yaml:"keep_yearly"`
+	// MinKeep is the floor (default 1).
+	MinKeep *int `yaml:"min_keep"`
 }
 
 // Floor is the effective min_keep: 1 unless configured.
@@ -294,7 +373,11 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%s.external_id: set without role_arn", key)
 		}
 	}
+	if f := c.MaxDeleteFraction; f != nil && (*f <= 0 || *f > 1) {
+		return fmt.Errorf("max_delete_fraction: %v is not in (0, 1]", *f)
+	}
 	names := map[string]bool{}
+	adopter := ""
 	for i, p := range c.Policies {
 		key := fmt.Sprintf("policies[%d]", i)
 		if !policyRE.MatchString(p.Name) {
@@ -326,14 +409,43 @@ func (c *Config) Validate() error {
 		if r.MaxAge < 0 {
 			return fmt.Errorf("%s.retain.max_age: negative", key)
 		}
-		if r.KeepLast < 0 {
-			return fmt.Errorf("%s.retain.keep_last: %d is negative", key, r.KeepLast)
+		counts := []struct {
+			name string
+			n    int
+		}{{"keep_last", r.KeepLast}, {"keep_hourly", r.KeepHourly}, {"keep_daily", r.KeepDaily},
+			{"keep_weekly", r.KeepWeekly}, {"keep_monthly", r.KeepMonthly}, {"keep_yearly", r.KeepYearly}}
+		anyRule := r.MaxAge > 0
+		for _, c := range counts {
+			if c.n < 0 {
+				return fmt.Errorf("%s.retain.%s: %d is negative", key, c.name, c.n)
+			}
+			anyRule = anyRule || c.n > 0
 		}
 		if r.MinKeep != nil && *r.MinKeep < 0 {
 			return fmt.Errorf("%s.retain.min_keep: %d is negative", key, *r.MinKeep)
 		}
-		if r.MaxAge == 0 && r.KeepLast == 0 {
-			return fmt.Errorf("%s.retain: no keep rule (set max_age or keep_last); refusing a policy that would expire everything", key)
+		if !anyRule {
+			return fmt.Errorf("%s.retain: no keep rule (set max_age, keep_last or keep_hourly/daily/weekly/monthly/yearly); refusing a policy that would expire everything", key)
+		}
+		if o := p.Orphans.MinKeep; o != nil {
+			if *o < 0 {
+				return fmt.Errorf("%s.orphans.min_keep: %d is negative", key, *o)
+			}
+			if *o > r.Floor() {
+				return fmt.Errorf("%s.orphans.min_keep: %d is more than retain.min_keep %d; it can only lower the floor for gone volumes", key, *o, r.Floor())
+			}
+		}
+		if p.Adopt != nil {
+			if len(p.Adopt.Tags) == 0 {
+				return fmt.Errorf("%s.adopt.tags: empty; name the tags that mark the legacy snapshots to adopt (e.g. {AutoBackup: \"true\"})", key)
+			}
+			if err := checkTags(key+".adopt.tags", p.Adopt.Tags, true); err != nil {
+				return err
+			}
+			if adopter != "" {
+				return fmt.Errorf("%s.adopt: policy %s adopts already; at most one policy may adopt legacy snapshots", key, adopter)
+			}
+			adopter = p.Name
 		}
 	}
 	return nil

@@ -106,6 +106,50 @@ func TestParseValid(t *testing.T) {
 			return nil
 		}},
 		{"max_age 0d with keep_last", policy("    retain: {max_age: 0d, keep_last: 1}\n"), maxAge(0)},
+		{"GFS rules alone", policy("    retain: {keep_hourly: 24, keep_daily: 7, keep_weekly: 4, keep_monthly: 12, keep_yearly: 3}\n"), func(c *Config) error {
+			r := c.Policies[0].Retain
+			if r.KeepHourly != 24 || r.KeepDaily != 7 || r.KeepWeekly != 4 || r.KeepMonthly != 12 || r.KeepYearly != 3 || r.Floor() != 1 || r.MaxAge != 0 {
+				return fmt.Errorf("retain = %+v", r)
+			}
+			if c.DeleteFraction() != DefaultMaxDeleteFraction || c.Policies[0].OrphanFloor() != 1 || c.Policies[0].Adopt != nil {
+				return fmt.Errorf("defaults: fraction %v, orphan floor %d, adopt %+v", c.DeleteFraction(), c.Policies[0].OrphanFloor(), c.Policies[0].Adopt)
+			}
+			return nil
+		}},
+		{"one count rule is enough", policy("    retain: {keep_yearly: 1}\n"), func(c *Config) error {
+			if c.Policies[0].Retain.KeepYearly != 1 {
+				return fmt.Errorf("retain = %+v", c.Policies[0].Retain)
+			}
+			return nil
+		}},
+		{"orphans, adopt and max_delete_fraction", "max_delete_fraction: 0.25\npolicies:\n  - name: p\n    retain: {max_age: 30d, min_keep: 2}\n    orphans: {min_keep: 0}\n    adopt: {tags: {AutoBackup: \"true\"}}\n", func(c *Config) error {
+			p := c.Policies[0]
+			if c.DeleteFraction() != 0.25 || p.OrphanFloor() != 0 || p.Retain.Floor() != 2 {
+				return fmt.Errorf("fraction %v, orphan floor %d, floor %d", c.DeleteFraction(), p.OrphanFloor(), p.Retain.Floor())
+			}
+			legacy := map[string]string{"AutoBackup": "true", "Name": "x"}
+			if got, ok := c.Adopter(legacy); !ok || got.Name != "p" {
+				return fmt.Errorf("Adopter(legacy) = %v, %v", got.Name, ok)
+			}
+			for _, tags := range []map[string]string{{"AutoBackup": "false"}, {}, {"AutoBackup": "true", "snapfleet:policy": "p"}} {
+				if _, ok := c.Adopter(tags); ok {
+					return fmt.Errorf("Adopter(%v) adopts", tags)
+				}
+			}
+			return nil
+		}},
+		{"orphans.min_keep defaults to the floor", policy("    retain: {max_age: 30d, min_keep: 3}\n"), func(c *Config) error {
+			if c.Policies[0].OrphanFloor() != 3 {
+				return fmt.Errorf("orphan floor %d", c.Policies[0].OrphanFloor())
+			}
+			return nil
+		}},
+		{"max_delete_fraction 1", "max_delete_fraction: 1\n", func(c *Config) error {
+			if c.DeleteFraction() != 1 {
+				return fmt.Errorf("fraction %v", c.DeleteFraction())
+			}
+			return nil
+		}},
 		{"max_age quoted", policy("    retain: {max_age: \"7d\"}\n"), maxAge(days(7))},
 		{"every in days", policy("    every: 7d\n    retain: {max_age: 30d}\n"), every(days(7))},
 		{"every 12h", policy("    every: 12h\n    retain: {max_age: 30d}\n"), every(Duration(12 * time.Hour))},
@@ -209,7 +253,25 @@ func TestParseInvalid(t *testing.T) {
 	}{
 		{"unknown top-level key", "region: [us-east-1]\n", []string{"region", "not found"}},
 		{"unknown policy key", policy("    retain: {max_age: 1d}\n    schedule: daily\n"), []string{"schedule"}},
-		{"unknown retain key", policy("    retain: {max_age: 1d, keep_daily: 7}\n"), []string{"keep_daily"}},
+		{"unknown retain key", policy("    retain: {max_age: 1d, keep_forever: 7}\n"), []string{"keep_forever"}},
+		{"unknown orphans key", policy("    retain: {max_age: 1d}\n    orphans: {keep: 0}\n"), []string{"keep"}},
+		{"unknown adopt key", policy("    retain: {max_age: 1d}\n    adopt: {tag: {a: b}}\n"), []string{"tag"}},
+		{"negative keep_daily", policy("    retain: {keep_daily: -7}\n"), []string{"policies[p].retain.keep_daily", "-7"}},
+		{"negative keep_yearly", policy("    retain: {keep_weekly: 2, keep_yearly: -1}\n"), []string{"retain.keep_yearly", "-1"}},
+		{"count rules all zero", policy("    retain: {keep_hourly: 0, keep_daily: 0, keep_weekly: 0, keep_monthly: 0, keep_yearly: 0, min_keep: 5}\n"), []string{"no keep rule"}},
+		{"keep_daily not a number", policy("    retain: {keep_daily: seven}\n"), []string{"seven"}},
+		{"negative orphans.min_keep", policy("    retain: {max_age: 1d}\n    orphans: {min_keep: -1}\n"), []string{"policies[p].orphans.min_keep", "-1"}},
+		{"orphans.min_keep above the floor", policy("    retain: {max_age: 1d, min_keep: 2}\n    orphans: {min_keep: 3}\n"), []string{"policies[p].orphans.min_keep", "3", "only lower"}},
+		{"empty adopt", policy("    retain: {max_age: 1d}\n    adopt: {}\n"), []string{"policies[p].adopt.tags", "empty"}},
+		{"adopt with empty tags", policy("    retain: {max_age: 1d}\n    adopt: {tags: {}}\n"), []string{"adopt.tags", "empty"}},
+		{"adopt by a snapfleet tag", policy("    retain: {max_age: 1d}\n    adopt: {tags: {\"snapfleet:policy\": x}}\n"), []string{"adopt.tags", "snapfleet:"}},
+		{"two adopting policies", "policies:\n  - name: a\n    retain: {max_age: 1d}\n    adopt: {tags: {AutoBackup: \"true\"}}\n  - name: b\n    retain: {max_age: 1d}\n    adopt: {tags: {Backup: yes}}\n",
+			[]string{"policies[b].adopt", "at most one"}},
+		{"max_delete_fraction zero", "max_delete_fraction: 0\n", []string{"max_delete_fraction", "0"}},
+		{"max_delete_fraction above one", "max_delete_fraction: 1.5\n", []string{"max_delete_fraction", "1.5"}},
+		{"max_delete_fraction negative", "max_delete_fraction: -0.1\n", []string{"max_delete_fraction"}},
+		{"max_delete_fraction not a number", "max_delete_fraction: half\n", []string{"half"}},
+		{"max_delete_fraction in a policy", policy("    retain: {max_age: 1d}\n    max_delete_fraction: 0.2\n"), []string{"max_delete_fraction"}},
 		{"unknown select key", policy("    select: {instance_tag: {a: b}}\n    retain: {max_age: 1d}\n"), []string{"instance_tag"}},
 		{"unknown account key", "accounts:\n  - id: \"111111111111\"\n    role: x\n", []string{"role"}},
 		{"bad duration", policy("    retain: {max_age: 30days}\n"), []string{"30days", "line 3"}},

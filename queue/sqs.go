@@ -28,6 +28,8 @@ type sqsAPI interface {
 	ChangeMessageVisibility(ctx context.Context, params *sqs.ChangeMessageVisibilityInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error)
 	GetQueueAttributes(ctx context.Context, params *sqs.GetQueueAttributesInput, optFns ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
 	GetQueueUrl(ctx context.Context, params *sqs.GetQueueUrlInput, optFns ...func(*sqs.Options)) (*sqs.GetQueueUrlOutput, error)
+	StartMessageMoveTask(ctx context.Context, params *sqs.StartMessageMoveTaskInput, optFns ...func(*sqs.Options)) (*sqs.StartMessageMoveTaskOutput, error)
+	ListMessageMoveTasks(ctx context.Context, params *sqs.ListMessageMoveTasksInput, optFns ...func(*sqs.Options)) (*sqs.ListMessageMoveTasksOutput, error)
 }
 
 // Message attributes snapfleet sets on a message it dead-letters.
@@ -45,7 +47,6 @@ const (
 	sqsMaxVisible = 43200 // seconds, SQS's visibility limit
 	maxErrorLen   = 1000
 	sendRetries   = 3
-	dlqGroupID    = "dead-letter"
 	unknownReason = "unspecified"
 )
 
@@ -58,6 +59,7 @@ type sqsQueue struct {
 
 	mu     sync.Mutex
 	dlqURL string // cached once found
+	arn    string // cached once read
 }
 
 func openSQS(_ context.Context, rawURL string, o Options) (Queue, error) {
@@ -334,8 +336,10 @@ func (q *sqsQueue) DeadLetter(ctx context.Context, m Message, reason, lastErr st
 	}
 	in := &sqs.SendMessageInput{QueueUrl: &dlq, MessageBody: aws.String(string(m.Body)), MessageAttributes: attrs}
 	if strings.HasSuffix(dlq, ".fifo") {
+		// A group of its own: one shared group would let a FIFO DLQ hand out only one
+		// batch at a time, and a listing would stop at the first ten.
 		in.MessageDeduplicationId = aws.String(sqsID(m.ID))
-		in.MessageGroupId = aws.String(dlqGroupID)
+		in.MessageGroupId = aws.String(sqsID(m.ID))
 	}
 	if _, err := q.api.SendMessage(ctx, in); err != nil {
 		return fmt.Errorf("dead-lettering message %s to %s: %w", m.ID, dlq, err)
@@ -470,5 +474,79 @@ func sleep(ctx context.Context, d time.Duration) error {
 		return ctx.Err()
 	case <-t.C:
 		return nil
+	}
+}
+
+// movePoll is how often moveAll asks how a move task is doing.
+var movePoll = 2 * time.Second
+
+// queueARN returns the ARN of this queue.
+func (q *sqsQueue) queueARN(ctx context.Context) (string, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.arn != "" {
+		return q.arn, nil
+	}
+	out, err := q.api.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl:       &q.url,
+		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameQueueArn},
+	})
+	if err != nil {
+		return "", fmt.Errorf("reading the ARN of %s: %w", q.url, err)
+	}
+	q.arn = out.Attributes[string(types.QueueAttributeNameQueueArn)]
+	if q.arn == "" {
+		return "", fmt.Errorf("reading the ARN of %s: no QueueArn attribute", q.url)
+	}
+	return q.arn, nil
+}
+
+// moveAll moves every message of this DLQ to dst with StartMessageMoveTask and waits for
+// the task to end. The start is tried once: an endpoint without move tasks (an emulator, a
+// policy without sqs:StartMessageMoveTask) is errMoveUnsupported, and nothing has moved.
+func (q *sqsQueue) moveAll(ctx context.Context, dst Queue) (int, error) {
+	to, ok := dst.(*sqsQueue)
+	if !ok || !q.isDLQ {
+		return 0, fmt.Errorf("%w: %s and %s are not an SQS dead-letter queue and an SQS queue", errMoveUnsupported, q.url, dst.URL())
+	}
+	src, err := q.queueARN(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", errMoveUnsupported, err)
+	}
+	dstARN, err := to.queueARN(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", errMoveUnsupported, err)
+	}
+	start, err := q.api.StartMessageMoveTask(ctx, &sqs.StartMessageMoveTaskInput{SourceArn: &src, DestinationArn: &dstARN},
+		func(o *sqs.Options) { o.RetryMaxAttempts = 1 })
+	if err != nil {
+		return 0, fmt.Errorf("%w: StartMessageMoveTask from %s to %s: %v", errMoveUnsupported, src, dstARN, err)
+	}
+	handle := aws.ToString(start.TaskHandle)
+	for {
+		if err := sleep(ctx, movePoll); err != nil {
+			return 0, fmt.Errorf("waiting for move task %s (it goes on without us): %w", handle, err)
+		}
+		out, err := q.api.ListMessageMoveTasks(ctx, &sqs.ListMessageMoveTasksInput{SourceArn: &src, MaxResults: aws.Int32(10)})
+		if err != nil {
+			return 0, fmt.Errorf("reading the status of move task %s: %w", handle, err)
+		}
+		// The newest task comes first; only a running task carries its handle.
+		if len(out.Results) == 0 {
+			return 0, fmt.Errorf("move task %s from %s is not listed", handle, src)
+		}
+		t := out.Results[0]
+		if h := aws.ToString(t.TaskHandle); h != "" && h != handle {
+			return 0, fmt.Errorf("move task %s from %s: another task %s is the newest", handle, src, h)
+		}
+		moved := int(t.ApproximateNumberOfMessagesMoved)
+		switch aws.ToString(t.Status) {
+		case "RUNNING", "CANCELLING":
+		case "COMPLETED":
+			return moved, nil
+		default:
+			return moved, fmt.Errorf("move task %s from %s to %s ended %s after moving about %d messages: %s",
+				handle, src, dstARN, aws.ToString(t.Status), moved, aws.ToString(t.FailureReason))
+		}
 	}
 }

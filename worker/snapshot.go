@@ -211,10 +211,15 @@ func (s *snapshots) create(ctx context.Context, j job.Job) (Result, error) {
 			Tags:         createTags(j, p, start),
 		}},
 	}
+	// The SDK must not resend CreateSnapshot on its own: the call has no client token, so
+	// after a lost response (a 5xx or a reset connection once the call took effect) a
+	// resend makes a second snapshot. Throttled calls took no effect and are retried by
+	// s.call; any other failure goes back to the queue, and the retry looks for the
+	// job's snapshot before it creates one.
 	var out *ec2.CreateSnapshotOutput
 	err = s.call(ctx, func(ctx context.Context) error {
 		var err error
-		out, err = api.CreateSnapshot(ctx, in)
+		out, err = api.CreateSnapshot(ctx, in, noSDKRetry)
 		return err
 	})
 	if err != nil {
@@ -226,6 +231,9 @@ func (s *snapshots) create(ctx context.Context, j job.Job) (Result, error) {
 	}
 	return s.settle(ctx, api, j, aws.ToString(out.SnapshotId))
 }
+
+// noSDKRetry turns off the SDK's own retries for one call.
+func noSDKRetry(o *ec2.Options) { o.RetryMaxAttempts = 1 }
 
 // counts reports whether a snapshot other than the one being deleted counts toward the
 // volume's retention, as the planner counts it: only completed snapshots do (a pending one

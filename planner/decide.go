@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/snapfleet/snapfleet/internal/config"
@@ -14,6 +15,12 @@ const (
 	ActionDelete = "delete"
 	ActionKeep   = "keep"
 	ActionSkip   = "skip"
+	// ActionProtected: retention would expire the snapshot, but something outside
+	// snapfleet protects it (an AMI, AWS Backup or DLM, a lock, a share).
+	ActionProtected = "protected"
+	// ActionHeld: retention expires the snapshot, but the circuit breaker held every
+	// delete of its account-region.
+	ActionHeld = "held"
 )
 
 // Reasons of the planner's own decisions; retention adds its reasons (retention.Kept*,
@@ -26,7 +33,18 @@ const (
 	// ReasonExcluded: an exclude tag of the policy is on the instance or the volume.
 	ReasonExcluded = "excluded"
 	// ReasonProtected: AWS Backup or DLM manage the snapshot (aws:backup:*, aws:dlm:*).
-	ReasonProtected = "protected"
+	// The decision's action is ActionProtected, like the classifier's reasons below.
+	ReasonProtected = "aws_backup_or_dlm"
+	// ReasonAMI: an AMI of the account names the snapshot in its block device mappings.
+	ReasonAMI = "used_by_ami"
+	// ReasonLocked: the snapshot is locked (EBS snapshot lock).
+	ReasonLocked = "locked"
+	// ReasonShared: the snapshot is shared with other accounts (createVolumePermission).
+	ReasonShared = "shared"
+	// ReasonCircuitBreaker: the account-region's deletes are held (ActionHeld).
+	ReasonCircuitBreaker = "circuit_breaker"
+	// ReasonUnknownVolume: an adopted snapshot names no usable volume; never deleted.
+	ReasonUnknownVolume = "unknown_volume"
 	// ReasonUnknownPolicy: the snapshot's policy is not in the config; never deleted.
 	ReasonUnknownPolicy = "unknown_policy"
 	// ReasonNotCompleted: a pending or failed snapshot neither counts nor goes.
@@ -50,6 +68,13 @@ type Decision struct {
 	// Key is the job key of a create or delete.
 	Key    string `json:"key,omitempty"`
 	Reason string `json:"reason"`
+	// Detail says it in words: for keep and delete, every retention rule that kept the
+	// snapshot or that it is beyond; for protected, what protects it.
+	Detail string `json:"detail,omitempty"`
+	// Orphan: the snapshot's volume no longer exists.
+	Orphan bool `json:"orphan,omitempty"`
+	// Adopted: a legacy snapshot the policy adopts (no snapfleet:policy tag).
+	Adopted bool `json:"adopted,omitempty"`
 }
 
 // Inventory is what the planner read of one account and region. Build it from the AWS
@@ -67,6 +92,18 @@ type Inventory struct {
 	// SnapshotsComplete says the snapshot listing finished without error. Deletes are
 	// planned only when it is true (fail closed).
 	SnapshotsComplete bool
+	// Volumes holds every volume that exists in the account-region; nil when not listed,
+	// and then no snapshot counts as an orphan (the live rules are the stricter ones).
+	Volumes map[string]bool
+	// Protections are what the deletion classifier found, by snapshot id: an AMI, a
+	// lock, a share — or ReasonFailClosed when it could not tell.
+	Protections map[string]Protection
+}
+
+// Protection is why a snapshot that retention expires must not be deleted.
+type Protection struct {
+	Reason string
+	Detail string
 }
 
 // Instance is one EC2 instance and its EBS volumes.
@@ -100,6 +137,8 @@ type Snapshot struct {
 	State string
 	// Protected: the snapshot carries an aws:backup:* or aws:dlm:* tag.
 	Protected bool
+	// Adopted: a legacy snapshot without snapfleet:policy that Policy adopts.
+	Adopted bool
 	// Bad names a snapfleet tag that could not be parsed; the snapshot's volume and
 	// policy get no deletes.
 	Bad string
@@ -121,6 +160,62 @@ type Result struct {
 	// Creates and Deletes count the decisions of those actions.
 	Creates int
 	Deletes int
+	// Kept, Protected and Held count the snapshot decisions of those actions.
+	Kept      int
+	Protected int
+	Held      int
+	// Orphans counts owned, managed (or adopted) snapshots whose volume is gone.
+	Orphans int
+	// Breaker is set when the circuit breaker held the deletes (see Trip).
+	Breaker *Breaker
+
+	account, region string
+}
+
+// Breaker says why the deletes of an account-region were not enqueued.
+type Breaker struct {
+	// Reason is "max_delete_fraction" or "incomplete_listing".
+	Reason   string  `json:"reason"`
+	Deletes  int     `json:"deletes"`
+	Managed  int     `json:"managed"`
+	Fraction float64 `json:"max_delete_fraction"`
+}
+
+// Breaker reasons.
+const (
+	BreakerFraction   = "max_delete_fraction"
+	BreakerIncomplete = "incomplete_listing"
+)
+
+func (b *Breaker) String() string {
+	if b.Reason == BreakerIncomplete {
+		return "circuit breaker: the snapshot listing was incomplete; no deletes planned (--force does not override this)"
+	}
+	return fmt.Sprintf("circuit breaker: would delete %d of %d managed snapshots (more than max_delete_fraction %g); no deletes enqueued (--force overrides)",
+		b.Deletes, b.Managed, b.Fraction)
+}
+
+// Trip applies the circuit breaker to a result: when the listing was incomplete, or the
+// result deletes more than fraction of the managed snapshots it saw and force is off,
+// every delete becomes ActionHeld and Breaker says why. It reports whether it tripped.
+func (r *Result) Trip(complete bool, fraction float64, force bool) bool {
+	if !complete {
+		r.Breaker = &Breaker{Reason: BreakerIncomplete, Managed: r.SnapshotsSeen, Fraction: fraction}
+		return true
+	}
+	if force || r.Deletes == 0 || float64(r.Deletes) <= fraction*float64(r.SnapshotsSeen) {
+		return false
+	}
+	r.Breaker = &Breaker{Reason: BreakerFraction, Deletes: r.Deletes, Managed: r.SnapshotsSeen, Fraction: fraction}
+	for i := range r.Decisions {
+		d := &r.Decisions[i]
+		if d.Action == ActionDelete {
+			d.Action, d.Reason, d.Key = ActionHeld, ReasonCircuitBreaker, ""
+			r.Held++
+		}
+	}
+	r.Deletes = 0
+	return true
 }
 
 type groupKey struct{ policy, volume string }
@@ -151,7 +246,7 @@ func Decide(inv Inventory, cfg *config.Config, now time.Time) Result {
 			continue
 		}
 		res.SnapshotsSeen++
-		if s.Volume == "" {
+		if s.Volume == "" && !s.Adopted {
 			// Which volume it belongs to is unknown: it could be the newest of any.
 			blockedPolicy[s.Policy] = true
 		}
@@ -303,11 +398,31 @@ func decideDeletes(out []Decision, inv Inventory, policies map[string]*config.Po
 	keyPrefix := inv.Account + "/" + inv.Region + "/"
 	for g, k := range keys {
 		rs := rows[start[g]:start[g+1]]
-		keep := func(s *Snapshot, reason string) {
-			out = append(out, Decision{Account: inv.Account, Region: inv.Region, Policy: s.Policy,
-				Action: ActionKeep, Volume: s.Volume, Snapshot: s.ID, Reason: reason})
+		orphan := inv.Volumes != nil && k.volume != "" && !inv.Volumes[k.volume]
+		if orphan {
+			res.Orphans += len(rs)
 		}
+		emit := func(s *Snapshot, action, reason, detail string) {
+			out = append(out, Decision{Account: inv.Account, Region: inv.Region, Policy: s.Policy,
+				Action: action, Volume: s.Volume, Snapshot: s.ID, Reason: reason, Detail: detail,
+				Orphan: orphan, Adopted: s.Adopted})
+			switch action {
+			case ActionKeep:
+				res.Kept++
+			case ActionProtected:
+				res.Protected++
+			}
+		}
+		keep := func(s *Snapshot, reason string) { emit(s, ActionKeep, reason, "") }
 		p, known := policies[k.policy]
+		if k.volume == "" && known && len(rs) > 0 && inv.Snapshots[rs[0]].Adopted {
+			// Adopted snapshots without a usable VolumeId (copies name vol-ffffffff) have no
+			// volume to count them against: kept, and they block nothing.
+			for _, i := range rs {
+				keep(&inv.Snapshots[i], ReasonUnknownVolume)
+			}
+			continue
+		}
 		if !known {
 			if res.UnknownPolicies == nil {
 				res.UnknownPolicies = map[string]int{}
@@ -320,13 +435,13 @@ func decideDeletes(out []Decision, inv Inventory, policies map[string]*config.Po
 		}
 		// Fail closed: anything unreadable in the group, or in the policy's scope when a
 		// snapshot's volume is unknown, or an incomplete listing blocks every delete.
-		blocked := !inv.SnapshotsComplete || blockedPolicy[k.policy] || k.volume == ""
+		blocked := !inv.SnapshotsComplete || blockedPolicy[k.policy] || (k.volume == "" && !adoptedGroup(inv.Snapshots, rs))
 		buf = buf[:0]
 		for _, i := range rs {
 			s := &inv.Snapshots[i]
 			switch {
 			case s.Protected:
-				keep(s, ReasonProtected)
+				emit(s, ActionProtected, ReasonProtected, "AWS Backup or DLM tag")
 				continue
 			case s.Bad != "" || s.Start.IsZero():
 				blocked = true
@@ -358,20 +473,35 @@ func decideDeletes(out []Decision, inv Inventory, policies map[string]*config.Po
 			}
 			return nil
 		}
-		for _, d := range retention.Decide(buf, retention.FromPolicy(*p), now) {
+		rules := retention.FromPolicy(*p)
+		if orphan {
+			rules = rules.Orphaned()
+		}
+		for _, d := range retention.Decide(buf, rules, now) {
 			s := lookup(d.ID)
+			prot, protected := inv.Protections[s.ID]
 			switch {
 			case d.Keep:
-				keep(s, d.Reason)
+				emit(s, ActionKeep, d.Reason, rules.Explain(d))
 			case blocked:
-				keep(s, ReasonFailClosed)
+				emit(s, ActionKeep, ReasonFailClosed, "expired ("+rules.Explain(d)+"), but its scope could not be read completely")
+			case protected && prot.Reason == ReasonFailClosed:
+				emit(s, ActionKeep, ReasonFailClosed, "expired ("+rules.Explain(d)+"), but "+prot.Detail)
+			case protected:
+				emit(s, ActionProtected, prot.Reason, prot.Detail)
 			default:
 				out = append(out, Decision{Account: inv.Account, Region: inv.Region, Policy: s.Policy,
 					Action: ActionDelete, Volume: s.Volume, Snapshot: s.ID,
-					Key: keyPrefix + s.ID + "/delete", Reason: d.Reason})
+					Key: keyPrefix + s.ID + "/delete", Reason: d.Reason, Detail: rules.Explain(d),
+					Orphan: orphan, Adopted: s.Adopted})
 				res.Deletes++
 			}
 		}
 	}
 	return out
+}
+
+// adoptedGroup reports whether the group's snapshots are adopted ones.
+func adoptedGroup(snaps []Snapshot, rows []int32) bool {
+	return len(rows) > 0 && snaps[rows[0]].Adopted
 }

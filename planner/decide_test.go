@@ -394,9 +394,9 @@ policies:
 			}, SnapshotsComplete: true},
 			want: []string{
 				"default delete snap-000000000000000a2 expired",
-				"default keep snap-000000000000000a0 protected",
 				"default keep snap-000000000000000a1 newest",
-				"default keep snap-000000000000000a3 protected",
+				"default protected snap-000000000000000a0 aws_backup_or_dlm",
+				"default protected snap-000000000000000a3 aws_backup_or_dlm",
 			},
 		},
 		{
@@ -537,7 +537,7 @@ func TestDecideCounts(t *testing.T) {
 	res := Decide(inv, config.Default(), now)
 	res.Decisions = nil
 	want := Result{Instances: 2, Volumes: 2, SnapshotsSeen: 3, ForeignSnapshots: 1,
-		UnknownPolicies: map[string]int{"gone": 2}, Creates: 1}
+		UnknownPolicies: map[string]int{"gone": 2}, Creates: 1, Kept: 3}
 	if !reflect.DeepEqual(want, res) {
 		t.Fatalf("result\n got %+v\nwant %+v", res, want)
 	}

@@ -7,6 +7,10 @@
 //
 // The planner fails closed: when a snapshot listing fails, or a snapshot's start time or
 // snapfleet tags cannot be read, no delete is planned for that scope; creates still go out.
+// Before it enqueues a delete it asks the deletion classifier (AMIs of the account, snapshot
+// locks, shares) and shows what is protected instead; and a circuit breaker holds every
+// delete of an account-region when a plan would delete more than max_delete_fraction of its
+// managed snapshots (Force overrides that, never an incomplete listing).
 package planner
 
 import (
@@ -16,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -36,6 +41,9 @@ type EC2 interface {
 	ec2.DescribeInstancesAPIClient
 	ec2.DescribeVolumesAPIClient
 	ec2.DescribeSnapshotsAPIClient
+	ec2.DescribeImagesAPIClient
+	DescribeLockedSnapshots(ctx context.Context, in *ec2.DescribeLockedSnapshotsInput, optFns ...func(*ec2.Options)) (*ec2.DescribeLockedSnapshotsOutput, error)
+	DescribeSnapshotAttribute(ctx context.Context, in *ec2.DescribeSnapshotAttributeInput, optFns ...func(*ec2.Options)) (*ec2.DescribeSnapshotAttributeOutput, error)
 }
 
 // Sender enqueues messages; queue.Queue is one.
@@ -65,7 +73,10 @@ type Planner struct {
 	// RunID names this run in jobs and logs; empty means a random one.
 	RunID  string
 	DryRun bool
-	Log    zerolog.Logger
+	// Force lets deletes through the circuit breaker's max_delete_fraction (never through
+	// an incomplete listing).
+	Force bool
+	Log   zerolog.Logger
 }
 
 // Summary is the outcome of a plan, printed by `snapfleet plan --output json`.
@@ -83,9 +94,37 @@ type Summary struct {
 	// planned or enqueued. More than zero means exit status 1.
 	Errors   int       `json:"errors"`
 	Failures []Failure `json:"failures"`
-	// Decisions are listed in a dry run only.
+	// Kept, Protected (by an AMI, AWS Backup or DLM, a lock, a share) and Held (by the
+	// circuit breaker) count snapshot decisions; Orphans the managed snapshots whose
+	// volume is gone.
+	Kept      int `json:"kept"`
+	Protected int `json:"protected"`
+	Held      int `json:"held"`
+	Orphans   int `json:"orphans"`
+	// Warnings are things an operator should look at, e.g. a policy with snapshots that
+	// is not in the config.
+	Warnings []string `json:"warnings"`
+	// Scopes has one entry per account-region, sorted.
+	Scopes []Scope `json:"scopes"`
+	// Decisions are listed in a dry run only, sorted by account, region, policy, volume,
+	// snapshot: two plans of the same fleet diff cleanly.
 	Decisions []Decision `json:"decisions,omitempty"`
 	DryRun    bool       `json:"dry_run"`
+	Force     bool       `json:"force,omitempty"`
+}
+
+// Scope is the plan of one account-region.
+type Scope struct {
+	Account   string   `json:"account"`
+	Region    string   `json:"region"`
+	Managed   int      `json:"managed"`
+	Orphans   int      `json:"orphans"`
+	Creates   int      `json:"creates"`
+	Deletes   int      `json:"deletes"`
+	Kept      int      `json:"kept"`
+	Protected int      `json:"protected"`
+	Held      int      `json:"held"`
+	Breaker   *Breaker `json:"breaker,omitempty"`
 }
 
 // Failure is one thing that went wrong in an account and region.
@@ -118,7 +157,8 @@ func (p *Planner) Plan(ctx context.Context) (Summary, error) {
 	if run == "" {
 		run = NewRunID(now)
 	}
-	sum := Summary{RunID: run, Accounts: len(p.Accounts), Regions: len(p.Regions), Failures: []Failure{}, DryRun: p.DryRun}
+	sum := Summary{RunID: run, Accounts: len(p.Accounts), Regions: len(p.Regions), Failures: []Failure{}, Warnings: []string{},
+		Scopes: []Scope{}, DryRun: p.DryRun, Force: p.Force}
 	log := p.Log.With().Str("run", run).Logger()
 
 	type scopeResult struct {
@@ -138,6 +178,7 @@ func (p *Planner) Plan(ctx context.Context) (Summary, error) {
 			wg.Go(func() {
 				defer func() { <-sem }()
 				slot.res, slot.enqueued, slot.failures = p.planScope(ctx, log, account, region, now, run)
+				slot.res.account, slot.res.region = account, region
 			})
 		}
 	}
@@ -152,6 +193,13 @@ func (p *Planner) Plan(ctx context.Context) (Summary, error) {
 		sum.DeleteJobs += r.res.Deletes
 		sum.Enqueued += r.enqueued
 		sum.Failures = append(sum.Failures, r.failures...)
+		sum.Kept += r.res.Kept
+		sum.Protected += r.res.Protected
+		sum.Held += r.res.Held
+		sum.Orphans += r.res.Orphans
+		sum.Scopes = append(sum.Scopes, Scope{Account: r.res.account, Region: r.res.region, Managed: r.res.SnapshotsSeen,
+			Orphans: r.res.Orphans, Creates: r.res.Creates, Deletes: r.res.Deletes, Kept: r.res.Kept,
+			Protected: r.res.Protected, Held: r.res.Held, Breaker: r.res.Breaker})
 		for pol, n := range r.res.UnknownPolicies {
 			unknown[pol] += n
 		}
@@ -166,11 +214,18 @@ func (p *Planner) Plan(ctx context.Context) (Summary, error) {
 	}
 	sort.Strings(names)
 	for _, pol := range names {
-		log.Warn().Str("policy", pol).Int("snapshots", unknown[pol]).
-			Msgf("policy %s has %d snapshots and is not in the config: they are never deleted (renamed or removed policy?)", pol, unknown[pol])
+		msg := fmt.Sprintf("policy %s has %d snapshots and is not in the config: they are never deleted (renamed or removed policy?)", pol, unknown[pol])
+		log.Warn().Str("policy", pol).Int("snapshots", unknown[pol]).Msg(msg)
+		sum.Warnings = append(sum.Warnings, msg)
 	}
+	sort.Slice(sum.Scopes, func(i, j int) bool {
+		a, b := sum.Scopes[i], sum.Scopes[j]
+		return a.Account < b.Account || (a.Account == b.Account && a.Region < b.Region)
+	})
+	SortDecisions(sum.Decisions)
 	log.Info().Int("instances", sum.Instances).Int("volumes", sum.Volumes).Int("snapshots_seen", sum.SnapshotsSeen).
 		Int("snapshot_jobs", sum.SnapshotJobs).Int("delete_jobs", sum.DeleteJobs).Int("enqueued", sum.Enqueued).
+		Int("kept", sum.Kept).Int("protected", sum.Protected).Int("held", sum.Held).Int("orphans", sum.Orphans).
 		Int("errors", sum.Errors).Bool("dry_run", p.DryRun).Msg("plan done")
 	return sum, ctx.Err()
 }
@@ -187,40 +242,60 @@ func (p *Planner) planScope(ctx context.Context, log zerolog.Logger, account, re
 	client := p.EC2(account, region)
 	inv := Inventory{Account: account, Region: region}
 
-	if instances, err := listInstances(ctx, client, p.Config); err != nil {
-		fail(fmt.Errorf("listing instances in %s/%s: %w", account, region, err))
-	} else if keys := excludeKeys(p.Config); len(keys) > 0 {
-		vt, err := listVolumeTags(ctx, client, keys)
-		if err != nil {
-			// Exclusions cannot be told: no creates rather than snapshots of excluded volumes.
-			fail(fmt.Errorf("listing volume tags in %s/%s: %w", account, region, err))
-		} else {
-			inv.Instances, inv.VolumeTags = instances, vt
-		}
-	} else {
-		inv.Instances = instances
+	instances, instErr := listInstances(ctx, client, p.Config)
+	if instErr != nil {
+		fail(fmt.Errorf("listing instances in %s/%s: %w", account, region, instErr))
 	}
-
-	snaps, err := listSnapshots(ctx, client)
+	snaps, err := listSnapshots(ctx, client, p.Config)
 	if err != nil {
 		fail(fmt.Errorf("listing snapshots in %s/%s (no deletes planned there): %w", account, region, err))
 	} else {
 		inv.Snapshots, inv.SnapshotsComplete = snaps, true
+	}
+	// The volumes: their exclude tags decide creates, their existence tells orphans.
+	keys := excludeKeys(p.Config)
+	if (instErr == nil && len(keys) > 0) || len(inv.Snapshots) > 0 {
+		vols, tags, err := listVolumes(ctx, client, keys)
+		if err != nil {
+			// Exclusions cannot be told: no creates rather than snapshots of excluded
+			// volumes. Orphans cannot be told: the live volumes' (stricter) rules apply.
+			fail(fmt.Errorf("listing volumes in %s/%s: %w", account, region, err))
+			instances = nil
+		} else {
+			inv.Volumes, inv.VolumeTags = vols, tags
+		}
+	}
+	if instErr == nil {
+		inv.Instances = instances
 	}
 
 	res := Decide(inv, p.Config, now)
 	if res.ForeignSnapshots > 0 {
 		log.Warn().Int("snapshots", res.ForeignSnapshots).Msg("ignored snapshots of other owners returned by the listing")
 	}
+	if res.Deletes > 0 {
+		// The deletion classifier, only for the delete candidates; then decide again.
+		inv.Protections = p.classify(ctx, client, account, res.Decisions, fail)
+		res = Decide(inv, p.Config, now)
+	}
+	if res.Trip(inv.SnapshotsComplete, p.Config.DeleteFraction(), p.Force) {
+		ev := log.Error().Str("reason", res.Breaker.Reason).Int("managed", res.Breaker.Managed)
+		if res.Breaker.Reason == BreakerFraction {
+			// The incomplete listing is already a failure of its own.
+			failures = append(failures, Failure{Account: account, Region: region, Error: res.Breaker.String()})
+			ev = ev.Int("deletes", res.Breaker.Deletes).Float64("max_delete_fraction", res.Breaker.Fraction)
+		}
+		ev.Msg(res.Breaker.String())
+	}
 
 	msgs := make([]queue.Outgoing, 0, res.Creates+res.Deletes)
 	for _, d := range res.Decisions {
 		ev := log.Debug()
-		if d.Action == ActionDelete {
+		if d.Action == ActionDelete || d.Action == ActionProtected || d.Action == ActionHeld {
 			ev = log.Info()
 		}
 		ev.Str("policy", d.Policy).Str("volume", d.Volume).Str("snapshot", d.Snapshot).
-			Str("action", d.Action).Str("key", d.Key).Str("reason", d.Reason).Msg("decided")
+			Str("action", d.Action).Str("key", d.Key).Str("reason", d.Reason).Str("detail", d.Detail).Msg("decided")
 		if d.Action != ActionCreate && d.Action != ActionDelete {
 			continue
 		}
@@ -334,45 +409,93 @@ func excludeKeys(cfg *config.Config) []string {
 	return keys
 }
 
-// listVolumeTags returns the tags of the volumes that carry any of keys: one paginated
-// DescribeVolumes with a tag-key filter, whatever the size of the fleet.
-func listVolumeTags(ctx context.Context, client EC2, keys []string) (map[string]map[string]string, error) {
-	out := map[string]map[string]string{}
-	pages := ec2.NewDescribeVolumesPaginator(client, &ec2.DescribeVolumesInput{
-		Filters:    []types.Filter{{Name: aws.String("tag-key"), Values: keys}},
-		MaxResults: aws.Int32(500),
-	})
+// listVolumes lists every volume of the account-region: which exist (for orphans), and
+// the tags of those that carry any of keys (for exclusions).
+func listVolumes(ctx context.Context, client EC2, keys []string) (map[string]bool, map[string]map[string]string, error) {
+	exists := map[string]bool{}
+	tags := map[string]map[string]string{}
+	pages := ec2.NewDescribeVolumesPaginator(client, &ec2.DescribeVolumesInput{MaxResults: aws.Int32(500)})
 	for pages.HasMorePages() {
 		page, err := pages.NextPage(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("describing volumes: %w", err)
+			return nil, nil, fmt.Errorf("describing volumes: %w", err)
 		}
 		for _, v := range page.Volumes {
-			out[aws.ToString(v.VolumeId)] = tagMap(v.Tags)
+			id := aws.ToString(v.VolumeId)
+			exists[id] = true
+			for _, t := range v.Tags {
+				if slices.Contains(keys, aws.ToString(t.Key)) {
+					tags[id] = tagMap(v.Tags)
+					break
+				}
+			}
+		}
+	}
+	return exists, tags, nil
+}
+
+// listSnapshots lists the snapshots carrying snapfleet:policy that the caller owns, and
+// the legacy snapshots the config adopts (every adopt tag, no snapfleet:policy). The owner
+// is checked again by Decide: a listing may return other owners' snapshots.
+func listSnapshots(ctx context.Context, client EC2, cfg *config.Config) ([]Snapshot, error) {
+	var out []Snapshot
+	err := describeSnapshots(ctx, client, []types.Filter{{Name: aws.String("tag-key"), Values: []string{tag.Policy}}}, func(s types.Snapshot) {
+		out = append(out, snapshotFrom(s))
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range cfg.Policies {
+		if p.Adopt == nil {
+			continue
+		}
+		keys := make([]string, 0, len(p.Adopt.Tags))
+		for k := range p.Adopt.Tags {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		var filters []types.Filter
+		for _, k := range keys {
+			filters = append(filters, types.Filter{Name: aws.String("tag:" + k), Values: []string{p.Adopt.Tags[k]}})
+		}
+		err := describeSnapshots(ctx, client, filters, func(s types.Snapshot) {
+			tags := tagMap(s.Tags)
+			if _, managed := tags[tag.Policy]; managed || !p.Adopts(tags) {
+				return // listed above, or a filter the server ignored
+			}
+			sn := snapshotFrom(s)
+			sn.Policy, sn.Adopted = p.Name, true
+			if sn.Volume == copiedVolume {
+				sn.Volume = ""
+			}
+			out = append(out, sn)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("listing snapshots adopted by policy %s: %w", p.Name, err)
 		}
 	}
 	return out, nil
 }
 
-// listSnapshots lists the snapshots carrying snapfleet:policy that the caller owns. The
-// owner is checked again by Decide: a listing may return other owners' snapshots.
-func listSnapshots(ctx context.Context, client EC2) ([]Snapshot, error) {
-	var out []Snapshot
+// copiedVolume is the VolumeId AWS gives a copied snapshot: no volume at all.
+const copiedVolume = "vol-ffffffff"
+
+func describeSnapshots(ctx context.Context, client EC2, filters []types.Filter, each func(types.Snapshot)) error {
 	pages := ec2.NewDescribeSnapshotsPaginator(client, &ec2.DescribeSnapshotsInput{
 		OwnerIds:   []string{"self"},
-		Filters:    []types.Filter{{Name: aws.String("tag-key"), Values: []string{tag.Policy}}},
+		Filters:    filters,
 		MaxResults: aws.Int32(1000),
 	})
 	for pages.HasMorePages() {
 		page, err := pages.NextPage(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("describing snapshots: %w", err)
+			return fmt.Errorf("describing snapshots: %w", err)
 		}
 		for _, s := range page.Snapshots {
-			out = append(out, snapshotFrom(s))
+			each(s)
 		}
 	}
-	return out, nil
+	return nil
 }
 
 var (

@@ -270,7 +270,8 @@ policies:
 	}
 	// Excluded instances are selected (and their volumes counted), stopped ones are not.
 	wantSum := Summary{RunID: "test-run", Accounts: 1, Regions: 1, Instances: 9, Volumes: 18,
-		SnapshotJobs: len(want), Enqueued: len(want), Failures: []Failure{}}
+		SnapshotJobs: len(want), Enqueued: len(want), Failures: []Failure{}, Warnings: []string{},
+		Scopes: []Scope{{Account: mototest.Account, Region: mototest.Region, Creates: len(want)}}}
 	if !summaryEqual(sum, wantSum) {
 		t.Fatalf("summary\n got %+v\nwant %+v", sum, wantSum)
 	}

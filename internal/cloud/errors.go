@@ -30,11 +30,16 @@ const (
 	Invalid
 	// Transient: a server-side or network failure worth retrying.
 	Transient
+	// Unsupported: the endpoint says the API action does not exist there (an older
+	// partition, an emulator). Callers decide what its absence means; by default it is
+	// retried like Unknown.
+	Unsupported
 )
 
 var classNames = map[Class]string{
 	Unknown: "unknown", Throttled: "throttled", NotFound: "not_found", InUse: "in_use",
 	Denied: "access_denied", Invalid: "invalid_request", Transient: "transient",
+	Unsupported: "unsupported",
 }
 
 func (c Class) String() string { return classNames[c] }
@@ -74,6 +79,8 @@ var codes = map[string]code{
 	"MissingParameter":                      {Invalid, 0},
 	"IncorrectState":                        {Transient, 0},
 	"InternalError":                         {Transient, 0},
+	"InvalidAction":                         {Unsupported, 0},
+	"UnsupportedOperation":                  {Unsupported, 0},
 	"InternalFailure":                       {Transient, 0},
 	"ServiceUnavailable":                    {Transient, 0},
 	"Unavailable":                           {Transient, 0},

@@ -28,6 +28,22 @@ def shifted_utcnow():
 
 ebs.utcnow = shifted_utcnow
 
+# moto 5.2 has no DescribeLockedSnapshots (it answers 500). Serve AWS's answer for an
+# account that locked nothing, so snapfleet's lock check runs as it does against AWS;
+# tests that need a locked snapshot inject one in the SDK.
+from moto.ec2.responses.elastic_block_store import ElasticBlockStore  # noqa: E402
+
+if not hasattr(ElasticBlockStore, "describe_locked_snapshots"):
+
+    def describe_locked_snapshots(self):
+        return (
+            '<DescribeLockedSnapshotsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">'
+            "<requestId>59dbff89-35bd-4eac-99ed-be587EXAMPLE</requestId>"
+            "<snapshotSet/></DescribeLockedSnapshotsResponse>"
+        )
+
+    ElasticBlockStore.describe_locked_snapshots = describe_locked_snapshots
+
 from moto.server import main  # noqa: E402
 
 if __name__ == "__main__":

@@ -1,0 +1,168 @@
+package planner
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
+	"github.com/snapfleet/snapfleet/internal/cloud"
+)
+
+// classify is the deletion classifier, asked only about the delete candidates of one
+// account-region: a snapshot named by one of the account's AMIs, locked, or shared with
+// other accounts is protected. Whatever cannot be told is fail_closed (and a failure), with
+// one exception: an endpoint that answers that DescribeLockedSnapshots does not exist
+// (InvalidAction, UnsupportedOperation: an emulator, an older partition) has no locks.
+func (p *Planner) classify(ctx context.Context, client EC2, account string, ds []Decision, fail func(error)) map[string]Protection {
+	var cands []string
+	for _, d := range ds {
+		if d.Action == ActionDelete {
+			cands = append(cands, d.Snapshot)
+		}
+	}
+	prot := make(map[string]Protection, len(cands))
+	closeAll := func(why string) map[string]Protection {
+		for _, id := range cands {
+			if _, ok := prot[id]; !ok {
+				prot[id] = Protection{Reason: ReasonFailClosed, Detail: why}
+			}
+		}
+		return prot
+	}
+
+	images, err := amiSnapshots(ctx, client)
+	if err != nil {
+		fail(fmt.Errorf("listing the AMIs of %s (no deletes planned there): %w", account, err))
+		return closeAll("the account's AMIs could not be listed")
+	}
+	for _, id := range cands {
+		if ami, ok := images[id]; ok {
+			prot[id] = Protection{Reason: ReasonAMI, Detail: "used by " + ami}
+		}
+	}
+
+	locks, err := lockedSnapshots(ctx, client, cands)
+	switch class, _ := cloud.Classify(err); {
+	case err == nil:
+		for id, state := range locks {
+			if _, done := prot[id]; !done {
+				prot[id] = Protection{Reason: ReasonLocked, Detail: "lock state " + state}
+			}
+		}
+	case class == cloud.Unsupported:
+		p.Log.Warn().Str("account", account).Err(err).Msg("DescribeLockedSnapshots does not exist at this endpoint: no snapshot is taken as locked")
+	default:
+		fail(fmt.Errorf("reading snapshot locks in %s (no deletes planned there): %w", account, err))
+		return closeAll("snapshot locks could not be read")
+	}
+
+	// Shares cost one call per snapshot: only the candidates nothing else protects.
+	failed := 0
+	var firstErr error
+	for _, id := range cands {
+		if _, done := prot[id]; done {
+			continue
+		}
+		out, err := client.DescribeSnapshotAttribute(ctx, &ec2.DescribeSnapshotAttributeInput{
+			SnapshotId: aws.String(id), Attribute: types.SnapshotAttributeNameCreateVolumePermission,
+		})
+		if err != nil {
+			if class, _ := cloud.Classify(err); class == cloud.NotFound {
+				continue // gone already: the worker will find it gone
+			}
+			prot[id] = Protection{Reason: ReasonFailClosed, Detail: "its shares could not be read"}
+			failed++
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		if who := sharedWith(out.CreateVolumePermissions); who != "" {
+			prot[id] = Protection{Reason: ReasonShared, Detail: "shared with " + who}
+		}
+	}
+	if failed > 0 {
+		fail(fmt.Errorf("reading the shares of %d snapshots in %s (those are not deleted): %w", failed, account, firstErr))
+	}
+	return prot
+}
+
+// sharedWith names who may create volumes from a snapshot: accounts, "all" (public).
+func sharedWith(perms []types.CreateVolumePermission) string {
+	var who []string
+	for _, p := range perms {
+		switch {
+		case p.UserId != nil:
+			who = append(who, aws.ToString(p.UserId))
+		case p.Group != "":
+			who = append(who, "group "+string(p.Group))
+		}
+	}
+	sort.Strings(who)
+	return strings.Join(who, ", ")
+}
+
+// amiSnapshots maps the snapshots named by the account's own AMIs to an AMI id.
+func amiSnapshots(ctx context.Context, client EC2) (map[string]string, error) {
+	out := map[string]string{}
+	pages := ec2.NewDescribeImagesPaginator(client, &ec2.DescribeImagesInput{Owners: []string{"self"}, MaxResults: aws.Int32(1000)})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("describing images: %w", err)
+		}
+		for _, img := range page.Images {
+			for _, m := range img.BlockDeviceMappings {
+				if m.Ebs != nil && aws.ToString(m.Ebs.SnapshotId) != "" {
+					out[aws.ToString(m.Ebs.SnapshotId)] = aws.ToString(img.ImageId)
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// lockedSnapshots returns the lock state of the snapshots among ids that are locked (any
+// state but expired), asking about at most 1000 at a time.
+func lockedSnapshots(ctx context.Context, client EC2, ids []string) (map[string]string, error) {
+	out := map[string]string{}
+	for start := 0; start < len(ids); start += 1000 {
+		in := &ec2.DescribeLockedSnapshotsInput{SnapshotIds: ids[start:min(start+1000, len(ids))]}
+		for {
+			page, err := client.DescribeLockedSnapshots(ctx, in)
+			if err != nil {
+				return nil, fmt.Errorf("describing locked snapshots: %w", err)
+			}
+			for _, s := range page.Snapshots {
+				if s.LockState != types.LockStateExpired {
+					out[aws.ToString(s.SnapshotId)] = string(s.LockState)
+				}
+			}
+			if aws.ToString(page.NextToken) == "" {
+				break
+			}
+			in.NextToken = page.NextToken
+		}
+	}
+	return out, nil
+}
+
+// SortDecisions orders decisions by account, region, policy, volume, snapshot, action and
+// instance: the order of the dry-run plan, stable from one day to the next.
+func SortDecisions(ds []Decision) {
+	sort.SliceStable(ds, func(i, j int) bool {
+		a, b := &ds[i], &ds[j]
+		for _, c := range [][2]string{{a.Account, b.Account}, {a.Region, b.Region}, {a.Policy, b.Policy},
+			{a.Volume, b.Volume}, {a.Snapshot, b.Snapshot}, {a.Action, b.Action}, {a.Instance, b.Instance}} {
+			if c[0] != c[1] {
+				return c[0] < c[1]
+			}
+		}
+		return false
+	})
+}

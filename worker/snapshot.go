@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +28,10 @@ type EC2 interface {
 	DescribeSnapshots(ctx context.Context, in *ec2.DescribeSnapshotsInput, optFns ...func(*ec2.Options)) (*ec2.DescribeSnapshotsOutput, error)
 	CreateSnapshot(ctx context.Context, in *ec2.CreateSnapshotInput, optFns ...func(*ec2.Options)) (*ec2.CreateSnapshotOutput, error)
 	DeleteSnapshot(ctx context.Context, in *ec2.DeleteSnapshotInput, optFns ...func(*ec2.Options)) (*ec2.DeleteSnapshotOutput, error)
+	// The delete's re-checks: is the volume gone (orphans), is the snapshot shared or locked.
+	DescribeVolumes(ctx context.Context, in *ec2.DescribeVolumesInput, optFns ...func(*ec2.Options)) (*ec2.DescribeVolumesOutput, error)
+	DescribeSnapshotAttribute(ctx context.Context, in *ec2.DescribeSnapshotAttributeInput, optFns ...func(*ec2.Options)) (*ec2.DescribeSnapshotAttributeOutput, error)
+	DescribeLockedSnapshots(ctx context.Context, in *ec2.DescribeLockedSnapshotsInput, optFns ...func(*ec2.Options)) (*ec2.DescribeLockedSnapshotsOutput, error)
 }
 
 // backoff tunes how throttled AWS calls are retried: a few short in-process tries with
@@ -343,8 +348,24 @@ func createTags(j job.Job, p config.Policy, start time.Time) []types.Tag {
 	return tags
 }
 
+// Reasons of the delete handler's skips, besides ReasonProtected and ReasonInUse.
+const (
+	// ReasonShared: the snapshot is shared with other accounts (createVolumePermission).
+	ReasonShared = "shared"
+	// ReasonLocked: the snapshot is locked (EBS snapshot lock).
+	ReasonLocked = "locked"
+)
+
+// copiedVolume is the VolumeId AWS gives a copied snapshot: no volume at all.
+const copiedVolume = "vol-ffffffff"
+
 // delete deletes the snapshot of a delete job only when live state, re-read now, says
-// snapfleet may: the message is a hint, never an order (DESIGN.md §6.1–6.4, 6.7).
+// snapfleet may: the message is a hint, never an order (DESIGN.md §6.1–6.4, 6.7). The
+// snapshot must be owned by the job's account and managed by the job's policy — or be a
+// legacy snapshot that policy adopts in the worker's own config —; retention, recomputed
+// over the volume's snapshots with the worker's config and clock, must expire it (with
+// the orphans' floor only when DescribeVolumes says the volume is gone); and it must not
+// be protected (AWS Backup or DLM tags, shared, locked, used by an AMI).
 func (s *snapshots) delete(ctx context.Context, j job.Job) (Result, error) {
 	p, ok := s.cfg.Policy(j.Policy)
 	if !ok {
@@ -381,10 +402,13 @@ func (s *snapshots) delete(ctx context.Context, j job.Job) (Result, error) {
 	}
 	tags := tagMap(snap.Tags)
 	policy, managed := tags[tag.Policy]
-	if !managed {
-		return Result{}, Permanent(ReasonRefusedUnmanaged, fmt.Errorf("snapshot %s has no %s tag", j.Snapshot, tag.Policy))
-	}
-	if policy != j.Policy {
+	adopted := !managed && p.Adopts(tags)
+	switch {
+	case adopted:
+		policy = p.Name
+	case !managed:
+		return Result{}, Permanent(ReasonRefusedUnmanaged, fmt.Errorf("snapshot %s has no %s tag and policy %s does not adopt it", j.Snapshot, tag.Policy, j.Policy))
+	case policy != j.Policy:
 		if _, known := s.cfg.Policy(policy); !known {
 			return Result{}, Permanent(ReasonUnknownPolicy, fmt.Errorf("snapshot %s belongs to policy %q, not in the worker's config", j.Snapshot, policy))
 		}
@@ -399,53 +423,53 @@ func (s *snapshots) delete(ctx context.Context, j job.Job) (Result, error) {
 		return Result{}, Permanent(ReasonRefusedRetention, fmt.Errorf("snapshot %s has no start time", j.Snapshot))
 	}
 
-	// The volume's managed snapshots of this policy, grouped as the planner groups them:
-	// by the snapfleet:volume tag, else by VolumeId.
-	volume, byTag := tags[tag.Volume], true
-	if volume == "" {
-		volume, byTag = aws.ToString(snap.VolumeId), false
+	// The volume's snapshots of this policy, grouped as the planner groups them: managed
+	// ones by the snapfleet:volume tag, else by VolumeId; adopted ones by VolumeId.
+	volume := tags[tag.Volume]
+	if volume == "" || adopted {
+		volume = aws.ToString(snap.VolumeId)
 	}
-	if volume == "" {
+	if volume == "" || volume == copiedVolume {
 		return Result{}, Permanent(ReasonRefusedRetention, fmt.Errorf("snapshot %s names no volume", j.Snapshot))
 	}
-	volFilter := filter("tag:"+tag.Volume, volume)
-	if !byTag {
-		volFilter = filter("volume-id", volume)
-	}
-	listed, err := s.listSnapshots(ctx, api, j.Account, &ec2.DescribeSnapshotsInput{
-		Filters: []types.Filter{filter("tag:"+tag.Policy, policy), volFilter},
-	})
+	group, seen, err := s.volumeGroup(ctx, api, j, p, volume)
 	if err != nil {
 		// Fail closed: never delete on a failed listing.
 		return Result{}, fail(fmt.Errorf("listing snapshots of volume %s: %w", volume, err))
 	}
-	var group []retention.Snapshot
-	seen := false
-	for _, sn := range listed {
-		id := aws.ToString(sn.SnapshotId)
-		t := tagMap(sn.Tags)
-		v := t[tag.Volume]
-		if v == "" {
-			v = aws.ToString(sn.VolumeId)
-		}
-		if t[tag.Policy] != policy || v != volume {
-			continue
-		}
-		if id == j.Snapshot {
-			seen = true
-		} else if !counts(sn, t) {
-			continue
-		}
-		group = append(group, retention.Snapshot{ID: id, Start: aws.ToTime(sn.StartTime)})
-	}
 	if !seen {
 		return Result{}, fmt.Errorf("listing snapshots of volume %s: snapshot %s is not in it; not deleting on a partial listing", volume, j.Snapshot)
 	}
+	now := s.now()
 	rules := retention.FromPolicy(p)
-	for _, d := range retention.Decide(group, rules, s.now()) {
-		if d.ID == j.Snapshot && d.Keep {
+	if kept, d := keptBy(group, rules, now, j.Snapshot); kept {
+		// The orphans' floor is lower: it applies only when the volume is really gone.
+		orphan := rules.Orphaned()
+		if keptAsOrphan, _ := keptBy(group, orphan, now, j.Snapshot); keptAsOrphan {
 			return Result{}, Permanent(ReasonRefusedRetention, fmt.Errorf("snapshot %s of volume %s is kept: %s", j.Snapshot, volume, rules.Explain(d)))
 		}
+		exists, err := s.volumeExists(ctx, api, volume)
+		if err != nil {
+			return Result{}, fail(fmt.Errorf("checking whether volume %s still exists: %w", volume, err))
+		}
+		if exists {
+			return Result{}, Permanent(ReasonRefusedRetention, fmt.Errorf("snapshot %s of volume %s is kept: %s (the volume exists, so the orphans' floor does not apply)", j.Snapshot, volume, rules.Explain(d)))
+		}
+	}
+
+	// External protections the tags do not show.
+	if who, err := s.sharedWith(ctx, api, j.Snapshot); err != nil {
+		if class, _ := cloud.Classify(err); class == cloud.NotFound {
+			return gone, nil
+		}
+		return Result{}, fail(fmt.Errorf("reading the shares of snapshot %s: %w", j.Snapshot, err))
+	} else if who != "" {
+		return Result{}, skipErr(ReasonShared, fmt.Errorf("snapshot %s is shared with %s", j.Snapshot, who))
+	}
+	if state, err := s.lockState(ctx, api, j.Snapshot); err != nil {
+		return Result{}, fail(fmt.Errorf("reading the lock of snapshot %s: %w", j.Snapshot, err))
+	} else if state != "" {
+		return Result{}, skipErr(ReasonLocked, fmt.Errorf("snapshot %s is locked (%s)", j.Snapshot, state))
 	}
 
 	err = s.call(ctx, func(ctx context.Context) error {
@@ -463,4 +487,144 @@ func (s *snapshots) delete(ctx context.Context, j job.Job) (Result, error) {
 		return Result{}, fail(err)
 	}
 	return Result{Action: Deleted, Snapshot: j.Snapshot}, nil
+}
+
+// keptBy reports whether retention keeps snapshot id of group, and its decision.
+func keptBy(group []retention.Snapshot, r retention.Rules, now time.Time, id string) (bool, retention.Decision) {
+	for _, d := range retention.Decide(group, r, now) {
+		if d.ID == id {
+			return d.Keep, d
+		}
+	}
+	return true, retention.Decision{ID: id, Keep: true}
+}
+
+// volumeGroup lists the snapshots of policy p on volume that count for retention, as the
+// planner counts them, and whether the job's snapshot is among them. Managed snapshots
+// are found by their volume tag and by VolumeId; adopted ones by VolumeId and p's adopt
+// tags. Every listing must succeed.
+func (s *snapshots) volumeGroup(ctx context.Context, api EC2, j job.Job, p config.Policy, volume string) ([]retention.Snapshot, bool, error) {
+	queries := [][]types.Filter{
+		{filter("tag:"+tag.Policy, p.Name), filter("tag:"+tag.Volume, volume)},
+		{filter("tag:"+tag.Policy, p.Name), filter("volume-id", volume)},
+	}
+	if p.Adopt != nil {
+		q := []types.Filter{filter("volume-id", volume)}
+		keys := make([]string, 0, len(p.Adopt.Tags))
+		for k := range p.Adopt.Tags {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			q = append(q, filter("tag:"+k, p.Adopt.Tags[k]))
+		}
+		queries = append(queries, q)
+	}
+	var group []retention.Snapshot
+	seen := false
+	ids := map[string]bool{}
+	for _, q := range queries {
+		listed, err := s.listSnapshots(ctx, api, j.Account, &ec2.DescribeSnapshotsInput{Filters: q})
+		if err != nil {
+			return nil, false, err
+		}
+		for _, sn := range listed {
+			id := aws.ToString(sn.SnapshotId)
+			if ids[id] {
+				continue
+			}
+			t := tagMap(sn.Tags)
+			if pol, managed := t[tag.Policy]; managed {
+				v := t[tag.Volume]
+				if v == "" {
+					v = aws.ToString(sn.VolumeId)
+				}
+				if pol != p.Name || v != volume {
+					continue
+				}
+			} else if !p.Adopts(t) || aws.ToString(sn.VolumeId) != volume {
+				continue
+			}
+			ids[id] = true
+			if id == j.Snapshot {
+				seen = true
+			} else if !counts(sn, t) {
+				continue
+			}
+			group = append(group, retention.Snapshot{ID: id, Start: aws.ToTime(sn.StartTime)})
+		}
+	}
+	return group, seen, nil
+}
+
+// volumeExists asks DescribeVolumes whether the volume still exists.
+func (s *snapshots) volumeExists(ctx context.Context, api EC2, volume string) (bool, error) {
+	var out *ec2.DescribeVolumesOutput
+	err := s.call(ctx, func(ctx context.Context) error {
+		var err error
+		out, err = api.DescribeVolumes(ctx, &ec2.DescribeVolumesInput{VolumeIds: []string{volume}})
+		return err
+	})
+	if class, _ := cloud.Classify(err); class == cloud.NotFound {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	for _, v := range out.Volumes {
+		if aws.ToString(v.VolumeId) == volume {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// sharedWith names the accounts or groups a snapshot is shared with, "" when none.
+func (s *snapshots) sharedWith(ctx context.Context, api EC2, id string) (string, error) {
+	var out *ec2.DescribeSnapshotAttributeOutput
+	err := s.call(ctx, func(ctx context.Context) error {
+		var err error
+		out, err = api.DescribeSnapshotAttribute(ctx, &ec2.DescribeSnapshotAttributeInput{
+			SnapshotId: aws.String(id), Attribute: types.SnapshotAttributeNameCreateVolumePermission,
+		})
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	var who []string
+	for _, p := range out.CreateVolumePermissions {
+		switch {
+		case p.UserId != nil:
+			who = append(who, aws.ToString(p.UserId))
+		case p.Group != "":
+			who = append(who, "group "+string(p.Group))
+		}
+	}
+	sort.Strings(who)
+	return strings.Join(who, ", "), nil
+}
+
+// lockState returns the snapshot's lock state when it is locked, "" when it is not. An
+// endpoint that says DescribeLockedSnapshots does not exist (cloud.Unsupported) has no
+// locks; any other error fails closed.
+func (s *snapshots) lockState(ctx context.Context, api EC2, id string) (string, error) {
+	var out *ec2.DescribeLockedSnapshotsOutput
+	err := s.call(ctx, func(ctx context.Context) error {
+		var err error
+		out, err = api.DescribeLockedSnapshots(ctx, &ec2.DescribeLockedSnapshotsInput{SnapshotIds: []string{id}})
+		return err
+	})
+	if class, _ := cloud.Classify(err); class == cloud.Unsupported {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	for _, l := range out.Snapshots {
+		if aws.ToString(l.SnapshotId) == id && l.LockState != types.LockStateExpired {
+			return string(l.LockState), nil
+		}
+	}
+	return "", nil
 }

@@ -10,6 +10,7 @@ import (
 
 type planFlags struct {
 	dryRun bool
+	force  bool
 }
 
 func newPlanCmd(g *globals) *cobra.Command {
@@ -26,7 +27,7 @@ func newPlanCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			s, err := e.plan(cmd.Context(), queueURL, f.dryRun)
+			s, err := e.planWith(cmd.Context(), queueURL, f.dryRun, f.force)
 			if err != nil {
 				return err
 			}
@@ -45,12 +46,18 @@ func newPlanCmd(g *globals) *cobra.Command {
 	}
 	g.addConfigFlags(cmd)
 	cmd.Flags().StringVar(&queueURL, "queue", "", "jobs queue: an SQS queue URL or file:PATH")
-	cmd.Flags().BoolVar(&f.dryRun, "dry-run", false, "print the decisions without enqueuing")
+	cmd.Flags().BoolVar(&f.dryRun, "dry-run", false, "print the decisions (created, deleted, kept, protected, per account-region) without enqueuing")
+	cmd.Flags().BoolVar(&f.force, "force", false, "let deletes through the circuit breaker's max_delete_fraction (never through an incomplete listing)")
 	return cmd
 }
 
-// plan resolves the accounts and regions and runs the planner once.
+// plan resolves the accounts and regions and runs the planner once, circuit breaker on.
 func (e *env) plan(ctx context.Context, queueURL string, dryRun bool) (planner.Summary, error) {
+	return e.planWith(ctx, queueURL, dryRun, false)
+}
+
+// planWith is plan with --force.
+func (e *env) planWith(ctx context.Context, queueURL string, dryRun, force bool) (planner.Summary, error) {
 	accounts, regions, err := e.targets(ctx)
 	if err != nil {
 		return planner.Summary{}, err
@@ -64,6 +71,7 @@ func (e *env) plan(ctx context.Context, queueURL string, dryRun bool) (planner.S
 		Now:      now,
 		RunID:    planner.NewRunID(now),
 		DryRun:   dryRun,
+		Force:    force,
 		Log:      e.log,
 	}
 	if !dryRun {

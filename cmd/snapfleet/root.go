@@ -43,9 +43,9 @@ func newRoot(stdout, stderr io.Writer) (*cobra.Command, *bool) {
 				return usagef("%s takes no arguments, got %q", cmd.CommandPath(), cmd.Flags().Args())
 			}
 			switch g.output {
-			case "text", "json":
+			case "text", "table", "json":
 			default:
-				return usagef("--output: %q is not text or json", g.output)
+				return usagef("--output: %q is not text, table or json", g.output)
 			}
 			switch g.logFormat {
 			case "json", "console":

@@ -45,7 +45,7 @@ func newRoot(stdout, stderr io.Writer) (*cobra.Command, *bool) {
 			switch g.output {
 			case "text", "table", "json":
 			default:
-				return usagef("--output: %q is not text, table or json", g.output)
+				return usagef("--output: %q is not text or json (table is text)", g.output)
 			}
 			switch g.logFormat {
 			case "json", "console":

@@ -1,0 +1,589 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/snapfleet/snapfleet/internal/faultproxy"
+	"github.com/snapfleet/snapfleet/internal/job"
+	"github.com/snapfleet/snapfleet/internal/mototest"
+	"github.com/snapfleet/snapfleet/queue"
+	"github.com/snapfleet/snapfleet/worker"
+)
+
+// The chaos tests run real snapfleet processes against moto with a faultproxy in front of
+// moto's EC2 endpoint (SQS and STS go straight to moto). Workers run without --idle-exit,
+// as in production: the test waits for the queue to empty and then stops them with
+// SIGTERM, so a worker that exits early (or dies) is caught, and jobs hidden by a retry
+// delay are not left behind by an idle exit.
+
+// chaos is one chaos test's world: e2e plus a fault proxy and a jobs queue.
+type chaos struct {
+	*e2e
+	proxy *faultproxy.Proxy
+	url   string
+	q     queue.Queue
+}
+
+func newChaos(t *testing.T) *chaos {
+	t.Helper()
+	e := newE2E(t)
+	c := &chaos{e2e: e, proxy: faultproxy.Start(t, e.moto.Endpoint)}
+	c.url = e.sqsQueues(context.Background(), "jobs")
+	q, err := queue.Open(context.Background(), c.url, queue.Options{AWS: e.moto.AWSConfig(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	c.q = q
+	return c
+}
+
+// instances runs n instances with a root and a data volume each, in one RunInstances call
+// (moto makes the volumes of the block device mappings), and returns volume → instance.
+func (c *chaos) instances(ctx context.Context, n int) map[string]string {
+	t := c.t
+	t.Helper()
+	began := time.Now()
+	run, err := c.ec2.RunInstances(ctx, &ec2.RunInstancesInput{
+		ImageId: aws.String("ami-0123456789abcdef0"), MinCount: aws.Int32(int32(n)), MaxCount: aws.Int32(int32(n)),
+		InstanceType: types.InstanceTypeT3Micro,
+		BlockDeviceMappings: []types.BlockDeviceMapping{
+			{DeviceName: aws.String("/dev/xvda"), Ebs: &types.EbsBlockDevice{VolumeSize: aws.Int32(8)}},
+			{DeviceName: aws.String("/dev/sdf"), Ebs: &types.EbsBlockDevice{VolumeSize: aws.Int32(8)}},
+		},
+	})
+	if err != nil {
+		t.Fatalf("running %d instances: %v", n, err)
+	}
+	vols := map[string]string{}
+	for _, in := range run.Instances {
+		for _, bdm := range in.BlockDeviceMappings {
+			vols[aws.ToString(bdm.Ebs.VolumeId)] = aws.ToString(in.InstanceId)
+		}
+	}
+	if len(vols) != 2*n {
+		t.Fatalf("%d instances came with %d volumes, want %d", n, len(vols), 2*n)
+	}
+	t.Logf("fleet of %d instances × 2 volumes built in %v", n, time.Since(began).Round(time.Millisecond))
+	return vols
+}
+
+// dropDefaultImages deregisters moto's ~1,200 default AMIs and deletes their snapshots.
+// moto scans every snapshot for each filtered DescribeSnapshots (the worker's look by job
+// tag), so they cost ~0.15 s of moto's one core per call; without them a 200-job drain
+// takes seconds, not minutes. Promise 1 (foreign snapshots) is tested elsewhere.
+func (c *chaos) dropDefaultImages(ctx context.Context) {
+	t := c.t
+	t.Helper()
+	began := time.Now()
+	imgs, err := c.ec2.DescribeImages(ctx, &ec2.DescribeImagesInput{})
+	if err != nil {
+		t.Fatalf("describing moto's images: %v", err)
+	}
+	if err := parallel(len(imgs.Images), func(i int) error {
+		_, err := c.ec2.DeregisterImage(ctx, &ec2.DeregisterImageInput{ImageId: imgs.Images[i].ImageId})
+		return err
+	}); err != nil {
+		t.Fatalf("deregistering moto's images: %v", err)
+	}
+	snaps, err := c.ec2.DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{})
+	if err != nil {
+		t.Fatalf("describing moto's snapshots: %v", err)
+	}
+	if err := parallel(len(snaps.Snapshots), func(i int) error {
+		_, err := c.ec2.DeleteSnapshot(ctx, &ec2.DeleteSnapshotInput{SnapshotId: snaps.Snapshots[i].SnapshotId})
+		return err
+	}); err != nil {
+		t.Fatalf("deleting moto's default snapshots: %v", err)
+	}
+	if left := c.snapshots(ctx); len(left) != 0 {
+		t.Fatalf("%d snapshots left after dropping moto's defaults", len(left))
+	}
+	t.Logf("dropped %d default images and %d snapshots in %v", len(imgs.Images), len(snaps.Snapshots), time.Since(began).Round(time.Millisecond))
+}
+
+// parallel runs fn(0..n-1) on four goroutines and returns the first error.
+func parallel(n int, fn func(i int) error) error {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	next := make(chan int)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := fn(i); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return first
+}
+
+// plan enqueues the create jobs of the fleet (straight to moto) and returns the --now.
+func (c *chaos) plan(want int) string {
+	c.t.Helper()
+	now := c.at(0)
+	p := c.jsonCLI(0, "plan", "--queue", c.url, "--now", now)
+	if got := num(c.t, p, "enqueued"); got != want {
+		c.t.Fatalf("plan enqueued %d jobs, want %d: %v", got, want, p)
+	}
+	return now
+}
+
+// proc is a snapfleet process running in the background.
+type proc struct {
+	t        *testing.T
+	name     string
+	cmd      *exec.Cmd
+	out, err bytes.Buffer
+	done     chan struct{}
+	code     int
+	exited   time.Time
+}
+
+// start runs `snapfleet work` with EC2 through the proxy and JSON output.
+func (c *chaos) spawn(name string, args ...string) *proc {
+	c.t.Helper()
+	args = append([]string{"work", "--queue", c.url, "--output", "json", "--config", c.config}, args...)
+	p := &proc{t: c.t, name: name, cmd: exec.Command(binary, args...), done: make(chan struct{})}
+	p.cmd.Env = append(append(os.Environ(), c.moto.Env()...), c.proxy.Env()...)
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.err
+	if err := p.cmd.Start(); err != nil {
+		c.t.Fatalf("starting %s: %v", name, err)
+	}
+	go func() {
+		err := p.cmd.Wait()
+		p.exited = time.Now()
+		if ee, ok := err.(*exec.ExitError); ok {
+			p.code = ee.ExitCode()
+		} else if err != nil {
+			p.code = -1
+		}
+		close(p.done)
+	}()
+	c.t.Cleanup(func() {
+		if !p.finished() {
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
+}
+
+func (p *proc) finished() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (p *proc) signal(sig syscall.Signal) {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		p.t.Fatalf("signalling %s: %v", p.name, err)
+	}
+}
+
+// kill9 kills the process with SIGKILL and waits for it.
+func (p *proc) kill9() {
+	p.t.Helper()
+	p.signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// stop sends SIGTERM, wants exit 0 within limit, and returns the worker's summary.
+func (p *proc) stop(limit time.Duration) worker.Stats {
+	p.t.Helper()
+	if p.finished() {
+		p.t.Fatalf("%s exited early (code %d), before it was told to stop:\n%s", p.name, p.code, tail(p.err.String()))
+	}
+	sent := time.Now()
+	p.signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(limit):
+		p.t.Fatalf("%s did not exit within %v of SIGTERM", p.name, limit)
+	}
+	p.t.Logf("%s exited %v after SIGTERM", p.name, p.exited.Sub(sent).Round(time.Millisecond))
+	return p.summary()
+}
+
+// summary wants exit 0 and decodes the worker's one JSON object.
+func (p *proc) summary() worker.Stats {
+	p.t.Helper()
+	<-p.done
+	if p.code != 0 {
+		p.t.Fatalf("%s: exit %d\n%s", p.name, p.code, tail(p.err.String()))
+	}
+	var s worker.Stats
+	if err := json.Unmarshal(p.out.Bytes(), &s); err != nil {
+		p.t.Fatalf("%s: stdout %q: %v", p.name, p.out.String(), err)
+	}
+	return s
+}
+
+func sumStats(a, b worker.Stats) worker.Stats {
+	return worker.Stats{
+		Processed: a.Processed + b.Processed, Created: a.Created + b.Created, Deleted: a.Deleted + b.Deleted,
+		Skipped: a.Skipped + b.Skipped, Retried: a.Retried + b.Retried, DeadLettered: a.DeadLettered + b.DeadLettered,
+	}
+}
+
+// waitFor polls cond every 100ms until it holds, or fails the test after limit.
+func (c *chaos) waitFor(what string, limit time.Duration, cond func() bool) {
+	c.t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			c.t.Fatalf("waited %v for %s", limit, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// drained reports whether the jobs queue holds nothing: visible, in flight or delayed.
+func (c *chaos) drained() bool {
+	st, err := c.q.Stats(context.Background())
+	if err != nil {
+		c.t.Fatalf("counting the queue: %v", err)
+	}
+	return st.Total() == 0
+}
+
+// exactlyOne asserts that every volume of vols has exactly one managed snapshot, and that
+// there are no others.
+func (c *chaos) exactlyOne(ctx context.Context, vols map[string]string) {
+	c.t.Helper()
+	byVol := managedByVolume(c.snapshots(ctx))
+	bad := 0
+	for vol := range vols {
+		if n := len(byVol[vol]); n != 1 {
+			bad++
+			if bad <= 5 {
+				c.t.Errorf("volume %s has %d managed snapshots, want 1", vol, n)
+			}
+		}
+	}
+	if bad > 5 {
+		c.t.Errorf("... %d volumes in all without exactly one snapshot", bad)
+	}
+	for vol, snaps := range byVol {
+		if _, ok := vols[vol]; !ok {
+			c.t.Errorf("managed snapshots %d of unknown volume %q", len(snaps), vol)
+		}
+	}
+}
+
+// TestChaosKill9: three workers drain 200 create jobs while one worker is killed with
+// SIGKILL, twice. The killed workers' messages come back after the visibility timeout and
+// are finished by the others; every volume ends with exactly one snapshot.
+func TestChaosKill9(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newChaos(t)
+	c.dropDefaultImages(ctx)
+	vols := c.instances(ctx, 100)
+	now := c.plan(len(vols))
+	// Slow creates so that the drain lasts long enough to kill workers in the middle.
+	c.proxy.Add(faultproxy.Rule{Action: "CreateSnapshot", Latency: 300 * time.Millisecond})
+	args := []string{"--now", now, "--visibility", "5s", "--concurrency", "4"}
+	began := time.Now()
+	w := []*proc{c.spawn("worker 1", args...), c.spawn("worker 2", args...), c.spawn("worker 3", args...)}
+	creates := func() int { return c.proxy.Count("CreateSnapshot").Forwarded }
+
+	c.waitFor("40 snapshots", 60*time.Second, func() bool { return creates() >= 40 })
+	w[0].kill9()
+	t.Logf("killed worker 1 at %d creates, %v in", creates(), time.Since(began).Round(time.Millisecond))
+	w = append(w, c.spawn("worker 4", args...))
+	at := creates()
+	c.waitFor("worker 4 to create", 60*time.Second, func() bool { return creates() >= at+30 })
+	w[3].kill9()
+	t.Logf("killed worker 4 at %d creates, %v in", creates(), time.Since(began).Round(time.Millisecond))
+	if creates() >= len(vols) {
+		t.Fatalf("the second kill came after the drain (%d creates): slow the creates down", creates())
+	}
+	w = append(w, c.spawn("worker 5", args...))
+
+	c.waitFor("the queue to drain", 90*time.Second, c.drained)
+	t.Logf("drained in %v", time.Since(began).Round(time.Millisecond))
+	var total worker.Stats
+	for _, p := range []*proc{w[1], w[2], w[4]} {
+		total = sumStats(total, p.stop(10*time.Second))
+	}
+	if total.DeadLettered != 0 {
+		t.Errorf("survivors dead-lettered %d jobs", total.DeadLettered)
+	}
+	c.exactlyOne(ctx, vols)
+	c.queueEmpty(ctx, c.url)
+	t.Logf("survivors: %+v; proxy: %+v", total, c.proxy.Counts())
+}
+
+// TestChaosSIGTERM: a worker told to stop while its jobs hang exits 0 within the grace
+// period and releases its messages, which another worker finishes long before their 60 s
+// visibility timeout would have passed.
+func TestChaosSIGTERM(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newChaos(t)
+	vols := c.instances(ctx, 6)
+	now := c.plan(len(vols))
+	// The first four creates (the stopping worker's) hang far past the grace period.
+	c.proxy.Add(faultproxy.Rule{Action: "CreateSnapshot", Latency: 5 * time.Minute, Limit: 4})
+	a := c.spawn("worker A", "--now", now, "--visibility", "60s", "--shutdown-grace", "3s", "--concurrency", "4")
+	c.waitFor("worker A to hold four jobs", 30*time.Second, func() bool { return c.proxy.Count("CreateSnapshot").Calls >= 4 })
+
+	stopped := time.Now()
+	sa := a.stop(3*time.Second + 2*time.Second)
+	if took := a.exited.Sub(stopped); took < 3*time.Second-100*time.Millisecond {
+		t.Errorf("worker A exited %v after SIGTERM, before its 3s grace was over: the jobs did not hang", took)
+	}
+	if sa.Processed != 0 || sa.Created != 0 {
+		t.Errorf("worker A: %+v, want nothing processed (its jobs were released)", sa)
+	}
+	if !strings.Contains(a.err.String(), "released message at shutdown") && !strings.Contains(a.err.String(), `"outcome":"released"`) {
+		t.Errorf("worker A logged no released message:\n%s", tail(a.err.String()))
+	}
+
+	b := c.spawn("worker B", "--now", now, "--visibility", "60s", "--concurrency", "4")
+	c.waitFor("worker B to drain the queue", 30*time.Second, c.drained)
+	took := time.Since(stopped)
+	if took > 30*time.Second {
+		t.Errorf("released jobs finished %v after SIGTERM, want well under the 60s visibility", took)
+	}
+	sb := b.stop(10 * time.Second)
+	if sb.Created != len(vols) || sb.DeadLettered != 0 {
+		t.Errorf("worker B: %+v, want %d created", sb, len(vols))
+	}
+	c.exactlyOne(ctx, vols)
+	c.queueEmpty(ctx, c.url)
+	t.Logf("released jobs done %v after SIGTERM", took.Round(time.Millisecond))
+}
+
+// TestChaosLostResponse: CreateSnapshot takes effect but its answer is lost (a 500 for
+// every other create, a reset connection for every third). The SDK does not resend the
+// call; the job's retry finds the snapshot by its job tag. Every create reaches EC2 once
+// per volume and no duplicate is ever made (none is deleted either).
+func TestChaosLostResponse(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newChaos(t)
+	vols := c.instances(ctx, 6)
+	now := c.plan(len(vols))
+	c.proxy.Add(faultproxy.Rule{Action: "CreateSnapshot", Every: 2, Fault: faultproxy.LoseResponse})
+	c.proxy.Add(faultproxy.Rule{Action: "CreateSnapshot", Every: 3, Fault: faultproxy.DropResponse})
+	w := c.spawn("worker", "--now", now, "--visibility", "5s", "--concurrency", "4")
+	c.waitFor("the queue to drain", 60*time.Second, c.drained)
+	s := w.stop(10 * time.Second)
+
+	cs := c.proxy.Count("CreateSnapshot")
+	if cs.Forwarded != len(vols) || cs.Calls != len(vols) {
+		t.Errorf("CreateSnapshot: %+v, want exactly %d calls, one per volume", cs, len(vols))
+	}
+	if cs.Injected < len(vols)/2 {
+		t.Errorf("only %d responses were lost", cs.Injected)
+	}
+	if n := c.proxy.Count("DeleteSnapshot").Calls; n != 0 {
+		t.Errorf("DeleteSnapshot called %d times: duplicates were made", n)
+	}
+	if s.Retried < cs.Injected || s.DeadLettered != 0 || s.Created != len(vols)-cs.Injected {
+		t.Errorf("worker: %+v, want %d retried, %d created, no dead letters", s, cs.Injected, len(vols)-cs.Injected)
+	}
+	c.exactlyOne(ctx, vols)
+	c.queueEmpty(ctx, c.url)
+}
+
+// TestChaosThrottlingStorm: every other EC2 call is throttled for 10 s while three
+// workers drain; all jobs complete with no dead letters and no duplicates.
+func TestChaosThrottlingStorm(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newChaos(t)
+	vols := c.instances(ctx, 25)
+	now := c.plan(len(vols))
+	c.proxy.Add(faultproxy.Rule{Action: faultproxy.All, Latency: 50 * time.Millisecond})
+	c.proxy.Add(faultproxy.Rule{Action: faultproxy.All, Every: 2, Fault: faultproxy.Throttle, For: 10 * time.Second})
+	began := time.Now()
+	args := []string{"--now", now, "--visibility", "5s", "--concurrency", "2"}
+	w := []*proc{c.spawn("worker 1", args...), c.spawn("worker 2", args...), c.spawn("worker 3", args...)}
+	c.waitFor("the queue to drain", 90*time.Second, c.drained)
+	drained := time.Since(began)
+	var total worker.Stats
+	for _, p := range w {
+		total = sumStats(total, p.stop(10*time.Second))
+	}
+	throttled := c.proxy.Count(faultproxy.All).Injected
+	t.Logf("drained in %v; %d calls throttled; workers %+v; proxy %+v", drained.Round(time.Millisecond), throttled, total, c.proxy.Counts())
+	if throttled < 20 {
+		t.Errorf("only %d calls throttled: the storm missed the drain", throttled)
+	}
+	if total.DeadLettered != 0 || total.Created != len(vols) {
+		t.Errorf("workers: %+v, want %d created and no dead letters", total, len(vols))
+	}
+	if n := c.proxy.Count("DeleteSnapshot").Calls; n != 0 {
+		t.Errorf("DeleteSnapshot called %d times: duplicates were made", n)
+	}
+	c.exactlyOne(ctx, vols)
+	c.queueEmpty(ctx, c.url)
+}
+
+// TestChaosOutage: the EC2 endpoint resets every connection for 20 s while two workers
+// run. They keep running, dead-letter nothing (5 receives with the retry back-off outlast
+// the outage), and finish the jobs after it.
+func TestChaosOutage(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newChaos(t)
+	vols := c.instances(ctx, 10)
+	now := c.plan(len(vols))
+	const outage = 20 * time.Second
+	c.proxy.Add(faultproxy.Rule{Action: faultproxy.All, Fault: faultproxy.Outage, For: outage})
+	began := time.Now()
+	args := []string{"--now", now, "--visibility", "5s", "--concurrency", "4"}
+	w := []*proc{c.spawn("worker 1", args...), c.spawn("worker 2", args...)}
+
+	time.Sleep(outage - time.Since(began))
+	during := c.proxy.Count(faultproxy.All)
+	if during.Injected == 0 || during.Forwarded != 0 {
+		t.Fatalf("during the outage: %+v, want every call refused", during)
+	}
+	for _, p := range w {
+		if p.finished() {
+			t.Fatalf("%s exited during the outage (code %d):\n%s", p.name, p.code, tail(p.err.String()))
+		}
+	}
+	c.waitFor("the queue to drain after the outage", 60*time.Second, c.drained)
+	t.Logf("drained %v after the outage began; %d calls refused", time.Since(began).Round(time.Millisecond), during.Injected)
+	var total worker.Stats
+	for _, p := range w {
+		total = sumStats(total, p.stop(10*time.Second))
+	}
+	if total.DeadLettered != 0 || total.Created != len(vols) || total.Retried == 0 {
+		t.Errorf("workers: %+v, want %d created, retries and no dead letters", total, len(vols))
+	}
+	c.exactlyOne(ctx, vols)
+	c.queueEmpty(ctx, c.url)
+}
+
+// TestChaosPoison: malformed, oversized, unknown-version and unknown-kind messages in one
+// batch with good jobs go to the DLQ with invalid_message on their first attempt; the
+// good jobs of the batch are done.
+func TestChaosPoison(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newChaos(t)
+	vols := c.instances(ctx, 3)
+	now := c.at(0)
+	period := c.e2e.start.Truncate(24 * time.Hour)
+
+	var good []string
+	for vol, inst := range vols {
+		b, err := job.Encode(job.Job{
+			V: 1, Kind: job.KindCreate, Key: job.CreateKey(mototest.Account, mototest.Region, vol, "daily", period),
+			Account: mototest.Account, Region: mototest.Region, Policy: "daily", Volume: vol, Instance: inst,
+			Device: "/dev/xvda", Run: "chaos", PlannedAt: c.e2e.start,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		good = append(good, string(b))
+	}
+	valid := good[0]
+	poison := map[string]string{
+		"malformed":       valid[:len(valid)/2],
+		"oversized":       strings.Replace(valid, `"run":"chaos"`, `"run":"`+strings.Repeat("x", 1100)+`"`, 1),
+		"unknown version": strings.Replace(valid, `"v":1`, `"v":2`, 1),
+		"unknown kind":    strings.Replace(valid, `"kind":"snapshot.create"`, `"kind":"snapshot.copy"`, 1),
+	}
+	var entries []sqstypes.SendMessageBatchRequestEntry
+	names := map[string]string{}
+	for i, body := range good {
+		entries = append(entries, sqstypes.SendMessageBatchRequestEntry{Id: aws.String(fmt.Sprint("good", i)), MessageBody: aws.String(body)})
+		if i == 0 {
+			for name, body := range poison {
+				if body == valid {
+					t.Fatalf("poison %q is the valid message", name)
+				}
+				names[body] = name
+				entries = append(entries, sqstypes.SendMessageBatchRequestEntry{Id: aws.String(strings.ReplaceAll(name, " ", "-")), MessageBody: aws.String(body)})
+			}
+		}
+	}
+	if len(entries) != 10 {
+		t.Fatalf("%d entries, want one batch of 10", len(entries))
+	}
+	out, err := c.sqs.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(c.url), Entries: entries})
+	if err != nil || len(out.Failed) > 0 {
+		t.Fatalf("sending the batch: %v %v", err, out)
+	}
+
+	w := c.spawn("worker", "--now", now, "--visibility", "5s", "--concurrency", "10")
+	c.waitFor("the queue to drain", 30*time.Second, c.drained)
+	s := w.stop(10 * time.Second)
+	if s.Processed != 10 || s.Created != len(good) || s.DeadLettered != len(poison) || s.Retried != 0 {
+		t.Errorf("worker: %+v, want 10 processed, %d created, %d dead-lettered, no retries", s, len(good), len(poison))
+	}
+	c.exactlyOne(ctx, vols)
+
+	dlq, err := c.q.DLQ(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for len(seen) < len(poison) {
+		msgs, err := dlq.Receive(ctx, 10, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msgs) == 0 {
+			break
+		}
+		for _, m := range msgs {
+			name, ok := names[string(m.Body)]
+			if !ok {
+				t.Errorf("dead letter %.80q is not one of the poison messages", m.Body)
+				continue
+			}
+			seen[name] = true
+			if m.Reason != worker.ReasonInvalidMessage || m.Attempts != 1 || m.LastError == "" {
+				t.Errorf("%s: reason %q, attempts %d, error %q; want invalid_message on attempt 1 with the error", name, m.Reason, m.Attempts, m.LastError)
+			}
+		}
+	}
+	for name := range poison {
+		if !seen[name] {
+			t.Errorf("%s message is not in the DLQ", name)
+		}
+	}
+}

@@ -1,0 +1,254 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
+	"github.com/snapfleet/snapfleet/internal/job"
+	"github.com/snapfleet/snapfleet/internal/mototest"
+	"github.com/snapfleet/snapfleet/internal/tag"
+	"github.com/snapfleet/snapfleet/queue"
+)
+
+// gfsConfig is a grandfather-father-son policy; adopt is added to it in one half of the test.
+const gfsConfig = `
+policies:
+  - name: gfs
+    select: {instance_tags: {Backup: gfs}}
+    retain: {keep_daily: 7, keep_weekly: 4, keep_monthly: 3, keep_yearly: 2}
+`
+
+// gfsAnchor is the newest of the forty daily snapshots: a Tuesday, so the days before
+// it cross an ISO week (2027-W01 starts Monday 2027-01-04), a year and three months.
+var gfsAnchor = time.Date(2027, 1, 5, 12, 0, 0, 0, time.UTC)
+
+// gfsKept are the days before gfsAnchor whose snapshot the policy keeps, worked out by
+// hand: daily 0–6 (Jan 5 … Dec 30); weekly the newest of 2027-W01 (0), 2026-W53 (2, Jan 3),
+// W52 (9, Dec 27), W51 (16, Dec 20); monthly Jan (0), Dec (5, Dec 31), Nov (36, Nov 30);
+// yearly 2027 (0), 2026 (5).
+var gfsKept = []int{0, 1, 2, 3, 4, 5, 6, 9, 16, 36}
+
+// setConfig writes the config the next commands of e use.
+func (e *e2e) setConfig(yaml string) {
+	e.t.Helper()
+	path := filepath.Join(e.t.TempDir(), "snapfleet.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	e.config = path
+}
+
+// snapshotAt makes a snapshot of vol whose StartTime is at (moto's clock is moved there).
+func (e *e2e) snapshotAt(ctx context.Context, vol string, at time.Time, tags map[string]string) string {
+	e.t.Helper()
+	e.moto.ShiftClock(e.t, time.Until(at))
+	in := &ec2.CreateSnapshotInput{VolumeId: aws.String(vol)}
+	if len(tags) > 0 {
+		ts := types.TagSpecification{ResourceType: types.ResourceTypeSnapshot}
+		for k, v := range tags {
+			ts.Tags = append(ts.Tags, types.Tag{Key: aws.String(k), Value: aws.String(v)})
+		}
+		in.TagSpecifications = []types.TagSpecification{ts}
+	}
+	out, err := e.ec2.CreateSnapshot(ctx, in)
+	if err != nil {
+		e.t.Fatalf("snapshotting %s: %v", vol, err)
+	}
+	return aws.ToString(out.SnapshotId)
+}
+
+// decisionsOf returns a dry run's decisions by snapshot id, as "action reason".
+func decisionsOf(t *testing.T, plan map[string]any) map[string]string {
+	t.Helper()
+	ds, _ := plan["decisions"].([]any)
+	out := map[string]string{}
+	for _, d := range ds {
+		m := d.(map[string]any)
+		if id, _ := m["snapshot"].(string); id != "" {
+			out[id] = fmt.Sprint(m["action"], " ", m["reason"])
+		}
+	}
+	return out
+}
+
+// TestRetentionGFS is the retention issue end to end, through the binary and moto: forty
+// daily snapshots of one volume under a GFS policy, one snapshot used by an AMI, one
+// legacy AutoBackup snapshot. The dry run lists exactly the expected set (JSON stable
+// from one run to the next); the plan would delete 31 of 42 managed snapshots, so the
+// circuit breaker stops it (exit 1) until --force; the workers delete exactly the
+// expired, unprotected ones; the legacy snapshot goes only when the config adopts it; a
+// forged delete of a kept snapshot is refused.
+func TestRetentionGFS(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newE2E(t)
+	e.setConfig(gfsConfig)
+	vol, err := e.ec2.CreateVolume(ctx, &ec2.CreateVolumeInput{AvailabilityZone: aws.String(mototest.Region + "a"), Size: aws.Int32(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := aws.ToString(vol.VolumeId)
+	managed := map[string]string{tag.Policy: "gfs", tag.Volume: v, tag.AutoBackup: "true"}
+	days := make([]string, 40)
+	for i := 39; i >= 0; i-- {
+		days[i] = e.snapshotAt(ctx, v, gfsAnchor.Add(-time.Duration(i)*day), managed)
+	}
+	legacy := e.snapshotAt(ctx, v, time.Date(2026, 12, 1, 6, 0, 0, 0, time.UTC), map[string]string{tag.AutoBackup: "true"})
+
+	// moto's RegisterImage makes the AMI's snapshot itself, whatever the mappings name; it
+	// is used by the AMI all the same (DeleteSnapshot answers InvalidSnapshot.InUse). Made
+	// on Dec 10 and tagged as one of the volume's, it is one the policy expires.
+	e.moto.ShiftClock(t, time.Until(time.Date(2026, 12, 10, 18, 0, 0, 0, time.UTC)))
+	img, err := e.ec2.RegisterImage(ctx, &ec2.RegisterImageInput{Name: aws.String("golden-image"), RootDeviceName: aws.String("/dev/sda1"),
+		BlockDeviceMappings: []types.BlockDeviceMapping{{DeviceName: aws.String("/dev/sda1"), Ebs: &types.EbsBlockDevice{SnapshotId: aws.String(days[26])}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := e.ec2.DescribeImages(ctx, &ec2.DescribeImagesInput{ImageIds: []string{aws.ToString(img.ImageId)}})
+	if err != nil || len(desc.Images) != 1 || len(desc.Images[0].BlockDeviceMappings) == 0 {
+		t.Fatalf("describing the AMI: %v", err)
+	}
+	amiSnap := aws.ToString(desc.Images[0].BlockDeviceMappings[0].Ebs.SnapshotId)
+	e.tag(ctx, amiSnap, tag.Policy, "gfs")
+	e.tag(ctx, amiSnap, tag.Volume, v)
+	now := gfsAnchor.Add(10 * time.Minute).Format(time.RFC3339)
+
+	want := map[string]string{amiSnap: "protected used_by_ami"}
+	kept := map[string]bool{}
+	for _, i := range gfsKept {
+		kept[days[i]] = true
+	}
+	for i, id := range days {
+		want[id] = "held circuit_breaker"
+		if kept[id] {
+			want[id] = "keep " + map[bool]string{true: "newest", false: "keep_daily"}[i == 0]
+		}
+	}
+	for _, i := range []int{9, 16} {
+		want[days[i]] = "keep keep_weekly"
+	}
+	want[days[36]] = "keep keep_monthly"
+
+	// Without adopt: the legacy snapshot is not snapfleet's. 30 of 41 would go: held.
+	dry := e.jsonCLI(1, "plan", "--dry-run", "--now", now)
+	if got := decisionsOf(t, dry); !reflect.DeepEqual(got, want) {
+		t.Fatalf("dry run without adopt:\n got %v\nwant %v", got, want)
+	}
+	if num(t, dry, "snapshots_seen") != 41 || num(t, dry, "held") != 30 || num(t, dry, "protected") != 1 || num(t, dry, "kept") != 10 || num(t, dry, "delete_jobs") != 0 {
+		t.Fatalf("dry run summary: %v", dry)
+	}
+	scopes := dry["scopes"].([]any)
+	if b, _ := scopes[0].(map[string]any)["breaker"].(map[string]any); len(scopes) != 1 || b["reason"] != "max_delete_fraction" {
+		t.Fatalf("scopes %v, want one with the breaker tripped", scopes)
+	}
+	// Stable between runs: the same decisions, in the same order, byte for byte.
+	again := e.jsonCLI(1, "plan", "--dry-run", "--now", now)
+	a, _ := json.Marshal(dry["decisions"])
+	b, _ := json.Marshal(again["decisions"])
+	if string(a) != string(b) {
+		t.Fatalf("two dry runs differ:\n%s\n%s", a, b)
+	}
+	for _, d := range dry["decisions"].([]any) {
+		m := d.(map[string]any)
+		if m["detail"] == nil && m["action"] != "held" {
+			t.Errorf("decision without detail: %v", m)
+		}
+	}
+	table := e.cli("plan", "--dry-run", "--now", now, "--config", e.config, "--output", "table")
+	for _, s := range []string{"keep_weekly", "newest of its ISO week, within keep_weekly 4", "used_by_ami", "used by " + aws.ToString(img.ImageId),
+		"BREAKER", "max_delete_fraction", mototest.Account + " " + mototest.Region} {
+		if !strings.Contains(table.stdout, s) {
+			t.Errorf("table output lacks %q:\n%s", s, table.stdout)
+		}
+	}
+	if table.code != 1 {
+		t.Errorf("table dry run: exit %d, want 1", table.code)
+	}
+
+	// With adopt: the legacy snapshot is the policy's; it expires like its neighbours.
+	e.setConfig(gfsConfig + "    adopt: {tags: {AutoBackup: \"true\"}}\n")
+	dry = e.jsonCLI(1, "plan", "--dry-run", "--now", now)
+	want[legacy] = "held circuit_breaker"
+	if got := decisionsOf(t, dry); !reflect.DeepEqual(got, want) {
+		t.Fatalf("dry run with adopt:\n got %v\nwant %v", got, want)
+	}
+
+	// The real plan: held, exit 1, nothing enqueued; --force lets the 31 deletes through.
+	db := "file:" + filepath.Join(t.TempDir(), "q.db")
+	p := e.jsonCLI(1, "plan", "--queue", db, "--now", now)
+	if num(t, p, "enqueued") != 0 || num(t, p, "held") != 31 || !strings.Contains(fmt.Sprint(p["failures"]), "circuit breaker: would delete 31 of 42") {
+		t.Fatalf("breaker plan: %v", p)
+	}
+	p = e.jsonCLI(0, "plan", "--queue", db, "--now", now, "--force")
+	if num(t, p, "enqueued") != 31 || num(t, p, "delete_jobs") != 31 || num(t, p, "errors") != 0 {
+		t.Fatalf("forced plan: %v", p)
+	}
+
+	// A forged delete of a snapshot the policy keeps (the weekly keeper of W52) joins them.
+	q, err := queue.Open(ctx, db, queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := job.Encode(job.Job{V: 1, Kind: job.KindDelete, Key: job.DeleteKey(mototest.Account, mototest.Region, days[9]),
+		Account: mototest.Account, Region: mototest.Region, Policy: "gfs", Snapshot: days[9], Volume: v, Run: "forged", PlannedAt: gfsAnchor})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Send(ctx, []queue.Outgoing{{Body: forged}}); err != nil {
+		t.Fatal(err)
+	}
+	q.Close()
+
+	w := e.jsonCLI(0, "work", "--queue", db, "--now", now, "--idle-exit", "2s", "--visibility", "5s", "--concurrency", "4")
+	if num(t, w, "deleted") != 31 || num(t, w, "dead_lettered") != 1 {
+		t.Fatalf("workers: %v, want 31 deleted and the forged delete dead-lettered", w)
+	}
+	var left []string
+	for _, s := range managedByVolume(e.snapshots(ctx))[v] {
+		left = append(left, aws.ToString(s.SnapshotId))
+	}
+	wantLeft := []string{amiSnap}
+	for _, i := range gfsKept {
+		wantLeft = append(wantLeft, days[i])
+	}
+	sort.Strings(left)
+	sort.Strings(wantLeft)
+	if !slices.Equal(left, wantLeft) {
+		t.Fatalf("snapshots left of %s:\n got %v\nwant %v (the GFS set and the AMI's)", v, left, wantLeft)
+	}
+	if _, ok := e.snapshots(ctx)[legacy]; ok {
+		t.Errorf("adopted legacy snapshot %s still exists", legacy)
+	}
+
+	q, err = queue.Open(ctx, db, queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	dlq, err := q.DLQ(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := dlq.Receive(ctx, 10, time.Second)
+	if err != nil || len(msgs) != 1 || msgs[0].Reason != "refused_retention" || !strings.Contains(string(msgs[0].Body), days[9]) {
+		t.Fatalf("dead letters %+v (%v), want the forged delete refused_retention", msgs, err)
+	}
+
+	// Planned again: nothing more to delete, nothing held; the AMI's snapshot stays protected.
+	if p := e.jsonCLI(0, "plan", "--dry-run", "--now", now); num(t, p, "held") != 0 || num(t, p, "delete_jobs") != 0 || num(t, p, "protected") != 1 {
+		t.Fatalf("plan after pruning: %v", p)
+	}
+}

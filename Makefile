@@ -4,7 +4,7 @@ BIN     := bin/snapfleet
 PKGS    := ./...
 export CGO_ENABLED := 0
 
-.PHONY: all build test lint demo bench moto clean
+.PHONY: all build test lint demo bench moto clean lambda deploy-check
 
 all: build
 
@@ -21,9 +21,28 @@ lint:
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
+# lambda: the `bootstrap` of the provided.al2023 runtime for arm64 and amd64, static (CGO
+# off) without the legacy RPC mode, zipped for upload when zip exists; then checked.
+LAMBDA_DIR := bin/lambda
+lambda:
+	@for arch in arm64 amd64; do \
+	  mkdir -p $(LAMBDA_DIR)/$$arch && \
+	  GOOS=linux GOARCH=$$arch $(GO) build -trimpath -tags lambda.norpc -ldflags '-s -w' \
+	    -o $(LAMBDA_DIR)/$$arch/bootstrap ./cmd/snapfleet || exit 1; \
+	  if command -v zip >/dev/null 2>&1; then \
+	    rm -f $(LAMBDA_DIR)/$$arch/snapfleet.zip && (cd $(LAMBDA_DIR)/$$arch && zip -q snapfleet.zip bootstrap) || exit 1; \
+	  fi; \
+	done
+	@scripts/deploy-check.sh lambda $(LAMBDA_DIR)
+
+# deploy-check: cfn-lint on every template, kubeconform on the manifests (schemas in
+# deploy/k8s/schemas), the Dockerfile rules, and the Lambda binaries (deploy/README.md).
+deploy-check: lambda
+	@scripts/deploy-check.sh
+
 # test: every test. Each test that needs AWS starts its own moto_server on a free
 # loopback port and stops it by PID (internal/mototest), so tests run in parallel.
-test: moto lint
+test: moto lint deploy-check
 	$(GO) test -count=1 -timeout 9m $(PKGS)
 
 # demo: a local moto fleet, `run` on the embedded queue, `plan` + two `work` on SQS,

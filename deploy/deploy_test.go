@@ -441,7 +441,9 @@ func TestBrokenDockerfilesFailTheRules(t *testing.T) {
 			return strings.Replace(s, "gcr.io/distroless/static-debian12:nonroot", "debian:12.8", 1)
 		}},
 		{"cgo", "CGO_ENABLED=0", func(s string) string { return strings.ReplaceAll(s, "CGO_ENABLED=0", "CGO_ENABLED=1") }},
-		{"shell-entrypoint", "exec form", func(s string) string { return strings.Replace(s, `ENTRYPOINT ["/snapfleet"]`, "ENTRYPOINT /snapfleet", 1) }},
+		{"shell-entrypoint", "exec form", func(s string) string {
+			return strings.Replace(s, `ENTRYPOINT ["/snapfleet"]`, "ENTRYPOINT /snapfleet", 1)
+		}},
 		{"add-url", "ADD from a URL", func(s string) string {
 			return strings.Replace(s, "WORKDIR /src\n", "WORKDIR /src\nADD https://example.com/x.tgz /tmp/\n", 1)
 		}},

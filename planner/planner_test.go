@@ -403,6 +403,14 @@ policies:
 	if sum.SnapshotsSeen != 6 || sum.DeleteJobs != 3 || sum.Errors != 0 {
 		t.Fatalf("summary %+v", sum)
 	}
+	// The renamed policy is a warning in the summary; the gone volume's two snapshots are
+	// its account-region's orphans.
+	if len(sum.Warnings) != 1 || !strings.Contains(sum.Warnings[0], "policy nightly has 1 snapshots and is not in the config") {
+		t.Errorf("warnings %q", sum.Warnings)
+	}
+	if sum.Orphans != 2 || len(sum.Scopes) != 1 || sum.Scopes[0].Orphans != 2 || sum.Scopes[0].Managed != 6 {
+		t.Errorf("orphans %d, scopes %+v", sum.Orphans, sum.Scopes)
+	}
 
 	// The dry run lists the same decisions and sends nothing.
 	p.DryRun, p.Queue = true, nil

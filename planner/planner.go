@@ -32,6 +32,7 @@ import (
 
 	"github.com/snapfleet/snapfleet/internal/config"
 	"github.com/snapfleet/snapfleet/internal/job"
+	"github.com/snapfleet/snapfleet/internal/retention"
 	"github.com/snapfleet/snapfleet/internal/tag"
 	"github.com/snapfleet/snapfleet/queue"
 )
@@ -291,7 +292,10 @@ func (p *Planner) planScope(ctx context.Context, log zerolog.Logger, account, re
 	msgs := make([]queue.Outgoing, 0, res.Creates+res.Deletes)
 	for _, d := range res.Decisions {
 		ev := log.Debug()
-		if d.Action == ActionDelete || d.Action == ActionProtected || d.Action == ActionHeld {
+		switch {
+		case d.Reason == retention.KeptFuture || d.Reason == retention.KeptUnknownTime:
+			ev = log.Warn() // never counted, never deleted: someone should look
+		case d.Action == ActionDelete || d.Action == ActionProtected || d.Action == ActionHeld:
 			ev = log.Info()
 		}
 		ev.Str("policy", d.Policy).Str("volume", d.Volume).Str("snapshot", d.Snapshot).

@@ -432,7 +432,7 @@ func (s *snapshots) delete(ctx context.Context, j job.Job) (Result, error) {
 	if volume == "" || volume == copiedVolume {
 		return Result{}, Permanent(ReasonRefusedRetention, fmt.Errorf("snapshot %s names no volume", j.Snapshot))
 	}
-	group, seen, err := s.volumeGroup(ctx, api, j, p, volume)
+	group, seen, err := s.volumeGroup(ctx, api, j, p, volume, managed && tags[tag.Volume] == "")
 	if err != nil {
 		// Fail closed: never delete on a failed listing.
 		return Result{}, fail(fmt.Errorf("listing snapshots of volume %s: %w", volume, err))
@@ -501,13 +501,16 @@ func keptBy(group []retention.Snapshot, r retention.Rules, now time.Time, id str
 
 // volumeGroup lists the snapshots of policy p on volume that count for retention, as the
 // planner counts them, and whether the job's snapshot is among them. Managed snapshots
-// are found by their volume tag and by VolumeId; adopted ones by VolumeId and p's adopt
-// tags. Every listing must succeed.
-func (s *snapshots) volumeGroup(ctx context.Context, api EC2, j job.Job, p config.Policy, volume string) ([]retention.Snapshot, bool, error) {
-	queries := [][]types.Filter{
-		{filter("tag:"+tag.Policy, p.Name), filter("tag:"+tag.Volume, volume)},
-		{filter("tag:"+tag.Policy, p.Name), filter("volume-id", volume)},
+// are found by their volume tag (by VolumeId when the job's snapshot has no volume tag:
+// byVolumeID); adopted ones by VolumeId and p's adopt tags. Every listing must succeed. A
+// listing can only miss snapshots the planner counted, which makes the check keep more,
+// never less: one listing per kind keeps the Describe calls of a delete at four.
+func (s *snapshots) volumeGroup(ctx context.Context, api EC2, j job.Job, p config.Policy, volume string, byVolumeID bool) ([]retention.Snapshot, bool, error) {
+	volFilter := filter("tag:"+tag.Volume, volume)
+	if byVolumeID {
+		volFilter = filter("volume-id", volume)
 	}
+	queries := [][]types.Filter{{filter("tag:"+tag.Policy, p.Name), volFilter}}
 	if p.Adopt != nil {
 		q := []types.Filter{filter("volume-id", volume)}
 		keys := make([]string, 0, len(p.Adopt.Tags))

@@ -488,8 +488,9 @@ func TestDeleteFailsClosed(t *testing.T) {
 	q := newFakeQueue()
 	q.add(0, encode(t, deleteJob(old, "default")))
 	w := e.newWorker(q, config.Default(), time.Now)
-	w.ExitWhenDrained, w.IdleExit = false, 300*time.Millisecond
-	st := runFor(t, w, 10*time.Second)
+	// The retried message stays hidden ≥ 5 s: stop the worker before it comes back.
+	w.ExitWhenDrained = false
+	st := runFor(t, w, 3*time.Second)
 	if want := (Stats{Processed: 1, Retried: 1}); st != want {
 		t.Errorf("stats = %+v, want %+v", st, want)
 	}
@@ -610,8 +611,8 @@ func TestThrottling(t *testing.T) {
 			q := newFakeQueue()
 			ids := q.add(500, encode(t, j)) // received 500 times already
 			w := e.newWorker(q, config.Default(), time.Now)
-			w.ExitWhenDrained, w.IdleExit = false, 300*time.Millisecond // a snoozed message stays delayed
-			st := runFor(t, w, 10*time.Second)
+			w.ExitWhenDrained = false // a snoozed message stays delayed ≥ 5 s: stop before it returns
+			st := runFor(t, w, 3*time.Second)
 			_, deleted, dead, vis := q.state()
 			if len(dead) != 0 || st.DeadLettered != 0 {
 				t.Fatalf("dead-lettered on throttling: %+v", dead)

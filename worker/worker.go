@@ -51,7 +51,8 @@ type Worker struct {
 	// Visibility is the queue's visibility timeout; a running job's message is extended
 	// by this much every Visibility/2. Default 30s.
 	Visibility time.Duration
-	// IdleExit, when > 0, ends Run once the queue has been empty this long.
+	// IdleExit, when > 0, ends Run once the queue has been empty this long: nothing to
+	// receive and, by the queue's count, no message in flight or delayed anywhere.
 	IdleExit time.Duration
 	// ExitWhenDrained ends Run once the queue holds nothing (visible, in flight or
 	// delayed) and no job is running.
@@ -245,25 +246,39 @@ func (r *runner) loop(ctx context.Context) error {
 			lastBusy = time.Now()
 			continue
 		}
-		if r.w.IdleExit > 0 && time.Since(lastBusy) >= r.w.IdleExit {
-			r.log.Info().Dur("idle", time.Since(lastBusy)).Msg("queue idle, exiting")
-			return nil
+		idle := r.w.IdleExit > 0 && time.Since(lastBusy) >= r.w.IdleExit
+		if !idle && !r.w.ExitWhenDrained {
+			continue
 		}
-		if r.w.ExitWhenDrained {
-			st, err := r.w.Queue.Stats(ctx)
-			if err != nil {
-				if ctx.Err() == nil {
-					r.log.Warn().Err(err).Msg("counting the queue's messages")
-				}
-				continue
+		// Nothing visible is not empty: messages held by other workers, or hidden for a
+		// back-off, still count. A worker exits only when the queue holds nothing at all.
+		if !r.queueEmpty(ctx) {
+			if idle {
+				lastBusy = time.Now()
 			}
-			if st.Total() == 0 && r.running() == 0 {
-				r.log.Info().Msg("queue drained, exiting")
-				return nil
-			}
+			continue
 		}
+		if idle {
+			r.log.Info().Dur("idle", time.Since(lastBusy)).Msg("queue empty, exiting")
+		} else {
+			r.log.Info().Msg("queue drained, exiting")
+		}
+		return nil
 	}
 	return nil
+}
+
+// queueEmpty reports whether the queue holds no message at all (visible, in flight or
+// delayed) and this worker runs no job; a failed count is not empty.
+func (r *runner) queueEmpty(ctx context.Context) bool {
+	st, err := r.w.Queue.Stats(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.Warn().Err(err).Msg("counting the queue's messages")
+		}
+		return false
+	}
+	return st.Total() == 0 && r.running() == 0
 }
 
 func sleep(ctx context.Context, d time.Duration) {

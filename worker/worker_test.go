@@ -408,6 +408,34 @@ func TestDrainWaitsForDelayed(t *testing.T) {
 	}
 }
 
+// TestIdleExitWaitsForDelayed: a message hidden for a back-off keeps the queue from being
+// empty, so IdleExit does not strand it.
+func TestIdleExitWaitsForDelayed(t *testing.T) {
+	t.Parallel()
+	q := newFakeQueue()
+	q.add(0, encode(t, createJob("vol-0123456789abcdef0", "default", plannedAt)))
+	var calls atomic.Int32
+	w := testWorker(q, HandlerFunc(func(context.Context, job.Job) (Result, error) {
+		if calls.Add(1) == 1 {
+			return Result{}, errors.New("first try fails")
+		}
+		return Result{Action: Created}, nil
+	}))
+	w.ExitWhenDrained = false
+	w.IdleExit = 200 * time.Millisecond
+	begin := time.Now()
+	st := runFor(t, w, 1500*time.Millisecond)
+	if took := time.Since(begin); took < 1400*time.Millisecond {
+		t.Errorf("Run idled out after %s with a delayed message in the queue", took)
+	}
+	if want := (Stats{Processed: 1, Retried: 1}); st != want {
+		t.Errorf("stats = %+v, want %+v (Run must not idle out while a message is delayed)", st, want)
+	}
+	if n, _ := q.Stats(context.Background()); n.Total() != 1 {
+		t.Errorf("queue holds %+v, want the delayed message", n)
+	}
+}
+
 func TestMisconfiguredWorker(t *testing.T) {
 	t.Parallel()
 	q := newFakeQueue()

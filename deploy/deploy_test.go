@@ -152,7 +152,7 @@ func sorted(s []string) []string {
 func TestIAMIsTheREADMEsLeastPrivilege(t *testing.T) {
 	t.Parallel()
 	table := readmeTable(t)
-	starOK := map[string]bool{"ec2:DescribeInstances": true, "ec2:DescribeVolumes": true, "ec2:DescribeSnapshots": true, "ecr:GetAuthorizationToken": true}
+	starOK := map[string]bool{"ec2:DescribeInstances": true, "ec2:DescribeVolumes": true, "ec2:DescribeSnapshots": true, "ec2:DescribeImages": true, "ec2:DescribeSnapshotAttribute": true, "ec2:DescribeLockedSnapshots": true, "ecr:GetAuthorizationToken": true}
 	seen := map[string]bool{}
 	for _, file := range templates {
 		for role, stmts := range roles(t, file) {

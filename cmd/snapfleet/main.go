@@ -16,7 +16,11 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := execute(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	args := os.Args[1:]
+	if os.Getenv(envRuntimeAPI) != "" && len(args) == 0 {
+		args = []string{"lambda"} // started by the Lambda runtime as bootstrap
+	}
+	code := execute(ctx, args, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }

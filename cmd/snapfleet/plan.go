@@ -27,7 +27,7 @@ func newPlanCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			s, err := e.planWith(cmd.Context(), queueURL, f.dryRun, f.force)
+			s, err := e.plan(cmd.Context(), queueURL, f.dryRun, f.force)
 			if err != nil {
 				return err
 			}
@@ -51,13 +51,9 @@ func newPlanCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// plan resolves the accounts and regions and runs the planner once, circuit breaker on.
-func (e *env) plan(ctx context.Context, queueURL string, dryRun bool) (planner.Summary, error) {
-	return e.planWith(ctx, queueURL, dryRun, false)
-}
-
-// planWith is plan with --force.
-func (e *env) planWith(ctx context.Context, queueURL string, dryRun, force bool) (planner.Summary, error) {
+// plan resolves the accounts and regions and runs the planner once; force lets deletes
+// through the circuit breaker's fraction.
+func (e *env) plan(ctx context.Context, queueURL string, dryRun, force bool) (planner.Summary, error) {
 	accounts, regions, err := e.targets(ctx)
 	if err != nil {
 		return planner.Summary{}, err

@@ -66,7 +66,7 @@ func newRoot(stdout, stderr io.Writer) (*cobra.Command, *bool) {
 	pf.StringVar(&g.logFormat, "log-format", "json", "log format on stderr: json or console")
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 
-	root.AddCommand(newPlanCmd(g), newWorkCmd(g), newRunCmd(g), newDLQCmd(g))
+	root.AddCommand(newPlanCmd(g), newWorkCmd(g), newRunCmd(g), newDLQCmd(g), newLambdaCmd())
 	return root, started
 }
 

@@ -16,7 +16,7 @@ type runResult struct {
 func newRunCmd(g *globals) *cobra.Command {
 	f := &workFlags{}
 	var queueURL string
-	var dryRun bool
+	var dryRun, force bool
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Plan and work in one process until the queue is drained (single machine, embedded queue by default)",
@@ -29,7 +29,7 @@ func newRunCmd(g *globals) *cobra.Command {
 				return err
 			}
 			res := runResult{}
-			if res.Plan, err = e.plan(cmd.Context(), queueURL, dryRun); err != nil {
+			if res.Plan, err = e.plan(cmd.Context(), queueURL, dryRun, force); err != nil {
 				return err
 			}
 			if !dryRun {
@@ -63,6 +63,7 @@ func newRunCmd(g *globals) *cobra.Command {
 	g.addConfigFlags(cmd)
 	cmd.Flags().StringVar(&queueURL, "queue", "file:snapfleet.db", "jobs queue: file:PATH (embedded) or an SQS queue URL")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan's decisions; enqueue and change nothing")
+	cmd.Flags().BoolVar(&force, "force", false, "plan deletes even past max_delete_fraction (never on an incomplete listing)")
 	f.add(cmd)
 	return cmd
 }

@@ -91,7 +91,7 @@ func StartServer() (*Server, error) {
 		s.done = make(chan struct{})
 		go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(s.done)
 		s.Endpoint = fmt.Sprintf("http://127.0.0.1:%d", port)
-		if err := s.waitReady(15 * time.Second); err == nil {
+		if err := s.waitReady(60 * time.Second); err == nil {
 			return s, nil
 		}
 		s.Stop()

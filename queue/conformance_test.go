@@ -152,7 +152,7 @@ func TestConformance(t *testing.T) {
 			t.Run(bk.name, func(t *testing.T) {
 				b := bk.start(t)
 				var cases sync.WaitGroup
-				for _, c := range conformance {
+				for _, c := range append(conformance[:len(conformance):len(conformance)], dlqCases...) {
 					cases.Go(func() {
 						t.Run(c.name, func(t *testing.T) { c.test(t, b) })
 					})

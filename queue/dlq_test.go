@@ -17,7 +17,7 @@ import (
 	"github.com/snapfleet/snapfleet/queue"
 )
 
-// dlqCases are Peek and Replay on every backend.
+// dlqCases are Peek and Replay; TestConformance runs them on every backend.
 var dlqCases = []struct {
 	name string
 	test func(t *testing.T, b backend)
@@ -25,34 +25,6 @@ var dlqCases = []struct {
 	{"PeekConsumesNothing", testPeek},
 	{"ReplayMovesOnlyMatches", testReplay},
 	{"RedriveReasonInPeek", testRedriveReason},
-}
-
-func TestDLQ(t *testing.T) {
-	t.Parallel()
-	backends := []struct {
-		name  string
-		start func(t *testing.T) backend
-	}{
-		{"embedded", func(*testing.T) backend { return embeddedBackend() }},
-		{"sqs-standard", func(t *testing.T) backend { return sqsBackend(t, false) }},
-		{"sqs-fifo", func(t *testing.T) backend { return sqsBackend(t, true) }},
-	}
-	var wg sync.WaitGroup
-	for _, bk := range backends {
-		wg.Go(func() {
-			t.Run(bk.name, func(t *testing.T) {
-				b := bk.start(t)
-				var cases sync.WaitGroup
-				for _, c := range dlqCases {
-					cases.Go(func() {
-						t.Run(c.name, func(t *testing.T) { c.test(t, b) })
-					})
-				}
-				cases.Wait()
-			})
-		})
-	}
-	wg.Wait()
 }
 
 // deadLetters sends bodies to q and dead-letters each with reason(i) and "error i".

@@ -391,11 +391,36 @@ func done(snaps []Snapshot, rows []int32, period time.Time, key string) bool {
 	return false
 }
 
+// explainer caches retention's explanations: a scope has few distinct ones, and this step
+// would otherwise format a string for each of up to millions of snapshots.
+type explainer map[explainKey]string
+
+type explainKey struct {
+	rules  retention.Rules
+	reason string
+	kept   [10]string
+}
+
+func (e explainer) of(r retention.Rules, d retention.Decision) string {
+	k := explainKey{rules: r, reason: d.Reason}
+	if len(d.Rules) > len(k.kept) {
+		return r.Explain(d)
+	}
+	copy(k.kept[:], d.Rules)
+	if s, ok := e[k]; ok {
+		return s
+	}
+	s := r.Explain(d)
+	e[k] = s
+	return s
+}
+
 func decideDeletes(out []Decision, inv Inventory, policies map[string]*config.Policy, now time.Time,
 	keys []groupKey, start, rows []int32, blockedPolicy map[string]bool, res *Result) []Decision {
 	var buf []retention.Snapshot
 	// The delete key, job.DeleteKey without fmt: this loop runs once per snapshot.
 	keyPrefix := inv.Account + "/" + inv.Region + "/"
+	explain := explainer{}
 	for g, k := range keys {
 		rs := rows[start[g]:start[g+1]]
 		orphan := inv.Volumes != nil && k.volume != "" && !inv.Volumes[k.volume]
@@ -482,17 +507,17 @@ func decideDeletes(out []Decision, inv Inventory, policies map[string]*config.Po
 			prot, protected := inv.Protections[s.ID]
 			switch {
 			case d.Keep:
-				emit(s, ActionKeep, d.Reason, rules.Explain(d))
+				emit(s, ActionKeep, d.Reason, explain.of(rules, d))
 			case blocked:
-				emit(s, ActionKeep, ReasonFailClosed, "expired ("+rules.Explain(d)+"), but its scope could not be read completely")
+				emit(s, ActionKeep, ReasonFailClosed, "expired ("+explain.of(rules, d)+"), but its scope could not be read completely")
 			case protected && prot.Reason == ReasonFailClosed:
-				emit(s, ActionKeep, ReasonFailClosed, "expired ("+rules.Explain(d)+"), but "+prot.Detail)
+				emit(s, ActionKeep, ReasonFailClosed, "expired ("+explain.of(rules, d)+"), but "+prot.Detail)
 			case protected:
 				emit(s, ActionProtected, prot.Reason, prot.Detail)
 			default:
 				out = append(out, Decision{Account: inv.Account, Region: inv.Region, Policy: s.Policy,
 					Action: ActionDelete, Volume: s.Volume, Snapshot: s.ID,
-					Key: keyPrefix + s.ID + "/delete", Reason: d.Reason, Detail: rules.Explain(d),
+					Key: keyPrefix + s.ID + "/delete", Reason: d.Reason, Detail: explain.of(rules, d),
 					Orphan: orphan, Adopted: s.Adopted})
 				res.Deletes++
 			}

@@ -73,6 +73,23 @@ func CreateKey(account, region, volume, policy string, periodStart time.Time) st
 	return fmt.Sprintf("%s/%s/%s/%s/%s", account, region, volume, policy, periodStart.UTC().Format(time.RFC3339))
 }
 
+// EventKey is the idempotency key of a create job planned for an event (an EC2
+// state-change notification, a snapfleet.BackupNow request): one snapshot of a volume per
+// event, however often the event is delivered. eventID must be a ValidEventID.
+func EventKey(account, region, volume, policy, eventID string) string {
+	return fmt.Sprintf("%s/%s/%s/%s/%s%s", account, region, volume, policy, EventPrefix, eventID)
+}
+
+// EventPrefix starts the last part of an event create key, where a scheduled key has its
+// RFC 3339 period start.
+const EventPrefix = "event-"
+
+var eventIDRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// ValidEventID reports whether s can name an event in a job key: 1 to 64 letters, digits,
+// '-' or '_' (an EventBridge event id is a UUID).
+func ValidEventID(s string) bool { return eventIDRE.MatchString(s) }
+
 // DeleteKey is the idempotency key of a delete job.
 func DeleteKey(account, region, snapshot string) string {
 	return fmt.Sprintf("%s/%s/%s/delete", account, region, snapshot)
@@ -210,8 +227,12 @@ func (j Job) Validate() error {
 		if !ok {
 			return bad("key", "%q does not match account/region/volume/policy/period", j.Key)
 		}
-		if _, err := time.Parse(time.RFC3339, period); err != nil {
-			return bad("key", "%q has no RFC 3339 period start", j.Key)
+		if id, ok := strings.CutPrefix(period, EventPrefix); ok {
+			if !ValidEventID(id) {
+				return bad("key", "%q has no valid event id", j.Key)
+			}
+		} else if _, err := time.Parse(time.RFC3339, period); err != nil {
+			return bad("key", "%q has no RFC 3339 period start or event-<id>", j.Key)
 		}
 	case KindDelete:
 		if !snapshotRE.MatchString(j.Snapshot) {

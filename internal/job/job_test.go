@@ -89,6 +89,13 @@ func TestDecodeValid(t *testing.T) {
 		{"nvme device name",
 			strings.Replace(createMsg, `"/dev/xvda"`, `"/dev/nvme1n1"`, 1),
 			func() Job { j := validCreate(); j.Device = "/dev/nvme1n1"; return j }()},
+		{"create for an event",
+			strings.Replace(createMsg, `/daily/2026-11-22T00:00:00Z"`, `/daily/event-7bf73129-1428-4cd3-a780-95db273d1602"`, 1),
+			func() Job {
+				j := validCreate()
+				j.Key = EventKey(j.Account, j.Region, j.Volume, j.Policy, "7bf73129-1428-4cd3-a780-95db273d1602")
+				return j
+			}()},
 		{"whitespace around the object",
 			"\n  " + createMsg + "\n",
 			validCreate()},
@@ -162,6 +169,9 @@ func TestDecodeInvalid(t *testing.T) {
 		{"create key other policy", replace(t, createMsg, `/daily/2026`, `/weekly/2026`), "key"},
 		{"create key no period", replace(t, createMsg, `/daily/2026-11-22T00:00:00Z"`, `/daily/"`), "key"},
 		{"create key bad period", replace(t, createMsg, `/daily/2026-11-22T00:00:00Z"`, `/daily/today"`), "key"},
+		{"create key empty event id", replace(t, createMsg, `/daily/2026-11-22T00:00:00Z"`, `/daily/event-"`), "key"},
+		{"create key event id with slash", replace(t, createMsg, `/daily/2026-11-22T00:00:00Z"`, `/daily/event-a/b"`), "key"},
+		{"create key event id too long", replace(t, createMsg, `/daily/2026-11-22T00:00:00Z"`, `/daily/event-`+strings.Repeat("a", 65)+`"`), "key"},
 		{"create key missing", replace(t, createMsg, `"key":"111111111111/us-east-1/vol-0abc1234/daily/2026-11-22T00:00:00Z",`, ``), "key"},
 		{"delete snapshot missing", replace(t, deleteMsg, `"snapshot":"snap-0abc1234",`, ``), "snapshot"},
 		{"delete snapshot bad", []byte(strings.ReplaceAll(deleteMsg, "snap-0abc1234", "snap-zzzz1234")), "snapshot"},

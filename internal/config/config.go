@@ -31,6 +31,8 @@ type Config struct {
 	// fraction of an account-region's managed snapshots enqueues no deletes there. Nil
 	// means DefaultMaxDeleteFraction; see DeleteFraction.
 	MaxDeleteFraction *float64 `yaml:"max_delete_fraction"`
+	// Events configures event-driven snapshots and outcome events (events.go).
+	Events Events `yaml:"events"`
 }
 
 // DefaultMaxDeleteFraction is the circuit breaker's threshold when the config sets none.
@@ -375,6 +377,9 @@ func (c *Config) Validate() error {
 	}
 	if f := c.MaxDeleteFraction; f != nil && (*f <= 0 || *f > 1) {
 		return fmt.Errorf("max_delete_fraction: %v is not in (0, 1]", *f)
+	}
+	if err := c.validateEvents(); err != nil {
+		return err
 	}
 	names := map[string]bool{}
 	adopter := ""

@@ -23,8 +23,15 @@ import (
 type Config struct {
 	// Regions to plan; empty means the SDK's default region.
 	Regions []string `yaml:"regions"`
-	// Accounts to plan; empty means the caller's own account without a role.
-	Accounts []Account `yaml:"accounts"`
+	// Accounts to plan, from the list form of accounts:; empty (and no Organization)
+	// means the caller's own account without a role.
+	Accounts []Account `yaml:"-"`
+	// Organization, from the form accounts: {organization: {...}}, discovers the accounts
+	// with Organizations ListAccounts instead of listing them.
+	Organization *Organization `yaml:"-"`
+	// Limits are the worker's token buckets per account, region and API action
+	// (DESIGN.md §8); nil fields take DefaultLimits.
+	Limits Limits `yaml:"limits"`
 	// Policies, at least one; a missing list means the built-in default policy.
 	Policies []Policy `yaml:"policies"`
 	// MaxDeleteFraction is the circuit breaker: a plan that would delete more than this
@@ -59,6 +66,119 @@ func (c *Config) Adopter(tags map[string]string) (Policy, bool) {
 		}
 	}
 	return Policy{}, false
+}
+
+// Organization discovers the member accounts of an AWS Organization: every ACTIVE account
+// (or those under IncludeOUs), less Exclude, each reached through the role RoleName.
+type Organization struct {
+	// RoleName is the role assumed in every member account: arn:aws:iam::ID:role/RoleName.
+	RoleName   string   `yaml:"role_name"`
+	ExternalID string   `yaml:"external_id"`
+	Exclude    []string `yaml:"exclude"`
+	// IncludeOUs, when set, limits discovery to the accounts directly or indirectly under
+	// these organizational units.
+	IncludeOUs []string `yaml:"include_ous"`
+}
+
+// RoleARN is the role to assume in account.
+func (o Organization) RoleARN(account string) string {
+	return "arn:aws:iam::" + account + ":role/" + o.RoleName
+}
+
+// Excludes reports whether account is on the exclusion list.
+func (o Organization) Excludes(account string) bool {
+	for _, id := range o.Exclude {
+		if id == account {
+			return true
+		}
+	}
+	return false
+}
+
+// Bucket is one token bucket: Burst tokens, refilled at PerSecond.
+type Bucket struct {
+	Burst     int     `yaml:"burst"`
+	PerSecond float64 `yaml:"per_second"`
+}
+
+// Limits are the token buckets per account and region, by API action. A nil field takes
+// its default from DefaultLimits.
+type Limits struct {
+	CreateSnapshot  *Bucket `yaml:"create_snapshot"`
+	CreateSnapshots *Bucket `yaml:"create_snapshots"`
+	DeleteSnapshot  *Bucket `yaml:"delete_snapshot"`
+	// Describe is shared by every Describe* call.
+	Describe *Bucket `yaml:"describe"`
+}
+
+// DefaultLimits are EC2's buckets per account and region (DESIGN.md §8).
+func DefaultLimits() map[string]Bucket {
+	return map[string]Bucket{
+		"CreateSnapshot":  {Burst: 100, PerSecond: 5},
+		"CreateSnapshots": {Burst: 100, PerSecond: 5},
+		"DeleteSnapshot":  {Burst: 100, PerSecond: 5},
+		"Describe":        {Burst: 100, PerSecond: 20},
+	}
+}
+
+// Buckets returns the effective buckets by action group (CreateSnapshot, CreateSnapshots,
+// DeleteSnapshot, Describe), defaults filled in.
+func (l Limits) Buckets() map[string]Bucket {
+	m := DefaultLimits()
+	for name, b := range map[string]*Bucket{"CreateSnapshot": l.CreateSnapshot,
+		"CreateSnapshots": l.CreateSnapshots, "DeleteSnapshot": l.DeleteSnapshot, "Describe": l.Describe} {
+		if b != nil {
+			m[name] = *b
+		}
+	}
+	return m
+}
+
+// UnmarshalYAML decodes the config with the accounts key in either form: a list of
+// accounts, or {organization: {...}}. It uses the decoder's own unmarshal function so that
+// unknown keys stay errors.
+func (c *Config) UnmarshalYAML(unmarshal func(any) error) error {
+	type plain Config
+	raw := struct {
+		*plain   `yaml:",inline"`
+		Accounts accountsYAML `yaml:"accounts"`
+	}{plain: (*plain)(c)}
+	if err := unmarshal(&raw); err != nil {
+		return err
+	}
+	c.Accounts, c.Organization = raw.Accounts.list, raw.Accounts.org
+	return nil
+}
+
+// accountsYAML is the accounts key: a list, or a mapping with organization.
+type accountsYAML struct {
+	list []Account
+	org  *Organization
+}
+
+func (a *accountsYAML) UnmarshalYAML(unmarshal func(any) error) error {
+	var probe any
+	if err := unmarshal(&probe); err != nil {
+		return err
+	}
+	switch probe.(type) {
+	case nil:
+		return nil
+	case map[string]any:
+		var m struct {
+			Organization *Organization `yaml:"organization"`
+		}
+		if err := unmarshal(&m); err != nil {
+			return err
+		}
+		if m.Organization == nil {
+			return errors.New("accounts: a mapping must hold organization: {role_name: ...}; or list the accounts")
+		}
+		a.org = m.Organization
+		return nil
+	default:
+		return unmarshal(&a.list)
+	}
 }
 
 // Account is one member account and the role to reach it.
@@ -326,10 +446,12 @@ func (c *Config) fill() error {
 }
 
 var (
-	accountRE = regexp.MustCompile(`^[0-9]{12}$`)
-	regionRE  = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
-	policyRE  = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
-	roleRE    = regexp.MustCompile(`^arn:aws[a-z-]*:iam::([0-9]{12}):role/[\w+=,.@/-]{1,512}$`)
+	accountRE  = regexp.MustCompile(`^[0-9]{12}$`)
+	regionRE   = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
+	policyRE   = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
+	ouRE       = regexp.MustCompile(`^(ou-[0-9a-z]{4,32}-[0-9a-z]{8,32}|r-[0-9a-z]{4,32})$`)
+	roleNameRE = regexp.MustCompile(`^([\w+=,.@-]+/)*[\w+=,.@-]{1,64}$`)
+	roleRE     = regexp.MustCompile(`^arn:aws[a-z-]*:iam::([0-9]{12}):role/[\w+=,.@/-]{1,512}$`)
 )
 
 var instanceStates = map[string]bool{
@@ -373,6 +495,39 @@ func (c *Config) Validate() error {
 		}
 		if a.ExternalID != "" && a.RoleARN == "" {
 			return fmt.Errorf("%s.external_id: set without role_arn", key)
+		}
+	}
+	if o := c.Organization; o != nil {
+		if len(c.Accounts) > 0 {
+			return errors.New("accounts: both a list and an organization; choose one")
+		}
+		if o.RoleName == "" {
+			return errors.New("accounts.organization.role_name: required (the role assumed in every member account)")
+		}
+		if !roleNameRE.MatchString(o.RoleName) {
+			return fmt.Errorf("accounts.organization.role_name: %q is not a role name (a path and name, not an ARN)", o.RoleName)
+		}
+		for i, id := range o.Exclude {
+			if !accountRE.MatchString(id) {
+				return fmt.Errorf("accounts.organization.exclude[%d]: %q is not a 12-digit account id (quote it in YAML)", i, id)
+			}
+		}
+		for i, ou := range o.IncludeOUs {
+			if !ouRE.MatchString(ou) {
+				return fmt.Errorf("accounts.organization.include_ous[%d]: %q is not an OU id (ou-xxxx-xxxxxxxx) or a root id (r-xxxx)", i, ou)
+			}
+		}
+	}
+	for name, b := range map[string]*Bucket{"create_snapshot": c.Limits.CreateSnapshot,
+		"create_snapshots": c.Limits.CreateSnapshots, "delete_snapshot": c.Limits.DeleteSnapshot, "describe": c.Limits.Describe} {
+		if b == nil {
+			continue
+		}
+		if b.Burst < 1 {
+			return fmt.Errorf("limits.%s.burst: %d is less than 1", name, b.Burst)
+		}
+		if b.PerSecond <= 0 {
+			return fmt.Errorf("limits.%s.per_second: %v is not positive", name, b.PerSecond)
 		}
 	}
 	if f := c.MaxDeleteFraction; f != nil && (*f <= 0 || *f > 1) {

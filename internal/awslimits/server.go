@@ -1,0 +1,309 @@
+package awslimits
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Options tune a Server.
+type Options struct {
+	// Limits per bucket; DefaultLimits when nil.
+	Limits map[string]Limit
+	// PerVolume is the per-volume snapshot interval; PerVolumeInterval when 0, off when < 0.
+	PerVolume time.Duration
+	// Now is the Limiter's clock; time.Now when nil.
+	Now func() time.Time
+	// Latency is added to every EC2 call, plus a uniform random part up to Jitter.
+	Latency, Jitter time.Duration
+	// FaultRate is the fraction of allowed EC2 calls answered InternalError (HTTP 500)
+	// without being forwarded; drawn from a generator seeded with Seed.
+	FaultRate float64
+	Seed      uint64
+	// DefaultAccount is the account of access keys not issued by an AssumeRole seen by the
+	// server; moto's default 123456789012 when empty.
+	DefaultAccount string
+}
+
+// Done counts the calls of one action in one account and region that the target
+// answered with HTTP 200: operations that took effect.
+type Done struct {
+	Account, Region, Action string
+}
+
+// Server is a running limits-faithful endpoint. Its methods are safe for concurrent use.
+type Server struct {
+	// URL is the server's base URL, e.g. http://127.0.0.1:40123.
+	URL string
+	// Limiter is the server's admission control; its Stats are the measurements.
+	Limiter *Limiter
+
+	o      Options
+	target *url.URL
+	client *http.Client
+	srv    *http.Server
+
+	mu      sync.Mutex
+	rng     *rand.Rand
+	keys    map[string]string // access key id → account
+	done    map[Done]int
+	faults  int
+	assumes map[string]int // account → AssumeRole calls
+}
+
+// New starts an endpoint in front of target (moto's URL) on addr ("127.0.0.1:0" for a
+// free loopback port).
+func New(target, addr string, o Options) (*Server, error) {
+	u, err := url.Parse(target)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return nil, fmt.Errorf("awslimits: target %q is not an absolute URL", target)
+	}
+	if o.DefaultAccount == "" {
+		o.DefaultAccount = "123456789012"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("awslimits: listening on %s: %w", addr, err)
+	}
+	s := &Server{
+		URL:     "http://" + ln.Addr().String(),
+		Limiter: NewLimiter(o.Limits, o.PerVolume, o.Now),
+		o:       o,
+		target:  u,
+		client:  &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 128, IdleConnTimeout: 30 * time.Second}},
+		rng:     rand.New(rand.NewPCG(o.Seed, o.Seed^0x11a175)),
+		keys:    map[string]string{},
+		done:    map[Done]int{},
+		assumes: map[string]int{},
+	}
+	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = s.srv.Serve(ln) }()
+	return s, nil
+}
+
+// Close stops the server.
+func (s *Server) Close() {
+	_ = s.srv.Close()
+	s.client.CloseIdleConnections()
+}
+
+// Done returns the operations that took effect, per account, region and action.
+func (s *Server) Done() map[Done]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := make(map[Done]int, len(s.done))
+	for k, v := range s.done {
+		m[k] = v
+	}
+	return m
+}
+
+// AssumeRoles returns the AssumeRole calls seen, per account of the role.
+func (s *Server) AssumeRoles() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := make(map[string]int, len(s.assumes))
+	for k, v := range s.assumes {
+		m[k] = v
+	}
+	return m
+}
+
+// Faults is the number of injected InternalError answers.
+func (s *Server) Faults() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.faults
+}
+
+// Reset starts a new measuring window: full buckets, zero counts. Learned access keys
+// are kept.
+func (s *Server) Reset() {
+	s.Limiter.Reset()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.done = map[Done]int{}
+	s.assumes = map[string]int{}
+	s.faults = 0
+}
+
+var credRE = regexp.MustCompile(`Credential=([^/,\s]+)/[^/]+/([^/]+)/([^/]+)/aws4_request`)
+
+// scope reads the access key, region and service from a SigV4 Authorization header.
+func scope(r *http.Request) (key, region, service string) {
+	m := credRE.FindStringSubmatch(r.Header.Get("Authorization"))
+	if m == nil {
+		return "", "", ""
+	}
+	return m[1], m[2], m[3]
+}
+
+func (s *Server) accountOf(key string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a, ok := s.keys[key]; ok {
+		return a
+	}
+	return s.o.DefaultAccount
+}
+
+var (
+	roleAccountRE = regexp.MustCompile(`^arn:aws[a-z-]*:iam::(\d{12}):role/`)
+	accessKeyRE   = regexp.MustCompile(`<AccessKeyId>([^<]+)</AccessKeyId>`)
+)
+
+// ServeHTTP limits EC2 calls, learns AssumeRole keys, and forwards the rest to the target.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, "awslimits: reading body: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	form := url.Values{}
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
+		form, _ = url.ParseQuery(string(body))
+	}
+	for k, v := range r.URL.Query() {
+		form[k] = v
+	}
+	action := form.Get("Action")
+	key, region, service := scope(r)
+	account := s.accountOf(key)
+
+	if service == "ec2" {
+		if d := s.o.Latency + s.jitter(); d > 0 {
+			select {
+			case <-time.After(d):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		switch s.Limiter.Admit(account, region, action, form.Get("VolumeId")) {
+		case Throttle:
+			writeError(w, "RequestLimitExceeded", http.StatusServiceUnavailable, "Request limit exceeded.")
+			return
+		case PerVolume:
+			writeError(w, "SnapshotCreationPerVolumeRateExceeded", http.StatusBadRequest,
+				"The maximum per volume CreateSnapshot request rate has been exceeded. Use an increasing or variable sleep interval between requests.")
+			return
+		}
+		if s.fault() {
+			writeError(w, "InternalError", http.StatusInternalServerError, "An internal error has occurred (injected by awslimits).")
+			return
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 2*time.Minute)
+	defer cancel()
+	resp, respBody, err := s.forward(ctx, r, body)
+	if err != nil {
+		http.Error(w, "awslimits: forwarding: "+err.Error(), http.StatusBadGateway)
+		return
+	}
+	if resp.StatusCode == http.StatusOK {
+		s.record(service, account, region, action, form, respBody)
+	}
+	for k, vs := range resp.Header {
+		if hopByHop[http.CanonicalHeaderKey(k)] {
+			continue
+		}
+		for _, v := range vs {
+			w.Header().Add(k, v)
+		}
+	}
+	w.WriteHeader(resp.StatusCode)
+	_, _ = w.Write(respBody)
+}
+
+func (s *Server) jitter() time.Duration {
+	if s.o.Jitter <= 0 {
+		return 0
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return time.Duration(s.rng.Int64N(int64(s.o.Jitter)))
+}
+
+func (s *Server) fault() bool {
+	if s.o.FaultRate <= 0 {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rng.Float64() < s.o.FaultRate {
+		s.faults++
+		return true
+	}
+	return false
+}
+
+// record counts a call that took effect; an AssumeRole teaches the server its key.
+func (s *Server) record(service, account, region, action string, form url.Values, body []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch service {
+	case "ec2":
+		s.done[Done{account, region, action}]++
+	case "sts":
+		if action != "AssumeRole" {
+			return
+		}
+		m := roleAccountRE.FindStringSubmatch(form.Get("RoleArn"))
+		k := accessKeyRE.FindSubmatch(body)
+		if m == nil || k == nil {
+			return
+		}
+		s.keys[string(k[1])] = m[1]
+		s.assumes[m[1]]++
+	}
+}
+
+var hopByHop = map[string]bool{
+	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Transfer-Encoding": true,
+	"Te": true, "Trailer": true, "Upgrade": true, "Content-Length": true,
+}
+
+func (s *Server) forward(ctx context.Context, r *http.Request, body []byte) (*http.Response, []byte, error) {
+	u := *s.target
+	u.Path = strings.TrimSuffix(s.target.Path, "/") + r.URL.Path
+	u.RawQuery = r.URL.RawQuery
+	out, err := http.NewRequestWithContext(ctx, r.Method, u.String(), bytes.NewReader(body))
+	if err != nil {
+		return nil, nil, err
+	}
+	for k, vs := range r.Header {
+		if hopByHop[http.CanonicalHeaderKey(k)] {
+			continue
+		}
+		out.Header[k] = append([]string(nil), vs...)
+	}
+	out.Host = r.Host // the SigV4 signature covers the host the client used
+	resp, err := s.client.Do(out)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, nil, err
+	}
+	return resp, b, nil
+}
+
+// writeError answers as EC2 answers a failed call.
+func writeError(w http.ResponseWriter, code string, status int, msg string) {
+	w.Header().Set("Content-Type", "text/xml;charset=UTF-8")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?>
+<Response><Errors><Error><Code>%s</Code><Message>%s</Message></Error></Errors><RequestID>%08x-0000-0000-0000-000000000000</RequestID></Response>`,
+		code, msg, rand.Uint32())
+}

@@ -1,0 +1,192 @@
+// Package limit holds snapfleet's client-side token buckets: one per account, region and
+// API action group, as EC2 throttles them (DESIGN.md §8). The buckets adapt: a throttle
+// from AWS (other workers and tools share the real bucket) halves that bucket's rate, which
+// then recovers additively, never above the configured rate.
+//
+// Fairness: because every account-region has its own buckets, a caller that would wait
+// longer than a bound (WithMaxWait) gets a *WaitError at once, without taking a token, and
+// can hand its job back to the queue instead of holding a concurrency slot while one busy
+// account-region refills.
+package limit
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Bucket is one configured bucket: Burst tokens, refilled at PerSecond.
+type Bucket struct {
+	Burst     int
+	PerSecond float64
+}
+
+// Describe is the group shared by every Describe* action.
+const Describe = "Describe"
+
+// Group names the bucket of an API action: Describe for every Describe*, else the action.
+func Group(action string) string {
+	if strings.HasPrefix(action, "Describe") {
+		return Describe
+	}
+	return action
+}
+
+const (
+	// minFraction is the floor of an adapted rate, as a fraction of the configured one.
+	minFraction = 1.0 / 32
+	// recoverPerSecond is the additive recovery per second, as a fraction of the
+	// configured rate: from half to full in 10 s without further throttles.
+	recoverPerSecond = 0.05
+)
+
+// Limiter holds the buckets. Actions without a configured bucket are not limited. It is
+// safe for concurrent use.
+type Limiter struct {
+	rates map[string]Bucket
+	now   func() time.Time
+
+	mu      sync.Mutex
+	buckets map[key]*bucket
+}
+
+type key struct{ account, region, group string }
+
+type bucket struct {
+	lim  *rate.Limiter
+	max  float64   // configured rate
+	cur  float64   // adapted rate
+	last time.Time // of the last adjustment
+}
+
+// New returns a Limiter with these buckets by group (CreateSnapshot, Describe, ...).
+func New(rates map[string]Bucket) *Limiter {
+	return &Limiter{rates: rates, now: time.Now, buckets: map[key]*bucket{}}
+}
+
+// WaitError says the bucket would make the caller wait longer than its bound.
+type WaitError struct {
+	Account, Region, Group string
+	// Delay is how long the caller would have waited for a token.
+	Delay time.Duration
+}
+
+func (e *WaitError) Error() string {
+	return fmt.Sprintf("rate limit %s in %s/%s: next token in %s, longer than the wait allowed",
+		e.Group, e.Account, e.Region, e.Delay.Round(time.Millisecond))
+}
+
+type maxWaitKey struct{}
+
+// WithMaxWait bounds how long Wait may block for a token under ctx; a longer wait is a
+// *WaitError at once.
+func WithMaxWait(ctx context.Context, d time.Duration) context.Context {
+	return context.WithValue(ctx, maxWaitKey{}, d)
+}
+
+func maxWait(ctx context.Context) (time.Duration, bool) {
+	d, ok := ctx.Value(maxWaitKey{}).(time.Duration)
+	return d, ok
+}
+
+// get returns the bucket of k, or nil for an action that is not limited; recovery of the
+// adapted rate is applied at now. l.mu is held.
+func (l *Limiter) getLocked(k key, now time.Time) *bucket {
+	b, ok := l.buckets[k]
+	if !ok {
+		conf, ok := l.rates[k.group]
+		if !ok || conf.PerSecond <= 0 || conf.Burst <= 0 {
+			return nil
+		}
+		b = &bucket{lim: rate.NewLimiter(rate.Limit(conf.PerSecond), conf.Burst),
+			max: conf.PerSecond, cur: conf.PerSecond, last: now}
+		// A new bucket starts full at now, whatever clock the limiter uses.
+		b.lim.SetBurstAt(now, conf.Burst)
+		l.buckets[k] = b
+		return b
+	}
+	if b.cur < b.max && now.After(b.last) {
+		b.cur = min(b.max, b.cur+b.max*recoverPerSecond*now.Sub(b.last).Seconds())
+		b.lim.SetLimitAt(now, rate.Limit(b.cur))
+	}
+	if now.After(b.last) {
+		b.last = now
+	}
+	return b
+}
+
+// reserve takes one token of the bucket at now and says how long to wait for it; a wait
+// longer than bound (when bounded) takes no token and is a *WaitError.
+func (l *Limiter) reserve(k key, now time.Time, bound time.Duration, bounded bool) (*rate.Reservation, time.Duration, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.getLocked(k, now)
+	if b == nil {
+		return nil, 0, nil
+	}
+	r := b.lim.ReserveN(now, 1)
+	d := r.DelayFrom(now)
+	if bounded && d > bound {
+		r.CancelAt(now)
+		return nil, 0, &WaitError{Account: k.account, Region: k.region, Group: k.group, Delay: d}
+	}
+	return r, d, nil
+}
+
+// Wait blocks until the bucket of account, region and action has a token, ctx is done, or
+// — under WithMaxWait — returns a *WaitError at once when the wait would be longer.
+func (l *Limiter) Wait(ctx context.Context, account, region, action string) error {
+	if l == nil {
+		return nil
+	}
+	bound, bounded := maxWait(ctx)
+	k := key{account, region, Group(action)}
+	r, d, err := l.reserve(k, l.now(), bound, bounded)
+	if err != nil || r == nil || d <= 0 {
+		return err
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		r.Cancel()
+		return fmt.Errorf("waiting for the %s rate limit of %s/%s: %w", k.group, account, region, ctx.Err())
+	}
+}
+
+// Throttled records that AWS throttled action in account and region anyway: the bucket's
+// rate is halved (down to 1/32 of the configured rate) and recovers from there.
+func (l *Limiter) Throttled(account, region, action string) {
+	if l == nil {
+		return
+	}
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.getLocked(key{account, region, Group(action)}, now)
+	if b == nil {
+		return
+	}
+	b.cur = max(b.cur/2, b.max*minFraction)
+	b.last = now
+	b.lim.SetLimitAt(now, rate.Limit(b.cur))
+}
+
+// Rate is the current (adapted) rate of a bucket, and its configured rate; 0, 0 for an
+// action that is not limited.
+func (l *Limiter) Rate(account, region, action string) (cur, configured float64) {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.getLocked(key{account, region, Group(action)}, now)
+	if b == nil {
+		return 0, 0
+	}
+	return b.cur, b.max
+}

@@ -1,0 +1,188 @@
+package limit
+
+import (
+	"context"
+	"errors"
+	"math"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeClock is a settable clock for the limiter.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func newTest(rates map[string]Bucket) (*Limiter, *fakeClock) {
+	c := &fakeClock{t: time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)}
+	l := New(rates)
+	l.now = c.now
+	return l, c
+}
+
+var ec2Rates = map[string]Bucket{
+	"CreateSnapshot": {Burst: 100, PerSecond: 5},
+	"DeleteSnapshot": {Burst: 100, PerSecond: 5},
+	Describe:         {Burst: 100, PerSecond: 20},
+}
+
+// bounded reserves one token with a zero wait bound: nil when a token is there now.
+func bounded(l *Limiter, account, region, action string) error {
+	_, _, err := l.reserve(key{account, region, Group(action)}, l.now(), 0, true)
+	return err
+}
+
+func TestBurstThenRefill(t *testing.T) {
+	t.Parallel()
+	l, c := newTest(ec2Rates)
+	for i := range 100 {
+		if err := bounded(l, "a", "r", "CreateSnapshot"); err != nil {
+			t.Fatalf("token %d of the burst: %v", i, err)
+		}
+	}
+	err := bounded(l, "a", "r", "CreateSnapshot")
+	var we *WaitError
+	if !errors.As(err, &we) || we.Delay != 200*time.Millisecond || we.Group != "CreateSnapshot" {
+		t.Fatalf("101st token: %v, want a 200ms WaitError", err)
+	}
+	// The refused reservation took no token: after 200ms exactly one is there.
+	c.add(200 * time.Millisecond)
+	if err := bounded(l, "a", "r", "CreateSnapshot"); err != nil {
+		t.Fatalf("after 200ms: %v", err)
+	}
+	if err := bounded(l, "a", "r", "CreateSnapshot"); err == nil {
+		t.Fatal("a second token appeared within the same 200ms")
+	}
+	// One second refills five.
+	c.add(time.Second)
+	for i := range 5 {
+		if err := bounded(l, "a", "r", "CreateSnapshot"); err != nil {
+			t.Fatalf("refilled token %d: %v", i, err)
+		}
+	}
+}
+
+func TestBucketsAreSeparate(t *testing.T) {
+	t.Parallel()
+	l, _ := newTest(ec2Rates)
+	for range 100 {
+		if err := bounded(l, "a", "r", "CreateSnapshot"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Another action, another region, another account: each its own full bucket.
+	for _, k := range [][3]string{{"a", "r", "DeleteSnapshot"}, {"a", "r2", "CreateSnapshot"}, {"b", "r", "CreateSnapshot"}, {"a", "r", "DescribeSnapshots"}} {
+		if err := bounded(l, k[0], k[1], k[2]); err != nil {
+			t.Errorf("%v: %v", k, err)
+		}
+	}
+	// Describe* share one bucket.
+	for range 99 {
+		if err := bounded(l, "a", "r", "DescribeVolumes"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := bounded(l, "a", "r", "DescribeLockedSnapshots"); err == nil {
+		t.Error("Describe* calls do not share a bucket")
+	}
+	// Actions without a bucket are not limited.
+	for range 1000 {
+		if err := bounded(l, "a", "r", "GetCallerIdentity"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestAdaptive(t *testing.T) {
+	t.Parallel()
+	l, c := newTest(ec2Rates)
+	near := func(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
+	l.Throttled("a", "r", "CreateSnapshot")
+	if cur, conf := l.Rate("a", "r", "CreateSnapshot"); !near(cur, 2.5) || conf != 5 {
+		t.Fatalf("after one throttle: %v of %v, want 2.5 of 5", cur, conf)
+	}
+	l.Throttled("a", "r", "CreateSnapshot")
+	if cur, _ := l.Rate("a", "r", "CreateSnapshot"); !near(cur, 1.25) {
+		t.Fatalf("after two throttles: %v, want 1.25", cur)
+	}
+	// Other buckets are untouched.
+	if cur, _ := l.Rate("a", "r2", "CreateSnapshot"); cur != 5 {
+		t.Errorf("another region: %v", cur)
+	}
+	// Additive recovery: 5% of the configured rate per second.
+	c.add(5 * time.Second)
+	if cur, _ := l.Rate("a", "r", "CreateSnapshot"); !near(cur, 1.25+1.25) {
+		t.Errorf("after 5s: %v, want 2.5", cur)
+	}
+	c.add(time.Hour)
+	if cur, _ := l.Rate("a", "r", "CreateSnapshot"); cur != 5 {
+		t.Errorf("after an hour: %v, never above the configured 5", cur)
+	}
+	// The floor: 1/32 of the configured rate.
+	for range 20 {
+		l.Throttled("a", "r", "DeleteSnapshot")
+	}
+	if cur, _ := l.Rate("a", "r", "DeleteSnapshot"); !near(cur, 5.0/32) {
+		t.Errorf("floor: %v", cur)
+	}
+	// A halved rate refills the empty bucket at half the speed.
+	for range 100 {
+		if err := bounded(l, "b", "r", "CreateSnapshot"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Throttled("b", "r", "CreateSnapshot")
+	var we *WaitError
+	if err := bounded(l, "b", "r", "CreateSnapshot"); !errors.As(err, &we) || we.Delay != 400*time.Millisecond {
+		t.Errorf("halved bucket: %v, want a 400ms wait", err)
+	}
+}
+
+func TestWait(t *testing.T) {
+	t.Parallel()
+	l := New(map[string]Bucket{"CreateSnapshot": {Burst: 1, PerSecond: 20}})
+	ctx := context.Background()
+	start := time.Now()
+	for range 3 {
+		if err := l.Wait(ctx, "a", "r", "CreateSnapshot"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if took := time.Since(start); took < 80*time.Millisecond || took > 2*time.Second {
+		t.Errorf("3 tokens at burst 1, 20/s took %v, want about 100ms", took)
+	}
+	// Bounded: a wait longer than the bound fails at once with a WaitError.
+	l = New(map[string]Bucket{"CreateSnapshot": {Burst: 1, PerSecond: 0.1}})
+	if err := l.Wait(ctx, "a", "r", "CreateSnapshot"); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	var we *WaitError
+	if err := l.Wait(WithMaxWait(ctx, time.Second), "a", "r", "CreateSnapshot"); !errors.As(err, &we) || we.Delay < 9*time.Second {
+		t.Fatalf("bounded wait: %v", err)
+	}
+	if time.Since(start) > time.Second {
+		t.Error("a bounded wait blocked")
+	}
+	// Unbounded: ctx ends the wait.
+	cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if err := l.Wait(cctx, "a", "r", "CreateSnapshot"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("cancelled wait: %v", err)
+	}
+	// A nil Limiter limits nothing.
+	var none *Limiter
+	if err := none.Wait(ctx, "a", "r", "CreateSnapshot"); err != nil {
+		t.Fatal(err)
+	}
+	none.Throttled("a", "r", "CreateSnapshot")
+}

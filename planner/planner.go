@@ -31,6 +31,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/snapfleet/snapfleet/internal/config"
+	"github.com/snapfleet/snapfleet/internal/event"
 	"github.com/snapfleet/snapfleet/internal/job"
 	"github.com/snapfleet/snapfleet/internal/retention"
 	"github.com/snapfleet/snapfleet/internal/tag"
@@ -112,6 +113,8 @@ type Summary struct {
 	Decisions []Decision `json:"decisions,omitempty"`
 	DryRun    bool       `json:"dry_run"`
 	Force     bool       `json:"force,omitempty"`
+	// Event is the event planned by PlanEvent; nil for a scheduled or manual plan.
+	Event *event.Event `json:"event,omitempty"`
 }
 
 // Scope is the plan of one account-region.

@@ -5,12 +5,14 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/snapfleet/snapfleet/internal/event"
 	"github.com/snapfleet/snapfleet/planner"
 )
 
 type planFlags struct {
 	dryRun bool
 	force  bool
+	event  string
 }
 
 func newPlanCmd(g *globals) *cobra.Command {
@@ -23,14 +25,28 @@ func newPlanCmd(g *globals) *cobra.Command {
 			if queueURL == "" && !f.dryRun {
 				return usagef("plan: --queue is required (or --dry-run)")
 			}
+			var ev *event.Event
+			if f.event != "" {
+				parsed, err := readEvent(f.event)
+				if err != nil {
+					return err
+				}
+				ev = &parsed
+			}
 			e, err := g.setup(cmd.Context())
 			if err != nil {
 				return err
 			}
-			s, err := e.plan(cmd.Context(), queueURL, f.dryRun, f.force)
+			var s planner.Summary
+			if ev != nil {
+				s, err = e.planEvent(cmd.Context(), queueURL, f.dryRun, *ev)
+			} else {
+				s, err = e.plan(cmd.Context(), queueURL, f.dryRun, f.force)
+			}
 			if err != nil {
 				return err
 			}
+			e.publishSummary(cmd.Context(), s)
 			if g.output == "json" {
 				if err := g.printJSON(s); err != nil {
 					return err
@@ -47,6 +63,7 @@ func newPlanCmd(g *globals) *cobra.Command {
 	g.addConfigFlags(cmd)
 	cmd.Flags().StringVar(&queueURL, "queue", "", "jobs queue: an SQS queue URL or file:PATH")
 	cmd.Flags().BoolVar(&f.dryRun, "dry-run", false, "print the decisions (created, deleted, kept, protected, per account-region) without enqueuing")
+	cmd.Flags().StringVar(&f.event, "event", "", "plan the snapshots of one EventBridge event read from FILE (EC2 state change, snapfleet.BackupNow) instead of the fleet")
 	cmd.Flags().BoolVar(&f.force, "force", false, "let deletes through the circuit breaker's max_delete_fraction (never through an incomplete listing)")
 	return cmd
 }

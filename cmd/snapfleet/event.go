@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/snapfleet/snapfleet/internal/event"
+	"github.com/snapfleet/snapfleet/planner"
+)
+
+// readEvent reads the event file of plan --event: bad input is a usage error naming the
+// file.
+func readEvent(path string) (event.Event, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return event.Event{}, usagef("plan --event: %v", err)
+	}
+	ev, err := event.Parse(b)
+	if err != nil {
+		return event.Event{}, usagef("plan --event %s: %v", path, err)
+	}
+	return ev, nil
+}
+
+// planEvent plans an event's snapshots (planner.PlanEvent) onto the queue.
+func (e *env) planEvent(ctx context.Context, queueURL string, dryRun bool, ev event.Event) (planner.Summary, error) {
+	accounts, regions, err := e.targets(ctx)
+	if err != nil {
+		return planner.Summary{}, err
+	}
+	now := e.now()
+	p := &planner.Planner{
+		Config:   e.cfg,
+		Accounts: accounts,
+		Regions:  regions,
+		EC2:      func(account, region string) planner.EC2 { return e.clients.EC2(account, region) },
+		Now:      now,
+		RunID:    planner.NewRunID(now),
+		DryRun:   dryRun,
+		Log:      e.log,
+	}
+	if !dryRun {
+		q, err := e.openQueue(ctx, queueURL, 0)
+		if err != nil {
+			return planner.Summary{}, err
+		}
+		defer q.Close()
+		p.Queue = q
+	}
+	s, err := p.PlanEvent(ctx, ev)
+	if errors.Is(err, planner.ErrEventScope) {
+		return s, usageError{err}
+	}
+	return s, err
+}
+
+// publishSummary publishes a plan's summary to events.bus, when set. A publishing error
+// is logged, not fatal: the plan is done.
+func (e *env) publishSummary(ctx context.Context, s planner.Summary) {
+	pub := event.NewPublisher(e.clients.Config(), e.cfg.Events.Bus)
+	if pub == nil || s.DryRun {
+		return
+	}
+	s.Decisions = nil
+	if err := pub.Publish(ctx, event.Outcome{DetailType: event.DetailPlanSummary, Detail: s}); err != nil {
+		e.log.Error().Err(err).Str("run", s.RunID).Msg(fmt.Sprintf("publishing the plan summary: %v", err))
+	}
+}

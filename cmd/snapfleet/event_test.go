@@ -1,0 +1,330 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/snapfleet/snapfleet/internal/job"
+	"github.com/snapfleet/snapfleet/internal/mototest"
+	"github.com/snapfleet/snapfleet/internal/tag"
+)
+
+// motoAccount is the account moto serves without AssumeRole.
+const motoAccount = "123456789012"
+
+// instancesWithData runs n instances, each with its root volume and one data volume, tags
+// them, and returns their ids and volumes (instance → volumes).
+func (e *e2e) instancesWithData(ctx context.Context, n int, tags map[string]string) ([]string, map[string][]string) {
+	t := e.t
+	t.Helper()
+	imgs, err := e.ec2.DescribeImages(ctx, &ec2.DescribeImagesInput{})
+	if err != nil || len(imgs.Images) == 0 {
+		t.Fatalf("describing moto's images: %v", err)
+	}
+	run, err := e.ec2.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: imgs.Images[0].ImageId,
+		MinCount: aws.Int32(int32(n)), MaxCount: aws.Int32(int32(n)), InstanceType: types.InstanceTypeT3Micro})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	vols := map[string][]string{}
+	for _, in := range run.Instances {
+		id := aws.ToString(in.InstanceId)
+		ids = append(ids, id)
+		vol, err := e.ec2.CreateVolume(ctx, &ec2.CreateVolumeInput{AvailabilityZone: aws.String(mototest.Region + "a"), Size: aws.Int32(8)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.ec2.AttachVolume(ctx, &ec2.AttachVolumeInput{VolumeId: vol.VolumeId, InstanceId: aws.String(id), Device: aws.String("/dev/sdf")}); err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range tags {
+			e.tag(ctx, id, k, v)
+		}
+		desc, err := e.ec2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range desc.Reservations[0].Instances[0].BlockDeviceMappings {
+			vols[id] = append(vols[id], aws.ToString(m.Ebs.VolumeId))
+		}
+		if len(vols[id]) != 2 {
+			t.Fatalf("instance %s has volumes %v, want a root and a data volume", id, vols[id])
+		}
+	}
+	return ids, vols
+}
+
+// writeFile writes a file in the test's directory and returns its path.
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func stateChange(id, account, instance, state string) string {
+	return fmt.Sprintf(`{"version":"0","id":%q,"detail-type":"EC2 Instance State-change Notification","source":"aws.ec2",
+"account":%q,"time":"2026-11-22T05:00:00Z","region":%q,"resources":["arn:aws:ec2:%s:%s:instance/%s"],
+"detail":{"instance-id":%q,"state":%q}}`, id, account, mototest.Region, mototest.Region, account, instance, instance, state)
+}
+
+// busQueue creates an EventBridge bus with a rule sending snapfleet's events to a new SQS
+// queue; read returns the events that arrived, waiting up to 10 s for want of them.
+func (e *e2e) busQueue(ctx context.Context, bus string) (read func(want int) []map[string]any) {
+	t := e.t
+	t.Helper()
+	eb := eventbridge.NewFromConfig(e.moto.AWSConfig(t))
+	if _, err := eb.CreateEventBus(ctx, &eventbridge.CreateEventBusInput{Name: aws.String(bus)}); err != nil {
+		t.Fatal(err)
+	}
+	q, err := e.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(bus + "-inbox")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	attrs, err := e.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: q.QueueUrl,
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eb.PutRule(ctx, &eventbridge.PutRuleInput{Name: aws.String("to-inbox"), EventBusName: aws.String(bus),
+		EventPattern: aws.String(`{"source":["snapfleet"]}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eb.PutTargets(ctx, &eventbridge.PutTargetsInput{Rule: aws.String("to-inbox"), EventBusName: aws.String(bus),
+		Targets: []ebtypes.Target{{Id: aws.String("inbox"), Arn: aws.String(attrs.Attributes["QueueArn"])}}}); err != nil {
+		t.Fatal(err)
+	}
+	return func(want int) []map[string]any {
+		t.Helper()
+		var got []map[string]any
+		for deadline := time.Now().Add(10 * time.Second); len(got) < want && time.Now().Before(deadline); {
+			out, err := e.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: q.QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range out.Messages {
+				var ev map[string]any
+				if err := json.Unmarshal([]byte(aws.ToString(m.Body)), &ev); err != nil {
+					t.Fatalf("event on the inbox queue: %v", err)
+				}
+				got = append(got, ev)
+				if _, err := e.sqs.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: q.QueueUrl, ReceiptHandle: m.ReceiptHandle}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		return got
+	}
+}
+
+// eventSnapshots returns the managed snapshots by volume.
+func (e *e2e) eventSnapshots(ctx context.Context) map[string][]types.Snapshot {
+	return managedByVolume(e.snapshots(ctx))
+}
+
+// TestEventStateChange: an opted-in instance stopping, its event delivered twice (before
+// and after the workers ran), gets exactly one snapshot per volume keyed by the event; an
+// instance without the opt-in tag gets none; a running notification plans nothing; and
+// the plan summaries arrive on the events bus through a rule into SQS.
+func TestEventStateChange(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newE2E(t)
+	e.config = writeFile(t, "events.yaml", testConfig+"events:\n  bus: ops\n")
+	read := e.busQueue(ctx, "ops")
+	optedIn, vols := e.instancesWithData(ctx, 1, map[string]string{"AutoSnapshot": "true"})
+	other, otherVols := e.instancesWithData(ctx, 1, map[string]string{"AutoSnapshot": "false"})
+	if _, err := e.ec2.StopInstances(ctx, &ec2.StopInstancesInput{InstanceIds: []string{optedIn[0], other[0]}}); err != nil {
+		t.Fatal(err)
+	}
+	url := e.sqsQueues(ctx, "jobs")
+	now := e.at(0)
+	const id = "7bf73129-1428-4cd3-a780-95db273d1602"
+	ev := writeFile(t, "stop.json", stateChange(id, motoAccount, optedIn[0], "stopping"))
+
+	for i := range 2 { // delivered twice before any worker runs
+		p := e.jsonCLI(0, "plan", "--queue", url, "--now", now, "--event", ev)
+		if num(t, p, "snapshot_jobs") != 2 || num(t, p, "enqueued") != 2 || num(t, p, "instances") != 1 || num(t, p, "errors") != 0 {
+			t.Fatalf("delivery %d: plan %v, want 2 jobs for the instance's 2 volumes", i+1, p)
+		}
+	}
+	w := e.workers(2, url, "--now", now)
+	if w["created"] != 2 || w["dead_lettered"] != 0 || w["processed"] != 4 {
+		t.Fatalf("workers %v: want 4 jobs processed, 2 snapshots created", w)
+	}
+	// A third delivery after the snapshots exist enqueues nothing.
+	if p := e.jsonCLI(0, "plan", "--queue", url, "--now", now, "--event", ev); num(t, p, "enqueued") != 0 {
+		t.Fatalf("third delivery enqueued jobs: %v", p)
+	}
+	// The other instance does not opt in; a running notification is not a stop.
+	for _, doc := range []string{
+		stateChange("evt-other", motoAccount, other[0], "stopped"),
+		stateChange("evt-running", motoAccount, optedIn[0], "running"),
+	} {
+		if p := e.jsonCLI(0, "plan", "--queue", url, "--now", now, "--event", writeFile(t, "ev.json", doc)); num(t, p, "enqueued") != 0 {
+			t.Fatalf("plan enqueued jobs for %s: %v", doc, p)
+		}
+	}
+	e.queueEmpty(ctx, url)
+
+	byVol := e.eventSnapshots(ctx)
+	for _, vol := range vols[optedIn[0]] {
+		if len(byVol[vol]) != 1 {
+			t.Errorf("volume %s of the opted-in instance has %d snapshots, want 1", vol, len(byVol[vol]))
+			continue
+		}
+		tg := tagsOf(byVol[vol][0])
+		if want := job.EventKey(motoAccount, mototest.Region, vol, "daily", id); tg[tag.Job] != want {
+			t.Errorf("snapshot of %s: job tag %q, want %q", vol, tg[tag.Job], want)
+		}
+		if tg[tag.Instance] != optedIn[0] || tg[tag.Policy] != "daily" || tg[tag.Expires] == "" {
+			t.Errorf("snapshot of %s: tags %v", vol, tg)
+		}
+	}
+	for _, vol := range otherVols[other[0]] {
+		if n := len(byVol[vol]); n != 0 {
+			t.Errorf("volume %s of the instance not opted in has %d snapshots", vol, n)
+		}
+	}
+
+	got := read(5)
+	if len(got) != 5 {
+		t.Fatalf("%d events on the bus, want 5 plan summaries", len(got))
+	}
+	enqueued := 0
+	for _, ev := range got {
+		if ev["detail-type"] != "snapfleet.PlanSummary" || ev["source"] != "snapfleet" {
+			t.Errorf("event %v", ev)
+			continue
+		}
+		d := ev["detail"].(map[string]any)
+		enqueued += num(t, d, "enqueued")
+		if d["run_id"] == "" || d["event"] == nil {
+			t.Errorf("summary without run id or event: %v", d)
+		}
+	}
+	if enqueued != 4 {
+		t.Errorf("summaries on the bus enqueued %d jobs in all, want 4", enqueued)
+	}
+}
+
+// TestEventBackupNow: a snapfleet.BackupNow event selecting by tag snapshots the volumes
+// of the selected instances, running or not, and no other.
+func TestEventBackupNow(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newE2E(t)
+	shop, shopVols := e.instancesWithData(ctx, 2, map[string]string{"App": "shop"})
+	other, otherVols := e.instancesWithData(ctx, 1, map[string]string{"App": "blog"})
+	if _, err := e.ec2.StopInstances(ctx, &ec2.StopInstancesInput{InstanceIds: shop[:1]}); err != nil {
+		t.Fatal(err)
+	}
+	url := e.sqsQueues(ctx, "jobs")
+	now := e.at(0)
+	ev := writeFile(t, "release.json", fmt.Sprintf(`{"version":"0","id":"release-1-4-0","detail-type":"snapfleet.BackupNow",
+"source":"release.pipeline","account":%q,"time":"2026-11-22T05:00:00Z","region":%q,"resources":[],
+"detail":{"accounts":[%q],"regions":[%q],"tags":{"App":"shop"}}}`, motoAccount, mototest.Region, motoAccount, mototest.Region))
+	p := e.jsonCLI(0, "plan", "--queue", url, "--now", now, "--event", ev)
+	if num(t, p, "instances") != 2 || num(t, p, "enqueued") != 4 {
+		t.Fatalf("plan %v, want 4 jobs for 2 instances", p)
+	}
+	if w := e.workers(1, url, "--now", now); w["created"] != 4 || w["dead_lettered"] != 0 {
+		t.Fatalf("workers %v, want 4 created", w)
+	}
+	byVol := e.eventSnapshots(ctx)
+	for _, id := range shop {
+		for _, vol := range shopVols[id] {
+			if len(byVol[vol]) != 1 || tagsOf(byVol[vol][0])[tag.Job] != job.EventKey(motoAccount, mototest.Region, vol, "daily", "release-1-4-0") {
+				t.Errorf("volume %s of %s: snapshots %v, want 1 with the event's key", vol, id, byVol[vol])
+			}
+		}
+	}
+	for _, vol := range otherVols[other[0]] {
+		if len(byVol[vol]) != 0 {
+			t.Errorf("unselected volume %s has snapshots", vol)
+		}
+	}
+	e.queueEmpty(ctx, url)
+
+	// An account the config does not reach is bad input: exit 2, nothing enqueued.
+	foreign := writeFile(t, "foreign.json", strings.Replace(mustRead(t, ev), `"accounts":["`+motoAccount+`"]`, `"accounts":["222222222222"]`, 1))
+	r := e.cli("plan", "--queue", url, "--now", now, "--event", foreign, "--config", e.config)
+	if r.code != 2 || !strings.Contains(r.stderr, "222222222222") {
+		t.Errorf("foreign account: exit %d, stderr %s", r.code, tail(r.stderr))
+	}
+	e.queueEmpty(ctx, url)
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestEventMalformed: a bad --event file is exit 2 with one line naming the file.
+func TestEventMalformed(t *testing.T) {
+	t.Parallel()
+	for name, doc := range map[string]string{
+		"not-json.json":   `snapshot please`,
+		"no-id.json":      `{"detail-type":"snapfleet.BackupNow","detail":{"tags":{"App":"shop"}}}`,
+		"unknown.json":    `{"id":"x1","detail-type":"EBS Snapshot Notification","detail":{}}`,
+		"bad-detail.json": `{"id":"x1","detail-type":"snapfleet.BackupNow","detail":{"tagz":{}}}`,
+	} {
+		path := writeFile(t, name, doc)
+		cmd := newE2ECmd(path)
+		r := runBare(t, cmd...)
+		lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+		if r.code != 2 || len(lines) != 1 || !strings.Contains(lines[0], path) || r.stdout != "" {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q: want exit 2 and one line naming the file", name, r.code, r.stdout, r.stderr)
+		}
+	}
+	r := runBare(t, newE2ECmd(filepath.Join(t.TempDir(), "missing.json"))...)
+	if r.code != 2 || !strings.Contains(r.stderr, "missing.json") {
+		t.Errorf("missing file: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+func newE2ECmd(path string) []string {
+	return []string{"plan", "--queue", "file:" + filepath.Join(os.TempDir(), "never-opened.db"), "--event", path}
+}
+
+// runBare runs the binary with an AWS endpoint where nothing listens: any AWS call fails,
+// so an exit 2 proves the input was refused before one.
+func runBare(t *testing.T, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), "AWS_ENDPOINT_URL=http://127.0.0.1:9", "AWS_REGION=us-east-1",
+		"AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing", "AWS_EC2_METADATA_DISABLED=true")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("running snapfleet %v: %v", args, err)
+	}
+	return r
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/snapfleet/snapfleet/internal/cloud"
 	"github.com/snapfleet/snapfleet/internal/config"
 	"github.com/snapfleet/snapfleet/internal/job"
+	"github.com/snapfleet/snapfleet/internal/limit"
 	"github.com/snapfleet/snapfleet/internal/retention"
 	"github.com/snapfleet/snapfleet/internal/tag"
 )
@@ -127,6 +128,13 @@ func (s *snapshots) call(ctx context.Context, fn func(context.Context) error) er
 		}
 		return err
 	})
+	// The client's rate limit (cloud.Clients) would have held this job's slot longer than
+	// the runner allows: hand the job back until the account-region's bucket refills, so
+	// a busy account-region does not starve the others of concurrency.
+	var wait *limit.WaitError
+	if errors.As(err, &wait) {
+		return Snooze(wait.Delay+rand.N(wait.Delay/2+1), err)
+	}
 	if class, minWait := cloud.Classify(err); class == cloud.Throttled {
 		d := max(minWait, b.SnoozeMin)
 		d += rand.N(d/2 + 1)

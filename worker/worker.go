@@ -22,6 +22,7 @@ import (
 
 	"github.com/snapfleet/snapfleet/internal/config"
 	"github.com/snapfleet/snapfleet/internal/job"
+	"github.com/snapfleet/snapfleet/internal/limit"
 	"github.com/snapfleet/snapfleet/queue"
 )
 
@@ -415,7 +416,10 @@ func (r *runner) handle(ctx context.Context, m queue.Message) (j job.Job, res Re
 	if _, ok := r.w.Config.Policy(j.Policy); !ok {
 		return j, Result{}, Permanent(ReasonUnknownPolicy, fmt.Errorf("policy %q is not in the worker's config", j.Policy))
 	}
-	res, err = r.h.Handle(ctx, j)
+	// Fairness: a job may wait for its account-region's rate limit up to a quarter of the
+	// visibility timeout; beyond that it is snoozed back to the queue (limit.WaitError)
+	// and its slot goes to a job of another account-region.
+	res, err = r.h.Handle(limit.WithMaxWait(ctx, r.vis/4), j)
 	return j, res, err
 }
 

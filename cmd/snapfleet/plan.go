@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 
 	"github.com/spf13/cobra"
 
@@ -98,11 +99,16 @@ func (e *env) plan(ctx context.Context, queueURL string, dryRun, force bool) (pl
 	return p.Plan(ctx)
 }
 
-// targets are the config's accounts and regions, or the caller's own account and the
-// SDK's region.
+// targets are the config's accounts (listed, or discovered in the organization) and
+// regions, or the caller's own account and the SDK's region. An organization with no
+// account left after the exclusions is an error, not a silent plan of the caller's own.
 func (e *env) targets(ctx context.Context) (accounts, regions []string, err error) {
-	for _, a := range e.cfg.Accounts {
-		accounts = append(accounts, a.ID)
+	accounts, err = e.clients.Accounts(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(accounts) == 0 && e.cfg.Organization != nil {
+		return nil, nil, errors.New("accounts.organization: no active account left after the exclusions")
 	}
 	if len(accounts) == 0 {
 		self, err := e.clients.Self(ctx)

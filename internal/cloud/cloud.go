@@ -1,35 +1,41 @@
 // Package cloud wires the AWS SDK for snapfleet: the base configuration from the SDK's
-// standard sources, EC2 clients per account and region (assuming the account's role when
-// the config names one, with cached credentials), the caller's own account, and the one
-// table that classifies AWS error codes.
+// standard sources, the accounts (the config's list, or discovered with Organizations),
+// EC2 clients per account and region (assuming the account's role when there is one, with
+// credentials cached and refreshed before they expire), client-side rate limits on every
+// EC2 call, the caller's own account, and the one table that classifies AWS error codes.
 package cloud
 
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/organizations"
+	orgtypes "github.com/aws/aws-sdk-go-v2/service/organizations/types"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/snapfleet/snapfleet/internal/config"
+	"github.com/snapfleet/snapfleet/internal/limit"
 )
 
 // SessionName is the role session name snapfleet uses, so CloudTrail shows who acted.
 const SessionName = "snapfleet"
 
 // LoadAWS reads the SDK's standard configuration: AWS_ENDPOINT_URL(_EC2|_SQS|_STS),
-// AWS_REGION, profiles, roles.
+// AWS_REGION, profiles, roles. Every client gets its own retryer (see NewRetryer).
 func LoadAWS(ctx context.Context, optFns ...func(*awsconfig.LoadOptions) error) (aws.Config, error) {
 	opts := append([]func(*awsconfig.LoadOptions) error{
-		awsconfig.WithRetryer(func() aws.Retryer {
-			return retry.AddWithMaxAttempts(retry.NewStandard(), 3)
-		}),
+		awsconfig.WithRetryer(NewRetryer),
 	}, optFns...)
 	cfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
@@ -38,31 +44,151 @@ func LoadAWS(ctx context.Context, optFns ...func(*awsconfig.LoadOptions) error) 
 	return cfg, nil
 }
 
+// NewRetryer is the SDK retryer of one client: standard, three attempts, and no retry
+// quota (ratelimit.None) — the quota is shared by every call of a client, so a throttling
+// storm in one account-region would drain it and make every other call fail at once.
+// Throttles are paced by the limit package and the worker's own back-off instead.
+func NewRetryer() aws.Retryer {
+	return retry.NewStandard(func(o *retry.StandardOptions) {
+		o.MaxAttempts = 3
+		o.RateLimiter = ratelimit.None
+	})
+}
+
+// DefaultCredentialWindow is how long before they expire assumed-role credentials are
+// refreshed.
+const DefaultCredentialWindow = 5 * time.Minute
+
 // Clients hands out EC2 clients per account and region. It is safe for concurrent use.
 type Clients struct {
 	base     aws.Config
 	accounts map[string]config.Account
+	org      *config.Organization
 	// APIOptions are added to every client: tests inject faults with them.
 	APIOptions []func(*middleware.Stack) error
+	// Limiter paces every EC2 call per account, region and action (NewClients builds it
+	// from the config's limits); nil turns client-side limits off.
+	Limiter *limit.Limiter
+	// CredentialWindow replaces DefaultCredentialWindow (tests).
+	CredentialWindow time.Duration
 
-	mu    sync.Mutex
-	self  string
-	ec2   map[string]*ec2.Client
-	creds map[string]aws.CredentialsProvider
+	mu         sync.Mutex
+	self       string
+	discovered []string // the organization's accounts, once listed
+	ec2        map[string]*ec2.Client
+	creds      map[string]aws.CredentialsProvider
 }
 
-// NewClients returns a factory over base for the accounts of cfg.
+// NewClients returns a factory over base for the accounts of cfg, with cfg's rate limits.
 func NewClients(base aws.Config, cfg *config.Config) *Clients {
 	c := &Clients{
 		base:     base,
 		accounts: map[string]config.Account{},
+		org:      cfg.Organization,
 		ec2:      map[string]*ec2.Client{},
 		creds:    map[string]aws.CredentialsProvider{},
 	}
 	for _, a := range cfg.Accounts {
 		c.accounts[a.ID] = a
 	}
+	rates := map[string]limit.Bucket{}
+	for name, b := range cfg.Limits.Buckets() {
+		rates[name] = limit.Bucket{Burst: b.Burst, PerSecond: b.PerSecond}
+	}
+	c.Limiter = limit.New(rates)
 	return c
+}
+
+// Accounts are the accounts to plan: the config's list, or the organization's accounts
+// (listed once, then cached), or none — the caller's own account is the caller's concern.
+func (c *Clients) Accounts(ctx context.Context) ([]string, error) {
+	if c.org == nil {
+		ids := make([]string, 0, len(c.accounts))
+		for id := range c.accounts {
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+		return ids, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.discovered != nil {
+		return c.discovered, nil
+	}
+	ids, err := c.discover(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.discovered = ids
+	return ids, nil
+}
+
+// organizationsAPI is the part of the Organizations API discovery uses.
+type organizationsAPI interface {
+	ListAccounts(ctx context.Context, in *organizations.ListAccountsInput, optFns ...func(*organizations.Options)) (*organizations.ListAccountsOutput, error)
+	ListAccountsForParent(ctx context.Context, in *organizations.ListAccountsForParentInput, optFns ...func(*organizations.Options)) (*organizations.ListAccountsForParentOutput, error)
+	ListChildren(ctx context.Context, in *organizations.ListChildrenInput, optFns ...func(*organizations.Options)) (*organizations.ListChildrenOutput, error)
+}
+
+// discover lists the organization's active accounts — all of them, or those under
+// include_ous and their child OUs — less the exclusions, sorted.
+func (c *Clients) discover(ctx context.Context) ([]string, error) {
+	var api organizationsAPI = organizations.NewFromConfig(c.base, func(o *organizations.Options) {
+		o.APIOptions = append(o.APIOptions, c.APIOptions...)
+	})
+	seen := map[string]bool{}
+	keep := func(accounts []orgtypes.Account) {
+		for _, a := range accounts {
+			id := aws.ToString(a.Id)
+			if (a.Status == "" || a.Status == orgtypes.AccountStatusActive) && !c.org.Excludes(id) {
+				seen[id] = true
+			}
+		}
+	}
+	if len(c.org.IncludeOUs) == 0 {
+		p := organizations.NewListAccountsPaginator(api, &organizations.ListAccountsInput{})
+		for p.HasMorePages() {
+			page, err := p.NextPage(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("listing the organization's accounts: %w", err)
+			}
+			keep(page.Accounts)
+		}
+	}
+	parents := slices.Clone(c.org.IncludeOUs)
+	for visited := map[string]bool{}; len(parents) > 0; {
+		parent := parents[0]
+		parents = parents[1:]
+		if visited[parent] {
+			continue
+		}
+		visited[parent] = true
+		pa := organizations.NewListAccountsForParentPaginator(api, &organizations.ListAccountsForParentInput{ParentId: aws.String(parent)})
+		for pa.HasMorePages() {
+			page, err := pa.NextPage(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("listing the accounts of %s: %w", parent, err)
+			}
+			keep(page.Accounts)
+		}
+		pc := organizations.NewListChildrenPaginator(api, &organizations.ListChildrenInput{
+			ParentId: aws.String(parent), ChildType: orgtypes.ChildTypeOrganizationalUnit})
+		for pc.HasMorePages() {
+			page, err := pc.NextPage(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("listing the OUs under %s: %w", parent, err)
+			}
+			for _, ch := range page.Children {
+				parents = append(parents, aws.ToString(ch.Id))
+			}
+		}
+	}
+	ids := make([]string, 0, len(seen))
+	for id := range seen {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids, nil
 }
 
 // Config is the base SDK configuration (for SQS and other services of the caller).
@@ -88,10 +214,20 @@ func (c *Clients) Self(ctx context.Context) (string, error) {
 	return c.self, nil
 }
 
-// Known reports whether account is the caller's own or one in the config.
+// Known reports whether account is the caller's own, one in the config or one of the
+// configured organization's (discovered on first use).
 func (c *Clients) Known(ctx context.Context, account string) (bool, error) {
 	if _, ok := c.accounts[account]; ok {
 		return true, nil
+	}
+	if c.org != nil {
+		ids, err := c.Accounts(ctx)
+		if err != nil {
+			return false, err
+		}
+		if _, ok := slices.BinarySearch(ids, account); ok {
+			return true, nil
+		}
 	}
 	self, err := c.Self(ctx)
 	if err != nil {
@@ -116,14 +252,31 @@ func (c *Clients) EC2(account, region string) *ec2.Client {
 	}
 	cl := ec2.NewFromConfig(cfg, func(o *ec2.Options) {
 		o.APIOptions = append(o.APIOptions, c.APIOptions...)
+		if c.Limiter != nil {
+			o.APIOptions = append(o.APIOptions, limitMiddleware(c.Limiter, account, region))
+		}
 	})
 	c.ec2[key] = cl
 	return cl
 }
 
+// role is the role to assume in account and its external id: the config's, or the
+// organization's role name in any other account.
+func (c *Clients) role(account string) (arn, externalID string) {
+	if a, ok := c.accounts[account]; ok {
+		return a.RoleARN, a.ExternalID
+	}
+	if c.org != nil {
+		return c.org.RoleARN(account), c.org.ExternalID
+	}
+	return "", ""
+}
+
+// credsLocked returns the account's assumed-role credentials, cached: one AssumeRole per
+// account per credential lifetime, refreshed CredentialWindow before they expire.
 func (c *Clients) credsLocked(account string) aws.CredentialsProvider {
-	a, ok := c.accounts[account]
-	if !ok || a.RoleARN == "" {
+	arn, externalID := c.role(account)
+	if arn == "" {
 		return nil
 	}
 	if p, ok := c.creds[account]; ok {
@@ -132,12 +285,39 @@ func (c *Clients) credsLocked(account string) aws.CredentialsProvider {
 	stsClient := sts.NewFromConfig(c.base, func(o *sts.Options) {
 		o.APIOptions = append(o.APIOptions, c.APIOptions...)
 	})
-	p := aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(stsClient, a.RoleARN, func(o *stscreds.AssumeRoleOptions) {
+	window := c.CredentialWindow
+	if window == 0 {
+		window = DefaultCredentialWindow
+	}
+	p := aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(stsClient, arn, func(o *stscreds.AssumeRoleOptions) {
 		o.RoleSessionName = SessionName
-		if a.ExternalID != "" {
-			o.ExternalID = aws.String(a.ExternalID)
+		if externalID != "" {
+			o.ExternalID = aws.String(externalID)
 		}
-	}))
+	}), func(o *aws.CredentialsCacheOptions) {
+		o.ExpiryWindow = window
+		o.ExpiryWindowJitterFrac = 0.2
+	})
 	c.creds[account] = p
 	return p
+}
+
+// limitMiddleware waits on the limiter before every attempt of an EC2 call of account and
+// region (after the SDK's retry step, so each resend takes a token as it does at AWS), and
+// tells the limiter when AWS throttled the attempt anyway.
+func limitMiddleware(l *limit.Limiter, account, region string) func(*middleware.Stack) error {
+	return func(s *middleware.Stack) error {
+		return s.Finalize.Insert(middleware.FinalizeMiddlewareFunc("snapfleetRateLimit",
+			func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
+				op := awsmiddleware.GetOperationName(ctx)
+				if err := l.Wait(ctx, account, region, op); err != nil {
+					return middleware.FinalizeOutput{}, middleware.Metadata{}, err
+				}
+				out, md, err := next.HandleFinalize(ctx, in)
+				if class, _ := Classify(err); class == Throttled {
+					l.Throttled(account, region, op)
+				}
+				return out, md, err
+			}), "Retry", middleware.After)
+	}
 }

@@ -1,0 +1,89 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/snapfleet/snapfleet/internal/job"
+	"github.com/snapfleet/snapfleet/internal/limit"
+)
+
+// TestRateWaitSnoozes: a call whose rate-limit wait would exceed the bound comes back as a
+// snooze of about that wait, after one try.
+func TestRateWaitSnoozes(t *testing.T) {
+	t.Parallel()
+	s := &snapshots{backoff: defaultBackoff}
+	n := 0
+	err := s.call(context.Background(), func(context.Context) error {
+		n++
+		return fmt.Errorf("operation error EC2: CreateSnapshot: %w", &limit.WaitError{Account: testAccount, Region: testRegion, Group: "CreateSnapshot", Delay: 3 * time.Second})
+	})
+	var sn *SnoozeError
+	if n != 1 || !errors.As(err, &sn) || sn.Delay < 3*time.Second || sn.Delay > 4500*time.Millisecond {
+		t.Fatalf("%d calls, error %v; want one call and a snooze of 3s to 4.5s", n, err)
+	}
+}
+
+// TestFairnessAcrossAccountRegions: with one slot, the jobs of an account-region whose
+// bucket is empty do not hold the slot until it refills: they are snoozed back to the
+// queue at once, and the other account-region's job runs.
+func TestFairnessAcrossAccountRegions(t *testing.T) {
+	t.Parallel()
+	const busy, quiet = "111111111111", "222222222222"
+	lim := limit.New(map[string]limit.Bucket{"CreateSnapshot": {Burst: 1, PerSecond: 0.01}})
+	q := newFakeQueue()
+	var bodies [][]byte
+	for i, account := range []string{busy, busy, busy, quiet} {
+		j := createJob(fmt.Sprintf("vol-0000000000000000%d", i), "default", plannedAt)
+		j.Account = account
+		j.Key = job.CreateKey(account, testRegion, j.Volume, j.Policy, plannedAt)
+		bodies = append(bodies, encode(t, j))
+	}
+	ids := q.add(0, bodies...)
+	var mu sync.Mutex
+	var done []string
+	s := &snapshots{backoff: defaultBackoff}
+	w := testWorker(q, HandlerFunc(func(ctx context.Context, j job.Job) (Result, error) {
+		err := s.call(ctx, func(ctx context.Context) error { return lim.Wait(ctx, j.Account, j.Region, "CreateSnapshot") })
+		if err != nil {
+			return Result{}, err
+		}
+		mu.Lock()
+		done = append(done, j.Account)
+		mu.Unlock()
+		return Result{Action: Created}, nil
+	}))
+	w.Concurrency = 1
+	w.Visibility = 2 * time.Second // a job may wait 500ms for a token
+	w.ExitWhenDrained = false
+	start := time.Now()
+	st := runFor(t, w, 1500*time.Millisecond)
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("run took %v", took)
+	}
+	slices.Sort(done)
+	if !slices.Equal(done, []string{busy, quiet}) {
+		t.Errorf("done %v, want one job of the busy account (its one token) and the quiet account's", done)
+	}
+	if st.Created != 2 || st.Retried != 2 {
+		t.Errorf("stats %+v, want 2 created and 2 snoozed", st)
+	}
+	_, _, dead, vis := q.state()
+	if len(dead) != 0 {
+		t.Errorf("dead letters %v", dead)
+	}
+	var snoozed []string
+	for _, v := range vis {
+		if v.d >= 90*time.Second {
+			snoozed = append(snoozed, v.id)
+		}
+	}
+	if slices.Sort(snoozed); !slices.Equal(snoozed, ids[1:3]) && !slices.Equal(snoozed, []string{ids[0], ids[2]}) && !slices.Equal(snoozed, ids[:2]) {
+		t.Errorf("snoozed %v (visibility calls %+v), want two of the busy account's %v for about the bucket's 100s", snoozed, vis, ids[:3])
+	}
+}

@@ -52,12 +52,13 @@ type Server struct {
 	client *http.Client
 	srv    *http.Server
 
-	mu      sync.Mutex
-	rng     *rand.Rand
-	keys    map[string]string // access key id → account
-	done    map[Done]int
-	faults  int
-	assumes map[string]int // account → AssumeRole calls
+	mu       sync.Mutex
+	rng      *rand.Rand
+	keys     map[string]string // access key id → account
+	done     map[Done][]time.Time
+	faults   int
+	assumes  map[string]int // account → AssumeRole calls
+	upstream map[string]Upstream
 }
 
 // New starts an endpoint in front of target (moto's URL) on addr ("127.0.0.1:0" for a
@@ -75,15 +76,16 @@ func New(target, addr string, o Options) (*Server, error) {
 		return nil, fmt.Errorf("awslimits: listening on %s: %w", addr, err)
 	}
 	s := &Server{
-		URL:     "http://" + ln.Addr().String(),
-		Limiter: NewLimiter(o.Limits, o.PerVolume, o.Now),
-		o:       o,
-		target:  u,
-		client:  &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 128, IdleConnTimeout: 30 * time.Second}},
-		rng:     rand.New(rand.NewPCG(o.Seed, o.Seed^0x11a175)),
-		keys:    map[string]string{},
-		done:    map[Done]int{},
-		assumes: map[string]int{},
+		URL:      "http://" + ln.Addr().String(),
+		Limiter:  NewLimiter(o.Limits, o.PerVolume, o.Now),
+		o:        o,
+		target:   u,
+		client:   &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 128, IdleConnTimeout: 30 * time.Second}},
+		rng:      rand.New(rand.NewPCG(o.Seed, o.Seed^0x11a175)),
+		keys:     map[string]string{},
+		done:     map[Done][]time.Time{},
+		assumes:  map[string]int{},
+		upstream: map[string]Upstream{},
 	}
 	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = s.srv.Serve(ln) }()
@@ -102,10 +104,31 @@ func (s *Server) Done() map[Done]int {
 	defer s.mu.Unlock()
 	m := make(map[Done]int, len(s.done))
 	for k, v := range s.done {
-		m[k] = v
+		m[k] = len(v)
 	}
 	return m
 }
+
+// DoneBy returns the operations that took effect before t (on the server's clock), per
+// account, region and action.
+func (s *Server) DoneBy(t time.Time) map[Done]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := make(map[Done]int, len(s.done))
+	for k, v := range s.done {
+		n := 0
+		for _, at := range v {
+			if at.Before(t) {
+				n++
+			}
+		}
+		m[k] = n
+	}
+	return m
+}
+
+// Now is the server's clock.
+func (s *Server) Now() time.Time { return s.Limiter.now() }
 
 // AssumeRoles returns the AssumeRole calls seen, per account of the role.
 func (s *Server) AssumeRoles() map[string]int {
@@ -116,6 +139,33 @@ func (s *Server) AssumeRoles() map[string]int {
 		m[k] = v
 	}
 	return m
+}
+
+// Upstream is the time the target took to answer the calls of one service and action.
+type Upstream struct {
+	Calls int
+	Total time.Duration
+}
+
+// Upstream returns the target's answer times per "service:action" (e.g.
+// "ec2:CreateSnapshot"); the endpoint's own latency is not included.
+func (s *Server) Upstream() map[string]Upstream {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := make(map[string]Upstream, len(s.upstream))
+	for k, v := range s.upstream {
+		m[k] = v
+	}
+	return m
+}
+
+func (s *Server) timeUpstream(k string, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u := s.upstream[k]
+	u.Calls++
+	u.Total += d
+	s.upstream[k] = u
 }
 
 // Faults is the number of injected InternalError answers.
@@ -131,9 +181,10 @@ func (s *Server) Reset() {
 	s.Limiter.Reset()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.done = map[Done]int{}
+	s.done = map[Done][]time.Time{}
 	s.assumes = map[string]int{}
 	s.faults = 0
+	s.upstream = map[string]Upstream{}
 }
 
 var credRE = regexp.MustCompile(`Credential=([^/,\s]+)/[^/]+/([^/]+)/([^/]+)/aws4_request`)
@@ -204,7 +255,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 2*time.Minute)
 	defer cancel()
+	fstart := time.Now()
 	resp, respBody, err := s.forward(ctx, r, body)
+	s.timeUpstream(service+":"+action, time.Since(fstart))
 	if err != nil {
 		http.Error(w, "awslimits: forwarding: "+err.Error(), http.StatusBadGateway)
 		return
@@ -252,7 +305,8 @@ func (s *Server) record(service, account, region, action string, form url.Values
 	defer s.mu.Unlock()
 	switch service {
 	case "ec2":
-		s.done[Done{account, region, action}]++
+		k := Done{account, region, action}
+		s.done[k] = append(s.done[k], s.Limiter.now())
 	case "sts":
 		if action != "AssumeRole" {
 			return

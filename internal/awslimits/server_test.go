@@ -110,6 +110,10 @@ func TestServerThrottlesPerAccountAsEC2Does(t *testing.T) {
 	if done[Done{"123456789012", "eu-west-1", "CreateSnapshot"}] != 3 || done[Done{"222222222222", "eu-west-1", "CreateSnapshot"}] != 3 {
 		t.Errorf("done %v", done)
 	}
+	k := Done{"123456789012", "eu-west-1", "CreateSnapshot"}
+	if at := c.now(); s.DoneBy(at.Add(-time.Second))[k] != 0 || s.DoneBy(at)[k] != 3 {
+		t.Errorf("DoneBy: %d before the calls, %d after", s.DoneBy(at.Add(-time.Second))[k], s.DoneBy(at)[k])
+	}
 	var lines []string
 	for _, st := range s.Limiter.Stats() {
 		lines = append(lines, fmt.Sprintf("%s/%s/%s allowed=%d throttled=%d per_volume=%d", st.Account, st.Region, st.Bucket, st.Allowed, st.Throttled, st.PerVolume))

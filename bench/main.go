@@ -1,0 +1,499 @@
+// Command bench measures snapfleet against AWS's API limits: it starts moto, puts the
+// limits-faithful endpoint (internal/awslimits) in front of moto's EC2 and STS, builds a
+// simulated fleet, and runs a real `snapfleet plan` and N real `snapfleet work`
+// processes on an SQS queue (moto's, not limited: SQS limits are far above these). It
+// prints, per scenario, η, throttled calls, dead letters, duplicates, AssumeRole calls
+// and the planner's time and peak memory. BENCHMARKS.md defines the figures.
+//
+//	go run ./bench                       # every scenario (make bench)
+//	go run ./bench -scale 1              # the issue's fleet sizes (about 7 minutes per 2,000)
+//	go run ./bench -serve -target URL    # only the endpoint, in front of an emulator at URL
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+
+	"github.com/snapfleet/snapfleet/internal/awslimits"
+	"github.com/snapfleet/snapfleet/internal/mototest"
+)
+
+const ownAccount = "123456789012" // moto's default account: the caller's own
+
+// scope is one account-region of a simulated fleet.
+type scope struct {
+	account, region string
+	volumes         int
+}
+
+// scenario is one measured run.
+type scenario struct {
+	name    string
+	scopes  []scope
+	deletes bool // one expired snapshot per volume: deletes mixed with creates
+	workers int
+}
+
+type options struct {
+	scale       float64
+	workers     string
+	only        string
+	concurrency int
+	bin         string
+}
+
+func main() {
+	var o options
+	var serve bool
+	var target, addr string
+	flag.Float64Var(&o.scale, "scale", 0.25, "fleet size as a fraction of the issue's (2,000 volumes → 500 at 0.25)")
+	flag.StringVar(&o.workers, "workers", "1,2,4", "worker process counts of the single account-region scenario")
+	flag.StringVar(&o.only, "only", "", "run only scenarios whose name contains this")
+	flag.IntVar(&o.concurrency, "concurrency", 4, "snapfleet work --concurrency")
+	flag.BoolVar(&serve, "serve", false, "only run the endpoint in front of -target until interrupted")
+	flag.StringVar(&target, "target", "", "with -serve: the emulator's URL")
+	flag.StringVar(&addr, "addr", "127.0.0.1:4567", "with -serve: listen address")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if serve {
+		s, err := awslimits.New(target, addr, awslimits.Options{})
+		if err != nil {
+			fatal(err)
+		}
+		fmt.Fprintf(os.Stderr, "awslimits: %s → %s (AWS_ENDPOINT_URL_EC2=%s AWS_ENDPOINT_URL_STS=%s)\n", s.URL, target, s.URL, s.URL)
+		<-ctx.Done()
+		s.Close()
+		return
+	}
+	if err := run(ctx, o); err != nil {
+		fatal(err)
+	}
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "bench:", err)
+	os.Exit(1)
+}
+
+func scenarios(o options) []scenario {
+	n := func(v int) int { return max(1, int(math.Round(float64(v)*o.scale))) }
+	var out []scenario
+	regions := []string{"us-east-1", "us-east-2", "us-west-2", "eu-north-1"}
+	for i, w := range strings.Split(o.workers, ",") {
+		k, err := strconv.Atoi(strings.TrimSpace(w))
+		if err != nil || k < 1 || i >= len(regions) {
+			continue
+		}
+		out = append(out, scenario{name: fmt.Sprintf("single/%dw", k), workers: k,
+			scopes: []scope{{ownAccount, regions[i], n(2000)}}})
+	}
+	// 20 light account-regions (5 member accounts × 4 regions, 100 volumes each: the
+	// light scopes are not scaled, they fit in one burst either way) and one heavy account.
+	fleet := scenario{name: "fleet/4w", workers: 4}
+	for a := 1; a <= 5; a++ {
+		for _, r := range []string{"eu-west-1", "eu-central-1", "ap-southeast-2", "ca-central-1"} {
+			fleet.scopes = append(fleet.scopes, scope{strings.Repeat(strconv.Itoa(a), 12), r, 100})
+		}
+	}
+	fleet.scopes = append(fleet.scopes, scope{"666666666666", "eu-west-1", n(2000)})
+	out = append(out, fleet)
+	out = append(out, scenario{name: "mixed/2w", workers: 2, deletes: true,
+		scopes: []scope{{ownAccount, "sa-east-1", n(2000)}}})
+	var kept []scenario
+	for _, s := range out {
+		if strings.Contains(s.name, o.only) {
+			kept = append(kept, s)
+		}
+	}
+	return kept
+}
+
+func run(ctx context.Context, o options) error {
+	dir, err := os.MkdirTemp("", "snapfleet-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	o.bin = filepath.Join(dir, "snapfleet")
+	build := exec.CommandContext(ctx, "go", "build", "-o", o.bin, "./cmd/snapfleet")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("building snapfleet: %w", err)
+	}
+	// One AMI instead of moto's thousands of default AMIs (and their snapshots) per region:
+	// moto's DescribeSnapshots scans every snapshot, and the defaults made it take ~370 ms.
+	amis := filepath.Join(dir, "amis.json")
+	if err := os.WriteFile(amis, []byte(oneAMI), 0o644); err != nil {
+		return err
+	}
+	os.Setenv("MOTO_AMIS_PATH", amis)
+	moto, err := mototest.StartServer()
+	if err != nil {
+		return fmt.Errorf("starting moto (make moto): %w", err)
+	}
+	defer moto.Stop()
+	ep, err := awslimits.New(moto.Endpoint, "127.0.0.1:0", awslimits.Options{})
+	if err != nil {
+		return err
+	}
+	defer ep.Close()
+
+	fmt.Printf("snapfleet bench: scale %.2f, snapfleet work --concurrency %d, %s, %d cores\n\n",
+		o.scale, o.concurrency, time.Now().UTC().Format(time.RFC3339), runtime.NumCPU())
+	fmt.Println("| scenario | account-regions | creates | deletes | workers | ideal s | done s | η create (min / all) | η delete (min / all) | throttled (create/delete/describe) | per-volume | dead letters | duplicates | AssumeRole | plan s | plan MiB |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	for i, sc := range scenarios(o) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		r, err := measure(ctx, o, moto, ep, sc, dir, i)
+		if err != nil {
+			return fmt.Errorf("scenario %s: %w", sc.name, err)
+		}
+		fmt.Println(r)
+	}
+	return nil
+}
+
+const oneAMI = `[{"ami_id": "ami-03cf127a", "state": "available", "public": true, "owner_id": "801119661308",
+ "image_location": "amazon/getting-started", "sriov": "simple", "root_device_type": "ebs", "root_device_name": "/dev/sda1",
+ "description": "bench AMI", "image_type": "machine", "platform": "linux", "architecture": "x86_64",
+ "name": "bench-linux", "virtualization_type": "hvm", "hypervisor": "xen"}]`
+
+// base is an SDK config straight at moto (not limited), for building the fleet.
+func base(moto *mototest.Server, region string) aws.Config {
+	return aws.Config{
+		Region:       region,
+		Credentials:  credentials.NewStaticCredentialsProvider("testing", "testing", ""),
+		BaseEndpoint: aws.String(moto.Endpoint),
+	}
+}
+
+func roleARN(account string) string { return "arn:aws:iam::" + account + ":role/snapfleet-member" }
+
+// ec2In is an EC2 client for account and region straight at moto.
+func ec2In(moto *mototest.Server, account, region string) *ec2.Client {
+	cfg := base(moto, region)
+	if account != ownAccount {
+		cfg.Credentials = aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(sts.NewFromConfig(cfg), roleARN(account)))
+	}
+	return ec2.NewFromConfig(cfg)
+}
+
+// buildScope runs sc.volumes instances (one root volume each) in moto.
+func buildScope(ctx context.Context, moto *mototest.Server, sc scope) error {
+	cl := ec2In(moto, sc.account, sc.region)
+	imgs, err := cl.DescribeImages(ctx, &ec2.DescribeImagesInput{})
+	if err != nil || len(imgs.Images) == 0 {
+		return fmt.Errorf("describing moto's images in %s/%s: %v", sc.account, sc.region, err)
+	}
+	for left := sc.volumes; left > 0; left -= 100 {
+		k := int32(min(left, 100))
+		if _, err := cl.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: imgs.Images[0].ImageId,
+			MinCount: aws.Int32(k), MaxCount: aws.Int32(k), InstanceType: ec2types.InstanceTypeT3Micro}); err != nil {
+			return fmt.Errorf("running instances in %s/%s: %w", sc.account, sc.region, err)
+		}
+	}
+	return nil
+}
+
+// env is the environment of snapfleet processes: SQS straight to moto, EC2 and STS
+// through the endpoint when limited.
+func env(moto *mototest.Server, ep *awslimits.Server) []string {
+	e := append(os.Environ(), moto.Env()...)
+	if ep != nil {
+		e = append(e, "AWS_ENDPOINT_URL_EC2="+ep.URL, "AWS_ENDPOINT_URL_STS="+ep.URL)
+	}
+	return e
+}
+
+type result struct {
+	stdout, stderr []byte
+	code           int
+	wall           time.Duration
+	maxRSS         int64 // KiB
+}
+
+func snapfleet(ctx context.Context, o options, e []string, args ...string) result {
+	cmd := exec.CommandContext(ctx, o.bin, args...)
+	cmd.Env = e
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	start := time.Now()
+	err := cmd.Run()
+	r := result{stdout: out.Bytes(), stderr: errb.Bytes(), wall: time.Since(start)}
+	if cmd.ProcessState != nil {
+		r.code = cmd.ProcessState.ExitCode()
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			r.maxRSS = ru.Maxrss
+		}
+	} else if err != nil {
+		r.code = -1
+		r.stderr = append(r.stderr, err.Error()...)
+	}
+	return r
+}
+
+func tail(b []byte) string {
+	if len(b) > 2000 {
+		b = b[len(b)-2000:]
+	}
+	return string(b)
+}
+
+func writeConfig(path string, sc scenario) error {
+	var b strings.Builder
+	regions := map[string]bool{}
+	accounts := map[string]bool{}
+	for _, s := range sc.scopes {
+		regions[s.region] = true
+		accounts[s.account] = true
+	}
+	b.WriteString("regions: [" + strings.Join(sortedKeys(regions), ", ") + "]\naccounts:\n")
+	for _, a := range sortedKeys(accounts) {
+		fmt.Fprintf(&b, "  - id: %q\n", a)
+		if a != ownAccount {
+			fmt.Fprintf(&b, "    role_arn: %s\n", roleARN(a))
+		}
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+func sortedKeys(m map[string]bool) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func queues(ctx context.Context, moto *mototest.Server, name string) (string, string, error) {
+	cl := sqs.NewFromConfig(base(moto, mototest.Region))
+	dlq, err := cl.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name + "-dlq")})
+	if err != nil {
+		return "", "", err
+	}
+	redrive := fmt.Sprintf(`{"deadLetterTargetArn":"arn:aws:sqs:%s:%s:%s-dlq","maxReceiveCount":"5"}`, mototest.Region, ownAccount, name)
+	q, err := cl.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name), Attributes: map[string]string{
+		"VisibilityTimeout": "30", "RedrivePolicy": redrive}})
+	if err != nil {
+		return "", "", err
+	}
+	return aws.ToString(q.QueueUrl), aws.ToString(dlq.QueueUrl), nil
+}
+
+func measure(ctx context.Context, o options, moto *mototest.Server, ep *awslimits.Server, sc scenario, dir string, idx int) (string, error) {
+	for _, s := range sc.scopes {
+		if err := buildScope(ctx, moto, s); err != nil {
+			return "", err
+		}
+	}
+	cfgPath := filepath.Join(dir, fmt.Sprintf("config-%d.yaml", idx))
+	if err := writeConfig(cfgPath, sc); err != nil {
+		return "", err
+	}
+	now := time.Now().UTC().Add(time.Duration(idx) * 24 * time.Hour)
+	if sc.deletes {
+		// Two earlier snapshots of every volume, made straight on moto (not measured): at
+		// now+40d both are past max_age 30d, the newer is the floor (min_keep 1), the older
+		// is deleted while the new period's snapshot is created.
+		for d, at := range []time.Time{now, now.Add(24 * time.Hour)} {
+			q, _, err := queues(ctx, moto, fmt.Sprintf("prep%d-%d", idx, d))
+			if err != nil {
+				return "", err
+			}
+			nowArg := at.Format(time.RFC3339)
+			if r := snapfleet(ctx, o, env(moto, nil), "plan", "--config", cfgPath, "--queue", q, "--now", nowArg); r.code != 0 {
+				return "", fmt.Errorf("preparing: plan exit %d: %s", r.code, tail(r.stderr))
+			}
+			if r := snapfleet(ctx, o, env(moto, nil), "work", "--config", cfgPath, "--queue", q, "--now", nowArg, "--idle-exit", "2s", "--concurrency", "16"); r.code != 0 {
+				return "", fmt.Errorf("preparing: work exit %d: %s", r.code, tail(r.stderr))
+			}
+		}
+		now = now.Add(40 * 24 * time.Hour)
+	}
+	q, dlq, err := queues(ctx, moto, fmt.Sprintf("bench%d", idx))
+	if err != nil {
+		return "", err
+	}
+	nowArg := now.Format(time.RFC3339)
+	e := env(moto, ep)
+	ep.Reset()
+	planArgs := []string{"plan", "--config", cfgPath, "--queue", q, "--now", nowArg, "--output", "json"}
+	if sc.deletes {
+		planArgs = append(planArgs, "--force") // half of every volume's snapshots go: past the circuit breaker
+	}
+	pr := snapfleet(ctx, o, e, planArgs...)
+	if pr.code != 0 {
+		return "", fmt.Errorf("plan exit %d: %s", pr.code, tail(pr.stderr))
+	}
+	var plan map[string]any
+	if err := json.Unmarshal(pr.stdout, &plan); err != nil {
+		return "", fmt.Errorf("plan output %q: %w", pr.stdout, err)
+	}
+
+	// The window starts when the workers start, with full create and delete buckets
+	// (the planner only used the Describe bucket).
+	t0 := ep.Now()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	work := map[string]int{}
+	var werr error
+	for range sc.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := snapfleet(ctx, o, e, "work", "--config", cfgPath, "--queue", q, "--now", nowArg,
+				"--idle-exit", "2s", "--concurrency", strconv.Itoa(o.concurrency), "--output", "json")
+			mu.Lock()
+			defer mu.Unlock()
+			var m map[string]int
+			if err := json.Unmarshal(r.stdout, &m); err != nil || r.code != 0 {
+				werr = fmt.Errorf("work exit %d: %s", r.code, tail(r.stderr))
+				return
+			}
+			for k, v := range m {
+				work[k] += v
+			}
+		}()
+	}
+	wg.Wait()
+	if werr != nil {
+		return "", werr
+	}
+
+	// η per bucket over the window W (BENCHMARKS.md).
+	stats := ep.Limiter.Stats()
+	lim := awslimits.DefaultLimits()[awslimits.BucketCreateSnapshot]
+	var w time.Duration = 10 * time.Second
+	for _, s := range sc.scopes {
+		if ideal := time.Duration(float64(s.volumes-int(lim.Burst)) / lim.Refill * float64(time.Second)); ideal > w {
+			w = ideal
+		}
+	}
+	doneBy := ep.DoneBy(t0.Add(w))
+	done := ep.Done()
+	eta := func(action string) (float64, float64) {
+		minEta, sumDone, sumAllowed := math.Inf(1), 0.0, 0.0
+		for _, s := range sc.scopes {
+			allowed := lim.Ceiling(s.volumes, t0, t0.Add(w))
+			d := math.Min(float64(doneBy[awslimits.Done{Account: s.account, Region: s.region, Action: action}]), allowed)
+			minEta = math.Min(minEta, d/allowed)
+			sumDone += d
+			sumAllowed += allowed
+		}
+		return minEta, sumDone / sumAllowed
+	}
+	var last time.Time
+	for _, st := range stats {
+		if st.Bucket != awslimits.BucketDescribe && st.Last.After(last) {
+			last = st.Last
+		}
+	}
+	throttled := map[string]int{}
+	perVolume := 0
+	for _, st := range stats {
+		throttled[st.Bucket] += st.Throttled
+		perVolume += st.PerVolume
+	}
+	dup, err := duplicates(ctx, moto, sc.scopes)
+	if err != nil {
+		return "", err
+	}
+	dl, err := sqs.NewFromConfig(base(moto, mototest.Region)).GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl: aws.String(dlq), AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages}})
+	if err != nil {
+		return "", err
+	}
+	creates, deletes := 0, 0
+	for _, s := range sc.scopes {
+		creates += s.volumes
+		if sc.deletes {
+			deletes += s.volumes
+		}
+		if got := done[awslimits.Done{Account: s.account, Region: s.region, Action: "CreateSnapshot"}]; got != s.volumes {
+			fmt.Fprintf(os.Stderr, "bench: %s %s/%s: %d CreateSnapshot took effect, want %d\n", sc.name, s.account, s.region, got, s.volumes)
+		}
+	}
+	if n := jsonInt(plan["snapshot_jobs"]); n != creates {
+		fmt.Fprintf(os.Stderr, "bench: %s: plan made %d snapshot jobs, the fleet has %d volumes\n", sc.name, n, creates)
+	}
+	if n := jsonInt(plan["delete_jobs"]); n != deletes {
+		fmt.Fprintf(os.Stderr, "bench: %s: plan made %d delete jobs, want %d\n", sc.name, n, deletes)
+	}
+	ec, ea := eta("CreateSnapshot")
+	etaDel := "—"
+	if sc.deletes {
+		dm, da := eta("DeleteSnapshot")
+		etaDel = fmt.Sprintf("%.2f / %.2f", dm, da)
+	}
+	if os.Getenv("BENCH_UPSTREAM") != "" {
+		for k, u := range ep.Upstream() {
+			fmt.Fprintf(os.Stderr, "bench: %s upstream %s: %d calls, mean %s\n", sc.name, k, u.Calls, u.Total/time.Duration(u.Calls))
+		}
+	}
+	assumes := 0
+	for _, v := range ep.AssumeRoles() {
+		assumes += v
+	}
+	return fmt.Sprintf("| %s | %d | %d | %d | %d | %.0f | %.0f | %.2f / %.2f | %s | %d/%d/%d | %d | %s (work %d) | %d | %d | %.1f | %.0f |",
+		sc.name, len(sc.scopes), creates, deletes, sc.workers, w.Seconds(), last.Sub(t0).Seconds(), ec, ea, etaDel,
+		throttled[awslimits.BucketCreateSnapshot], throttled[awslimits.BucketDeleteSnapshot], throttled[awslimits.BucketDescribe],
+		perVolume, dl.Attributes["ApproximateNumberOfMessages"], work["dead_lettered"], dup, assumes,
+		pr.wall.Seconds(), float64(pr.maxRSS)/1024), nil
+}
+
+func jsonInt(v any) int {
+	f, _ := v.(float64)
+	return int(f)
+}
+
+// duplicates counts snapshots beyond the first carrying the same snapfleet:job tag.
+func duplicates(ctx context.Context, moto *mototest.Server, scopes []scope) (int, error) {
+	n := 0
+	for _, s := range scopes {
+		out, err := ec2In(moto, s.account, s.region).DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{
+			OwnerIds: []string{"self"}, Filters: []ec2types.Filter{{Name: aws.String("tag-key"), Values: []string{"snapfleet:job"}}}})
+		if err != nil {
+			return 0, fmt.Errorf("listing snapshots of %s/%s: %w", s.account, s.region, err)
+		}
+		seen := map[string]bool{}
+		for _, sn := range out.Snapshots {
+			for _, t := range sn.Tags {
+				if aws.ToString(t.Key) == "snapfleet:job" {
+					if seen[aws.ToString(t.Value)] {
+						n++
+					}
+					seen[aws.ToString(t.Value)] = true
+				}
+			}
+		}
+	}
+	return n, nil
+}

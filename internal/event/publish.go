@@ -10,6 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
+
+	"github.com/snapfleet/snapfleet/internal/job"
 )
 
 // Detail-types snapfleet publishes, with Source "snapfleet".
@@ -119,4 +121,20 @@ func (p *Publisher) Publish(ctx context.Context, outs ...Outcome) error {
 		return fmt.Errorf("publishing events to bus %s: %d rejected: %s", p.Bus, len(failed), strings.Join(failed, "; "))
 	}
 	return nil
+}
+
+// Failed is the JobFailed detail of a dead-lettered message: the job's fields when it
+// decodes, else the message itself (cut to 1 KiB).
+func Failed(body []byte, attempts int, reason, lastErr string) JobFailed {
+	f := JobFailed{Reason: reason, Error: lastErr, Attempts: attempts}
+	j, err := job.Decode(body)
+	if err != nil {
+		if len(body) > job.MaxSize {
+			body = body[:job.MaxSize]
+		}
+		f.Message = string(body)
+		return f
+	}
+	f.Run, f.Kind, f.Key, f.Account, f.Region, f.Volume, f.Snapshot = j.Run, j.Kind, j.Key, j.Account, j.Region, j.Volume, j.Snapshot
+	return f
 }

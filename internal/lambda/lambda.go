@@ -28,6 +28,7 @@ import (
 
 	"github.com/snapfleet/snapfleet/internal/cloud"
 	"github.com/snapfleet/snapfleet/internal/config"
+	"github.com/snapfleet/snapfleet/internal/event"
 	"github.com/snapfleet/snapfleet/planner"
 	"github.com/snapfleet/snapfleet/queue"
 	"github.com/snapfleet/snapfleet/worker"
@@ -133,6 +134,8 @@ type Function struct {
 	s       Settings
 	clients *cloud.Clients
 	q       queue.Queue
+	// pub publishes outcome events to events.bus; nil when it is not set.
+	pub *event.Publisher
 }
 
 // New opens the queue and builds the AWS clients of s.
@@ -153,7 +156,7 @@ func New(ctx context.Context, s Settings) (*Function, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening queue %s: %w", s.Queue, err)
 	}
-	return &Function{s: s, clients: clients, q: q}, nil
+	return &Function{s: s, clients: clients, q: q, pub: event.NewPublisher(cfg, s.Config.Events.Bus)}, nil
 }
 
 // Close closes the queue.
@@ -185,17 +188,21 @@ const (
 	// TriggerSchedule: EventBridge Scheduler with the input of deploy/hub.yaml, or a
 	// classic EventBridge schedule rule ("Scheduled Event").
 	TriggerSchedule = "schedule"
+	// TriggerEvent: an EC2 instance state-change notification (the deploy/hub.yaml rule) or
+	// a snapfleet.BackupNow event: planned by planner.PlanEvent, snapshots only.
+	TriggerEvent = "event"
 )
 
-// Kind says which planning a trigger asks for. Events not yet understood are refused
-// with an error naming them rather than planned as a full run: EC2 state-change and
-// BackupNow events will be routed here by their detail-type.
+// Kind says which planning a trigger asks for, by detail-type. Events not understood are
+// refused with an error naming them rather than planned as a full run.
 func (t Trigger) Kind() (string, error) {
 	switch {
 	case t.Source == "" && t.DetailType == "":
 		return TriggerManual, nil
 	case t.DetailType == "Scheduled Event", t.Source == "aws.scheduler":
 		return TriggerSchedule, nil
+	case event.Handles(t.DetailType):
+		return TriggerEvent, nil
 	default:
 		return "", fmt.Errorf("event source %q detail-type %q: the planner does not handle it", t.Source, t.DetailType)
 	}
@@ -231,6 +238,14 @@ func (f *Function) Plan(ctx context.Context, payload json.RawMessage) (planner.S
 	if err != nil {
 		return planner.Summary{}, err
 	}
+	var ev event.Event
+	if kind == TriggerEvent {
+		if ev, err = event.Parse(payload); err != nil {
+			// Retrying cannot help: fail the invocation so the event goes to the
+			// rule's dead-letter queue, named.
+			return planner.Summary{}, fmt.Errorf("planning the event: %w", err)
+		}
+	}
 	now := f.s.Now
 	if now.IsZero() {
 		now = time.Now()
@@ -245,9 +260,19 @@ func (f *Function) Plan(ctx context.Context, payload json.RawMessage) (planner.S
 		RunID:    planner.NewRunID(now),
 		Log:      f.s.Log.With().Str("trigger", kind).Str("event", t.ID).Logger(),
 	}
-	s, err := p.Plan(ctx)
+	var s planner.Summary
+	if kind == TriggerEvent {
+		s, err = p.PlanEvent(ctx, ev)
+	} else {
+		s, err = p.Plan(ctx)
+	}
 	if err != nil {
 		return s, fmt.Errorf("planning: %w", err)
+	}
+	out := s
+	out.Decisions = nil
+	if err := f.pub.Publish(ctx, event.Outcome{DetailType: event.DetailPlanSummary, Detail: out}); err != nil {
+		f.s.Log.Error().Err(err).Str("run", s.RunID).Msg("publishing the plan summary")
 	}
 	return s, nil
 }
@@ -301,7 +326,7 @@ func (f *Function) Work(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 		conc = 10
 	}
 	w := &worker.Worker{
-		Queue:        f.q,
+		Queue:        failures{Queue: f.q, pub: f.pub, log: f.s.Log},
 		Config:       f.s.Config,
 		EC2:          func(account, region string) worker.EC2 { return f.clients.EC2(account, region) },
 		KnownAccount: f.clients.Known,
@@ -343,4 +368,26 @@ func (f *Function) sameQueue(arn string) error {
 		return nil
 	}
 	return fmt.Errorf("record from %s, but %s is %s: the event source mapping and the function's queue differ", arn, EnvQueue, f.s.Queue)
+}
+
+// failures is the jobs queue of the worker handler: every message it dead-letters is also
+// published as a snapfleet.JobFailed event (when events.bus is set). A publishing error is
+// logged; the dead letter stands.
+type failures struct {
+	queue.Queue
+	pub *event.Publisher
+	log zerolog.Logger
+}
+
+func (q failures) DeadLetter(ctx context.Context, m queue.Message, reason, lastErr string) error {
+	if err := q.Queue.DeadLetter(ctx, m, reason, lastErr); err != nil {
+		return err
+	}
+	if q.pub == nil {
+		return nil
+	}
+	if err := q.pub.Publish(ctx, event.Outcome{DetailType: event.DetailJobFailed, Detail: event.Failed(m.Body, m.Attempts, reason, lastErr)}); err != nil {
+		q.log.Error().Err(err).Str("reason", reason).Msg("publishing the job failure")
+	}
+	return nil
 }

@@ -406,8 +406,8 @@ func TestPoisonAndThrottledRecords(t *testing.T) {
 	}
 }
 
-// TestPlannerEvents: an empty or {} payload is a manual run; an event the planner does not
-// handle yet (EC2 state change, BackupNow) is refused, naming it, and plans nothing.
+// TestPlannerEvents: an empty or {} payload is a manual run; EC2 state changes and BackupNow
+// are events; any other event is refused, naming it, and plans nothing.
 func TestPlannerEvents(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -418,8 +418,9 @@ func TestPlannerEvents(t *testing.T) {
 		{"{}", TriggerManual, ""},
 		{scheduledEvent, TriggerSchedule, ""},
 		{`{"version":"0","id":"1","detail-type":"Scheduled Event","source":"aws.events","detail":{}}`, TriggerSchedule, ""},
-		{`{"detail-type":"EC2 Instance State-change Notification","source":"aws.ec2","detail":{"instance-id":"i-0abc","state":"stopped"}}`, "", "EC2 Instance State-change Notification"},
-		{`{"detail-type":"snapfleet.BackupNow","source":"snapfleet","detail":{}}`, "", "snapfleet.BackupNow"},
+		{`{"detail-type":"EC2 Instance State-change Notification","source":"aws.ec2","detail":{"instance-id":"i-0abc","state":"stopped"}}`, TriggerEvent, ""},
+		{`{"detail-type":"snapfleet.BackupNow","source":"snapfleet","detail":{}}`, TriggerEvent, ""},
+		{`{"detail-type":"EBS Snapshot Notification","source":"aws.ec2","detail":{}}`, "", "EBS Snapshot Notification"},
 		{`[1,2]`, "", "reading the planner's event"},
 	} {
 		tr, err := ParseTrigger([]byte(tc.payload))

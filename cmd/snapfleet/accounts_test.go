@@ -1,0 +1,417 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/organizations"
+	orgtypes "github.com/aws/aws-sdk-go-v2/service/organizations/types"
+
+	"github.com/snapfleet/snapfleet/internal/cloud"
+	"github.com/snapfleet/snapfleet/internal/config"
+	"github.com/snapfleet/snapfleet/internal/job"
+	"github.com/snapfleet/snapfleet/internal/mototest"
+	"github.com/snapfleet/snapfleet/internal/tag"
+	"github.com/snapfleet/snapfleet/queue"
+)
+
+var (
+	fleetAccounts = []string{"111111111111", "222222222222", "333333333333"}
+	fleetRegions  = []string{"us-east-1", "eu-west-1"}
+)
+
+func roleOf(account string) string { return "arn:aws:iam::" + account + ":role/x" }
+
+// stsProxy sits in front of moto's STS: it counts AssumeRole calls by role and answers
+// AccessDenied for the denied roles (moto lets anyone assume any role).
+type stsProxy struct {
+	URL    string
+	mu     sync.Mutex
+	assume map[string]int
+	denied map[string]bool
+}
+
+func startSTSProxy(t *testing.T, target string, denied ...string) *stsProxy {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &stsProxy{assume: map[string]int{}, denied: map[string]bool{}}
+	for _, r := range denied {
+		p.denied[r] = true
+	}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		form, _ := url.ParseQuery(string(body))
+		if form.Get("Action") == "AssumeRole" {
+			role := form.Get("RoleArn")
+			p.mu.Lock()
+			p.assume[role]++
+			deny := p.denied[role]
+			p.mu.Unlock()
+			if deny {
+				w.Header().Set("Content-Type", "text/xml")
+				w.WriteHeader(http.StatusForbidden)
+				fmt.Fprintf(w, `<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User is not authorized to perform: sts:AssumeRole on resource: %s</Message></Error><RequestId>test</RequestId></ErrorResponse>`, role)
+				return
+			}
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	p.URL = srv.URL
+	return p
+}
+
+func (p *stsProxy) counts() map[string]int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return copyCounts(p.assume)
+}
+
+func copyCounts(m map[string]int) map[string]int {
+	c := make(map[string]int, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
+
+// fleetWorld is a moto server with volumes in several accounts and regions.
+type fleetWorld struct {
+	t       *testing.T
+	moto    *mototest.Server
+	clients *cloud.Clients
+	sts     *stsProxy
+	config  string
+	volumes map[string][]string // "account/region" → volume ids
+}
+
+func newFleetWorld(t *testing.T, cfgYAML string, denied ...string) *fleetWorld {
+	t.Helper()
+	s := mototest.Start(t)
+	path := filepath.Join(t.TempDir(), "snapfleet.yaml")
+	if err := os.WriteFile(path, []byte(cfgYAML), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	for _, a := range fleetAccounts {
+		cfg.Accounts = append(cfg.Accounts, config.Account{ID: a, RoleARN: roleOf(a)})
+	}
+	return &fleetWorld{t: t, moto: s, clients: cloud.NewClients(s.AWSConfig(t), cfg), sts: startSTSProxy(t, s.Endpoint, denied...),
+		config: path, volumes: map[string][]string{}}
+}
+
+// build runs n instances (a root volume each) in every account-region, through the role.
+func (w *fleetWorld) build(ctx context.Context, n int) {
+	t := w.t
+	t.Helper()
+	for _, a := range fleetAccounts {
+		for _, r := range fleetRegions {
+			c := w.clients.EC2(a, r)
+			imgs, err := c.DescribeImages(ctx, &ec2.DescribeImagesInput{})
+			if err != nil || len(imgs.Images) == 0 {
+				t.Fatalf("images of %s/%s: %v", a, r, err)
+			}
+			run, err := c.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: imgs.Images[0].ImageId,
+				MinCount: aws.Int32(int32(n)), MaxCount: aws.Int32(int32(n)), InstanceType: types.InstanceTypeT3Micro})
+			if err != nil {
+				t.Fatalf("instances in %s/%s: %v", a, r, err)
+			}
+			for _, in := range run.Instances {
+				for _, m := range in.BlockDeviceMappings {
+					w.volumes[a+"/"+r] = append(w.volumes[a+"/"+r], aws.ToString(m.Ebs.VolumeId))
+				}
+			}
+			if len(w.volumes[a+"/"+r]) != n {
+				t.Fatalf("%s/%s: volumes %v, want %d", a, r, w.volumes[a+"/"+r], n)
+			}
+		}
+	}
+}
+
+// cli runs snapfleet with moto's environment and STS behind the proxy.
+func (w *fleetWorld) cli(args ...string) result {
+	w.t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(append(os.Environ(), w.moto.Env()...), "AWS_ENDPOINT_URL_STS="+w.sts.URL)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		w.t.Fatalf("running snapfleet %v: %v", args, err)
+	}
+	return r
+}
+
+func (w *fleetWorld) jsonCLI(want int, v any, args ...string) {
+	w.t.Helper()
+	r := w.cli(append(args, "--output", "json", "--config", w.config)...)
+	if r.code != want {
+		w.t.Fatalf("snapfleet %v: exit %d, want %d\nstdout: %s\nstderr: %s", args, r.code, want, r.stdout, tail(r.stderr))
+	}
+	if err := json.Unmarshal([]byte(r.stdout), v); err != nil {
+		w.t.Fatalf("snapfleet %v: stdout is not JSON: %v\n%s", args, err, r.stdout)
+	}
+}
+
+// managed returns the volumes of the snapshots snapfleet made in an account-region,
+// failing on a snapshot owned by another account.
+func (w *fleetWorld) managed(ctx context.Context, account, region string) []string {
+	t := w.t
+	t.Helper()
+	out, err := w.clients.EC2(account, region).DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{OwnerIds: []string{account}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vols []string
+	for _, s := range out.Snapshots {
+		if _, ok := tagsOf(s)[tag.Policy]; !ok {
+			continue
+		}
+		if aws.ToString(s.OwnerId) != account {
+			t.Errorf("%s/%s: snapshot %s owned by %s", account, region, aws.ToString(s.SnapshotId), aws.ToString(s.OwnerId))
+		}
+		vols = append(vols, aws.ToString(s.VolumeId))
+	}
+	slices.Sort(vols)
+	return vols
+}
+
+type planJSON struct {
+	Errors   int `json:"errors"`
+	Enqueued int `json:"enqueued"`
+	Failures []struct {
+		Account, Region, Error string
+	} `json:"failures"`
+	Scopes []struct {
+		Account string `json:"account"`
+		Region  string `json:"region"`
+		Creates int    `json:"creates"`
+	} `json:"scopes"`
+}
+
+func fleetConfig(accounts []string) string {
+	var b strings.Builder
+	b.WriteString("regions: [us-east-1, eu-west-1]\naccounts:\n")
+	for _, a := range accounts {
+		fmt.Fprintf(&b, "  - {id: %q, role_arn: %q, external_id: ext}\n", a, roleOf(a))
+	}
+	b.WriteString("policies:\n  - name: daily\n    every: 24h\n    retain: {max_age: 7d, min_keep: 1}\n")
+	return b.String()
+}
+
+// TestAccountsAcrossTheFleet: three accounts behind roles × two regions. Every volume of
+// every account-region gets its snapshot in its own account; one AssumeRole per account
+// per process; a job naming an account the worker does not know is dead-lettered.
+func TestAccountsAcrossTheFleet(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	w := newFleetWorld(t, fleetConfig(fleetAccounts))
+	w.build(ctx, 2)
+	qURL := "file:" + filepath.Join(t.TempDir(), "jobs.db")
+
+	var sum planJSON
+	w.jsonCLI(0, &sum, "plan", "--queue", qURL)
+	if sum.Errors != 0 || sum.Enqueued != 12 || len(sum.Scopes) != 6 {
+		t.Fatalf("plan: %+v, want 12 jobs over 6 account-regions", sum)
+	}
+	for _, sc := range sum.Scopes {
+		if sc.Creates != 2 {
+			t.Errorf("scope %s/%s: %d creates, want 2", sc.Account, sc.Region, sc.Creates)
+		}
+	}
+	for _, a := range fleetAccounts {
+		if n := w.sts.counts()[roleOf(a)]; n != 1 {
+			t.Errorf("plan assumed %s %d times, want once for both regions", roleOf(a), n)
+		}
+	}
+
+	// A job for an account that is in no config: the planner would never make it, a
+	// stale or forged message would.
+	stranger := "444444444444"
+	q, err := queue.Open(ctx, qURL, queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	period := time.Now().UTC().Truncate(24 * time.Hour)
+	body, err := job.Encode(job.Job{V: 1, Kind: job.KindCreate, Key: job.CreateKey(stranger, "us-east-1", "vol-0123456789abcdef0", "daily", period),
+		Account: stranger, Region: "us-east-1", Policy: "daily", Volume: "vol-0123456789abcdef0",
+		Run: "run-test", PlannedAt: time.Now().UTC()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Send(ctx, []queue.Outgoing{{Body: body}}); err != nil {
+		t.Fatal(err)
+	}
+
+	before := w.sts.counts()
+	var st map[string]int
+	w.jsonCLI(0, &st, "work", "--queue", qURL, "--idle-exit", "2s", "--visibility", "5s", "--concurrency", "8")
+	if st["created"] != 12 || st["dead_lettered"] != 1 {
+		t.Errorf("worker stats %v, want 12 created and 1 dead-lettered", st)
+	}
+	after := w.sts.counts()
+	for _, a := range fleetAccounts {
+		if n := after[roleOf(a)] - before[roleOf(a)]; n != 1 {
+			t.Errorf("worker assumed %s %d times for 4 jobs in 2 regions, want once", roleOf(a), n)
+		}
+	}
+	if after[roleOf(stranger)] != 0 {
+		t.Errorf("worker assumed a role in the unknown account %s", stranger)
+	}
+
+	dlq, err := q.DLQ(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := dlq.Receive(ctx, 10, time.Second)
+	if err != nil || len(msgs) != 1 || msgs[0].Reason != "unknown_account" || !bytes.Equal(msgs[0].Body, body) {
+		t.Fatalf("dead letters %+v, %v; want the stranger's job with reason unknown_account", msgs, err)
+	}
+	q.Close()
+
+	for _, a := range fleetAccounts {
+		for _, r := range fleetRegions {
+			want := slices.Sorted(slices.Values(w.volumes[a+"/"+r]))
+			if got := w.managed(ctx, a, r); !slices.Equal(got, want) {
+				t.Errorf("%s/%s: snapshots of %v, want one of each of its own volumes %v", a, r, got, want)
+			}
+		}
+	}
+}
+
+// TestAccountRoleDenied: one account's role cannot be assumed. The plan covers the others,
+// names the account in its failures and exits 1; the workers complete the others' jobs.
+func TestAccountRoleDenied(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	bad := fleetAccounts[2]
+	w := newFleetWorld(t, fleetConfig(fleetAccounts), roleOf(bad))
+	w.build(ctx, 1) // built by the test's own clients, which go to moto directly
+	qURL := "file:" + filepath.Join(t.TempDir(), "jobs.db")
+
+	var sum planJSON
+	w.jsonCLI(1, &sum, "plan", "--queue", qURL)
+	if sum.Errors == 0 || sum.Errors != len(sum.Failures) || sum.Enqueued != 4 {
+		t.Fatalf("plan: %+v, want 4 jobs and failures in both regions of %s", sum, bad)
+	}
+	failed := map[string]bool{}
+	for _, f := range sum.Failures {
+		if f.Account != bad || !strings.Contains(f.Error, "AccessDenied") {
+			t.Errorf("failure %+v, want %s with AccessDenied", f, bad)
+		}
+		failed[f.Region] = true
+	}
+	if len(failed) != len(fleetRegions) {
+		t.Errorf("failed regions %v, want all of %v", failed, fleetRegions)
+	}
+	var st map[string]int
+	w.jsonCLI(0, &st, "work", "--queue", qURL, "--idle-exit", "2s", "--visibility", "5s")
+	if st["created"] != 4 || st["dead_lettered"] != 0 {
+		t.Errorf("worker stats %v, want 4 created", st)
+	}
+	for _, a := range fleetAccounts[:2] {
+		for _, r := range fleetRegions {
+			if got := w.managed(ctx, a, r); !slices.Equal(got, w.volumes[a+"/"+r]) {
+				t.Errorf("%s/%s: snapshots of %v, want %v", a, r, got, w.volumes[a+"/"+r])
+			}
+		}
+	}
+	for _, r := range fleetRegions {
+		if got := w.managed(ctx, bad, r); len(got) != 0 {
+			t.Errorf("%s/%s: snapshots %v in the account whose role is denied", bad, r, got)
+		}
+	}
+}
+
+// TestOrganizationDiscoveryPlan: accounts: {organization: ...} plans every account of the
+// organization but the excluded ones, through the organization's role name.
+func TestOrganizationDiscoveryPlan(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := mototest.Start(t)
+	base := s.AWSConfig(t)
+	org := organizations.NewFromConfig(base)
+	if _, err := org.CreateOrganization(ctx, &organizations.CreateOrganizationInput{FeatureSet: orgtypes.OrganizationFeatureSetAll}); err != nil {
+		t.Fatal(err)
+	}
+	var members []string
+	for i := range 3 {
+		out, err := org.CreateAccount(ctx, &organizations.CreateAccountInput{
+			AccountName: aws.String(fmt.Sprintf("member-%d", i)), Email: aws.String(fmt.Sprintf("m%d@example.com", i))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		members = append(members, aws.ToString(out.CreateAccountStatus.AccountId))
+	}
+	excluded := members[1]
+	cfgYAML := fmt.Sprintf(`regions: [us-east-1]
+accounts:
+  organization:
+    role_name: snapfleet-member
+    external_id: ext
+    exclude: [%q, %q]
+policies:
+  - name: daily
+    retain: {max_age: 7d}
+`, excluded, mototest.Account)
+	path := filepath.Join(t.TempDir(), "snapfleet.yaml")
+	if err := os.WriteFile(path, []byte(cfgYAML), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// One running instance in each member account, made through the same role.
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clients := cloud.NewClients(base, cfg)
+	for _, a := range members {
+		c := clients.EC2(a, "us-east-1")
+		imgs, err := c.DescribeImages(ctx, &ec2.DescribeImagesInput{})
+		if err != nil || len(imgs.Images) == 0 {
+			t.Fatal(err)
+		}
+		if _, err := c.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: imgs.Images[0].ImageId, MinCount: aws.Int32(1), MaxCount: aws.Int32(1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := &e2e{t: t, moto: s, config: path}
+	m := e.jsonCLI(0, "plan", "--dry-run")
+	var got []string
+	for _, sc := range m["scopes"].([]any) {
+		sc := sc.(map[string]any)
+		got = append(got, sc["account"].(string))
+		if sc["creates"].(float64) != 1 {
+			t.Errorf("scope %v: want one create", sc)
+		}
+	}
+	want := slices.Sorted(slices.Values([]string{members[0], members[2]}))
+	if !slices.Equal(got, want) {
+		t.Errorf("planned accounts %v, want the organization's %v less %s and the management account", got, want, excluded)
+	}
+}

@@ -50,8 +50,12 @@ test: moto lint deploy-check
 demo: moto build
 	@scripts/demo.sh
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./planner/
+# bench: the planner's in-process benchmarks, then the fleet benchmark: real `snapfleet plan`
+# and `work` processes against moto behind the limits-faithful endpoint (internal/awslimits).
+# Figures and their definitions: BENCHMARKS.md. BENCH_FLAGS, e.g. -scale 1 for the issue's sizes.
+bench: moto
+	$(GO) test -run '^$$' -bench . -benchtime 1x -benchmem ./planner/
+	$(GO) run ./bench $(BENCH_FLAGS)
 
 clean:
 	rm -rf bin .demo

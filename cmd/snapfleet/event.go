@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/snapfleet/snapfleet/internal/event"
 	"github.com/snapfleet/snapfleet/planner"
+	"github.com/snapfleet/snapfleet/worker"
 )
 
 // readEvent reads the event file of plan --event: bad input is a usage error naming the
@@ -66,5 +68,19 @@ func (e *env) publishSummary(ctx context.Context, s planner.Summary) {
 	s.Decisions = nil
 	if err := pub.Publish(ctx, event.Outcome{DetailType: event.DetailPlanSummary, Detail: s}); err != nil {
 		e.log.Error().Err(err).Str("run", s.RunID).Msg(fmt.Sprintf("publishing the plan summary: %v", err))
+	}
+}
+
+// publishWork publishes a worker's counts as snapfleet.WorkSummary when it stops (pub nil:
+// no events.bus). A publishing error is logged.
+func (e *env) publishWork(ctx context.Context, pub *event.Publisher, s worker.Stats) {
+	if pub == nil {
+		return
+	}
+	// The worker's context may be cancelled (SIGTERM): the summary still goes out.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := pub.Publish(ctx, event.Outcome{DetailType: event.DetailWorkSummary, Detail: s}); err != nil {
+		e.log.Error().Err(err).Msg("publishing the work summary")
 	}
 }

@@ -144,7 +144,7 @@ func (e *e2e) eventSnapshots(ctx context.Context) map[string][]types.Snapshot {
 // TestEventStateChange: an opted-in instance stopping, its event delivered twice (before
 // and after the workers ran), gets exactly one snapshot per volume keyed by the event; an
 // instance without the opt-in tag gets none; a running notification plans nothing; and
-// the plan summaries arrive on the events bus through a rule into SQS.
+// the plan and work summaries arrive on the events bus through a rule into SQS.
 func TestEventStateChange(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -206,21 +206,27 @@ func TestEventStateChange(t *testing.T) {
 		}
 	}
 
-	got := read(5)
-	if len(got) != 5 {
-		t.Fatalf("%d events on the bus, want 5 plan summaries", len(got))
-	}
-	enqueued := 0
+	got := read(7)
+	enqueued, works := 0, 0
 	for _, ev := range got {
-		if ev["detail-type"] != "snapfleet.PlanSummary" || ev["source"] != "snapfleet" {
-			t.Errorf("event %v", ev)
-			continue
-		}
 		d := ev["detail"].(map[string]any)
-		enqueued += num(t, d, "enqueued")
-		if d["run_id"] == "" || d["event"] == nil {
-			t.Errorf("summary without run id or event: %v", d)
+		switch ev["detail-type"] {
+		case "snapfleet.PlanSummary":
+			enqueued += num(t, d, "enqueued")
+			if d["run_id"] == "" || d["event"] == nil {
+				t.Errorf("summary without run id or event: %v", d)
+			}
+		case "snapfleet.WorkSummary":
+			works++
+		default:
+			t.Errorf("event %v", ev)
 		}
+		if ev["source"] != "snapfleet" {
+			t.Errorf("source %v", ev["source"])
+		}
+	}
+	if len(got) != 7 || works != 2 {
+		t.Errorf("%d events on the bus with %d work summaries, want 5 plan summaries and 2 work summaries", len(got), works)
 	}
 	if enqueued != 4 {
 		t.Errorf("summaries on the bus enqueued %d jobs in all, want 4", enqueued)
@@ -327,4 +333,36 @@ func runBare(t *testing.T, args ...string) result {
 		t.Fatalf("running snapfleet %v: %v", args, err)
 	}
 	return r
+}
+
+// TestOutcomeWorker: with events.bus set, `snapfleet work` publishes each dead letter as
+// snapfleet.JobFailed and its counts as snapfleet.WorkSummary when it stops.
+func TestOutcomeWorker(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newE2E(t)
+	e.config = writeFile(t, "events.yaml", testConfig+"events:\n  bus: ops\n")
+	read := e.busQueue(ctx, "ops")
+	url := e.sqsQueues(ctx, "jobs")
+	poison := `{"v":1,"kind":"snapshot.create","key":"oops"}`
+	if _, err := e.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &url, MessageBody: aws.String(poison)}); err != nil {
+		t.Fatal(err)
+	}
+	if w := e.workers(1, url); w["dead_lettered"] != 1 || w["processed"] != 1 {
+		t.Fatalf("worker %v, want the poison message dead-lettered", w)
+	}
+	got := read(2)
+	byType := map[string]map[string]any{}
+	for _, ev := range got {
+		byType[ev["detail-type"].(string)] = ev["detail"].(map[string]any)
+	}
+	if d := byType["snapfleet.JobFailed"]; d == nil || d["reason"] != "invalid_message" || d["message"] != poison || d["error"] == "" {
+		t.Errorf("JobFailed detail %v", d)
+	}
+	if d := byType["snapfleet.WorkSummary"]; d == nil || num(t, d, "dead_lettered") != 1 {
+		t.Errorf("WorkSummary detail %v", d)
+	}
+	if len(got) != 2 {
+		t.Errorf("%d events on the bus, want 2", len(got))
+	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/snapfleet/snapfleet/internal/event"
 	"github.com/snapfleet/snapfleet/queue"
 	"github.com/snapfleet/snapfleet/worker"
 )
@@ -80,8 +81,9 @@ func newWorkCmd(g *globals) *cobra.Command {
 
 // work runs a worker on q until it is told to stop, idles out or (drain) empties the queue.
 func (e *env) work(ctx context.Context, q queue.Queue, f *workFlags, drain bool) (worker.Stats, error) {
+	pub := event.NewPublisher(e.clients.Config(), e.cfg.Events.Bus)
 	w := &worker.Worker{
-		Queue:           q,
+		Queue:           event.PublishFailures(q, pub, e.log),
 		Config:          e.cfg,
 		EC2:             func(account, region string) worker.EC2 { return e.clients.EC2(account, region) },
 		KnownAccount:    e.clients.Known,
@@ -93,7 +95,9 @@ func (e *env) work(ctx context.Context, q queue.Queue, f *workFlags, drain bool)
 		ShutdownGrace:   f.shutdownGrace,
 		Log:             e.log,
 	}
-	return w.Run(ctx)
+	s, err := w.Run(ctx)
+	e.publishWork(ctx, pub, s)
+	return s, err
 }
 
 func writeWorkText(g *globals, s worker.Stats) {

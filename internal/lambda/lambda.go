@@ -326,7 +326,7 @@ func (f *Function) Work(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 		conc = 10
 	}
 	w := &worker.Worker{
-		Queue:        failures{Queue: f.q, pub: f.pub, log: f.s.Log},
+		Queue:        event.PublishFailures(f.q, f.pub, f.s.Log),
 		Config:       f.s.Config,
 		EC2:          func(account, region string) worker.EC2 { return f.clients.EC2(account, region) },
 		KnownAccount: f.clients.Known,
@@ -368,26 +368,4 @@ func (f *Function) sameQueue(arn string) error {
 		return nil
 	}
 	return fmt.Errorf("record from %s, but %s is %s: the event source mapping and the function's queue differ", arn, EnvQueue, f.s.Queue)
-}
-
-// failures is the jobs queue of the worker handler: every message it dead-letters is also
-// published as a snapfleet.JobFailed event (when events.bus is set). A publishing error is
-// logged; the dead letter stands.
-type failures struct {
-	queue.Queue
-	pub *event.Publisher
-	log zerolog.Logger
-}
-
-func (q failures) DeadLetter(ctx context.Context, m queue.Message, reason, lastErr string) error {
-	if err := q.Queue.DeadLetter(ctx, m, reason, lastErr); err != nil {
-		return err
-	}
-	if q.pub == nil {
-		return nil
-	}
-	if err := q.pub.Publish(ctx, event.Outcome{DetailType: event.DetailJobFailed, Detail: event.Failed(m.Body, m.Attempts, reason, lastErr)}); err != nil {
-		q.log.Error().Err(err).Str("reason", reason).Msg("publishing the job failure")
-	}
-	return nil
 }

@@ -112,12 +112,12 @@ func scenarios(o options) []scenario {
 		out = append(out, scenario{name: fmt.Sprintf("single/%dw", k), workers: k,
 			scopes: []scope{{ownAccount, regions[i], n(2000)}}})
 	}
-	// 20 light account-regions (5 member accounts × 4 regions, 100 volumes each: the
-	// light scopes are not scaled, they fit in one burst either way) and one heavy account.
+	// 20 light account-regions (5 member accounts × 4 regions, 100 × scale volumes each)
+	// and one heavy account.
 	fleet := scenario{name: "fleet/4w", workers: 4}
 	for a := 1; a <= 5; a++ {
 		for _, r := range []string{"eu-west-1", "eu-central-1", "ap-southeast-2", "ca-central-1"} {
-			fleet.scopes = append(fleet.scopes, scope{strings.Repeat(strconv.Itoa(a), 12), r, 100})
+			fleet.scopes = append(fleet.scopes, scope{strings.Repeat(strconv.Itoa(a), 12), r, n(100)})
 		}
 	}
 	fleet.scopes = append(fleet.scopes, scope{"666666666666", "eu-west-1", n(2000)})
@@ -163,8 +163,9 @@ func run(ctx context.Context, o options) error {
 	}
 	defer ep.Close()
 
-	fmt.Printf("snapfleet bench: scale %.2f, snapfleet work --concurrency %d, %s, %d cores\n\n",
-		o.scale, o.concurrency, time.Now().UTC().Format(time.RFC3339), runtime.NumCPU())
+	rev, _ := exec.Command("git", "describe", "--always", "--dirty").Output()
+	fmt.Printf("snapfleet bench: scale %.2f, snapfleet work --concurrency %d, %s, %d cores, tree %s\n\n",
+		o.scale, o.concurrency, time.Now().UTC().Format(time.RFC3339), runtime.NumCPU(), strings.TrimSpace(string(rev)))
 	fmt.Println("| scenario | account-regions | creates | deletes | workers | ideal s | done s | η create (min / all) | η delete (min / all) | throttled (create/delete/describe) | per-volume | dead letters | duplicates | AssumeRole | plan s | plan MiB |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for i, sc := range scenarios(o) {

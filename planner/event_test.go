@@ -3,6 +3,7 @@ package planner
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -106,5 +107,14 @@ events:
 	sel.Selector = &event.Selector{Accounts: []string{"222222222222"}, Instances: []string{optedIn}}
 	if _, err := f.planner(cfg, []string{mototest.Region}, nil, &recorder{}, now).PlanEvent(f.ctx, sel); !errors.Is(err, ErrEventScope) {
 		t.Errorf("account outside the config: %v, want ErrEventScope", err)
+	}
+}
+
+func TestEventSummaryText(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	Summary{RunID: "r1", Event: &event.Event{ID: "rel-1", DetailType: event.DetailBackupNow}}.WriteText(&b)
+	if !strings.Contains(b.String(), "snapfleet.BackupNow rel-1") {
+		t.Errorf("text summary does not name the event:\n%s", b.String())
 	}
 }

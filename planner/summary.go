@@ -20,6 +20,9 @@ func (s Summary) WriteText(w io.Writer) {
 		mode += " (--force: max_delete_fraction off)"
 	}
 	fmt.Fprintf(tw, "run\t%s%s\n", s.RunID, mode)
+	if s.Event != nil {
+		fmt.Fprintf(tw, "event\t%s %s\n", s.Event.DetailType, s.Event.ID)
+	}
 	fmt.Fprintf(tw, "accounts\t%d\n", s.Accounts)
 	fmt.Fprintf(tw, "regions\t%d\n", s.Regions)
 	fmt.Fprintf(tw, "instances\t%d\n", s.Instances)

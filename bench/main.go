@@ -400,12 +400,16 @@ func measure(ctx context.Context, o options, moto *mototest.Server, ep *awslimit
 	}
 	doneBy := ep.DoneBy(t0.Add(w))
 	done := ep.Done()
+	worst := map[string]string{}
 	eta := func(action string) (float64, float64) {
 		minEta, sumDone, sumAllowed := math.Inf(1), 0.0, 0.0
 		for _, s := range sc.scopes {
 			allowed := lim.Ceiling(s.volumes, t0, t0.Add(w))
 			d := math.Min(float64(doneBy[awslimits.Done{Account: s.account, Region: s.region, Action: action}]), allowed)
-			minEta = math.Min(minEta, d/allowed)
+			if d/allowed < minEta {
+				minEta = d / allowed
+				worst[action] = fmt.Sprintf("%s/%s %.0f of %.0f", s.account, s.region, d, allowed)
+			}
 			sumDone += d
 			sumAllowed += allowed
 		}
@@ -458,6 +462,9 @@ func measure(ctx context.Context, o options, moto *mototest.Server, ep *awslimit
 		for k, u := range ep.Upstream() {
 			fmt.Fprintf(os.Stderr, "bench: %s upstream %s: %d calls, mean %s\n", sc.name, k, u.Calls, u.Total/time.Duration(u.Calls))
 		}
+	}
+	for a, w := range worst {
+		fmt.Fprintf(os.Stderr, "bench: %s: lowest η %s: %s done by t0+W\n", sc.name, a, w)
 	}
 	assumes := 0
 	for _, v := range ep.AssumeRoles() {

@@ -156,9 +156,13 @@ func TestLambdaBinary(t *testing.T) {
 	if sum["snapshot_jobs"] != 3.0 || sum["enqueued"] != 3.0 || sum["errors"] != 0.0 {
 		t.Fatalf("plan summary = %s, want 3 snapshot jobs enqueued", a.body)
 	}
-	// An event the planner does not handle is an invocation error, not a full plan.
-	if a := planAPI.invoke(t, `{"detail-type":"snapfleet.BackupNow","source":"snapfleet","detail":{}}`); a.kind != "error" || !strings.Contains(a.body, "snapfleet.BackupNow") {
-		t.Errorf("BackupNow answered %s: %s; want an error naming it until the planner handles it", a.kind, a.body)
+	// An event the planner does not handle is an invocation error naming it, not a full plan;
+	// a BackupNow event without an id is an error naming the missing id.
+	if a := planAPI.invoke(t, `{"detail-type":"Some Other Event","source":"aws.ec2","detail":{}}`); a.kind != "error" || !strings.Contains(a.body, "Some Other Event") {
+		t.Errorf("unknown event answered %s: %s; want an error naming its detail-type", a.kind, a.body)
+	}
+	if a := planAPI.invoke(t, `{"detail-type":"snapfleet.BackupNow","source":"snapfleet","detail":{}}`); a.kind != "error" || !strings.Contains(a.body, "invalid event: id") {
+		t.Errorf("BackupNow without an id answered %s: %s; want an error naming the id", a.kind, a.body)
 	}
 
 	out, err := sqsc.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &queueURL, MaxNumberOfMessages: 10, WaitTimeSeconds: 2, VisibilityTimeout: 60,

@@ -366,3 +366,30 @@ func TestOutcomeWorker(t *testing.T) {
 		t.Errorf("%d events on the bus, want 2", len(got))
 	}
 }
+
+// TestOutcomeRun: `snapfleet run` with events.bus set publishes its plan summary as
+// snapfleet.PlanSummary and its counts as snapfleet.WorkSummary.
+func TestOutcomeRun(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newE2E(t)
+	e.config = writeFile(t, "events.yaml", testConfig+"events:\n  bus: ops\n")
+	read := e.busQueue(ctx, "ops")
+	ids, _ := e.instancesWithData(ctx, 2, map[string]string{"AutoBackup": "true"})
+	db := "file:" + filepath.Join(t.TempDir(), "snapfleet.db")
+	r := e.jsonCLI(0, "run", "--queue", db, "--now", e.at(0))
+	created := num(t, r, "work.created")
+	if created < 2*len(ids) {
+		t.Fatalf("run %v, want at least %d created", r, 2*len(ids))
+	}
+	byType := map[string]map[string]any{}
+	for _, ev := range read(2) {
+		byType[ev["detail-type"].(string)] = ev["detail"].(map[string]any)
+	}
+	if d := byType["snapfleet.PlanSummary"]; d == nil || num(t, d, "enqueued") != num(t, r, "plan.enqueued") || d["run_id"] == "" {
+		t.Errorf("PlanSummary detail %v, run %v", d, r)
+	}
+	if d := byType["snapfleet.WorkSummary"]; d == nil || num(t, d, "created") != created {
+		t.Errorf("WorkSummary detail %v, run %v", d, r)
+	}
+}

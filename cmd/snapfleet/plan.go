@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/snapfleet/snapfleet/internal/cloud"
 	"github.com/snapfleet/snapfleet/internal/event"
 	"github.com/snapfleet/snapfleet/planner"
 )
@@ -99,31 +100,12 @@ func (e *env) plan(ctx context.Context, queueURL string, dryRun, force bool) (pl
 	return p.Plan(ctx)
 }
 
-// targets are the config's accounts (listed, or discovered in the organization) and
-// regions, or the caller's own account and the SDK's region. An organization with no
-// account left after the exclusions is an error, not a silent plan of the caller's own.
+// targets are the account-regions to plan (cloud.Clients.Targets); no region is a usage
+// error.
 func (e *env) targets(ctx context.Context) (accounts, regions []string, err error) {
-	accounts, err = e.clients.Accounts(ctx)
-	if err != nil {
-		return nil, nil, err
+	accounts, regions, err = e.clients.Targets(ctx, e.cfg.Regions)
+	if errors.Is(err, cloud.ErrNoRegion) {
+		return nil, nil, usageError{err}
 	}
-	if len(accounts) == 0 && e.cfg.Organization != nil {
-		return nil, nil, errors.New("accounts.organization: no active account left after the exclusions")
-	}
-	if len(accounts) == 0 {
-		self, err := e.clients.Self(ctx)
-		if err != nil {
-			return nil, nil, err
-		}
-		accounts = []string{self}
-	}
-	regions = e.cfg.Regions
-	if len(regions) == 0 {
-		r := e.clients.DefaultRegion()
-		if r == "" {
-			return nil, nil, usagef("no region: set regions in the config, or AWS_REGION")
-		}
-		regions = []string{r}
-	}
-	return accounts, regions, nil
+	return accounts, regions, err
 }

@@ -32,6 +32,7 @@ func newRunCmd(g *globals) *cobra.Command {
 			if res.Plan, err = e.plan(cmd.Context(), queueURL, dryRun, force); err != nil {
 				return err
 			}
+			e.publishSummary(cmd.Context(), res.Plan)
 			if !dryRun {
 				q, err := e.openQueue(cmd.Context(), queueURL, f.visibility)
 				if err != nil {

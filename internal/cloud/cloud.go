@@ -7,6 +7,7 @@ package cloud
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -196,6 +197,38 @@ func (c *Clients) Config() aws.Config { return c.base }
 
 // DefaultRegion is the SDK's region, used when the config lists none.
 func (c *Clients) DefaultRegion() string { return c.base.Region }
+
+// ErrNoRegion: the config lists no region and the SDK has none (AWS_REGION unset).
+var ErrNoRegion = errors.New("no region: set regions in the config, or AWS_REGION")
+
+// Targets are the account-regions to plan: the config's accounts (listed, or discovered
+// in the organization) or else the caller's own account, times the given regions or else
+// the SDK's region. An organization with no account left after the exclusions is an
+// error, not a silent plan of the caller's own account.
+func (c *Clients) Targets(ctx context.Context, configRegions []string) (accounts, regions []string, err error) {
+	accounts, err = c.Accounts(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(accounts) == 0 && c.org != nil {
+		return nil, nil, errors.New("accounts.organization: no active account left after the exclusions")
+	}
+	if len(accounts) == 0 {
+		self, err := c.Self(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		accounts = []string{self}
+	}
+	regions = configRegions
+	if len(regions) == 0 {
+		if c.base.Region == "" {
+			return nil, nil, ErrNoRegion
+		}
+		regions = []string{c.base.Region}
+	}
+	return accounts, regions, nil
+}
 
 // Self returns the caller's own account id (STS GetCallerIdentity, asked once).
 func (c *Clients) Self(ctx context.Context) (string, error) {

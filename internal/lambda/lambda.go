@@ -234,7 +234,7 @@ func (f *Function) Plan(ctx context.Context, payload json.RawMessage) (planner.S
 	if err != nil {
 		return planner.Summary{}, err
 	}
-	accounts, regions, err := f.targets(ctx)
+	accounts, regions, err := f.clients.Targets(ctx, f.s.Config.Regions)
 	if err != nil {
 		return planner.Summary{}, err
 	}
@@ -275,30 +275,6 @@ func (f *Function) Plan(ctx context.Context, payload json.RawMessage) (planner.S
 		f.s.Log.Error().Err(err).Str("run", s.RunID).Msg("publishing the plan summary")
 	}
 	return s, nil
-}
-
-// targets are the config's accounts and regions, or the caller's own account and the
-// SDK's region.
-func (f *Function) targets(ctx context.Context) (accounts, regions []string, err error) {
-	for _, a := range f.s.Config.Accounts {
-		accounts = append(accounts, a.ID)
-	}
-	if len(accounts) == 0 {
-		self, err := f.clients.Self(ctx)
-		if err != nil {
-			return nil, nil, err
-		}
-		accounts = []string{self}
-	}
-	regions = f.s.Config.Regions
-	if len(regions) == 0 {
-		r := f.clients.DefaultRegion()
-		if r == "" {
-			return nil, nil, errors.New("no region: set regions in the config, or AWS_REGION")
-		}
-		regions = []string{r}
-	}
-	return accounts, regions, nil
 }
 
 // Work handles one SQS batch. Each record is decoded and run through the worker's

@@ -201,7 +201,24 @@ type Policy struct {
 	// Adopt, when set, lets the policy manage legacy snapshots (owned by the account,
 	// carrying every one of Adopt.Tags and no snapfleet:policy tag). Off by default.
 	Adopt *Adopt `yaml:"adopt"`
+	// Consistency is ConsistencyVolume (the default, also when empty: one CreateSnapshot
+	// per volume) or
+	// ConsistencyInstance (one CreateSnapshots per instance: all its volumes at one point
+	// in time, crash-consistent).
+	Consistency string `yaml:"consistency"`
+	// ExcludeBoot leaves the root volume out of an instance's snapshots (consistency:
+	// instance only).
+	ExcludeBoot bool `yaml:"exclude_boot"`
 }
+
+// Consistency values of a policy.
+const (
+	ConsistencyVolume   = "volume"
+	ConsistencyInstance = "instance"
+)
+
+// PerInstance reports whether the policy snapshots whole instances with CreateSnapshots.
+func (p Policy) PerInstance() bool { return p.Consistency == ConsistencyInstance }
 
 // Orphans holds the floor for the snapshots of a volume that is gone.
 type Orphans struct {
@@ -561,6 +578,15 @@ func (c *Config) Validate() error {
 		}
 		if err := checkTags(key+".tags", p.Tags, true); err != nil {
 			return err
+		}
+		switch p.Consistency {
+		case "", ConsistencyVolume:
+			if p.ExcludeBoot {
+				return fmt.Errorf("%s.exclude_boot: only with consistency: instance", key)
+			}
+		case ConsistencyInstance:
+		default:
+			return fmt.Errorf("%s.consistency: %q is not volume or instance", key, p.Consistency)
 		}
 		if p.Every < Duration(time.Minute) {
 			return fmt.Errorf("%s.every: %s is shorter than 1m", key, p.Every)

@@ -22,13 +22,17 @@ const Version = 1
 const (
 	KindCreate = "snapshot.create"
 	KindDelete = "snapshot.delete"
+	// KindCreateInstance snapshots every volume of one instance at one point in time
+	// (CreateSnapshots): the jobs of policies with consistency: instance.
+	KindCreateInstance = "snapshots.create"
 )
 
 // MaxSize is the upper bound of an encoded message (DESIGN.md §5).
 const MaxSize = 1024
 
-// Job is one unit of work: create a snapshot of one volume for one policy period, or
-// delete one expired snapshot. Fields that do not apply to a kind are empty.
+// Job is one unit of work: create a snapshot of one volume (or of all volumes of one
+// instance) for one policy period, or delete one expired snapshot. Fields that do not
+// apply to a kind are empty.
 type Job struct {
 	V         int       `json:"v"`
 	Kind      string    `json:"kind"`
@@ -67,17 +71,19 @@ func ValidRegion(s string) bool { return regionRE.MatchString(s) }
 // ValidPolicyName reports whether s is a valid policy name ([a-z0-9-]+, at most 64).
 func ValidPolicyName(s string) bool { return len(s) <= 64 && policyRE.MatchString(s) }
 
-// CreateKey is the idempotency key of a create job: one snapshot of a volume per policy
-// period, the period named by its UTC start.
-func CreateKey(account, region, volume, policy string, periodStart time.Time) string {
-	return fmt.Sprintf("%s/%s/%s/%s/%s", account, region, volume, policy, periodStart.UTC().Format(time.RFC3339))
+// CreateKey is the idempotency key of a create job: one snapshot of a volume (for
+// KindCreateInstance: one set of snapshots of an instance, resource being its id) per
+// policy period, the period named by its UTC start.
+func CreateKey(account, region, resource, policy string, periodStart time.Time) string {
+	return fmt.Sprintf("%s/%s/%s/%s/%s", account, region, resource, policy, periodStart.UTC().Format(time.RFC3339))
 }
 
 // EventKey is the idempotency key of a create job planned for an event (an EC2
-// state-change notification, a snapfleet.BackupNow request): one snapshot of a volume per
-// event, however often the event is delivered. eventID must be a ValidEventID.
-func EventKey(account, region, volume, policy, eventID string) string {
-	return fmt.Sprintf("%s/%s/%s/%s/%s%s", account, region, volume, policy, EventPrefix, eventID)
+// state-change notification, a snapfleet.BackupNow request): one snapshot of a volume (or
+// one set of an instance, resource being its id) per event, however often the event is
+// delivered. eventID must be a ValidEventID.
+func EventKey(account, region, resource, policy, eventID string) string {
+	return fmt.Sprintf("%s/%s/%s/%s/%s%s", account, region, resource, policy, EventPrefix, eventID)
 }
 
 // EventPrefix starts the last part of an event create key, where a scheduled key has its
@@ -96,9 +102,12 @@ func DeleteKey(account, region, snapshot string) string {
 }
 
 // GroupID is the FIFO message group of a job: its account, region and volume (the
-// snapshot for a delete job that names no volume), so jobs of one volume never run at the
-// same time while those of different volumes do.
+// snapshot for a delete job that names no volume, the instance for an instance job), so
+// jobs of one volume never run at the same time while those of different volumes do.
 func GroupID(j Job) string {
+	if j.Kind == KindCreateInstance {
+		return j.Account + "/" + j.Region + "/" + j.Instance
+	}
 	if j.Volume == "" && j.Snapshot != "" {
 		return j.Account + "/" + j.Region + "/" + j.Snapshot
 	}
@@ -222,17 +231,18 @@ func (j Job) Validate() error {
 		if j.Snapshot != "" {
 			return bad("snapshot", "not allowed in %s", j.Kind)
 		}
-		prefix := strings.Join([]string{j.Account, j.Region, j.Volume, j.Policy}, "/") + "/"
-		period, ok := strings.CutPrefix(j.Key, prefix)
-		if !ok {
-			return bad("key", "%q does not match account/region/volume/policy/period", j.Key)
+		if err := checkCreateKey(j, j.Volume, "volume"); err != nil {
+			return err
 		}
-		if id, ok := strings.CutPrefix(period, EventPrefix); ok {
-			if !ValidEventID(id) {
-				return bad("key", "%q has no valid event id", j.Key)
-			}
-		} else if _, err := time.Parse(time.RFC3339, period); err != nil {
-			return bad("key", "%q has no RFC 3339 period start or event-<id>", j.Key)
+	case KindCreateInstance:
+		if !instanceRE.MatchString(j.Instance) {
+			return bad("instance", "%q is not an instance id", j.Instance)
+		}
+		if j.Volume != "" || j.Device != "" || j.Snapshot != "" {
+			return bad("volume", "volume, device and snapshot are not allowed in %s", j.Kind)
+		}
+		if err := checkCreateKey(j, j.Instance, "instance"); err != nil {
+			return err
 		}
 	case KindDelete:
 		if !snapshotRE.MatchString(j.Snapshot) {
@@ -249,6 +259,24 @@ func (j Job) Validate() error {
 		}
 	default:
 		return bad("kind", "unknown kind %q", j.Kind)
+	}
+	return nil
+}
+
+// checkCreateKey checks that a create job's key is CreateKey or EventKey of its account,
+// region, resource (named what) and policy.
+func checkCreateKey(j Job, resource, what string) error {
+	prefix := strings.Join([]string{j.Account, j.Region, resource, j.Policy}, "/") + "/"
+	period, ok := strings.CutPrefix(j.Key, prefix)
+	if !ok {
+		return fmt.Errorf("%w: key: %q does not match account/region/%s/policy/period", ErrInvalid, j.Key, what)
+	}
+	if id, ok := strings.CutPrefix(period, EventPrefix); ok {
+		if !ValidEventID(id) {
+			return fmt.Errorf("%w: key: %q has no valid event id", ErrInvalid, j.Key)
+		}
+	} else if _, err := time.Parse(time.RFC3339, period); err != nil {
+		return fmt.Errorf("%w: key: %q has no RFC 3339 period start or event-<id>", ErrInvalid, j.Key)
 	}
 	return nil
 }

@@ -16,6 +16,8 @@ const (
 	deleteMsg = `{"v":1,"kind":"snapshot.delete","key":"111111111111/us-east-1/snap-0abc1234/delete",` +
 		`"account":"111111111111","region":"us-east-1","policy":"daily","snapshot":"snap-0abc1234","volume":"vol-0abc1234",` +
 		`"run":"r1","planned_at":"2026-11-22T01:00:03Z"}`
+	instanceMsg = `{"v":1,"kind":"snapshots.create","key":"111111111111/us-east-1/i-0abc1234/daily/2026-11-22T00:00:00Z",` +
+		`"account":"111111111111","region":"us-east-1","policy":"daily","instance":"i-0abc1234","run":"r1","planned_at":"2026-11-22T01:00:03Z"}`
 )
 
 var plannedAt = time.Date(2026, 11, 22, 1, 0, 3, 0, time.UTC)
@@ -26,6 +28,15 @@ func validCreate() Job {
 		Key:     CreateKey("111111111111", "us-east-1", "vol-0abc1234", "daily", time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)),
 		Account: "111111111111", Region: "us-east-1", Policy: "daily",
 		Volume: "vol-0abc1234", Instance: "i-0abc1234", Device: "/dev/xvda",
+		Run: "r1", PlannedAt: plannedAt,
+	}
+}
+
+func validInstance() Job {
+	return Job{
+		V: Version, Kind: KindCreateInstance,
+		Key:     CreateKey("111111111111", "us-east-1", "i-0abc1234", "daily", time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)),
+		Account: "111111111111", Region: "us-east-1", Policy: "daily", Instance: "i-0abc1234",
 		Run: "r1", PlannedAt: plannedAt,
 	}
 }
@@ -61,6 +72,10 @@ func TestDecodeValid(t *testing.T) {
 	}{
 		{"create", createMsg, validCreate()},
 		{"delete", deleteMsg, validDelete()},
+		{"instance", instanceMsg, validInstance()},
+		{"instance for an event",
+			strings.Replace(instanceMsg, `/daily/2026-11-22T00:00:00Z"`, `/daily/event-e1"`, 1),
+			func() Job { j := validInstance(); j.Key = EventKey(j.Account, j.Region, j.Instance, j.Policy, "e1"); return j }()},
 		{"create with 17-hex volume id",
 			strings.ReplaceAll(createMsg, "vol-0abc1234", long),
 			func() Job {
@@ -173,6 +188,14 @@ func TestDecodeInvalid(t *testing.T) {
 		{"create key event id with slash", replace(t, createMsg, `/daily/2026-11-22T00:00:00Z"`, `/daily/event-a/b"`), "key"},
 		{"create key event id too long", replace(t, createMsg, `/daily/2026-11-22T00:00:00Z"`, `/daily/event-`+strings.Repeat("a", 65)+`"`), "key"},
 		{"create key missing", replace(t, createMsg, `"key":"111111111111/us-east-1/vol-0abc1234/daily/2026-11-22T00:00:00Z",`, ``), "key"},
+		{"instance missing", replace(t, instanceMsg, `"instance":"i-0abc1234",`, ``), "instance"},
+		{"instance bad", replace(t, instanceMsg, `"instance":"i-0abc1234"`, `"instance":"vol-0abc1234"`), "instance"},
+		{"instance with volume", replace(t, instanceMsg, `"run":`, `"volume":"vol-0abc1234","run":`), "not allowed"},
+		{"instance with device", replace(t, instanceMsg, `"run":`, `"device":"/dev/xvda","run":`), "not allowed"},
+		{"instance with snapshot", replace(t, instanceMsg, `"run":`, `"snapshot":"snap-0abc1234","run":`), "not allowed"},
+		{"instance key other instance", replace(t, instanceMsg, `/i-0abc1234/daily`, `/i-0def1234/daily`), "key"},
+		{"instance key names a volume", replace(t, instanceMsg, `/i-0abc1234/daily`, `/vol-0abc1234/daily`), "key"},
+		{"instance key bad period", replace(t, instanceMsg, `/daily/2026-11-22T00:00:00Z"`, `/daily/soon"`), "key"},
 		{"delete snapshot missing", replace(t, deleteMsg, `"snapshot":"snap-0abc1234",`, ``), "snapshot"},
 		{"delete snapshot bad", []byte(strings.ReplaceAll(deleteMsg, "snap-0abc1234", "snap-zzzz1234")), "snapshot"},
 		{"delete snapshot is a volume", []byte(strings.ReplaceAll(deleteMsg, "snap-0abc1234", "vol-0abc1234")), "snapshot"},
@@ -343,7 +366,7 @@ func equal(a, b Job) bool {
 
 func FuzzDecode(f *testing.F) {
 	for _, s := range []string{
-		createMsg, deleteMsg,
+		createMsg, deleteMsg, instanceMsg,
 		strings.Replace(createMsg, `"instance":"i-0abc1234","device":"/dev/xvda",`, "", 1),
 		strings.ReplaceAll(deleteMsg, "snap-0abc1234", "snap-0123456789abcdef0"),
 		`{"v":2}`, `{}`, `null`, `[]`, ``, `{"v":1,"kind":"snapshot.delete"}`,
@@ -429,6 +452,7 @@ func TestGroupID(t *testing.T) {
 		{Job{Account: "111111111111", Region: "us-east-1", Volume: "vol-0abc12345"}, "111111111111/us-east-1/vol-0abc12345"},
 		{Job{Account: "111111111111", Region: "us-east-1", Volume: "vol-0abc12345", Snapshot: "snap-0abc12345"}, "111111111111/us-east-1/vol-0abc12345"},
 		{Job{Account: "111111111111", Region: "eu-west-1", Snapshot: "snap-0abc12345"}, "111111111111/eu-west-1/snap-0abc12345"},
+		{Job{Kind: KindCreateInstance, Account: "111111111111", Region: "eu-west-1", Instance: "i-0abc12345"}, "111111111111/eu-west-1/i-0abc12345"},
 	} {
 		if got := GroupID(c.j); got != c.want {
 			t.Errorf("GroupID(%+v) = %q, want %q", c.j, got, c.want)

@@ -75,7 +75,11 @@ func TestDecodeValid(t *testing.T) {
 		{"instance", instanceMsg, validInstance()},
 		{"instance for an event",
 			strings.Replace(instanceMsg, `/daily/2026-11-22T00:00:00Z"`, `/daily/event-e1"`, 1),
-			func() Job { j := validInstance(); j.Key = EventKey(j.Account, j.Region, j.Instance, j.Policy, "e1"); return j }()},
+			func() Job {
+				j := validInstance()
+				j.Key = EventKey(j.Account, j.Region, j.Instance, j.Policy, "e1")
+				return j
+			}()},
 		{"create with 17-hex volume id",
 			strings.ReplaceAll(createMsg, "vol-0abc1234", long),
 			func() Job {

@@ -2,6 +2,7 @@ package planner
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/snapfleet/snapfleet/internal/config"
@@ -32,6 +33,8 @@ const (
 	ReasonDone = "done"
 	// ReasonExcluded: an exclude tag of the policy is on the instance or the volume.
 	ReasonExcluded = "excluded"
+	// ReasonBootExcluded: the root volume of an instance whose policy has exclude_boot.
+	ReasonBootExcluded = "exclude_boot"
 	// ReasonProtected: AWS Backup or DLM manage the snapshot (aws:backup:*, aws:dlm:*).
 	// The decision's action is ActionProtected, like the classifier's reasons below.
 	ReasonProtected = "aws_backup_or_dlm"
@@ -54,8 +57,9 @@ const (
 	ReasonFailClosed = "fail_closed"
 )
 
-// Decision is what the planner decided for one volume and policy (create, skip) or one
-// managed snapshot (delete, keep).
+// Decision is what the planner decided for one volume and policy (create, skip), for one
+// instance of a policy with consistency: instance (create, skip: Volume is empty and
+// Detail lists the volumes), or for one managed snapshot (delete, keep).
 type Decision struct {
 	Account  string `json:"account"`
 	Region   string `json:"region"`
@@ -108,9 +112,11 @@ type Protection struct {
 
 // Instance is one EC2 instance and its EBS volumes.
 type Instance struct {
-	ID      string
-	State   string
-	Tags    map[string]string
+	ID    string
+	State string
+	Tags  map[string]string
+	// Root is the root device name (RootDeviceName), for exclude_boot.
+	Root    string
 	Volumes []Attachment
 }
 
@@ -292,6 +298,10 @@ func decideCreates(out []Decision, inv Inventory, cfg *config.Config, now time.T
 	for pi := range cfg.Policies {
 		p := &cfg.Policies[pi]
 		period := p.PeriodStart(now)
+		if p.PerInstance() {
+			out = decideInstances(out, inv, p, period, members, selectedInstances, volumes, res)
+			continue
+		}
 		type candidate struct {
 			instance, device string
 			excluded         bool
@@ -305,10 +315,10 @@ func decideCreates(out []Decision, inv Inventory, cfg *config.Config, now time.T
 				continue
 			}
 			selectedInstances[in.ID] = true
-			instExcluded := anyTag(p.Select.ExcludeTags, in.Tags)
+			instExcluded := p.Select.Excludes(in.Tags)
 			for _, a := range in.Volumes {
 				volumes[a.Volume] = true
-				excluded := instExcluded || anyTag(p.Select.ExcludeTags, inv.VolumeTags[a.Volume])
+				excluded := instExcluded || p.Select.Excludes(inv.VolumeTags[a.Volume])
 				ci, ok := byVol[a.Volume]
 				if !ok {
 					// A multi-attached volume is snapshotted once, named after its first instance.
@@ -342,6 +352,72 @@ func decideCreates(out []Decision, inv Inventory, cfg *config.Config, now time.T
 	return out
 }
 
+// decideInstances plans a policy with consistency: instance: one create per selected
+// instance that has a volume to snapshot without a snapshot of this period, skips for
+// excluded volumes and instances and for instances already done. An instance is done when
+// every volume it would snapshot has a snapshot of the period, or when any of them carries
+// the instance's job key (a volume attached later waits for the next period: CreateSnapshots
+// cannot be repeated for one volume under the same key).
+func decideInstances(out []Decision, inv Inventory, p *config.Policy, period time.Time, members func(groupKey) []int32,
+	selected, volumes map[string]bool, res *Result) []Decision {
+	for ii := range inv.Instances {
+		in := &inv.Instances[ii]
+		if !selects(p, in) {
+			continue
+		}
+		selected[in.ID] = true
+		d := Decision{Account: inv.Account, Region: inv.Region, Policy: p.Name, Instance: in.ID}
+		if p.Select.Excludes(in.Tags) {
+			for _, a := range in.Volumes {
+				volumes[a.Volume] = true
+			}
+			d.Action, d.Reason = ActionSkip, ReasonExcluded
+			out = append(out, d)
+			continue
+		}
+		key := job.CreateKey(inv.Account, inv.Region, in.ID, p.Name, period)
+		var vols []string
+		allDone, keyed := true, false
+		for _, a := range in.Volumes {
+			volumes[a.Volume] = true
+			v := Decision{Account: inv.Account, Region: inv.Region, Policy: p.Name, Instance: in.ID, Volume: a.Volume, Device: a.Device}
+			if reason := volumeSkip(p, in, a, inv.VolumeTags); reason != "" {
+				v.Action, v.Reason = ActionSkip, reason
+				out = append(out, v)
+				continue
+			}
+			vols = append(vols, a.Volume)
+			rows := members(groupKey{p.Name, a.Volume})
+			allDone = allDone && done(inv.Snapshots, rows, period, key)
+			keyed = keyed || carries(inv.Snapshots, rows, key)
+		}
+		if len(vols) == 0 {
+			continue
+		}
+		d.Detail = "volumes " + strings.Join(vols, " ")
+		if allDone || keyed {
+			d.Action, d.Reason = ActionSkip, ReasonDone
+		} else {
+			d.Action, d.Reason, d.Key = ActionCreate, ReasonDue, key
+			res.Creates++
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// volumeSkip says why an instance snapshot of p leaves the volume out: an exclude tag on
+// the volume, or exclude_boot on its root volume; "" when it is in.
+func volumeSkip(p *config.Policy, in *Instance, a Attachment, volumeTags map[string]map[string]string) string {
+	switch {
+	case p.Select.Excludes(volumeTags[a.Volume]):
+		return ReasonExcluded
+	case p.ExcludeBoot && in.Root != "" && a.Device == in.Root:
+		return ReasonBootExcluded
+	}
+	return ""
+}
+
 // selects reports whether p selects the instance: its state is one of the policy's and
 // every instance tag matches.
 func selects(p *config.Policy, in *Instance) bool {
@@ -363,19 +439,6 @@ func selects(p *config.Policy, in *Instance) bool {
 	return true
 }
 
-// anyTag reports whether any of want is in tags with the same value.
-func anyTag(want, tags map[string]string) bool {
-	if len(tags) == 0 {
-		return false
-	}
-	for k, v := range want {
-		if got, ok := tags[k]; ok && got == v {
-			return true
-		}
-	}
-	return false
-}
-
 // done reports whether the group holds a snapshot of this period: started at or after
 // the period start, or carrying the period's job key; a failed snapshot does not count.
 func done(snaps []Snapshot, rows []int32, period time.Time, key string) bool {
@@ -385,6 +448,16 @@ func done(snaps []Snapshot, rows []int32, period time.Time, key string) bool {
 			continue
 		}
 		if s.Job == key || (!s.Start.IsZero() && !s.Start.Before(period)) {
+			return true
+		}
+	}
+	return false
+}
+
+// carries reports whether a usable snapshot of the group carries the job key.
+func carries(snaps []Snapshot, rows []int32, key string) bool {
+	for _, i := range rows {
+		if s := &snaps[i]; s.State != "error" && s.Job == key {
 			return true
 		}
 	}

@@ -542,3 +542,80 @@ func TestDecideCounts(t *testing.T) {
 		t.Fatalf("result\n got %+v\nwant %+v", res, want)
 	}
 }
+
+// TestDecideInstance: a policy with consistency: instance plans one create per instance
+// (the instance's job key, the volumes in the detail), leaves out excluded volumes and,
+// with exclude_boot, the root volume; an instance whose volumes all have this period's
+// snapshot, or one carrying the instance's key, is done.
+func TestDecideInstance(t *testing.T) {
+	t.Parallel()
+	cfg := mustConfig(t, `
+policies:
+  - name: crash
+    consistency: instance
+    exclude_boot: true
+    select: {exclude_tags: {skip: "yes"}}
+    retain: {max_age: 30d}
+`)
+	root := func(in Instance) Instance { in.Root = "/dev/xvda"; return in }
+	period := cfg.Policies[0].PeriodStart(now)
+	keyed := snap("snap-00000004", "crash", "vol-00000031", time.Hour)
+	keyed.Job = job.CreateKey(acct, region, "i-00000003", "crash", period)
+	inv := Inventory{Account: acct, Region: region, SnapshotsComplete: true,
+		Instances: []Instance{
+			root(running("i-00000001", nil, "vol-00000010", "vol-00000011", "vol-00000012", "vol-00000013")),
+			root(running("i-00000002", nil, "vol-00000020", "vol-00000021")),
+			root(running("i-00000003", nil, "vol-00000030", "vol-00000031", "vol-00000032")),
+			root(running("i-00000004", map[string]string{"skip": "yes"}, "vol-00000040", "vol-00000041")),
+			root(running("i-00000005", nil, "vol-00000050")),
+		},
+		VolumeTags: map[string]map[string]string{"vol-00000012": {"skip": "yes"}},
+		Snapshots: []Snapshot{
+			snap("snap-00000001", "crash", "vol-00000011", 30*time.Minute), // i-1 partly done: still due
+			snap("snap-00000002", "crash", "vol-00000021", 30*time.Minute), // i-2 done
+			snap("snap-00000003", "crash", "vol-00000020", 2*day),          // the boot volume's: irrelevant
+			keyed, // i-3 carries its key: done although vol-32 has none
+		},
+	}
+	res := Decide(inv, cfg, now)
+	var got []string
+	for _, d := range res.Decisions {
+		if d.Snapshot == "" {
+			got = append(got, strings.Join([]string{d.Instance, d.Volume, d.Action, d.Reason, d.Key, d.Detail}, "|"))
+		}
+	}
+	sort.Strings(got)
+	k1 := job.CreateKey(acct, region, "i-00000001", "crash", period)
+	want := []string{
+		"i-00000001|vol-00000010|skip|exclude_boot||",
+		"i-00000001|vol-00000012|skip|excluded||",
+		"i-00000001||create|due|" + k1 + "|volumes vol-00000011 vol-00000013",
+		"i-00000002|vol-00000020|skip|exclude_boot||",
+		"i-00000002||skip|done||volumes vol-00000021",
+		"i-00000003|vol-00000030|skip|exclude_boot||",
+		"i-00000003||skip|done||volumes vol-00000031 vol-00000032",
+		"i-00000004||skip|excluded||",
+		"i-00000005|vol-00000050|skip|exclude_boot||",
+	}
+	sort.Strings(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("decisions:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if res.Creates != 1 || res.Instances != 5 || res.Volumes != 12 {
+		t.Errorf("creates %d, instances %d, volumes %d; want 1, 5, 12", res.Creates, res.Instances, res.Volumes)
+	}
+	// The one create is one message of kind snapshots.create naming the instance.
+	for _, d := range res.Decisions {
+		if d.Action != ActionCreate {
+			continue
+		}
+		msg, err := d.message("r1", now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		j, err := job.Decode(msg.Body)
+		if err != nil || j.Kind != job.KindCreateInstance || j.Instance != "i-00000001" || j.Volume != "" || msg.GroupID != acct+"/"+region+"/i-00000001" {
+			t.Errorf("message %s (group %s): %+v, %v", msg.Body, msg.GroupID, j, err)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -164,13 +165,7 @@ func (p *Planner) planEventScope(ctx context.Context, log zerolog.Logger, ev eve
 		}
 		for _, r := range page.Reservations {
 			for _, i := range r.Instances {
-				inst := Instance{ID: aws.ToString(i.InstanceId), Tags: tagMap(i.Tags)}
-				for _, m := range i.BlockDeviceMappings {
-					if m.Ebs != nil && aws.ToString(m.Ebs.VolumeId) != "" {
-						inst.Volumes = append(inst.Volumes, Attachment{Volume: aws.ToString(m.Ebs.VolumeId), Device: aws.ToString(m.DeviceName)})
-					}
-				}
-				found = append(found, inst)
+				found = append(found, instanceOf(i))
 			}
 		}
 	}
@@ -198,19 +193,36 @@ func (p *Planner) planEventScope(ctx context.Context, log zerolog.Logger, ev eve
 			continue
 		}
 		sc.instances++
+		var vols []string // the volumes of an instance snapshot (consistency: instance)
 		for _, a := range inst.Volumes {
-			if seen[a.Volume] {
+			if seen[a.Volume] && !pol.PerInstance() {
 				continue
 			}
-			seen[a.Volume] = true
-			sc.volumes++
+			if !seen[a.Volume] {
+				seen[a.Volume] = true
+				sc.volumes++
+			}
 			d := d0
 			d.Volume, d.Device = a.Volume, a.Device
-			if anyTag(pol.Select.ExcludeTags, inst.Tags) || anyTag(pol.Select.ExcludeTags, volTags[a.Volume]) {
-				d.Action, d.Reason = ActionSkip, ReasonExcluded
-			} else {
+			reason := volumeSkip(&pol, &inst, a, volTags)
+			if pol.Select.Excludes(inst.Tags) {
+				reason = ReasonExcluded
+			}
+			switch {
+			case reason != "":
+				d.Action, d.Reason = ActionSkip, reason
+			case pol.PerInstance():
+				vols = append(vols, a.Volume)
+				continue
+			default:
 				d.Action, d.Reason, d.Key = ActionCreate, ReasonEvent, job.EventKey(account, region, a.Volume, pol.Name, ev.ID)
 			}
+			decisions = append(decisions, d)
+		}
+		if len(vols) > 0 {
+			d := d0
+			d.Detail = "volumes " + strings.Join(vols, " ")
+			d.Action, d.Reason, d.Key = ActionCreate, ReasonEvent, job.EventKey(account, region, inst.ID, pol.Name, ev.ID)
 			decisions = append(decisions, d)
 		}
 	}
@@ -251,14 +263,12 @@ func (p *Planner) planEventScope(ctx context.Context, log zerolog.Logger, ev eve
 			continue
 		}
 		sc.Creates++
-		j := job.Job{V: job.Version, Kind: job.KindCreate, Key: d.Key, Account: account, Region: region, Policy: d.Policy,
-			Volume: d.Volume, Instance: d.Instance, Device: d.Device, Run: run, PlannedAt: now}
-		body, err := job.Encode(j)
+		msg, err := d.message(run, now)
 		if err != nil {
-			fail(fmt.Errorf("encoding job %s: %w", d.Key, err))
+			fail(err)
 			continue
 		}
-		msgs = append(msgs, queue.Outgoing{Body: body, DedupID: d.Key, GroupID: job.GroupID(j)})
+		msgs = append(msgs, msg)
 	}
 	if p.DryRun {
 		return sc, decisions, 0, failures

@@ -306,19 +306,12 @@ func (p *Planner) planScope(ctx context.Context, log zerolog.Logger, account, re
 		if d.Action != ActionCreate && d.Action != ActionDelete {
 			continue
 		}
-		j := job.Job{V: job.Version, Key: d.Key, Account: account, Region: region, Policy: d.Policy,
-			Volume: d.Volume, Run: run, PlannedAt: now}
-		if d.Action == ActionCreate {
-			j.Kind, j.Instance, j.Device = job.KindCreate, d.Instance, d.Device
-		} else {
-			j.Kind, j.Snapshot = job.KindDelete, d.Snapshot
-		}
-		body, err := job.Encode(j)
+		msg, err := d.message(run, now)
 		if err != nil {
-			fail(fmt.Errorf("encoding job %s: %w", d.Key, err))
+			fail(err)
 			continue
 		}
-		msgs = append(msgs, queue.Outgoing{Body: body, DedupID: d.Key, GroupID: job.GroupID(j)})
+		msgs = append(msgs, msg)
 	}
 	log.Info().Int("instances", res.Instances).Int("volumes", res.Volumes).Int("snapshots_seen", res.SnapshotsSeen).
 		Int("snapshot_jobs", res.Creates).Int("delete_jobs", res.Deletes).Msg("planned")
@@ -383,21 +376,26 @@ func listInstances(ctx context.Context, client EC2, cfg *config.Config) ([]Insta
 		}
 		for _, r := range page.Reservations {
 			for _, i := range r.Instances {
-				inst := Instance{ID: aws.ToString(i.InstanceId), Tags: tagMap(i.Tags)}
-				if i.State != nil {
-					inst.State = string(i.State.Name)
-				}
-				for _, m := range i.BlockDeviceMappings {
-					if m.Ebs == nil || aws.ToString(m.Ebs.VolumeId) == "" {
-						continue
-					}
-					inst.Volumes = append(inst.Volumes, Attachment{Volume: aws.ToString(m.Ebs.VolumeId), Device: aws.ToString(m.DeviceName)})
-				}
-				out = append(out, inst)
+				out = append(out, instanceOf(i))
 			}
 		}
 	}
 	return out, nil
+}
+
+// instanceOf reads what the planner needs of an instance: its id, state, tags, root
+// device and EBS volumes.
+func instanceOf(i types.Instance) Instance {
+	inst := Instance{ID: aws.ToString(i.InstanceId), Tags: tagMap(i.Tags), Root: aws.ToString(i.RootDeviceName)}
+	if i.State != nil {
+		inst.State = string(i.State.Name)
+	}
+	for _, m := range i.BlockDeviceMappings {
+		if m.Ebs != nil && aws.ToString(m.Ebs.VolumeId) != "" {
+			inst.Volumes = append(inst.Volumes, Attachment{Volume: aws.ToString(m.Ebs.VolumeId), Device: aws.ToString(m.DeviceName)})
+		}
+	}
+	return inst
 }
 
 // excludeKeys returns the tag keys of every policy's exclude_tags, sorted.
@@ -559,4 +557,24 @@ func tagMap(tags []types.Tag) map[string]string {
 		m[aws.ToString(t.Key)] = aws.ToString(t.Value)
 	}
 	return m
+}
+
+// message is the job of a create or delete decision, encoded for the queue: a create
+// without a volume is an instance's (consistency: instance).
+func (d Decision) message(run string, now time.Time) (queue.Outgoing, error) {
+	j := job.Job{V: job.Version, Key: d.Key, Account: d.Account, Region: d.Region, Policy: d.Policy,
+		Volume: d.Volume, Run: run, PlannedAt: now}
+	switch {
+	case d.Action == ActionCreate && d.Volume == "":
+		j.Kind, j.Instance = job.KindCreateInstance, d.Instance
+	case d.Action == ActionCreate:
+		j.Kind, j.Instance, j.Device = job.KindCreate, d.Instance, d.Device
+	default:
+		j.Kind, j.Snapshot = job.KindDelete, d.Snapshot
+	}
+	body, err := job.Encode(j)
+	if err != nil {
+		return queue.Outgoing{}, fmt.Errorf("encoding job %s: %w", d.Key, err)
+	}
+	return queue.Outgoing{Body: body, DedupID: d.Key, GroupID: job.GroupID(j)}, nil
 }

@@ -264,6 +264,16 @@ type Select struct {
 	ExcludeTags map[string]string `yaml:"exclude_tags"`
 }
 
+// Excludes reports whether any one of the exclude tags is on a resource with these tags.
+func (s Select) Excludes(tags map[string]string) bool {
+	for k, v := range s.ExcludeTags {
+		if got, ok := tags[k]; ok && got == v {
+			return true
+		}
+	}
+	return false
+}
+
 // Retain holds the keep rules: a snapshot is deleted only when no rule keeps it, and never
 // below MinKeep snapshots per volume.
 type Retain struct {

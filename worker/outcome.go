@@ -24,9 +24,11 @@ const (
 	ReasonRefusedPolicyMismatch = "refused_policy_mismatch"
 	ReasonRefusedRetention      = "refused_retention"
 
-	ReasonVolumeGone = "volume_gone"
-	ReasonProtected  = "protected"
-	ReasonInUse      = "in_use"
+	ReasonVolumeGone   = "volume_gone"
+	ReasonInstanceGone = "instance_gone"
+	ReasonExcluded     = "excluded"
+	ReasonProtected    = "protected"
+	ReasonInUse        = "in_use"
 )
 
 // Action says what a successful handler did, so that a redelivered job that found its

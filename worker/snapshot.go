@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/smithy-go"
 	"github.com/sethvargo/go-retry"
 
 	"github.com/snapfleet/snapfleet/internal/cloud"
@@ -28,6 +30,11 @@ import (
 type EC2 interface {
 	DescribeSnapshots(ctx context.Context, in *ec2.DescribeSnapshotsInput, optFns ...func(*ec2.Options)) (*ec2.DescribeSnapshotsOutput, error)
 	CreateSnapshot(ctx context.Context, in *ec2.CreateSnapshotInput, optFns ...func(*ec2.Options)) (*ec2.CreateSnapshotOutput, error)
+	// Instance jobs: read the instance, snapshot its volumes at once, tag each snapshot
+	// with its volume and device.
+	DescribeInstances(ctx context.Context, in *ec2.DescribeInstancesInput, optFns ...func(*ec2.Options)) (*ec2.DescribeInstancesOutput, error)
+	CreateSnapshots(ctx context.Context, in *ec2.CreateSnapshotsInput, optFns ...func(*ec2.Options)) (*ec2.CreateSnapshotsOutput, error)
+	CreateTags(ctx context.Context, in *ec2.CreateTagsInput, optFns ...func(*ec2.Options)) (*ec2.CreateTagsOutput, error)
 	DeleteSnapshot(ctx context.Context, in *ec2.DeleteSnapshotInput, optFns ...func(*ec2.Options)) (*ec2.DeleteSnapshotOutput, error)
 	// The delete's re-checks: is the volume gone (orphans), is the snapshot shared or locked.
 	DescribeVolumes(ctx context.Context, in *ec2.DescribeVolumesInput, optFns ...func(*ec2.Options)) (*ec2.DescribeVolumesOutput, error)
@@ -56,7 +63,7 @@ var defaultBackoff = backoff{
 	SnoozeMin: 5 * time.Second,
 }
 
-// snapshots holds the two snapshot handlers.
+// snapshots holds the snapshot handlers.
 type snapshots struct {
 	cfg     *config.Config
 	ec2     func(account, region string) EC2
@@ -106,6 +113,7 @@ func (l *keyLock) lock(key string) (unlock func()) {
 func (s *snapshots) mux() *Mux {
 	m := NewMux()
 	m.RegisterFunc(job.KindCreate, s.create)
+	m.RegisterFunc(job.KindCreateInstance, s.createInstance)
 	m.RegisterFunc(job.KindDelete, s.delete)
 	return m
 }
@@ -245,6 +253,197 @@ func (s *snapshots) create(ctx context.Context, j job.Job) (Result, error) {
 	return s.settle(ctx, api, j, aws.ToString(out.SnapshotId))
 }
 
+// createInstance snapshots every volume of an instance job's instance at one point in time
+// (CreateSnapshots) unless snapshots carrying its key exist. The tags of DESIGN.md §4
+// common to all of them — the managed marker and the job key first — are written in the
+// call itself; each snapshot's volume, device and Name follow with CreateTags, and are
+// completed by a redelivery when that step was interrupted. The policy of the worker's
+// own config decides which volumes are left out (exclude tags, exclude_boot).
+func (s *snapshots) createInstance(ctx context.Context, j job.Job) (Result, error) {
+	p, ok := s.cfg.Policy(j.Policy)
+	if !ok {
+		return Result{}, Permanent(ReasonUnknownPolicy, fmt.Errorf("policy %q is not in the worker's config", j.Policy))
+	}
+	api := s.ec2(j.Account, j.Region)
+	defer s.inFlight.lock(j.Key)()
+
+	found, err := s.jobSnapshots(ctx, api, j)
+	if err != nil {
+		return Result{}, fail(fmt.Errorf("looking for the snapshots of job %s: %w", j.Key, err))
+	}
+	inst, err := s.readInstance(ctx, api, j.Instance)
+	if class, _ := cloud.Classify(err); class == cloud.NotFound {
+		if len(found) > 0 {
+			return Result{Action: Existed, Snapshot: aws.ToString(found[0].SnapshotId)}, nil
+		}
+		return Result{}, skipErr(ReasonInstanceGone, err)
+	}
+	if err != nil {
+		return Result{}, fail(fmt.Errorf("reading instance %s: %w", j.Instance, err))
+	}
+	if len(found) > 0 {
+		return Result{Action: Existed, Snapshot: aws.ToString(found[0].SnapshotId)}, s.tagVolumes(ctx, api, j, inst, found)
+	}
+	spec, err := s.instanceSpec(ctx, api, p, inst)
+	if err != nil {
+		return Result{}, fail(fmt.Errorf("reading the volumes of instance %s: %w", j.Instance, err))
+	}
+	if spec == nil {
+		return Result{}, skipErr(ReasonExcluded, fmt.Errorf("policy %s excludes instance %s or every one of its volumes", j.Policy, j.Instance))
+	}
+	start := s.now().UTC()
+	in := &ec2.CreateSnapshotsInput{
+		InstanceSpecification: spec,
+		Description:           aws.String(fmt.Sprintf("snapfleet %s %s", j.Policy, j.Key)),
+		TagSpecifications: []types.TagSpecification{{
+			ResourceType: types.ResourceTypeSnapshot,
+			Tags:         createTags(j, p, start),
+		}},
+	}
+	// As for CreateSnapshot: no client token, so no SDK resend (see create).
+	var out *ec2.CreateSnapshotsOutput
+	err = s.call(ctx, func(ctx context.Context) error {
+		var err error
+		out, err = api.CreateSnapshots(ctx, in, noSDKRetry)
+		return err
+	})
+	if err != nil {
+		err = fmt.Errorf("creating snapshots of instance %s: %w", j.Instance, err)
+		if class, _ := cloud.Classify(err); class == cloud.NotFound {
+			return Result{}, skipErr(ReasonInstanceGone, err)
+		}
+		return Result{}, fail(err)
+	}
+	var made []string
+	var snaps []types.Snapshot
+	for _, si := range out.Snapshots {
+		made = append(made, aws.ToString(si.SnapshotId))
+		snaps = append(snaps, types.Snapshot{SnapshotId: si.SnapshotId, VolumeId: si.VolumeId, StartTime: si.StartTime})
+	}
+	if len(made) == 0 {
+		return Result{}, fmt.Errorf("creating snapshots of instance %s: CreateSnapshots returned no snapshot", j.Instance)
+	}
+	res, _ := s.settle(ctx, api, j, made...)
+	if res.Action == Existed {
+		return res, nil
+	}
+	return res, s.tagVolumes(ctx, api, j, inst, snaps)
+}
+
+// readInstance reads one instance; a missing one is a NotFound error.
+func (s *snapshots) readInstance(ctx context.Context, api EC2, id string) (types.Instance, error) {
+	var out *ec2.DescribeInstancesOutput
+	err := s.call(ctx, func(ctx context.Context) error {
+		var err error
+		out, err = api.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}})
+		return err
+	})
+	if err != nil {
+		return types.Instance{}, err
+	}
+	for _, r := range out.Reservations {
+		for _, in := range r.Instances {
+			if aws.ToString(in.InstanceId) == id && (in.State == nil || in.State.Name != types.InstanceStateNameTerminated) {
+				return in, nil
+			}
+		}
+	}
+	return types.Instance{}, &smithy.GenericAPIError{Code: "InvalidInstanceID.NotFound", Message: "instance " + id + " is not listed"}
+}
+
+// instanceSpec says which volumes of the instance CreateSnapshots takes: all but those
+// carrying an exclude tag of the policy and, with exclude_boot, the root volume. Nil when
+// the instance carries an exclude tag or no volume is left.
+func (s *snapshots) instanceSpec(ctx context.Context, api EC2, p config.Policy, inst types.Instance) (*types.InstanceSpecification, error) {
+	if p.Select.Excludes(tagMap(inst.Tags)) {
+		return nil, nil
+	}
+	spec := &types.InstanceSpecification{InstanceId: inst.InstanceId, ExcludeBootVolume: aws.Bool(p.ExcludeBoot)}
+	root := aws.ToString(inst.RootDeviceName)
+	var ids []string
+	for _, m := range inst.BlockDeviceMappings {
+		if m.Ebs != nil && aws.ToString(m.Ebs.VolumeId) != "" {
+			ids = append(ids, aws.ToString(m.Ebs.VolumeId))
+		}
+	}
+	left := len(ids)
+	if p.ExcludeBoot {
+		left = 0
+		for _, m := range inst.BlockDeviceMappings {
+			if m.Ebs != nil && aws.ToString(m.DeviceName) != root {
+				left++
+			}
+		}
+	}
+	if len(p.Select.ExcludeTags) > 0 && len(ids) > 0 {
+		var out *ec2.DescribeVolumesOutput
+		err := s.call(ctx, func(ctx context.Context) error {
+			var err error
+			out, err = api.DescribeVolumes(ctx, &ec2.DescribeVolumesInput{VolumeIds: ids})
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		for _, v := range out.Volumes {
+			if !p.Select.Excludes(tagMap(v.Tags)) {
+				continue
+			}
+			isRoot := false
+			for _, a := range v.Attachments {
+				isRoot = isRoot || (aws.ToString(a.InstanceId) == aws.ToString(inst.InstanceId) && aws.ToString(a.Device) == root)
+			}
+			switch {
+			case isRoot && !p.ExcludeBoot:
+				spec.ExcludeBootVolume = aws.Bool(true)
+				left--
+			case !isRoot:
+				spec.ExcludeDataVolumeIds = append(spec.ExcludeDataVolumeIds, aws.ToString(v.VolumeId))
+				left--
+			}
+		}
+	}
+	if left <= 0 {
+		return nil, nil
+	}
+	return spec, nil
+}
+
+// tagVolumes writes the per-volume tags of DESIGN.md §4 — snapfleet:volume,
+// snapfleet:device and Name — on the snapshots of an instance job that lack them. The
+// snapshots are already managed (their marker came with CreateSnapshots): a failure here
+// is retried through the queue, and the redelivery finds them and tags them.
+func (s *snapshots) tagVolumes(ctx context.Context, api EC2, j job.Job, inst types.Instance, snaps []types.Snapshot) error {
+	devices := map[string]string{}
+	for _, m := range inst.BlockDeviceMappings {
+		if m.Ebs != nil {
+			devices[aws.ToString(m.Ebs.VolumeId)] = aws.ToString(m.DeviceName)
+		}
+	}
+	for _, sn := range snaps {
+		vol := aws.ToString(sn.VolumeId)
+		if tagMap(sn.Tags)[tag.Volume] != "" || vol == "" {
+			continue
+		}
+		tags := []types.Tag{{Key: aws.String(tag.Volume), Value: aws.String(vol)}}
+		name := j.Instance
+		if dev := devices[vol]; dev != "" {
+			tags = append(tags, types.Tag{Key: aws.String(tag.Device), Value: aws.String(dev)})
+			name += " " + dev
+		}
+		name += " " + aws.ToTime(sn.StartTime).UTC().Format(time.RFC3339)
+		tags = append(tags, types.Tag{Key: aws.String(tag.Name), Value: aws.String(name)})
+		err := s.call(ctx, func(ctx context.Context) error {
+			_, err := api.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{aws.ToString(sn.SnapshotId)}, Tags: tags})
+			return err
+		})
+		if err != nil {
+			return fail(fmt.Errorf("tagging snapshot %s of volume %s: %w", aws.ToString(sn.SnapshotId), vol, err))
+		}
+	}
+	return nil
+}
+
 // noSDKRetry turns off the SDK's own retries for one call.
 func noSDKRetry(o *ec2.Options) { o.RetryMaxAttempts = 1 }
 
@@ -288,30 +487,33 @@ func (s *snapshots) jobSnapshots(ctx context.Context, api EC2, j job.Job) ([]typ
 	return found, nil
 }
 
-// settle converges after a create: CreateSnapshot has no client token, so two workers
+// settle converges after a create: CreateSnapshot(s) has no client token, so two workers
 // that took duplicates of one job at the same moment can both have created. Each looks
-// again; every one that did not make the keeper deletes the snapshot it made itself (it
-// has just made it, so no retention rule is involved) and reports the job as existing.
-// A failed look is not an error: the job took effect, a duplicate is the worst case.
-func (s *snapshots) settle(ctx context.Context, api EC2, j job.Job, made string) (Result, error) {
+// again: the keeper is the oldest snapshot carrying the key, and every worker that did not
+// make it deletes the snapshots it made itself (it has just made them, so no retention
+// rule is involved; for an instance job the keeper's whole set stays, one point in time)
+// and reports the job as existing. A failed look is not an error: the job took effect, a
+// duplicate is the worst case.
+func (s *snapshots) settle(ctx context.Context, api EC2, j job.Job, made ...string) (Result, error) {
+	created := Result{Action: Created, Snapshot: made[0]}
 	found, err := s.jobSnapshots(ctx, api, j)
-	if err != nil || len(found) < 2 || aws.ToString(found[0].SnapshotId) == made {
-		return Result{Action: Created, Snapshot: made}, nil
+	if err != nil || len(found) == 0 || slices.Contains(made, aws.ToString(found[0].SnapshotId)) {
+		return created, nil
 	}
-	keeper := aws.ToString(found[0].SnapshotId)
 	for _, sn := range found[1:] {
-		if aws.ToString(sn.SnapshotId) != made {
+		id := aws.ToString(sn.SnapshotId)
+		if !slices.Contains(made, id) {
 			continue
 		}
 		err := s.call(ctx, func(ctx context.Context) error {
-			_, err := api.DeleteSnapshot(ctx, &ec2.DeleteSnapshotInput{SnapshotId: aws.String(made)})
+			_, err := api.DeleteSnapshot(ctx, &ec2.DeleteSnapshotInput{SnapshotId: aws.String(id)})
 			return err
 		})
 		if err != nil {
-			return Result{Action: Created, Snapshot: made}, nil
+			return created, nil
 		}
 	}
-	return Result{Action: Existed, Snapshot: keeper}, nil
+	return Result{Action: Existed, Snapshot: aws.ToString(found[0].SnapshotId)}, nil
 }
 
 // createTags are the tags of DESIGN.md §4, sorted by key. snapfleet's own keys win over a
@@ -327,7 +529,9 @@ func createTags(j job.Job, p config.Policy, start time.Time) []types.Tag {
 	}
 	m[tag.Policy] = j.Policy
 	m[tag.Job] = j.Key
-	m[tag.Volume] = j.Volume
+	if j.Volume != "" {
+		m[tag.Volume] = j.Volume
+	}
 	if j.Instance != "" {
 		m[tag.Instance] = j.Instance
 	}

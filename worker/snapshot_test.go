@@ -755,6 +755,7 @@ func diffTags(t *testing.T, want, got map[string]string) {
 // without OwnerIds may: the worker's own checks in code must hold on their own. moto
 // honours tag filters, so only a fake can test this.
 type lawlessEC2 struct {
+	EC2     // the instance-job calls: not used by these tests
 	mu      sync.Mutex
 	snaps   []types.Snapshot
 	hide    string // left out of filtered listings

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -20,7 +21,7 @@ import (
 
 // templates are the CloudFormation templates; manifests the Kubernetes ones.
 var (
-	templates = []string{"hub.yaml", "member-role.yaml", "member-stackset.yaml", "ecs-worker.yaml"}
+	templates = []string{"hub.yaml", "member-role.yaml", "member-stackset.yaml", "member-events.yaml", "ecs-worker.yaml"}
 	manifests = []string{"k8s/serviceaccount.yaml", "k8s/configmap.yaml", "k8s/deployment.yaml", "k8s/scaledobject.yaml"}
 )
 
@@ -340,6 +341,74 @@ func TestHubQueues(t *testing.T) {
 	if val(get(alarm, "MetricName")) != "ApproximateNumberOfMessagesVisible" || dims == nil || len(dims.Content) != 1 ||
 		val(get(dims.Content[0], "Value")) != "JobsDeadLetterQueue.QueueName" {
 		t.Error("no alarm on the DLQ depth")
+	}
+}
+
+// resources reads the Resources of a template.
+func resources(t *testing.T, file string) *yaml.Node {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	return get(doc.Content[0], "Resources")
+}
+
+// TestMemberEventsForwardTheHubPattern: member-events.yaml forwards exactly the events the
+// hub's StateChangeRule hands to the planner, to the hub's default bus through its role,
+// and that role trusts EventBridge only on behalf of its own account.
+func TestMemberEventsForwardTheHubPattern(t *testing.T) {
+	t.Parallel()
+	hub, member := resources(t, "hub.yaml"), resources(t, "member-events.yaml")
+	pattern := func(file string, res *yaml.Node, id string) any {
+		var p any
+		n := get(get(get(res, id), "Properties"), "EventPattern")
+		if n == nil {
+			t.Fatalf("%s: %s has no EventPattern", file, id)
+		}
+		if err := n.Decode(&p); err != nil {
+			t.Fatalf("%s: %s EventPattern: %v", file, id, err)
+		}
+		return p
+	}
+	want, got := pattern("hub.yaml", hub, "StateChangeRule"), pattern("member-events.yaml", member, "ForwardRule")
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("member-events.yaml ForwardRule pattern %v; hub.yaml StateChangeRule has %v", got, want)
+	}
+	rule := get(get(member, "ForwardRule"), "Properties")
+	if bus := get(rule, "EventBusName"); bus != nil && bus.Value != "default" {
+		t.Errorf("ForwardRule is on bus %q, want the default bus where EC2 publishes", bus.Value)
+	}
+	targets := get(rule, "Targets")
+	if targets == nil || len(targets.Content) != 1 {
+		t.Fatalf("ForwardRule: want one target, got %v", targets)
+	}
+	target := targets.Content[0]
+	if arn := get(target, "Arn"); arn == nil || arn.Value != "arn:${AWS::Partition}:events:${HubRegion}:${HubAccountId}:event-bus/default" {
+		t.Errorf("ForwardRule target %v, want the hub's default bus", arn)
+	}
+	if r := get(target, "RoleArn"); r == nil || r.Tag != "!GetAtt" || r.Value != "ForwardRole.Arn" {
+		t.Errorf("ForwardRule target RoleArn %v, want !GetAtt ForwardRole.Arn: the hub's bus grants by organization id", r)
+	}
+	for _, st := range roles(t, "member-events.yaml")["ForwardRole"] {
+		for _, r := range st.Resources {
+			if r == nil || r.Value != get(target, "Arn").Value {
+				t.Errorf("ForwardRole statement %s on %v, want only the hub's default bus", st.Sid, r)
+			}
+		}
+	}
+	trust := get(get(get(member, "ForwardRole"), "Properties"), "AssumeRolePolicyDocument")
+	for _, s := range get(trust, "Statement").Content {
+		if p := get(get(s, "Principal"), "Service"); p == nil || p.Value != "events.amazonaws.com" {
+			t.Errorf("ForwardRole trusts %v, want events.amazonaws.com", p)
+		}
+		if v := get(get(get(s, "Condition"), "StringEquals"), "aws:SourceAccount"); v == nil || v.Value != "AWS::AccountId" {
+			t.Errorf("ForwardRole trust statement without aws:SourceAccount = !Ref AWS::AccountId")
+		}
 	}
 }
 

@@ -194,8 +194,9 @@ func TestIAMIsTheREADMEsLeastPrivilege(t *testing.T) {
 	}
 }
 
-// TestMemberRoleConditions: the member role creates only tagged snapshots, tags only on
-// create, deletes only managed snapshots, and trusts the hub only with the ExternalId.
+// TestMemberRoleConditions: the member role creates only tagged snapshots (CreateSnapshot
+// and CreateSnapshots), tags on create or — volume, device and Name only — managed
+// snapshots, deletes only managed snapshots, and trusts the hub only with the ExternalId.
 func TestMemberRoleConditions(t *testing.T) {
 	t.Parallel()
 	stmts := roles(t, "member-role.yaml")["MemberRole"]
@@ -218,35 +219,37 @@ func TestMemberRoleConditions(t *testing.T) {
 	for _, st := range stmts {
 		for _, a := range st.Actions {
 			switch {
-			case a == "ec2:CreateSnapshot" && onSnapshot(st):
+			case (a == "ec2:CreateSnapshot" || a == "ec2:CreateSnapshots") && onSnapshot(st):
 				createTagged++
 				if cond(st, "Null", "aws:RequestTag/snapfleet:policy") != "false" {
-					t.Errorf("statement %s: CreateSnapshot on snapshots without the snapfleet:policy request tag condition", st.Sid)
+					t.Errorf("statement %s: %s on snapshots without the snapfleet:policy request tag condition", st.Sid, a)
 				}
-			case a == "ec2:CreateSnapshot":
+			case a == "ec2:CreateSnapshot" || a == "ec2:CreateSnapshots":
 				createVolume++
 				for _, r := range st.Resources {
-					if r == nil || !strings.Contains(r.Value, ":volume/") {
-						t.Errorf("statement %s: untagged CreateSnapshot on %v, want volumes only", st.Sid, r)
+					if r == nil || !(strings.Contains(r.Value, ":volume/") || (a == "ec2:CreateSnapshots" && strings.Contains(r.Value, ":instance/"))) {
+						t.Errorf("statement %s: untagged %s on %v, want volumes (and instances) only", st.Sid, a, r)
 					}
 				}
 			case a == "ec2:CreateTags":
 				tags++
-				if cond(st, "StringEquals", "ec2:CreateAction") != "CreateSnapshot" || !onSnapshot(st) {
-					t.Errorf("statement %s: CreateTags not limited to snapshots being created", st.Sid)
+				onCreate := slices.Equal(sorted(scalars(get(get(st.Condition, "StringEquals"), "ec2:CreateAction"))), []string{"CreateSnapshot", "CreateSnapshots"})
+				keys := scalars(get(get(st.Condition, "ForAllValues:StringEquals"), "aws:TagKeys"))
+				onManaged := cond(st, "Null", "aws:ResourceTag/snapfleet:policy") == "false" && len(keys) > 0 &&
+					!slices.ContainsFunc(keys, func(k string) bool { return k != "snapfleet:volume" && k != "snapfleet:device" && k != "Name" })
+				if !onSnapshot(st) || (!onCreate && !onManaged) {
+					t.Errorf("statement %s: CreateTags neither limited to snapshots being created nor to the volume, device and Name of managed ones", st.Sid)
 				}
 			case a == "ec2:DeleteSnapshot":
 				deletes++
 				if cond(st, "Null", "aws:ResourceTag/snapfleet:policy") != "false" || !onSnapshot(st) {
 					t.Errorf("statement %s: DeleteSnapshot not limited to snapshots carrying snapfleet:policy", st.Sid)
 				}
-			case a == "ec2:CreateSnapshots":
-				t.Errorf("statement %s: CreateSnapshots is never called by snapfleet", st.Sid)
 			}
 		}
 	}
-	if createTagged != 1 || createVolume != 1 || tags != 1 || deletes != 1 {
-		t.Errorf("member role statements: %d tagged creates, %d volume creates, %d tags, %d deletes; want one each", createTagged, createVolume, tags, deletes)
+	if createTagged != 2 || createVolume != 2 || tags != 2 || deletes != 1 {
+		t.Errorf("member role statements: %d tagged creates, %d volume creates, %d tags, %d deletes; want 2, 2, 2, 1", createTagged, createVolume, tags, deletes)
 	}
 	b, err := os.ReadFile("member-role.yaml")
 	if err != nil {

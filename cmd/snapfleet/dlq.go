@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -220,8 +222,8 @@ var reasonRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 
 func (f *replayFlags) check() error {
 	switch {
-	case f.kind != "" && f.kind != job.KindCreate && f.kind != job.KindDelete:
-		return usagef("--kind: %q is not %s or %s", f.kind, job.KindCreate, job.KindDelete)
+	case f.kind != "" && !slices.Contains(job.Kinds, f.kind):
+		return usagef("--kind: %q is not one of %s", f.kind, strings.Join(job.Kinds, ", "))
 	case f.account != "" && !job.ValidAccount(f.account):
 		return usagef("--account: %q is not a 12-digit account id", f.account)
 	case f.region != "" && !job.ValidRegion(f.region):
@@ -304,7 +306,7 @@ func newDLQReplayCmd(g *globals) *cobra.Command {
 	fl := cmd.Flags()
 	fl.StringVar(&queueURL, "queue", "", "jobs queue (its dead-letter queue is replayed into it): an SQS queue URL or file:PATH")
 	fl.StringVar(&g.configPath, "config", "", "config file (YAML): accounts and roles")
-	fl.StringVar(&f.kind, "kind", "", "only jobs of this kind: snapshot.create or snapshot.delete")
+	fl.StringVar(&f.kind, "kind", "", "only jobs of this kind: "+strings.Join(job.Kinds, ", "))
 	fl.StringVar(&f.account, "account", "", "only jobs of this account (12 digits)")
 	fl.StringVar(&f.region, "region", "", "only jobs of this region")
 	fl.StringVar(&f.reason, "error", "", "only dead letters with this reason (e.g. unknown_policy)")

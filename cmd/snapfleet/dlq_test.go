@@ -387,7 +387,7 @@ func TestDLQUsage(t *testing.T) {
 	}{
 		{[]string{"dlq", "replay", "--queue", q, "--account", "12345"}, `--account: "12345" is not a 12-digit account id`},
 		{[]string{"dlq", "replay", "--queue", q, "--max", "-1"}, "--max: -1 is negative"},
-		{[]string{"dlq", "replay", "--queue", q, "--kind", "snapshot.resize"}, `--kind: "snapshot.resize" is not snapshot.create or snapshot.delete`},
+		{[]string{"dlq", "replay", "--queue", q, "--kind", "snapshot.resize"}, `--kind: "snapshot.resize" is not one of snapshot.create, snapshots.create, snapshot.delete`},
 		{[]string{"dlq", "replay", "--queue", q, "--region", "Mars"}, `--region: "Mars" is not a region`},
 		{[]string{"dlq", "replay", "--queue", q, "--error", "Unknown Policy"}, `--error: "Unknown Policy" is not a reason code`},
 		{[]string{"dlq", "replay", "--queue", q, "--max", "many"}, `invalid argument "many" for "--max"`},

@@ -27,6 +27,9 @@ const (
 	KindCreateInstance = "snapshots.create"
 )
 
+// Kinds are every kind this build handles.
+var Kinds = []string{KindCreate, KindCreateInstance, KindDelete}
+
 // MaxSize is the upper bound of an encoded message (DESIGN.md §5).
 const MaxSize = 1024
 

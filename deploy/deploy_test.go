@@ -68,15 +68,7 @@ func get(n *yaml.Node, key string) *yaml.Node {
 // logical id.
 func roles(t *testing.T, file string) map[string][]statement {
 	t.Helper()
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(b, &doc); err != nil {
-		t.Fatalf("%s: %v", file, err)
-	}
-	res := get(doc.Content[0], "Resources")
+	res := resources(t, file)
 	out := map[string][]statement{}
 	for i := 0; res != nil && i+1 < len(res.Content); i += 2 {
 		id, r := res.Content[i].Value, res.Content[i+1]
@@ -251,15 +243,7 @@ func TestMemberRoleConditions(t *testing.T) {
 	if createTagged != 2 || createVolume != 2 || tags != 2 || deletes != 1 {
 		t.Errorf("member role statements: %d tagged creates, %d volume creates, %d tags, %d deletes; want 2, 2, 2, 1", createTagged, createVolume, tags, deletes)
 	}
-	b, err := os.ReadFile("member-role.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(b, &doc); err != nil {
-		t.Fatal(err)
-	}
-	trust := get(get(get(get(doc.Content[0], "Resources"), "MemberRole"), "Properties"), "AssumeRolePolicyDocument")
+	trust := get(get(get(resources(t, "member-role.yaml"), "MemberRole"), "Properties"), "AssumeRolePolicyDocument")
 	for _, s := range get(trust, "Statement").Content {
 		c := get(s, "Condition")
 		if v := get(get(c, "StringEquals"), "sts:ExternalId"); v == nil || v.Value != "ExternalId" {

@@ -223,34 +223,49 @@ func (s *snapshots) create(ctx context.Context, j job.Job) (Result, error) {
 		return Result{Action: Existed, Snapshot: aws.ToString(found[0].SnapshotId)}, nil
 	}
 
-	start := s.now().UTC()
 	in := &ec2.CreateSnapshotInput{
-		VolumeId:    aws.String(j.Volume),
-		Description: aws.String(fmt.Sprintf("snapfleet %s %s", j.Policy, j.Key)),
-		TagSpecifications: []types.TagSpecification{{
-			ResourceType: types.ResourceTypeSnapshot,
-			Tags:         createTags(j, p, start),
-		}},
+		VolumeId:          aws.String(j.Volume),
+		Description:       description(j),
+		TagSpecifications: tagSpec(j, p, s.now()),
 	}
-	// The SDK must not resend CreateSnapshot on its own: the call has no client token, so
-	// after a lost response (a 5xx or a reset connection once the call took effect) a
-	// resend makes a second snapshot. Throttled calls took no effect and are retried by
-	// s.call; any other failure goes back to the queue, and the retry looks for the
-	// job's snapshot before it creates one.
 	var out *ec2.CreateSnapshotOutput
-	err = s.call(ctx, func(ctx context.Context) error {
+	err = s.createOnce(ctx, "snapshot of "+j.Volume, ReasonVolumeGone, func(ctx context.Context) error {
 		var err error
 		out, err = api.CreateSnapshot(ctx, in, noSDKRetry)
 		return err
 	})
 	if err != nil {
-		err = fmt.Errorf("creating snapshot of %s: %w", j.Volume, err)
-		if class, _ := cloud.Classify(err); class == cloud.NotFound {
-			return Result{}, skipErr(ReasonVolumeGone, err)
-		}
-		return Result{}, fail(err)
+		return Result{}, err
 	}
 	return s.settle(ctx, api, j, aws.ToString(out.SnapshotId))
+}
+
+// createOnce runs a CreateSnapshot(s) call through s.call; fn must pass noSDKRetry. The
+// SDK must not resend these calls on its own: they have no client token, so after a lost
+// response (a 5xx or a reset connection once the call took effect) a resend makes second
+// snapshots. Throttled calls took no effect and are retried by s.call; any other failure
+// goes back to the queue, and the retry looks for the job's snapshots before it creates.
+// NotFound (the volume or instance is gone) is the skip gone.
+func (s *snapshots) createOnce(ctx context.Context, what, gone string, fn func(context.Context) error) error {
+	err := s.call(ctx, fn)
+	if err == nil {
+		return nil
+	}
+	err = fmt.Errorf("creating %s: %w", what, err)
+	if class, _ := cloud.Classify(err); class == cloud.NotFound {
+		return skipErr(gone, err)
+	}
+	return fail(err)
+}
+
+// description is the Description of a job's snapshots.
+func description(j job.Job) *string {
+	return aws.String(fmt.Sprintf("snapfleet %s %s", j.Policy, j.Key))
+}
+
+// tagSpec holds the tags of DESIGN.md §4 that a create call writes (createTags).
+func tagSpec(j job.Job, p config.Policy, now time.Time) []types.TagSpecification {
+	return []types.TagSpecification{{ResourceType: types.ResourceTypeSnapshot, Tags: createTags(j, p, now.UTC())}}
 }
 
 // createInstance snapshots every volume of an instance job's instance at one point in time
@@ -291,28 +306,19 @@ func (s *snapshots) createInstance(ctx context.Context, j job.Job) (Result, erro
 	if spec == nil {
 		return Result{}, skipErr(ReasonExcluded, fmt.Errorf("policy %s excludes instance %s or every one of its volumes", j.Policy, j.Instance))
 	}
-	start := s.now().UTC()
 	in := &ec2.CreateSnapshotsInput{
 		InstanceSpecification: spec,
-		Description:           aws.String(fmt.Sprintf("snapfleet %s %s", j.Policy, j.Key)),
-		TagSpecifications: []types.TagSpecification{{
-			ResourceType: types.ResourceTypeSnapshot,
-			Tags:         createTags(j, p, start),
-		}},
+		Description:           description(j),
+		TagSpecifications:     tagSpec(j, p, s.now()),
 	}
-	// As for CreateSnapshot: no client token, so no SDK resend (see create).
 	var out *ec2.CreateSnapshotsOutput
-	err = s.call(ctx, func(ctx context.Context) error {
+	err = s.createOnce(ctx, "snapshots of instance "+j.Instance, ReasonInstanceGone, func(ctx context.Context) error {
 		var err error
 		out, err = api.CreateSnapshots(ctx, in, noSDKRetry)
 		return err
 	})
 	if err != nil {
-		err = fmt.Errorf("creating snapshots of instance %s: %w", j.Instance, err)
-		if class, _ := cloud.Classify(err); class == cloud.NotFound {
-			return Result{}, skipErr(ReasonInstanceGone, err)
-		}
-		return Result{}, fail(err)
+		return Result{}, err
 	}
 	var made []string
 	var snaps []types.Snapshot

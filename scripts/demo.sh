@@ -100,6 +100,6 @@ plan_and_work --now "$later"
 report us-east-1
 
 step "dry run of the next plan: what would happen, nothing enqueued"
-"$bin" plan --config "$config" --dry-run --now "$later" 2>/dev/null | head -20
+"$bin" plan --config "$config" --dry-run --now "$later" 2>/dev/null | sed -n 1,30p
 echo
 echo "logs: $demo/*.log"

@@ -16,7 +16,11 @@ type BatchResult struct {
 	// dead-lettering failed. An SQS event source mapping reports them as batch item
 	// failures; every other message of the batch is done and may be deleted.
 	Retry []string
-	Stats Stats
+	// DeadLettered are the IDs of the messages this batch sent to the dead-letter queue
+	// (poison: invalid_message, refused_*, ...). They are gone from the queue already; the
+	// caller may still report them as failed items, and nothing retries them.
+	DeadLettered []string
+	Stats        Stats
 }
 
 // replyMargin is how long before the caller's deadline HandleBatch stops waiting for jobs,
@@ -42,7 +46,7 @@ func (w *Worker) HandleBatch(ctx context.Context, msgs []queue.Message) (BatchRe
 	if w.Queue == nil {
 		return BatchResult{}, errors.New("worker: Queue is nil")
 	}
-	d := &delivered{Queue: w.Queue, done: map[string]bool{}}
+	d := &delivered{Queue: w.Queue, done: map[string]bool{}, dead: map[string]bool{}}
 	cp := *w
 	cp.Queue = d
 	// A grace long enough for any batch when the caller gives no deadline.
@@ -81,8 +85,12 @@ start:
 
 	var res BatchResult
 	for _, m := range msgs {
-		if !started[m.Receipt] || !d.isDone(m.Receipt) {
+		done, dead := d.state(m.Receipt)
+		switch {
+		case !started[m.Receipt] || !done:
 			res.Retry = append(res.Retry, m.ID)
+		case dead:
+			res.DeadLettered = append(res.DeadLettered, m.ID)
 		}
 	}
 	r.mu.Lock()
@@ -111,6 +119,7 @@ type delivered struct {
 	Queue
 	mu   sync.Mutex
 	done map[string]bool // by receipt
+	dead map[string]bool // by receipt: dead-lettered (and so done)
 }
 
 func (d *delivered) Delete(_ context.Context, msgs []queue.Message) error {
@@ -129,11 +138,12 @@ func (d *delivered) DeadLetter(ctx context.Context, m queue.Message, reason, las
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.done[m.Receipt] = true
+	d.dead[m.Receipt] = true
 	return nil
 }
 
-func (d *delivered) isDone(receipt string) bool {
+func (d *delivered) state(receipt string) (done, dead bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.done[receipt]
+	return d.done[receipt], d.dead[receipt]
 }

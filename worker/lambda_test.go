@@ -61,6 +61,9 @@ func TestHandleBatchOutcomes(t *testing.T) {
 	if want := []string{ids[3], ids[4], ids[5]}; !slices.Equal(res.Retry, want) {
 		t.Errorf("Retry = %v, want snoozed, retryable and released %v", res.Retry, want)
 	}
+	if want := []string{ids[0]}; !slices.Equal(res.DeadLettered, want) {
+		t.Errorf("DeadLettered = %v, want the poison message %v", res.DeadLettered, want)
+	}
 	if want := (Stats{Processed: 5, Created: 1, Skipped: 1, Retried: 2, DeadLettered: 1}); res.Stats != want {
 		t.Errorf("stats = %+v, want %+v", res.Stats, want)
 	}

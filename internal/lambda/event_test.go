@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
@@ -131,9 +132,20 @@ func TestEventHandlers(t *testing.T) {
 	if _, err := w.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &w.queueURL, MessageBody: aws.String(poison)}); err != nil {
 		t.Fatal(err)
 	}
-	resp := w.work(ctx, w.function(ModeWork), w.receive(ctx, w.queueURL, w.queueARN, 5))
-	if len(resp.BatchItemFailures) != 0 {
-		t.Fatalf("batch item failures %v, want none (the poison record is dead-lettered)", resp.BatchItemFailures)
+	batch := w.receive(ctx, w.queueURL, w.queueARN, 5)
+	var sqsEv events.SQSEvent
+	if err := json.Unmarshal(batch, &sqsEv); err != nil {
+		t.Fatal(err)
+	}
+	var poisonID string
+	for _, r := range sqsEv.Records {
+		if r.Body == poison {
+			poisonID = r.MessageId
+		}
+	}
+	resp := w.work(ctx, w.function(ModeWork), batch)
+	if len(resp.BatchItemFailures) != 1 || resp.BatchItemFailures[0].ItemIdentifier != poisonID {
+		t.Fatalf("batch item failures %v, want only the poison record %s", resp.BatchItemFailures, poisonID)
 	}
 	managed := w.managed(ctx)
 	for _, vol := range []string{optedIn, shop1, shop2} {

@@ -1,8 +1,9 @@
 // Package lambda serves snapfleet as AWS Lambda functions: the planner, invoked by
 // EventBridge Scheduler (or by hand with an empty event), plans onto the jobs queue and
 // returns the summary; the worker, fed by an SQS event source mapping, handles each record
-// of a batch like the long-running worker and reports only the records to retry as batch
-// item failures (ReportBatchItemFailures), so one bad message never redoes the batch.
+// of a batch like the long-running worker and reports only the records to retry, and the
+// poison ones it dead-lettered, as batch item failures (ReportBatchItemFailures), so one
+// bad message never redoes the batch.
 //
 // Settings come from the function's environment (FromEnv): SNAPFLEET_LAMBDA=plan|work,
 // the config from SNAPFLEET_CONFIG (a path) or SNAPFLEET_CONFIG_YAML (inline), the queue
@@ -315,8 +316,11 @@ func (f *Function) Work(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 	if err != nil {
 		return events.SQSEventResponse{}, fmt.Errorf("handling a batch of %d messages: %w", len(msgs), err)
 	}
+	// Retried records, and poison ones: those are in the dead-letter queue with their
+	// reason already (gone from this queue, so not retried), and reported failed so that
+	// the invocation's metrics see them.
 	resp := events.SQSEventResponse{BatchItemFailures: []events.SQSBatchItemFailure{}}
-	for _, id := range res.Retry {
+	for _, id := range append(res.Retry, res.DeadLettered...) {
 		resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: id})
 	}
 	return resp, nil

@@ -126,6 +126,7 @@ var conformance = []struct {
 	{"SetVisibilityExtends", testSetVisibilityExtends},
 	{"DeadLetter", testDeadLetter},
 	{"RedriveAfterMaxReceives", testRedrive},
+	{"RequeueNeverRedrives", testRequeue},
 	{"DLQReceiveDoesNotLose", testDLQNoLoss},
 	{"DLQHasNoDLQ", testDLQOfDLQ},
 	{"Stats", testStats},
@@ -423,6 +424,63 @@ func testRedrive(t *testing.T, b backend) {
 	got := receiveN(t, dlq(t, q), 1, 10*time.Second)[0]
 	if string(got.Body) != "crashes the worker" || got.Reason != queue.ReasonExhaustedRetries || got.Attempts < 2 {
 		t.Errorf("dead letter = body %q reason %q attempts %d, want %q %q ≥ 2", got.Body, got.Reason, got.Attempts, "crashes the worker", queue.ReasonExhaustedRetries)
+	}
+}
+
+// testRequeue: a message requeued more times than the redrive threshold is never moved to
+// the dead-letter queue: each copy starts again with a fresh receive count, keeps the body,
+// SentAt and (FIFO) the group, and is not handed out before its delay. On FIFO, where SQS
+// has no per-message delay, Receive holds the copy back itself (one receive of its count),
+// and the copy is not dropped as a duplicate of the original.
+func testRequeue(t *testing.T, b backend) {
+	const maxReceive = 2
+	q := b.open(t, 30*time.Second, maxReceive)
+	if got, err := q.MaxReceive(testCtx(t)); err != nil || got != maxReceive {
+		t.Fatalf("MaxReceive = %d, %v; want %d", got, err, maxReceive)
+	}
+	body := `{"v":1,"kind":"snapshot.create","key":"throttled"}` + "\n✓"
+	start := time.Now()
+	send(t, q, body)
+	sent := time.Now()
+	m := receiveN(t, q, 1, 10*time.Second)[0]
+	group := m.GroupID
+	if b.name == "sqs-fifo" && group == "" {
+		t.Errorf("a FIFO message has no GroupID")
+	}
+	const delay = time.Second
+	for i := 1; i <= 2*maxReceive+1; i++ {
+		if err := q.Requeue(testCtx(t), m, delay); err != nil {
+			t.Fatalf("Requeue %d: %v", i, err)
+		}
+		requeued := time.Now()
+		receiveNone(t, q)
+		m = receiveN(t, q, 1, 10*time.Second)[0]
+		if waited := time.Since(requeued); waited < delay-100*time.Millisecond {
+			t.Errorf("requeue %d: the copy came back after %s, before its %s delay", i, waited, delay)
+		}
+		if string(m.Body) != body {
+			t.Fatalf("requeue %d: body = %q, want %q", i, m.Body, body)
+		}
+		if m.Attempts < 1 || m.Attempts > maxReceive {
+			t.Errorf("requeue %d: Attempts = %d, want a fresh count (1 to %d)", i, m.Attempts, maxReceive)
+		}
+		if m.GroupID != group {
+			t.Errorf("requeue %d: GroupID = %q, want %q", i, m.GroupID, group)
+		}
+		near(t, "SentAt", m.SentAt, start, sent)
+	}
+	if err := q.Delete(testCtx(t), []queue.Message{m}); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	wantStats(t, q, queue.Stats{})
+	d := dlq(t, q)
+	receiveNone(t, d)
+	wantStats(t, d, queue.Stats{})
+	if err := d.Requeue(testCtx(t), m, 0); err == nil {
+		t.Errorf("Requeue on the DLQ succeeded, want an error")
+	}
+	if got, err := d.MaxReceive(testCtx(t)); err != nil || got != 0 {
+		t.Errorf("MaxReceive of the DLQ = %d, %v; want 0", got, err)
 	}
 }
 

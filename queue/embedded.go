@@ -465,6 +465,52 @@ func (e *embedded) DeadLetter(ctx context.Context, m Message, reason, lastErr st
 	return nil
 }
 
+// Requeue replaces m, in one transaction, by a new message with the same body, created
+// time (SentAt, and its place in the queue) and a receive count of 0, hidden for d. The
+// copy has an id of its own, so no receipt of m can touch it.
+func (e *embedded) Requeue(ctx context.Context, m Message, d time.Duration) error {
+	if e.isDLQ {
+		return fmt.Errorf("queue %s is a dead-letter queue: cannot requeue message %s", e.URL(), m.ID)
+	}
+	id, received, err := parseReceipt(m.Receipt)
+	if err != nil {
+		return fmt.Errorf("requeueing message %s of %s: %w", m.ID, e.URL(), err)
+	}
+	err = e.inTx(ctx, func(tx *sql.Tx) error {
+		var body []byte
+		var created string
+		err := tx.QueryRowContext(ctx, `select body, created from goqite where queue = ? and id = ? and received = ?`, e.name, id, received).
+			Scan(&body, &created)
+		if errors.Is(err, sql.ErrNoRows) {
+			return e.notInFlight(ctx, tx, id)
+		}
+		if err != nil {
+			return err
+		}
+		copyID, err := e.q.SendAndGetIDTx(ctx, tx, goqite.Message{Body: body, Delay: max(d, 0)})
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `update goqite set created = ? where id = ?`, created, string(copyID)); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `delete from goqite where queue = ? and id = ? and received = ?`, e.name, id, received)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("requeueing message %s of %s: %w", m.ID, e.URL(), err)
+	}
+	return nil
+}
+
+// MaxReceive is Options.MaxReceive (default 5); a dead-letter queue has none.
+func (e *embedded) MaxReceive(context.Context) (int, error) {
+	if e.isDLQ {
+		return 0, nil
+	}
+	return e.maxReceive, nil
+}
+
 // DLQ returns the dead-letter queue in the same file, whose URL is file:PATH#dlq. It
 // shares this handle's file: close this one, not the DLQ, when done.
 func (e *embedded) DLQ(context.Context) (Queue, error) {

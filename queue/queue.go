@@ -1,8 +1,10 @@
 // Package queue carries job messages from the planner to the workers. One interface,
 // Queue, has two backends with the same semantics — visibility timeout, receive count and
 // a dead-letter queue: Amazon SQS (standard or FIFO, the DLQ found from the queue's
-// RedrivePolicy) and an embedded SQLite file for a single machine. The conformance suite
-// in this package runs against both. The queue knows bodies and attributes, nothing of EC2.
+// RedrivePolicy) and an embedded SQLite file for a single machine. Requeue hands a message
+// back as a copy with a fresh receive count, so that a throttled job is not moved to the
+// DLQ by the queue's own redrive. The conformance suite in this package runs against both.
+// The queue knows bodies and attributes, nothing of EC2.
 package queue
 
 import (
@@ -32,8 +34,12 @@ type Message struct {
 	Body    []byte
 	// Attempts is the receive count, this receive included.
 	Attempts int
-	// SentAt is when the message was first sent to this queue.
+	// SentAt is when the message was first sent to this queue; a requeued copy keeps the
+	// original's.
 	SentAt time.Time
+	// GroupID is the message group of a message received from an SQS FIFO queue; Requeue
+	// sends the copy to the same group.
+	GroupID string
 	// Dead-letter attributes, set on messages read from a dead-letter queue. A message
 	// moved there by the queue's own redrive (not by snapfleet) has Reason
 	// ReasonExhaustedRetries and Attempts from the receive count.
@@ -69,6 +75,16 @@ type Queue interface {
 	// SetVisibility hides a message in flight for d from now: a heartbeat extends it, 0
 	// releases it to other receivers at once.
 	SetVisibility(ctx context.Context, m Message, d time.Duration) error
+	// Requeue hands a message in flight back with a fresh receive count: it sends a copy
+	// (same body, same SentAt, FIFO: same group) that becomes visible after d, then deletes
+	// m. Send comes before delete, so a failure between them leaves a duplicate, never a
+	// loss. The worker uses it for a throttled job close to MaxReceive, which the queue
+	// would otherwise move to the dead-letter queue by itself.
+	Requeue(ctx context.Context, m Message, d time.Duration) error
+	// MaxReceive is the receive count after which the queue moves a message to its
+	// dead-letter queue by itself (SQS: the RedrivePolicy's maxReceiveCount; embedded:
+	// Options.MaxReceive); 0 means none (no RedrivePolicy, or a dead-letter queue).
+	MaxReceive(ctx context.Context) (int, error)
 	// DeadLetter moves a message to the dead-letter queue with its body unchanged and the
 	// reason, the last error and the attempt count attached, then deletes it here.
 	DeadLetter(ctx context.Context, m Message, reason, lastErr string) error

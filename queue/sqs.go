@@ -39,12 +39,16 @@ const (
 	attrAttempts = "snapfleet.attempts"
 	attrFailedAt = "snapfleet.failed_at"
 	attrSentAt   = "snapfleet.sent_at"
+	// attrNotBefore is set on a requeued copy that SQS could not delay for all of d (FIFO,
+	// or more than 15 minutes): Receive hides it again until then instead of returning it.
+	attrNotBefore = "snapfleet.not_before"
 )
 
 const (
 	sqsBatch      = 10    // SQS's batch limit
 	sqsMaxWait    = 20    // seconds, SQS's long-poll limit
 	sqsMaxVisible = 43200 // seconds, SQS's visibility limit
+	sqsMaxDelay   = 900   // seconds, SQS's per-message DelaySeconds limit
 	maxErrorLen   = 1000
 	sendRetries   = 3
 	unknownReason = "unspecified"
@@ -57,9 +61,11 @@ type sqsQueue struct {
 	isDLQ bool
 	o     Options
 
-	mu     sync.Mutex
-	dlqURL string // cached once found
-	arn    string // cached once read
+	mu         sync.Mutex
+	dlqURL     string // cached once found
+	arn        string // cached once read
+	maxReceive int    // the RedrivePolicy's maxReceiveCount (0: none), once policyRead
+	policyRead bool
 }
 
 func openSQS(_ context.Context, rawURL string, o Options) (Queue, error) {
@@ -215,6 +221,19 @@ func sqsID(s string) string {
 
 func (q *sqsQueue) Receive(ctx context.Context, n int, wait time.Duration) ([]Message, error) {
 	n = min(max(n, 1), sqsBatch)
+	deadline := time.Now().Add(wait)
+	for {
+		msgs, held, err := q.receive(ctx, n, time.Until(deadline))
+		if err != nil || len(msgs) > 0 || held == 0 || time.Until(deadline) <= 0 {
+			return msgs, err
+		}
+		// Every message received was a requeued copy held back: wait on for others.
+	}
+}
+
+// receive is one ReceiveMessage call. A requeued copy whose not-before time is still to
+// come (see Requeue) is hidden until then and counted in held instead of returned.
+func (q *sqsQueue) receive(ctx context.Context, n int, wait time.Duration) (msgs []Message, held int, err error) {
 	in := &sqs.ReceiveMessageInput{
 		QueueUrl:            &q.url,
 		MaxNumberOfMessages: int32(n),
@@ -222,6 +241,7 @@ func (q *sqsQueue) Receive(ctx context.Context, n int, wait time.Duration) ([]Me
 		MessageSystemAttributeNames: []types.MessageSystemAttributeName{
 			types.MessageSystemAttributeNameApproximateReceiveCount,
 			types.MessageSystemAttributeNameSentTimestamp,
+			types.MessageSystemAttributeNameMessageGroupId,
 		},
 		MessageAttributeNames: []string{"All"},
 	}
@@ -230,18 +250,37 @@ func (q *sqsQueue) Receive(ctx context.Context, n int, wait time.Duration) ([]Me
 	}
 	out, err := q.api.ReceiveMessage(ctx, in)
 	if err != nil {
-		return nil, fmt.Errorf("receiving from %s: %w", q.url, err)
+		return nil, 0, fmt.Errorf("receiving from %s: %w", q.url, err)
 	}
-	msgs := make([]Message, 0, len(out.Messages))
+	msgs = make([]Message, 0, len(out.Messages))
 	for _, m := range out.Messages {
-		msgs = append(msgs, q.message(m))
+		msg := q.message(m)
+		if left := time.Until(notBefore(m)); left > 0 && !q.isDLQ {
+			// Not due yet. Should hiding it fail, it comes back after the visibility
+			// timeout and is held again then.
+			_ = q.SetVisibility(ctx, msg, left)
+			held++
+			continue
+		}
+		msgs = append(msgs, msg)
 	}
-	return msgs, nil
+	return msgs, held, nil
+}
+
+// notBefore is the time before which a requeued copy must not be handled; zero if none.
+func notBefore(m types.Message) time.Time {
+	v, ok := m.MessageAttributes[attrNotBefore]
+	if !ok {
+		return time.Time{}
+	}
+	t, _ := time.Parse(time.RFC3339Nano, aws.ToString(v.StringValue))
+	return t
 }
 
 func (q *sqsQueue) message(m types.Message) Message {
 	msg := Message{ID: aws.ToString(m.MessageId), Receipt: aws.ToString(m.ReceiptHandle), Body: []byte(aws.ToString(m.Body))}
 	msg.Attempts, _ = strconv.Atoi(m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
+	msg.GroupID = m.Attributes[string(types.MessageSystemAttributeNameMessageGroupId)]
 	if ms, err := strconv.ParseInt(m.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)], 10, 64); err == nil {
 		msg.SentAt = time.UnixMilli(ms).UTC()
 	}
@@ -311,6 +350,83 @@ func (q *sqsQueue) SetVisibility(ctx context.Context, m Message, d time.Duration
 	return nil
 }
 
+// Requeue sends a copy of m and deletes m, so that the copy starts again at receive
+// count 0: SQS's redrive would otherwise move a throttled job to the dead-letter queue
+// after maxReceiveCount snoozes.
+//
+// A standard queue delays the copy with DelaySeconds, at most 900 s. A FIFO queue has no
+// per-message delay, and a copy with the job's own deduplication id would be dropped
+// silently within five minutes of the original's send; so the FIFO copy gets an id of its
+// own, "requeue-" and m's message id (a Requeue repeated for the same message, after a
+// failed delete, is then dropped as the duplicate it is), and goes to m's group. Where
+// SQS cannot delay the copy for all of d (FIFO, or over 900 s) it carries a not-before
+// time, and Receive hides it again until then, as SetVisibility would: that hiding costs
+// the copy one receive of its fresh count. With maxReceiveCount 1 there is no receive to
+// spare, and the copy is visible early instead (at once on FIFO).
+//
+// Messages delivered by a Lambda event source mapping do not pass through Receive: there
+// a FIFO copy is handed to the function at once, and its job is tried (and snoozed)
+// again without waiting.
+func (q *sqsQueue) Requeue(ctx context.Context, m Message, d time.Duration) error {
+	if q.isDLQ {
+		return fmt.Errorf("queue %s is a dead-letter queue: cannot requeue message %s", q.url, m.ID)
+	}
+	// Unknown (an error) is treated as not 1: the worker asked already, so it is cached.
+	maxReceive, _ := q.MaxReceive(ctx)
+	d = max(d, 0)
+	attrs := map[string]types.MessageAttributeValue{}
+	if !m.SentAt.IsZero() {
+		attrs[attrSentAt] = stringAttr(m.SentAt.UTC().Format(time.RFC3339Nano))
+	}
+	in := &sqs.SendMessageInput{QueueUrl: &q.url, MessageBody: aws.String(string(m.Body))}
+	var delayed time.Duration
+	if q.fifo {
+		group := m.GroupID
+		if group == "" {
+			group = m.ID
+		}
+		in.MessageDeduplicationId = aws.String(sqsID("requeue-" + m.ID))
+		in.MessageGroupId = aws.String(sqsID(group))
+	} else {
+		in.DelaySeconds = int32(min(ceilSeconds(d), sqsMaxDelay))
+		delayed = time.Duration(in.DelaySeconds) * time.Second
+	}
+	if delayed < d && maxReceive != 1 {
+		attrs[attrNotBefore] = stringAttr(time.Now().Add(d).UTC().Format(time.RFC3339Nano))
+	}
+	if len(attrs) > 0 {
+		in.MessageAttributes = attrs
+	}
+	if _, err := q.api.SendMessage(ctx, in); err != nil {
+		return fmt.Errorf("requeueing message %s in %s: %w", m.ID, q.url, err)
+	}
+	if err := q.Delete(ctx, []Message{m}); err != nil {
+		return fmt.Errorf("requeued message %s in %s, but: %w", m.ID, q.url, err)
+	}
+	return nil
+}
+
+// MaxReceive reads the maxReceiveCount of the queue's RedrivePolicy, once.
+func (q *sqsQueue) MaxReceive(ctx context.Context) (int, error) {
+	if q.isDLQ {
+		return 0, nil
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.policyRead {
+		return q.maxReceive, nil
+	}
+	rp, err := q.redrivePolicy(ctx)
+	if err == nil {
+		err = rp.maxErr
+	}
+	if err != nil {
+		return 0, err
+	}
+	q.maxReceive, q.policyRead = rp.maxReceive, true
+	return q.maxReceive, nil
+}
+
 func (q *sqsQueue) DeadLetter(ctx context.Context, m Message, reason, lastErr string) error {
 	if q.isDLQ {
 		return fmt.Errorf("queue %s is a dead-letter queue: cannot dead-letter message %s again", q.url, m.ID)
@@ -374,6 +490,48 @@ func attrText(s string) string {
 	return b.String()
 }
 
+// redrive is what snapfleet reads of a queue's RedrivePolicy.
+type redrive struct {
+	dlqARN     string // empty: the queue has no RedrivePolicy
+	maxReceive int
+	maxErr     error // maxReceiveCount unreadable: only MaxReceive fails on it
+}
+
+// redrivePolicy reads and parses this queue's RedrivePolicy. The caller holds q.mu.
+func (q *sqsQueue) redrivePolicy(ctx context.Context) (redrive, error) {
+	out, err := q.api.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl:       &q.url,
+		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameRedrivePolicy},
+	})
+	if err != nil {
+		return redrive{}, fmt.Errorf("reading the RedrivePolicy of %s: %w", q.url, err)
+	}
+	policy := out.Attributes[string(types.QueueAttributeNameRedrivePolicy)]
+	if policy == "" {
+		return redrive{}, nil
+	}
+	return parseRedrive(q.url, policy)
+}
+
+// parseRedrive parses a RedrivePolicy. AWS gives maxReceiveCount as a number; a policy
+// set by hand may hold it as a string.
+func parseRedrive(url, policy string) (redrive, error) {
+	var rp struct {
+		DeadLetterTargetArn string          `json:"deadLetterTargetArn"`
+		MaxReceiveCount     json.RawMessage `json:"maxReceiveCount"`
+	}
+	if err := json.Unmarshal([]byte(policy), &rp); err != nil {
+		return redrive{}, fmt.Errorf("parsing the RedrivePolicy of %s: %w", url, err)
+	}
+	r := redrive{dlqARN: rp.DeadLetterTargetArn}
+	n, err := strconv.Atoi(strings.Trim(string(rp.MaxReceiveCount), `"`))
+	if err != nil || n < 1 {
+		r.maxErr = fmt.Errorf("queue %s: RedrivePolicy maxReceiveCount %s is not a positive integer", url, rp.MaxReceiveCount)
+	}
+	r.maxReceive = n
+	return r, nil
+}
+
 // findDLQ returns the URL of the queue named by this queue's RedrivePolicy.
 func (q *sqsQueue) findDLQ(ctx context.Context) (string, error) {
 	q.mu.Lock()
@@ -381,33 +539,26 @@ func (q *sqsQueue) findDLQ(ctx context.Context) (string, error) {
 	if q.dlqURL != "" {
 		return q.dlqURL, nil
 	}
-	out, err := q.api.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
-		QueueUrl:       &q.url,
-		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameRedrivePolicy},
-	})
+	rp, err := q.redrivePolicy(ctx)
 	if err != nil {
-		return "", fmt.Errorf("reading the RedrivePolicy of %s: %w", q.url, err)
+		return "", err
 	}
-	policy := out.Attributes[string(types.QueueAttributeNameRedrivePolicy)]
-	if policy == "" {
+	if rp.dlqARN == "" {
 		return "", fmt.Errorf("queue %s has no RedrivePolicy: cannot dead-letter", q.url)
 	}
-	var rp struct {
-		DeadLetterTargetArn string `json:"deadLetterTargetArn"`
-	}
-	if err := json.Unmarshal([]byte(policy), &rp); err != nil {
-		return "", fmt.Errorf("parsing the RedrivePolicy of %s: %w", q.url, err)
-	}
 	// arn:PARTITION:sqs:REGION:ACCOUNT:NAME
-	arn := strings.Split(rp.DeadLetterTargetArn, ":")
+	arn := strings.Split(rp.dlqARN, ":")
 	if len(arn) != 6 || arn[0] != "arn" || arn[2] != "sqs" || arn[4] == "" || arn[5] == "" {
-		return "", fmt.Errorf("queue %s: RedrivePolicy deadLetterTargetArn %q is not an SQS queue ARN", q.url, rp.DeadLetterTargetArn)
+		return "", fmt.Errorf("queue %s: RedrivePolicy deadLetterTargetArn %q is not an SQS queue ARN", q.url, rp.dlqARN)
 	}
 	got, err := q.api.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: &arn[5], QueueOwnerAWSAccountId: &arn[4]})
 	if err != nil {
-		return "", fmt.Errorf("finding the dead-letter queue %s of %s: %w", rp.DeadLetterTargetArn, q.url, err)
+		return "", fmt.Errorf("finding the dead-letter queue %s of %s: %w", rp.dlqARN, q.url, err)
 	}
 	q.dlqURL = aws.ToString(got.QueueUrl)
+	if rp.maxErr == nil {
+		q.maxReceive, q.policyRead = rp.maxReceive, true
+	}
 	return q.dlqURL, nil
 }
 

@@ -37,7 +37,9 @@ const replyMargin = time.Second
 //     with its reason by Queue.DeadLetter, which also deletes it, and done — a poison
 //     message is never retried with the batch;
 //   - throttled (Snooze) or retryable: hidden for the same backoff as in Run (at least the
-//     throttling code's minimum wait) and returned in Retry;
+//     throttling code's minimum wait) and returned in Retry; a throttled message on its
+//     last receive but one is requeued as in Run (a delayed copy sent, the original
+//     deleted here) and also returned in Retry, which for a deleted message is a no-op;
 //   - still running shortly before ctx's deadline: cancelled, released and returned in
 //     Retry.
 //

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -15,15 +16,19 @@ import (
 var _ Queue = queue.Queue(nil)
 
 // fakeQueue is an in-memory queue with visibility timeouts and receive counts, recording
-// every call the worker makes.
+// every call the worker makes. With maxReceive > 0 it redrives as SQS does: a message
+// received maxReceive times goes to the dead letters (exhausted_retries) instead of being
+// received again.
 type fakeQueue struct {
 	mu         sync.Mutex
 	visibility time.Duration
+	maxReceive int
 	seq        int
 	msgs       []*fakeMsg
 	dead       []deadLetter
 	deleted    []string
 	vis        []visCall
+	requeued   []visCall
 	maxAsked   int
 }
 
@@ -65,11 +70,16 @@ func (q *fakeQueue) Receive(ctx context.Context, max int, wait time.Duration) ([
 		q.maxAsked = maxInt(q.maxAsked, max)
 		now := time.Now()
 		var out []queue.Message
-		for _, m := range q.msgs {
+		for _, m := range slices.Clone(q.msgs) {
 			if len(out) == max {
 				break
 			}
 			if m.visibleAt.After(now) {
+				continue
+			}
+			if q.maxReceive > 0 && m.attempts >= q.maxReceive {
+				q.msgs = slices.DeleteFunc(q.msgs, func(x *fakeMsg) bool { return x == m })
+				q.dead = append(q.dead, deadLetter{m.id, queue.ReasonExhaustedRetries, ""})
 				continue
 			}
 			m.attempts++
@@ -133,6 +143,33 @@ func (q *fakeQueue) SetVisibility(_ context.Context, m queue.Message, d time.Dur
 		}
 	}
 	return fmt.Errorf("receipt %q is not in flight", m.Receipt)
+}
+
+// Requeue replaces the in-flight message by a new one with the same body and no receives,
+// visible after d.
+func (q *fakeQueue) Requeue(_ context.Context, m queue.Message, d time.Duration) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	fm, err := q.take(m.Receipt)
+	if err != nil {
+		return err
+	}
+	q.seq++
+	q.msgs = append(q.msgs, &fakeMsg{id: fmt.Sprintf("m%d", q.seq), body: fm.body, visibleAt: time.Now().Add(d)})
+	q.requeued = append(q.requeued, visCall{m.ID, d})
+	return nil
+}
+
+func (q *fakeQueue) MaxReceive(context.Context) (int, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.maxReceive, nil
+}
+
+func (q *fakeQueue) requeues() []visCall {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return append([]visCall(nil), q.requeued...)
 }
 
 func (q *fakeQueue) DeadLetter(_ context.Context, m queue.Message, reason, lastErr string) error {

@@ -5,8 +5,10 @@
 //
 // Handlers are registered on a Mux by job kind. They report a Result, or an error that
 // says what becomes of the message — Permanent (dead-letter with a reason), Skip (delete,
-// count as skipped), Snooze (hide for a while: throttling), or any other error (retry
-// through the queue with backoff) — and the worker routes every outcome in one place.
+// count as skipped), Snooze (hide for a while: throttling; on the last receive but one,
+// requeue with a fresh receive count, so that the queue's redrive never dead-letters a
+// throttled job), or any other error (retry through the queue with backoff) — and the
+// worker routes every outcome in one place.
 package worker
 
 import (
@@ -31,6 +33,8 @@ type Queue interface {
 	Receive(ctx context.Context, max int, wait time.Duration) ([]queue.Message, error)
 	Delete(ctx context.Context, msgs []queue.Message) error
 	SetVisibility(ctx context.Context, m queue.Message, d time.Duration) error
+	Requeue(ctx context.Context, m queue.Message, d time.Duration) error
+	MaxReceive(ctx context.Context) (int, error)
 	DeadLetter(ctx context.Context, m queue.Message, reason, lastErr string) error
 	Stats(ctx context.Context) (queue.Stats, error)
 }
@@ -71,6 +75,8 @@ type Worker struct {
 	drainPoll time.Duration
 	// forceWait replaces the const forceWait (tests).
 	forceWait time.Duration
+	// retryDelay replaces the func retryDelay (tests).
+	retryDelay func(attempts int) time.Duration
 }
 
 // Stats counts what a Run did. Processed counts every message handled to an outcome
@@ -431,6 +437,41 @@ func retryDelay(attempts int) time.Duration {
 	return d + rand.N(d/4+1)
 }
 
+func (r *runner) retryDelay(attempts int) time.Duration {
+	if r.w.retryDelay != nil {
+		return r.w.retryDelay(attempts)
+	}
+	return retryDelay(attempts)
+}
+
+// lastReceives reports whether m has used its receives but one or none: hidden with
+// SetVisibility it would come back once more at most before the queue moved it to the
+// dead-letter queue by itself (SQS's redrive, or the embedded queue's). A snooze is not a
+// failure, so such a message is requeued with a fresh receive count instead. One receive
+// is kept in hand because SQS's receive count is approximate. A queue without a redrive
+// threshold, or one that cannot say, keeps SetVisibility.
+func (r *runner) lastReceives(ctx context.Context, m queue.Message) bool {
+	maxReceive, err := r.w.Queue.MaxReceive(ctx)
+	if err != nil {
+		r.log.Warn().Err(err).Str("message", m.ID).Msg("reading the queue's max receive count: snoozing with visibility")
+		return false
+	}
+	return maxReceive > 0 && m.Attempts >= maxReceive-1
+}
+
+// requeue hands m back with a fresh receive count, delayed by d. Should that fail, m is
+// hidden for d with SetVisibility instead, so that it is not retried at once.
+func (r *runner) requeue(ctx context.Context, m queue.Message, d time.Duration) error {
+	err := r.w.Queue.Requeue(ctx, m, d)
+	if err == nil {
+		return nil
+	}
+	if verr := r.w.Queue.SetVisibility(ctx, m, d); verr != nil {
+		return errors.Join(err, verr)
+	}
+	return err
+}
+
 // settle routes the outcome of a job — the one place where messages are deleted,
 // dead-lettered, snoozed or released — and logs it.
 func (r *runner) settle(m queue.Message, j job.Job, res Result, err error, took time.Duration) {
@@ -449,16 +490,21 @@ func (r *runner) settle(m queue.Message, j job.Job, res Result, err error, took 
 	defer cancel()
 
 	var qerr error
+	requeued := false
 	switch o {
 	case outSuccess, outSkip:
 		qerr = r.w.Queue.Delete(ctx, []queue.Message{m})
 	case outDeadLetter:
 		qerr = r.w.Queue.DeadLetter(ctx, m, reason, err.Error())
 	case outSnooze:
-		delay = max(delay, retryDelay(m.Attempts))
-		qerr = r.w.Queue.SetVisibility(ctx, m, delay)
+		delay = max(delay, r.retryDelay(m.Attempts))
+		if requeued = r.lastReceives(ctx, m); requeued {
+			qerr = r.requeue(ctx, m, delay)
+		} else {
+			qerr = r.w.Queue.SetVisibility(ctx, m, delay)
+		}
 	case outRetry:
-		delay = retryDelay(m.Attempts)
+		delay = r.retryDelay(m.Attempts)
 		qerr = r.w.Queue.SetVisibility(ctx, m, delay)
 	case outRelease:
 		qerr = r.w.Queue.SetVisibility(ctx, m, 0)
@@ -516,6 +562,9 @@ func (r *runner) settle(m queue.Message, j job.Job, res Result, err error, took 
 	}
 	if delay > 0 {
 		ev = ev.Dur("delay", delay)
+	}
+	if requeued {
+		ev = ev.Bool("requeued", true)
 	}
 	if err != nil {
 		ev = ev.Err(err)

@@ -330,6 +330,7 @@ func (f *Function) Work(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 func message(r events.SQSMessage) queue.Message {
 	m := queue.Message{ID: r.MessageId, Receipt: r.ReceiptHandle, Body: []byte(r.Body)}
 	m.Attempts, _ = strconv.Atoi(r.Attributes["ApproximateReceiveCount"])
+	m.GroupID = r.Attributes["MessageGroupId"]
 	if ms, err := strconv.ParseInt(r.Attributes["SentTimestamp"], 10, 64); err == nil {
 		m.SentAt = time.UnixMilli(ms).UTC()
 	}

@@ -497,7 +497,12 @@ func (r *runner) settle(m queue.Message, j job.Job, res Result, err error, took 
 	case outDeadLetter:
 		qerr = r.w.Queue.DeadLetter(ctx, m, reason, err.Error())
 	case outSnooze:
-		delay = max(delay, r.retryDelay(m.Attempts))
+		// AWS throttling backs off with the attempts; our own rate limiter's pacing
+		// (limit.WaitError) is not a failure: the job comes back when its bucket has a
+		// token for it, however often it was paced before.
+		if !errors.As(err, new(*limit.WaitError)) {
+			delay = max(delay, r.retryDelay(m.Attempts))
+		}
 		if requeued = r.lastReceives(ctx, m); requeued {
 			qerr = r.requeue(ctx, m, delay)
 		} else {

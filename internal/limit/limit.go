@@ -42,6 +42,9 @@ const (
 	// recoverPerSecond is the additive recovery per second, as a fraction of the
 	// configured rate: from half to full in 10 s without further throttles.
 	recoverPerSecond = 0.05
+	// cutInterval: throttles closer together than this are one signal (the calls that were
+	// in flight when AWS's bucket ran dry) and halve the rate once.
+	cutInterval = time.Second
 )
 
 // Limiter holds the buckets. Actions without a configured bucket are not limited. It is
@@ -61,6 +64,7 @@ type bucket struct {
 	max  float64   // configured rate
 	cur  float64   // adapted rate
 	last time.Time // of the last adjustment
+	cut  time.Time // of the last halving
 }
 
 // New returns a Limiter with these buckets by group (CreateSnapshot, Describe, ...).
@@ -160,8 +164,10 @@ func (l *Limiter) Wait(ctx context.Context, account, region, action string) erro
 	}
 }
 
-// Throttled records that AWS throttled action in account and region anyway: the bucket's
-// rate is halved (down to 1/32 of the configured rate) and recovers from there.
+// Throttled records that AWS throttled action in account and region anyway: AWS's bucket
+// is empty, so this one is emptied too (other workers or tools used the tokens it still
+// counted), and its rate is halved — once per cutInterval, down to 1/32 of the configured
+// rate — to recover from there.
 func (l *Limiter) Throttled(account, region, action string) {
 	if l == nil {
 		return
@@ -173,9 +179,15 @@ func (l *Limiter) Throttled(account, region, action string) {
 	if b == nil {
 		return
 	}
-	b.cur = max(b.cur/2, b.max*minFraction)
-	b.last = now
-	b.lim.SetLimitAt(now, rate.Limit(b.cur))
+	if now.Sub(b.cut) >= cutInterval {
+		b.cur = max(b.cur/2, b.max*minFraction)
+		b.cut = now
+		b.last = now
+		b.lim.SetLimitAt(now, rate.Limit(b.cur))
+	}
+	if n := int(b.lim.TokensAt(now)); n > 0 {
+		b.lim.AllowN(now, n)
+	}
 }
 
 // Rate is the current (adapted) rate of a bucket, and its configured rate; 0, 0 for an

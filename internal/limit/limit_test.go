@@ -110,9 +110,16 @@ func TestAdaptive(t *testing.T) {
 	if cur, conf := l.Rate("a", "r", "CreateSnapshot"); !near(cur, 2.5) || conf != 5 {
 		t.Fatalf("after one throttle: %v of %v, want 2.5 of 5", cur, conf)
 	}
+	// Throttles within a second of the cut are the same signal: no second halving.
+	c.add(500 * time.Millisecond)
 	l.Throttled("a", "r", "CreateSnapshot")
-	if cur, _ := l.Rate("a", "r", "CreateSnapshot"); !near(cur, 1.25) {
-		t.Fatalf("after two throttles: %v, want 1.25", cur)
+	if cur, _ := l.Rate("a", "r", "CreateSnapshot"); !near(cur, 2.5+5*0.05*0.5) {
+		t.Fatalf("after a second throttle 0.5s later: %v, want 2.5 recovered by 0.125, not halved", cur)
+	}
+	c.add(500 * time.Millisecond)
+	l.Throttled("a", "r", "CreateSnapshot")
+	if cur, _ := l.Rate("a", "r", "CreateSnapshot"); !near(cur, (2.5+0.25)/2) {
+		t.Fatalf("after a throttle 1s after the cut: %v, want 1.375", cur)
 	}
 	// Other buckets are untouched.
 	if cur, _ := l.Rate("a", "r2", "CreateSnapshot"); cur != 5 {
@@ -120,19 +127,28 @@ func TestAdaptive(t *testing.T) {
 	}
 	// Additive recovery: 5% of the configured rate per second.
 	c.add(5 * time.Second)
-	if cur, _ := l.Rate("a", "r", "CreateSnapshot"); !near(cur, 1.25+1.25) {
-		t.Errorf("after 5s: %v, want 2.5", cur)
+	if cur, _ := l.Rate("a", "r", "CreateSnapshot"); !near(cur, 1.375+1.25) {
+		t.Errorf("after 5s: %v, want 2.625", cur)
 	}
 	c.add(time.Hour)
 	if cur, _ := l.Rate("a", "r", "CreateSnapshot"); cur != 5 {
 		t.Errorf("after an hour: %v, never above the configured 5", cur)
 	}
-	// The floor: 1/32 of the configured rate.
+	// Throttled every second, the rate settles where halving meets the recovery of 0.25/s
+	// ((x+0.25)/2 = x: 0.25 after each halving, 0.5 a second later), above the floor of
+	// 1/32 of the configured rate.
 	for range 20 {
 		l.Throttled("a", "r", "DeleteSnapshot")
+		c.add(cutInterval)
 	}
-	if cur, _ := l.Rate("a", "r", "DeleteSnapshot"); !near(cur, 5.0/32) {
-		t.Errorf("floor: %v", cur)
+	if cur, _ := l.Rate("a", "r", "DeleteSnapshot"); math.Abs(cur-0.5) > 1e-3 || cur < 5.0/32 {
+		t.Errorf("throttled every second: %v, want 0.5", cur)
+	}
+	// A throttle empties a full bucket: AWS's is empty, whatever this one counted.
+	l.Throttled("e", "r", "CreateSnapshot")
+	var full *WaitError
+	if err := bounded(l, "e", "r", "CreateSnapshot"); !errors.As(err, &full) || full.Delay != 400*time.Millisecond {
+		t.Errorf("throttled full bucket: %v, want a 400ms wait (empty, refilling at 2.5/s)", err)
 	}
 	// A halved rate refills the empty bucket at half the speed.
 	for range 100 {

@@ -252,3 +252,112 @@ func TestRetentionGFS(t *testing.T) {
 		t.Fatalf("plan after pruning: %v", p)
 	}
 }
+
+// queued drains the embedded queue at db and returns its jobs by kind (snapshot.delete
+// apart from the creates).
+func (e *e2e) queued(ctx context.Context, db string) (creates, deletes []job.Job) {
+	e.t.Helper()
+	q, err := queue.Open(ctx, db, queue.Options{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer q.Close()
+	for {
+		msgs, err := q.Receive(ctx, 10, 100*time.Millisecond)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if len(msgs) == 0 {
+			return creates, deletes
+		}
+		for _, m := range msgs {
+			j, err := job.Decode(m.Body)
+			if err != nil {
+				e.t.Fatalf("queued message %s: %v", m.Body, err)
+			}
+			if j.Kind == job.KindDelete {
+				deletes = append(deletes, j)
+			} else {
+				creates = append(creates, j)
+			}
+		}
+	}
+}
+
+// snapshotsOf returns the ids of the delete jobs, sorted.
+func snapshotsOf(js []job.Job) []string {
+	var ids []string
+	for _, j := range js {
+		ids = append(ids, j.Snapshot)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// TestRetentionBreakerAt80 is the issue's breaker case end to end: a plan that would
+// delete 80% of its account-region's managed snapshots (8 of 10 under keep_daily 2)
+// exits 1, enqueues the creates and no delete, and names the breaker in its JSON; the
+// same plan with --force enqueues the 8 deletes.
+func TestRetentionBreakerAt80(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newE2E(t)
+	e.setConfig(`
+policies:
+  - name: last2
+    select: {instance_tags: {Backup: last2}}
+    retain: {keep_daily: 2}
+`)
+	ids, vols := e.instancesWithData(ctx, 1, map[string]string{"Backup": "last2"})
+	data := vols[ids[0]][1]
+	managed := map[string]string{tag.Policy: "last2", tag.Volume: data}
+	var expired []string
+	for i := 1; i <= 10; i++ {
+		id := e.snapshotAt(ctx, data, e.start.Add(-time.Duration(i)*day), managed)
+		if i > 2 {
+			expired = append(expired, id)
+		}
+	}
+	sort.Strings(expired)
+	now := e.at(0)
+
+	held := "file:" + filepath.Join(t.TempDir(), "held.db")
+	p := e.jsonCLI(1, "plan", "--queue", held, "--now", now)
+	if num(t, p, "snapshots_seen") != 10 || num(t, p, "held") != 8 || num(t, p, "kept") != 2 || num(t, p, "delete_jobs") != 0 ||
+		num(t, p, "snapshot_jobs") != 2 || num(t, p, "enqueued") != 2 {
+		t.Fatalf("plan deleting 80%%: %v, want 8 of 10 held and only the 2 creates enqueued", p)
+	}
+	scopes, _ := p["scopes"].([]any)
+	if len(scopes) != 1 {
+		t.Fatalf("scopes %v, want one", scopes)
+	}
+	b, _ := scopes[0].(map[string]any)["breaker"].(map[string]any)
+	if b["reason"] != "max_delete_fraction" || b["deletes"] != 8.0 || b["managed"] != 10.0 || b["max_delete_fraction"] != 0.5 {
+		t.Fatalf("scope breaker %v, want max_delete_fraction with 8 of 10", b)
+	}
+	if f := fmt.Sprint(p["failures"]); !strings.Contains(f, "circuit breaker: would delete 8 of 10 managed snapshots") || !strings.Contains(f, "--force overrides") {
+		t.Fatalf("failures %s, want the breaker named", f)
+	}
+	creates, deletes := e.queued(ctx, held)
+	if len(creates) != 2 || len(deletes) != 0 {
+		t.Fatalf("held plan queued %d creates and deletes %v, want 2 creates and no delete", len(creates), snapshotsOf(deletes))
+	}
+
+	forced := "file:" + filepath.Join(t.TempDir(), "forced.db")
+	p = e.jsonCLI(0, "plan", "--queue", forced, "--now", now, "--force")
+	if num(t, p, "held") != 0 || num(t, p, "delete_jobs") != 8 || num(t, p, "enqueued") != 10 || num(t, p, "errors") != 0 {
+		t.Fatalf("forced plan: %v, want the 8 deletes and 2 creates enqueued", p)
+	}
+	if _, tripped := p["scopes"].([]any)[0].(map[string]any)["breaker"]; tripped {
+		t.Fatalf("forced plan still names a breaker: %v", p["scopes"])
+	}
+	_, deletes = e.queued(ctx, forced)
+	for _, j := range deletes {
+		if j.Account != mototest.Account || j.Region != mototest.Region || j.Volume != data {
+			t.Errorf("delete job %+v, want %s/%s volume %s", j, mototest.Account, mototest.Region, data)
+		}
+	}
+	if got := snapshotsOf(deletes); !slices.Equal(got, expired) {
+		t.Fatalf("forced plan queued deletes of %v, want the 8 expired %v", got, expired)
+	}
+}

@@ -533,6 +533,65 @@ policies:
 	}
 }
 
+// secondPageFails makes DescribeSnapshots paginate (moto does not): the first page comes
+// from moto with a NextToken, a call for the next page fails. pages counts the calls.
+func secondPageFails(pages *int) func(*middleware.Stack) error {
+	return func(s *middleware.Stack) error {
+		return s.Initialize.Add(middleware.InitializeMiddlewareFunc("second-page", func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+			if middleware.GetOperationName(ctx) != "DescribeSnapshots" {
+				return next.HandleInitialize(ctx, in)
+			}
+			*pages++
+			if in.Parameters.(*ec2.DescribeSnapshotsInput).NextToken != nil {
+				return middleware.InitializeOutput{}, middleware.Metadata{}, &smithy.GenericAPIError{Code: "InternalError", Message: "injected on page 2"}
+			}
+			out, md, err := next.HandleInitialize(ctx, in)
+			if err == nil {
+				out.Result.(*ec2.DescribeSnapshotsOutput).NextToken = aws.String("page-2")
+			}
+			return out, md, err
+		}), middleware.Before)
+	}
+}
+
+// TestPlanSecondPageFails: the snapshot listing's first page arrives (every snapshot,
+// two of them expired) and the second fails. Even with Force, nothing is deleted in that
+// scope, the breaker says incomplete_listing and the volumes' creates still go.
+func TestPlanSecondPageFails(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	cfg := mustConfig(t, "policies:\n  - name: last1\n    retain: {keep_last: 1}\n")
+	_, vols := f.instance(f.client(mototest.Region), "us-east-1a", nil)
+	for _, age := range []time.Duration{day, 2 * day, 3 * day} {
+		f.snapshot(vols[1], age, map[string]string{tag.Policy: "last1", tag.Volume: vols[1]})
+	}
+	var pages int
+	clients := map[string]*ec2.Client{mototest.Region: f.client(mototest.Region, secondPageFails(&pages))}
+	q := &recorder{}
+	p := f.planner(cfg, []string{mototest.Region}, clients, q, time.Now())
+	p.Force = true
+	sum, err := p.Plan(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pages != 2 {
+		t.Fatalf("DescribeSnapshots called %d times, want the first page and the failing second", pages)
+	}
+	creates, deletes := q.jobs(t)
+	if len(deletes) != 0 || sum.DeleteJobs != 0 || sum.Held != 0 {
+		t.Fatalf("deletes %v (summary %d, held %d) from a listing whose second page failed", deletes, sum.DeleteJobs, sum.Held)
+	}
+	if got := sortedVolumes(creates); !slices.Equal(got, sortedVolumes([]job.Job{{Volume: vols[0]}, {Volume: vols[1]}})) {
+		t.Fatalf("creates for %v, want both volumes %v", got, vols)
+	}
+	if len(sum.Scopes) != 1 || sum.Scopes[0].Breaker == nil || sum.Scopes[0].Breaker.Reason != BreakerIncomplete {
+		t.Fatalf("scopes %+v, want the breaker incomplete_listing", sum.Scopes)
+	}
+	if sum.Errors != 1 || !strings.Contains(sum.Failures[0].Error, "listing snapshots") || !strings.Contains(sum.Failures[0].Error, "injected on page 2") {
+		t.Fatalf("failures %+v, want the listing's", sum.Failures)
+	}
+}
+
 func TestPlanUsage(t *testing.T) {
 	t.Parallel()
 	ec2For := func(string, string) EC2 { return nil }

@@ -633,7 +633,8 @@ func warnings(t *testing.T, log string) []string {
 
 // TestPlanOddTimesThroughMoto: a managed snapshot dated three days ahead (moto's clock
 // shifted) is kept as future_time, is not its volume's newest (keep_last 1 keeps the
-// newest dated one and expires the next), and is logged at warn level; a snapshot
+// newest dated one and expires the next), does not hold back today's create, and is
+// logged at warn level; a snapshot
 // without a StartTime (dropped by a middleware) is kept as unknown_time, logged, and
 // blocks the deletes of its volume.
 func TestPlanOddTimesThroughMoto(t *testing.T) {
@@ -659,9 +660,13 @@ func TestPlanOddTimesThroughMoto(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, deletes := q.jobs(t)
+	creates, deletes := q.jobs(t)
 	if len(deletes) != 1 || deletes[0].Snapshot != older || sum.Errors != 0 {
 		t.Fatalf("deletes %+v (errors %d), want only %s: %s", deletes, sum.Errors, older, log.String())
+	}
+	// Neither volume has a snapshot of today: the future-dated one is not today's.
+	if got := sortedVolumes(creates); !slices.Equal(got, sortedVolumes([]job.Job{{Volume: root}, {Volume: data}})) {
+		t.Fatalf("creates for %v, want both volumes (%s and %s)", got, root, data)
 	}
 	want := []string{future + " " + retention.KeptFuture, undated + " " + retention.KeptUnknownTime}
 	sort.Strings(want)

@@ -465,4 +465,8 @@ policies:
 	if num(t, dry, "held") != 0 || num(t, dry, "delete_jobs") != 2 {
 		t.Fatalf("dry run: %v", dry)
 	}
+	table := e.cli("plan", "--dry-run", "--now", now, "--force", "--config", e.config, "--output", "table")
+	if !strings.Contains(table.stdout, mototest.Account+"  "+west) || !strings.Contains(table.stdout, "incomplete_listing") || table.code != 1 {
+		t.Errorf("table dry run (exit %d) does not name eu-west-1's breaker:\n%s", table.code, table.stdout)
+	}
 }

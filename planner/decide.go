@@ -29,7 +29,8 @@ const (
 const (
 	// ReasonDue: the volume has no snapshot of the policy in the current period.
 	ReasonDue = "due"
-	// ReasonDone: a snapshot of the current period exists (or carries this period's job key).
+	// ReasonDone: a snapshot of the current period exists (dated in it, at most clockSkew
+	// after now) or one carries this period's job key.
 	ReasonDone = "done"
 	// ReasonExcluded: an exclude tag of the policy is on the instance or the volume.
 	ReasonExcluded = "excluded"
@@ -297,9 +298,9 @@ func decideCreates(out []Decision, inv Inventory, cfg *config.Config, now time.T
 	volumes := map[string]bool{}
 	for pi := range cfg.Policies {
 		p := &cfg.Policies[pi]
-		period := p.PeriodStart(now)
+		cur := currentPeriod(p, now)
 		if p.PerInstance() {
-			out = decideInstances(out, inv, p, period, members, selectedInstances, volumes, res)
+			out = decideInstances(out, inv, p, cur, members, selectedInstances, volumes, res)
 			continue
 		}
 		type candidate struct {
@@ -334,11 +335,11 @@ func decideCreates(out []Decision, inv Inventory, cfg *config.Config, now time.T
 			c := &cands[ci]
 			d := Decision{Account: inv.Account, Region: inv.Region, Policy: p.Name,
 				Volume: vol, Instance: c.instance, Device: c.device}
-			key := job.CreateKey(inv.Account, inv.Region, vol, p.Name, period)
+			key := job.CreateKey(inv.Account, inv.Region, vol, p.Name, cur.start)
 			switch {
 			case c.excluded:
 				d.Action, d.Reason = ActionSkip, ReasonExcluded
-			case done(inv.Snapshots, members(groupKey{p.Name, vol}), period, key):
+			case done(inv.Snapshots, members(groupKey{p.Name, vol}), cur, key):
 				d.Action, d.Reason = ActionSkip, ReasonDone
 			default:
 				d.Action, d.Reason, d.Key = ActionCreate, ReasonDue, key
@@ -358,7 +359,7 @@ func decideCreates(out []Decision, inv Inventory, cfg *config.Config, now time.T
 // every volume it would snapshot has a snapshot of the period, or when any of them carries
 // the instance's job key (a volume attached later waits for the next period: CreateSnapshots
 // cannot be repeated for one volume under the same key).
-func decideInstances(out []Decision, inv Inventory, p *config.Policy, period time.Time, members func(groupKey) []int32,
+func decideInstances(out []Decision, inv Inventory, p *config.Policy, cur period, members func(groupKey) []int32,
 	selected, volumes map[string]bool, res *Result) []Decision {
 	for ii := range inv.Instances {
 		in := &inv.Instances[ii]
@@ -375,7 +376,7 @@ func decideInstances(out []Decision, inv Inventory, p *config.Policy, period tim
 			out = append(out, d)
 			continue
 		}
-		key := job.CreateKey(inv.Account, inv.Region, in.ID, p.Name, period)
+		key := job.CreateKey(inv.Account, inv.Region, in.ID, p.Name, cur.start)
 		var vols []string
 		allDone, keyed := true, false
 		for _, a := range in.Volumes {
@@ -388,7 +389,7 @@ func decideInstances(out []Decision, inv Inventory, p *config.Policy, period tim
 			}
 			vols = append(vols, a.Volume)
 			rows := members(groupKey{p.Name, a.Volume})
-			allDone = allDone && done(inv.Snapshots, rows, period, key)
+			allDone = allDone && done(inv.Snapshots, rows, cur, key)
 			keyed = keyed || carries(inv.Snapshots, rows, key)
 		}
 		if len(vols) == 0 {
@@ -439,15 +440,38 @@ func selects(p *config.Policy, in *Instance) bool {
 	return true
 }
 
-// done reports whether the group holds a snapshot of this period: started at or after
-// the period start, or carrying the period's job key; a failed snapshot does not count.
-func done(snaps []Snapshot, rows []int32, period time.Time, key string) bool {
+// clockSkew is how far after the planner's clock a snapshot's StartTime may be and still
+// count as the current period's snapshot: AWS's own bound on clock skew (it refuses SigV4
+// requests signed more than 5 minutes off), so a later StartTime is a wrong date, not a
+// fast clock.
+const clockSkew = 5 * time.Minute
+
+// period is the window in which a snapshot's StartTime makes it the current period's:
+// [start, until), until being the period's end or now plus clockSkew, whichever is first.
+type period struct{ start, until time.Time }
+
+func currentPeriod(p *config.Policy, now time.Time) period {
+	start := p.PeriodStart(now)
+	until := now.Add(clockSkew)
+	if end := start.Add(time.Duration(p.Every)); p.Every > 0 && end.Before(until) {
+		until = end
+	}
+	return period{start: start, until: until}
+}
+
+func (w period) has(t time.Time) bool { return !t.IsZero() && !t.Before(w.start) && t.Before(w.until) }
+
+// done reports whether the group holds a snapshot of this period: one dated in the
+// period (and not in the future beyond clockSkew: a future-dated snapshot, which
+// retention counts for nothing, does not hold back the period's create), or carrying the
+// period's job key; a failed snapshot does not count.
+func done(snaps []Snapshot, rows []int32, w period, key string) bool {
 	for _, i := range rows {
 		s := &snaps[i]
 		if s.State == "error" {
 			continue
 		}
-		if s.Job == key || (!s.Start.IsZero() && !s.Start.Before(period)) {
+		if s.Job == key || w.has(s.Start) {
 			return true
 		}
 	}

@@ -469,15 +469,19 @@ policies:
 	}
 }
 
+// TestDecidePeriodBoundaries: a snapshot counts as the period's, holding back its create,
+// when its StartTime is in the period and no more than clockSkew after now; the same for
+// a volume policy and an instance one.
 func TestDecidePeriodBoundaries(t *testing.T) {
 	t.Parallel()
-	cfg := mustConfig(t, `
+	const half = `
 policies:
   - name: half
     every: 12h
     retain: {max_age: 30d}
-`)
-	vol := "vol-000000000000000a1"
+`
+	configs := map[string]*config.Config{"volume": mustConfig(t, half), "instance": mustConfig(t, half+"    consistency: instance\n")}
+	vol, inst := "vol-000000000000000a1", "i-000000000000000a1"
 	tests := []struct {
 		name      string
 		now, snap time.Time
@@ -488,25 +492,36 @@ policies:
 		{"one second before the period", at("2026-11-22T13:00:00Z"), at("2026-11-22T11:59:59Z"), false, at("2026-11-22T12:00:00Z")},
 		{"first instant of a period", at("2026-11-23T00:00:00Z"), at("2026-11-22T23:59:59Z"), false, at("2026-11-23T00:00:00Z")},
 		{"last instant of a period", at("2026-11-22T23:59:59Z"), at("2026-11-22T12:00:01Z"), true, at("2026-11-22T12:00:00Z")},
+		{"ahead of now within the clock skew", at("2026-11-22T13:00:00Z"), at("2026-11-22T13:04:59Z"), true, at("2026-11-22T12:00:00Z")},
+		{"ahead of now by the clock skew", at("2026-11-22T13:00:00Z"), at("2026-11-22T13:05:00Z"), false, at("2026-11-22T12:00:00Z")},
+		{"future-dated in the period", at("2026-11-22T13:00:00Z"), at("2026-11-22T20:00:00Z"), false, at("2026-11-22T12:00:00Z")},
+		{"in the next period within the skew", at("2026-11-22T23:58:00Z"), at("2026-11-23T00:01:00Z"), false, at("2026-11-22T12:00:00Z")},
+		{"days in the future", at("2026-11-22T13:00:00Z"), at("2026-11-25T13:00:00Z"), false, at("2026-11-22T12:00:00Z")},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			inv := Inventory{Account: acct, Region: region,
-				Instances:         []Instance{running("i-000000000000000a1", nil, vol)},
-				Snapshots:         []Snapshot{{ID: "snap-000000000000000a1", Owner: acct, Policy: "half", Volume: vol, Start: tt.snap, State: "completed"}},
-				SnapshotsComplete: true}
-			res := Decide(inv, cfg, tt.now)
-			d := res.Decisions[0]
-			if got := d.Action == ActionSkip && d.Reason == ReasonDone; got != tt.wantDone {
-				t.Fatalf("decision %+v, want done=%v", d, tt.wantDone)
-			}
-			if !tt.wantDone {
-				if want := job.CreateKey(acct, region, vol, "half", tt.wantStart); d.Key != want {
-					t.Fatalf("key %q, want %q", d.Key, want)
+		for consistency, cfg := range configs {
+			t.Run(tt.name+"/"+consistency, func(t *testing.T) {
+				t.Parallel()
+				inv := Inventory{Account: acct, Region: region,
+					Instances:         []Instance{running(inst, nil, vol)},
+					Snapshots:         []Snapshot{{ID: "snap-000000000000000a1", Owner: acct, Policy: "half", Volume: vol, Start: tt.snap, State: "completed"}},
+					SnapshotsComplete: true}
+				res := Decide(inv, cfg, tt.now)
+				d := res.Decisions[0]
+				if got := d.Action == ActionSkip && d.Reason == ReasonDone; got != tt.wantDone {
+					t.Fatalf("decision %+v, want done=%v", d, tt.wantDone)
 				}
-			}
-		})
+				if !tt.wantDone {
+					target := vol
+					if consistency == "instance" {
+						target = inst
+					}
+					if want := job.CreateKey(acct, region, target, "half", tt.wantStart); d.Action != ActionCreate || d.Key != want {
+						t.Fatalf("decision %+v, want a create with key %q", d, want)
+					}
+				}
+			})
+		}
 	}
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/snapfleet/snapfleet/internal/config"
 	"github.com/snapfleet/snapfleet/internal/job"
 	"github.com/snapfleet/snapfleet/internal/mototest"
+	"github.com/snapfleet/snapfleet/internal/retention"
 	"github.com/snapfleet/snapfleet/internal/tag"
 	"github.com/snapfleet/snapfleet/queue"
 )
@@ -530,6 +531,160 @@ policies:
 	if sum.SnapshotJobs != 12 || sum.Enqueued != 10 || len(q.msgs) != 10 || sum.Errors != 1 ||
 		!strings.Contains(sum.Failures[0].Error, "(10 of 12 sent): queue unavailable") {
 		t.Fatalf("summary %+v", sum)
+	}
+}
+
+// secondPageFails makes DescribeSnapshots paginate (moto does not): the first page comes
+// from moto with a NextToken, a call for the next page fails. pages counts the calls.
+func secondPageFails(pages *int) func(*middleware.Stack) error {
+	return func(s *middleware.Stack) error {
+		return s.Initialize.Add(middleware.InitializeMiddlewareFunc("second-page", func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+			if middleware.GetOperationName(ctx) != "DescribeSnapshots" {
+				return next.HandleInitialize(ctx, in)
+			}
+			*pages++
+			if in.Parameters.(*ec2.DescribeSnapshotsInput).NextToken != nil {
+				return middleware.InitializeOutput{}, middleware.Metadata{}, &smithy.GenericAPIError{Code: "InternalError", Message: "injected on page 2"}
+			}
+			out, md, err := next.HandleInitialize(ctx, in)
+			if err == nil {
+				out.Result.(*ec2.DescribeSnapshotsOutput).NextToken = aws.String("page-2")
+			}
+			return out, md, err
+		}), middleware.Before)
+	}
+}
+
+// TestPlanSecondPageFails: the snapshot listing's first page arrives (every snapshot,
+// two of them expired) and the second fails. Even with Force, nothing is deleted in that
+// scope, the breaker says incomplete_listing and the volumes' creates still go.
+func TestPlanSecondPageFails(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	cfg := mustConfig(t, "policies:\n  - name: last1\n    retain: {keep_last: 1}\n")
+	_, vols := f.instance(f.client(mototest.Region), "us-east-1a", nil)
+	for _, age := range []time.Duration{day, 2 * day, 3 * day} {
+		f.snapshot(vols[1], age, map[string]string{tag.Policy: "last1", tag.Volume: vols[1]})
+	}
+	var pages int
+	clients := map[string]*ec2.Client{mototest.Region: f.client(mototest.Region, secondPageFails(&pages))}
+	q := &recorder{}
+	p := f.planner(cfg, []string{mototest.Region}, clients, q, time.Now())
+	p.Force = true
+	sum, err := p.Plan(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pages != 2 {
+		t.Fatalf("DescribeSnapshots called %d times, want the first page and the failing second", pages)
+	}
+	creates, deletes := q.jobs(t)
+	if len(deletes) != 0 || sum.DeleteJobs != 0 || sum.Held != 0 {
+		t.Fatalf("deletes %v (summary %d, held %d) from a listing whose second page failed", deletes, sum.DeleteJobs, sum.Held)
+	}
+	if got := sortedVolumes(creates); !slices.Equal(got, sortedVolumes([]job.Job{{Volume: vols[0]}, {Volume: vols[1]}})) {
+		t.Fatalf("creates for %v, want both volumes %v", got, vols)
+	}
+	if len(sum.Scopes) != 1 || sum.Scopes[0].Breaker == nil || sum.Scopes[0].Breaker.Reason != BreakerIncomplete {
+		t.Fatalf("scopes %+v, want the breaker incomplete_listing", sum.Scopes)
+	}
+	if sum.Errors != 1 || !strings.Contains(sum.Failures[0].Error, "listing snapshots") || !strings.Contains(sum.Failures[0].Error, "injected on page 2") {
+		t.Fatalf("failures %+v, want the listing's", sum.Failures)
+	}
+}
+
+// noStartTime drops the StartTime of the named snapshot from DescribeSnapshots answers:
+// moto always sends one.
+func noStartTime(id *string) func(*middleware.Stack) error {
+	return func(s *middleware.Stack) error {
+		return s.Initialize.Add(middleware.InitializeMiddlewareFunc("no-start-time", func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+			out, md, err := next.HandleInitialize(ctx, in)
+			if d, ok := out.Result.(*ec2.DescribeSnapshotsOutput); ok && err == nil {
+				for i := range d.Snapshots {
+					if aws.ToString(d.Snapshots[i].SnapshotId) == *id {
+						d.Snapshots[i].StartTime = nil
+					}
+				}
+			}
+			return out, md, err
+		}), middleware.Before)
+	}
+}
+
+// warnings returns the "decided" lines logged at warn level, as "snapshot reason".
+func warnings(t *testing.T, log string) []string {
+	t.Helper()
+	var out []string
+	for _, line := range strings.Split(strings.TrimSpace(log), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if m["level"] == "warn" && m["message"] == "decided" {
+			if m["account"] != mototest.Account || m["region"] != mototest.Region || m["volume"] == "" {
+				t.Errorf("warning without its account, region or volume: %s", line)
+			}
+			out = append(out, fmt.Sprint(m["snapshot"], " ", m["reason"]))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestPlanOddTimesThroughMoto: a managed snapshot dated three days ahead (moto's clock
+// shifted) is kept as future_time, is not its volume's newest (keep_last 1 keeps the
+// newest dated one and expires the next), does not hold back today's create, and is
+// logged at warn level; a snapshot
+// without a StartTime (dropped by a middleware) is kept as unknown_time, logged, and
+// blocks the deletes of its volume.
+func TestPlanOddTimesThroughMoto(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	cfg := mustConfig(t, "policies:\n  - name: last1\n    retain: {keep_last: 1}\n")
+	_, vols := f.instance(f.client(mototest.Region), "us-east-1a", nil)
+	root, data := vols[0], vols[1]
+	managed := func(vol string) map[string]string { return map[string]string{tag.Policy: "last1", tag.Volume: vol} }
+	future := f.snapshot(data, -3*day, managed(data))
+	newest := f.snapshot(data, day, managed(data))
+	older := f.snapshot(data, 2*day, managed(data))
+	undated := f.snapshot(root, day, managed(root))
+	rootNewest := f.snapshot(root, 2*day, managed(root))
+	blocked := f.snapshot(root, 3*day, managed(root)) // expired, but its volume has an undated snapshot
+
+	var log bytes.Buffer // one scope: its goroutine logs, then Plan's after it ended
+	clients := map[string]*ec2.Client{mototest.Region: f.client(mototest.Region, noStartTime(&undated))}
+	q := &recorder{}
+	p := f.planner(cfg, []string{mototest.Region}, clients, q, time.Now())
+	p.Log = zerolog.New(&log).Level(zerolog.InfoLevel)
+	sum, err := p.Plan(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creates, deletes := q.jobs(t)
+	if len(deletes) != 1 || deletes[0].Snapshot != older || sum.Errors != 0 {
+		t.Fatalf("deletes %+v (errors %d), want only %s: %s", deletes, sum.Errors, older, log.String())
+	}
+	// Neither volume has a snapshot of today: the future-dated one is not today's.
+	if got := sortedVolumes(creates); !slices.Equal(got, sortedVolumes([]job.Job{{Volume: root}, {Volume: data}})) {
+		t.Fatalf("creates for %v, want both volumes (%s and %s)", got, root, data)
+	}
+	want := []string{future + " " + retention.KeptFuture, undated + " " + retention.KeptUnknownTime}
+	sort.Strings(want)
+	if got := warnings(t, log.String()); !slices.Equal(got, want) {
+		t.Fatalf("warnings %v, want %v", got, want)
+	}
+
+	p.DryRun, p.Queue, p.Log = true, nil, zerolog.Nop()
+	dry, err := p.Plan(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantDecisions := map[string]string{
+		future: "keep " + retention.KeptFuture, newest: "keep " + retention.KeptNewest, older: "delete " + retention.Expired,
+		undated: "keep " + retention.KeptUnknownTime, rootNewest: "keep " + retention.KeptNewest, blocked: "keep " + ReasonFailClosed,
+	}
+	if got := detailed(dry.Decisions); fmt.Sprint(got) != fmt.Sprint(wantDecisions) {
+		t.Fatalf("decisions %v, want %v", got, wantDecisions)
 	}
 }
 

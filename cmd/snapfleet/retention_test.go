@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
+	"github.com/snapfleet/snapfleet/internal/faultproxy"
 	"github.com/snapfleet/snapfleet/internal/job"
 	"github.com/snapfleet/snapfleet/internal/mototest"
 	"github.com/snapfleet/snapfleet/internal/tag"
@@ -54,6 +55,12 @@ func (e *e2e) setConfig(yaml string) {
 // snapshotAt makes a snapshot of vol whose StartTime is at (moto's clock is moved there).
 func (e *e2e) snapshotAt(ctx context.Context, vol string, at time.Time, tags map[string]string) string {
 	e.t.Helper()
+	return e.snapshotIn(ctx, e.ec2, vol, at, tags)
+}
+
+// snapshotIn is snapshotAt through the client c (another region's).
+func (e *e2e) snapshotIn(ctx context.Context, c *ec2.Client, vol string, at time.Time, tags map[string]string) string {
+	e.t.Helper()
 	e.moto.ShiftClock(e.t, time.Until(at))
 	in := &ec2.CreateSnapshotInput{VolumeId: aws.String(vol)}
 	if len(tags) > 0 {
@@ -63,7 +70,7 @@ func (e *e2e) snapshotAt(ctx context.Context, vol string, at time.Time, tags map
 		}
 		in.TagSpecifications = []types.TagSpecification{ts}
 	}
-	out, err := e.ec2.CreateSnapshot(ctx, in)
+	out, err := c.CreateSnapshot(ctx, in)
 	if err != nil {
 		e.t.Fatalf("snapshotting %s: %v", vol, err)
 	}
@@ -250,5 +257,216 @@ func TestRetentionGFS(t *testing.T) {
 	// Planned again: nothing more to delete, nothing held; the AMI's snapshot stays protected.
 	if p := e.jsonCLI(0, "plan", "--dry-run", "--now", now); num(t, p, "held") != 0 || num(t, p, "delete_jobs") != 0 || num(t, p, "protected") != 1 {
 		t.Fatalf("plan after pruning: %v", p)
+	}
+}
+
+// queued drains the embedded queue at db and returns its jobs by kind (snapshot.delete
+// apart from the creates).
+func (e *e2e) queued(ctx context.Context, db string) (creates, deletes []job.Job) {
+	e.t.Helper()
+	q, err := queue.Open(ctx, db, queue.Options{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer q.Close()
+	for {
+		msgs, err := q.Receive(ctx, 10, 100*time.Millisecond)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if len(msgs) == 0 {
+			return creates, deletes
+		}
+		for _, m := range msgs {
+			j, err := job.Decode(m.Body)
+			if err != nil {
+				e.t.Fatalf("queued message %s: %v", m.Body, err)
+			}
+			if j.Kind == job.KindDelete {
+				deletes = append(deletes, j)
+			} else {
+				creates = append(creates, j)
+			}
+		}
+	}
+}
+
+// snapshotsOf returns the ids of the delete jobs, sorted.
+func snapshotsOf(js []job.Job) []string {
+	var ids []string
+	for _, j := range js {
+		ids = append(ids, j.Snapshot)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// TestRetentionBreakerAt80 is the issue's breaker case end to end: a plan that would
+// delete 80% of its account-region's managed snapshots (8 of 10 under keep_daily 2)
+// exits 1, enqueues the creates and no delete, and names the breaker in its JSON; the
+// same plan with --force enqueues the 8 deletes.
+func TestRetentionBreakerAt80(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newE2E(t)
+	e.setConfig(`
+policies:
+  - name: last2
+    select: {instance_tags: {Backup: last2}}
+    retain: {keep_daily: 2}
+`)
+	ids, vols := e.instancesWithData(ctx, 1, map[string]string{"Backup": "last2"})
+	data := vols[ids[0]][1]
+	managed := map[string]string{tag.Policy: "last2", tag.Volume: data}
+	var expired []string
+	for i := 1; i <= 10; i++ {
+		id := e.snapshotAt(ctx, data, e.start.Add(-time.Duration(i)*day), managed)
+		if i > 2 {
+			expired = append(expired, id)
+		}
+	}
+	sort.Strings(expired)
+	now := e.at(0)
+
+	held := "file:" + filepath.Join(t.TempDir(), "held.db")
+	p := e.jsonCLI(1, "plan", "--queue", held, "--now", now)
+	if num(t, p, "snapshots_seen") != 10 || num(t, p, "held") != 8 || num(t, p, "kept") != 2 || num(t, p, "delete_jobs") != 0 ||
+		num(t, p, "snapshot_jobs") != 2 || num(t, p, "enqueued") != 2 {
+		t.Fatalf("plan deleting 80%%: %v, want 8 of 10 held and only the 2 creates enqueued", p)
+	}
+	scopes, _ := p["scopes"].([]any)
+	if len(scopes) != 1 {
+		t.Fatalf("scopes %v, want one", scopes)
+	}
+	b, _ := scopes[0].(map[string]any)["breaker"].(map[string]any)
+	if b["reason"] != "max_delete_fraction" || b["deletes"] != 8.0 || b["managed"] != 10.0 || b["max_delete_fraction"] != 0.5 {
+		t.Fatalf("scope breaker %v, want max_delete_fraction with 8 of 10", b)
+	}
+	if f := fmt.Sprint(p["failures"]); !strings.Contains(f, "circuit breaker: would delete 8 of 10 managed snapshots") || !strings.Contains(f, "--force overrides") {
+		t.Fatalf("failures %s, want the breaker named", f)
+	}
+	creates, deletes := e.queued(ctx, held)
+	if len(creates) != 2 || len(deletes) != 0 {
+		t.Fatalf("held plan queued %d creates and deletes %v, want 2 creates and no delete", len(creates), snapshotsOf(deletes))
+	}
+
+	forced := "file:" + filepath.Join(t.TempDir(), "forced.db")
+	p = e.jsonCLI(0, "plan", "--queue", forced, "--now", now, "--force")
+	if num(t, p, "held") != 0 || num(t, p, "delete_jobs") != 8 || num(t, p, "enqueued") != 10 || num(t, p, "errors") != 0 {
+		t.Fatalf("forced plan: %v, want the 8 deletes and 2 creates enqueued", p)
+	}
+	if _, tripped := p["scopes"].([]any)[0].(map[string]any)["breaker"]; tripped {
+		t.Fatalf("forced plan still names a breaker: %v", p["scopes"])
+	}
+	_, deletes = e.queued(ctx, forced)
+	for _, j := range deletes {
+		if j.Account != mototest.Account || j.Region != mototest.Region || j.Volume != data {
+			t.Errorf("delete job %+v, want %s/%s volume %s", j, mototest.Account, mototest.Region, data)
+		}
+	}
+	if got := snapshotsOf(deletes); !slices.Equal(got, expired) {
+		t.Fatalf("forced plan queued deletes of %v, want the 8 expired %v", got, expired)
+	}
+}
+
+// TestForceNeverOverridesIncompleteListing: two regions, each with an instance whose
+// volume has 3 snapshots under keep_last 1 (2 of 3 expire, over the default fraction);
+// DescribeSnapshots fails in eu-west-1 (a fault proxy in front of moto). `plan --force`
+// lets us-east-1's 2 deletes through, but in eu-west-1 it plans no delete: the scope's
+// breaker says incomplete_listing, the listing is a failure (exit 1), nothing is listed
+// as held, and its create is still enqueued.
+func TestForceNeverOverridesIncompleteListing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newE2E(t)
+	e.setConfig(`
+regions: [us-east-1, eu-west-1]
+policies:
+  - name: last1
+    retain: {keep_last: 1}
+`)
+	const east, west = mototest.Region, "eu-west-1"
+	roots := map[string]string{}
+	var expired []string
+	for _, region := range []string{east, west} {
+		c := ec2.NewFromConfig(e.moto.AWSConfig(t), func(o *ec2.Options) { o.Region = region })
+		imgs, err := c.DescribeImages(ctx, &ec2.DescribeImagesInput{})
+		if err != nil || len(imgs.Images) == 0 {
+			t.Fatalf("describing moto's images in %s: %v", region, err)
+		}
+		run, err := c.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: imgs.Images[0].ImageId, MinCount: aws.Int32(1), MaxCount: aws.Int32(1),
+			InstanceType: types.InstanceTypeT3Micro})
+		if err != nil || len(run.Instances[0].BlockDeviceMappings) != 1 {
+			t.Fatalf("running an instance in %s: %v", region, err)
+		}
+		root := aws.ToString(run.Instances[0].BlockDeviceMappings[0].Ebs.VolumeId)
+		roots[region] = root
+		for i := 1; i <= 3; i++ {
+			id := e.snapshotIn(ctx, c, root, e.start.Add(-time.Duration(i)*day), map[string]string{tag.Policy: "last1", tag.Volume: root})
+			if region == east && i > 1 {
+				expired = append(expired, id)
+			}
+		}
+	}
+	sort.Strings(expired)
+	now := e.at(0)
+	proxy := faultproxy.Start(t, e.moto.Endpoint)
+	proxy.Add(faultproxy.Rule{Action: "DescribeSnapshots", Region: west, Fault: faultproxy.Error})
+	e.env = proxy.Env()
+
+	db := "file:" + filepath.Join(t.TempDir(), "q.db")
+	p := e.jsonCLI(1, "plan", "--queue", db, "--now", now, "--force")
+	if proxy.Count("DescribeSnapshots").Injected == 0 {
+		t.Fatal("no DescribeSnapshots call failed: the plan did not go through the proxy")
+	}
+	if p["force"] != true || num(t, p, "delete_jobs") != 2 || num(t, p, "snapshot_jobs") != 2 || num(t, p, "enqueued") != 4 ||
+		num(t, p, "held") != 0 || num(t, p, "errors") != 1 {
+		t.Fatalf("forced plan: %v, want us-east-1's 2 deletes and both creates enqueued, 1 error", p)
+	}
+	if f := fmt.Sprint(p["failures"]); !strings.Contains(f, "listing snapshots in "+mototest.Account+"/"+west+" (no deletes planned there)") || !strings.Contains(f, "InternalError") {
+		t.Fatalf("failures %s, want eu-west-1's snapshot listing", f)
+	}
+	scopes := map[string]map[string]any{}
+	for _, sc := range p["scopes"].([]any) {
+		m := sc.(map[string]any)
+		scopes[m["region"].(string)] = m
+	}
+	if b, _ := scopes[west]["breaker"].(map[string]any); b["reason"] != "incomplete_listing" || scopes[west]["deletes"] != 0.0 || scopes[west]["creates"] != 1.0 {
+		t.Fatalf("eu-west-1 scope %v, want breaker incomplete_listing, no delete and its create", scopes[west])
+	}
+	if _, tripped := scopes[east]["breaker"]; tripped || scopes[east]["deletes"] != 2.0 {
+		t.Fatalf("us-east-1 scope %v, want its 2 deletes forced through", scopes[east])
+	}
+	creates, deletes := e.queued(ctx, db)
+	var created []string
+	for _, j := range creates {
+		created = append(created, j.Region+" "+j.Volume)
+	}
+	sort.Strings(created)
+	if want := []string{west + " " + roots[west], east + " " + roots[east]}; !slices.Equal(created, want) {
+		t.Fatalf("creates queued for %v, want %v", created, want)
+	}
+	for _, j := range deletes {
+		if j.Region != east {
+			t.Errorf("delete %s queued in %s despite its incomplete listing", j.Snapshot, j.Region)
+		}
+	}
+	if got := snapshotsOf(deletes); !slices.Equal(got, expired) {
+		t.Fatalf("deletes queued for %v, want us-east-1's expired %v", got, expired)
+	}
+
+	// The dry run lists nothing of eu-west-1's snapshots: no held, no keep (README, Safety 8).
+	dry := e.jsonCLI(1, "plan", "--dry-run", "--now", now, "--force")
+	for _, d := range dry["decisions"].([]any) {
+		if m := d.(map[string]any); m["region"] == west && m["snapshot"] != nil {
+			t.Errorf("dry run lists a decision on a snapshot of the unlisted scope: %v", m)
+		}
+	}
+	if num(t, dry, "held") != 0 || num(t, dry, "delete_jobs") != 2 {
+		t.Fatalf("dry run: %v", dry)
+	}
+	table := e.cli("plan", "--dry-run", "--now", now, "--force", "--config", e.config, "--output", "table")
+	if !strings.Contains(table.stdout, mototest.Account+"  "+west) || !strings.Contains(table.stdout, "incomplete_listing") || table.code != 1 {
+		t.Errorf("table dry run (exit %d) does not name eu-west-1's breaker:\n%s", table.code, table.stdout)
 	}
 }

@@ -2,9 +2,10 @@
 // tests and benchmarks) and makes calls fail as AWS makes them fail: throttling codes,
 // 5xx errors, added latency, timeouts, responses lost after the call took effect, and
 // outages in which connections are reset. Rules are keyed by the EC2 Query-protocol
-// Action read from the form body, can be changed while calls are in flight, and pick
-// their calls deterministically (every Nth, or a seeded random fraction) so tests are not
-// flaky. The proxy counts calls per action for assertions.
+// Action read from the form body, and optionally by the region the call is signed for;
+// they can be changed while calls are in flight, and pick their calls deterministically
+// (every Nth, or a seeded random fraction) so tests are not flaky. The proxy counts
+// calls per action for assertions.
 //
 // Point an SDK client or a snapfleet process at it with AWS_ENDPOINT_URL_EC2 (Env); other
 // services keep their own endpoints.
@@ -69,6 +70,10 @@ type Rule struct {
 	// Action is the EC2 action the rule applies to (e.g. "CreateSnapshot"); All for
 	// every action.
 	Action string
+	// Region, when set, limits the rule to calls signed for that region (the SigV4
+	// credential scope of the Authorization header): one account-region fails while the
+	// others answer.
+	Region string
 	// Every picks the Nth, 2Nth, ... call that matches the rule (2 = every other call);
 	// 0 or 1 picks every call unless Rate is set.
 	Every int
@@ -256,7 +261,7 @@ type plan struct {
 }
 
 // decide counts the call and applies the rules to it.
-func (p *Proxy) decide(action string) plan {
+func (p *Proxy) decide(action, region string) plan {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	c := p.counts[action]
@@ -273,7 +278,7 @@ func (p *Proxy) decide(action string) plan {
 			continue // expired: dropped
 		}
 		kept = append(kept, r)
-		if r.Action != All && r.Action != action {
+		if (r.Action != All && r.Action != action) || (r.Region != "" && r.Region != region) {
 			continue
 		}
 		r.matched++
@@ -330,13 +335,27 @@ func actionOf(r *http.Request) (string, []byte, error) {
 	return "", body, nil
 }
 
+// regionOf reads the region from the SigV4 credential scope of the Authorization header
+// (Credential=KEY/DATE/REGION/SERVICE/aws4_request); "" when the call is not signed so.
+func regionOf(r *http.Request) string {
+	_, cred, ok := strings.Cut(r.Header.Get("Authorization"), "Credential=")
+	if !ok {
+		return ""
+	}
+	cred, _, _ = strings.Cut(cred, ",")
+	if parts := strings.Split(cred, "/"); len(parts) == 5 {
+		return parts[2]
+	}
+	return ""
+}
+
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	action, body, err := actionOf(r)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	pl := p.decide(action)
+	pl := p.decide(action, regionOf(r))
 	if pl.latency > 0 && !p.wait(r.Context(), pl.latency) {
 		reset(w)
 		return

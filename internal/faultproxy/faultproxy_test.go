@@ -190,6 +190,32 @@ func TestFaultsAsTheSDKSeesThem(t *testing.T) {
 	}
 }
 
+// TestRegionRule: a rule with a Region picks only the calls signed for that region.
+func TestRegionRule(t *testing.T) {
+	t.Parallel()
+	b := newBackend(t)
+	p := Start(t, b.srv.URL)
+	p.Add(Rule{Action: "DescribeSnapshots", Region: "eu-west-1", Fault: Error})
+	ctx := context.Background()
+	west := client(p, 1)
+	west = ec2.New(west.Options(), func(o *ec2.Options) { o.Region = "eu-west-1" })
+	if err := describe(ctx, west); cloud.Code(err) != "InternalError" {
+		t.Fatalf("DescribeSnapshots in eu-west-1: %v, want the injected InternalError", err)
+	}
+	if err := describe(ctx, client(p, 1)); err != nil {
+		t.Fatalf("DescribeSnapshots in us-east-1: %v, want it forwarded", err)
+	}
+	if _, err := create(ctx, west); err != nil {
+		t.Fatalf("CreateSnapshot in eu-west-1: %v, want it forwarded", err)
+	}
+	if got, want := p.Count("DescribeSnapshots"), (Count{Calls: 2, Forwarded: 1, Injected: 1}); got != want {
+		t.Errorf("count %+v, want %+v", got, want)
+	}
+	if got := b.actions(); len(got) != 2 {
+		t.Errorf("backend saw %v, want the us-east-1 describe and the create", got)
+	}
+}
+
 // TestEveryOtherCall: with every other call throttled, the SDK's own retryer sees each
 // throttle as retryable and every operation succeeds on its second attempt.
 func TestEveryOtherCall(t *testing.T) {

@@ -544,3 +544,65 @@ func TestLambdaCheckRefusesWhatIsNotAStaticGoBinary(t *testing.T) {
 		t.Errorf("lambda check with no binary: %v\n%s", err, out)
 	}
 }
+
+// probe is a Kubernetes httpGet probe.
+type probe struct {
+	HTTPGet struct{ Path, Port string } `yaml:"httpGet"`
+}
+
+// TestDeploymentProbes: the worker Deployment serves --health-addr on a named container
+// port, and its liveness and readiness probes read /healthz and /readyz there.
+func TestDeploymentProbes(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("k8s/deployment.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Spec struct {
+			Template struct {
+				Spec struct {
+					Containers []struct {
+						Name  string
+						Args  []string
+						Ports []struct {
+							Name          string
+							ContainerPort int `yaml:"containerPort"`
+						}
+						Liveness  *probe `yaml:"livenessProbe"`
+						Readiness *probe `yaml:"readinessProbe"`
+					}
+				}
+			}
+		}
+	}
+	if err := yaml.Unmarshal(b, &d); err != nil {
+		t.Fatal(err)
+	}
+	cs := d.Spec.Template.Spec.Containers
+	if len(cs) != 1 {
+		t.Fatalf("want one container, got %d", len(cs))
+	}
+	c := cs[0]
+	i := slices.Index(c.Args, "--health-addr")
+	if i < 0 || i+1 >= len(c.Args) {
+		t.Fatalf("worker args %v lack --health-addr", c.Args)
+	}
+	port := map[string]int{}
+	for _, p := range c.Ports {
+		port[p.Name] = p.ContainerPort
+	}
+	for _, pr := range []struct {
+		name, path string
+		probe      *probe
+	}{{"livenessProbe", "/healthz", c.Liveness}, {"readinessProbe", "/readyz", c.Readiness}} {
+		if pr.probe == nil {
+			t.Errorf("no %s", pr.name)
+			continue
+		}
+		g := pr.probe.HTTPGet
+		if g.Path != pr.path || port[g.Port] == 0 || c.Args[i+1] != fmt.Sprintf(":%d", port[g.Port]) {
+			t.Errorf("%s reads %s on port %q (%d); want %s on the port of --health-addr %s", pr.name, g.Path, g.Port, port[g.Port], pr.path, c.Args[i+1])
+		}
+	}
+}

@@ -298,9 +298,10 @@ func TestScheduledPlanThenSQSBatch(t *testing.T) {
 
 // TestPoisonAndThrottledRecords sends a batch of a good job, a poison message and a job
 // whose CreateSnapshot is throttled (SnapshotCreationPerVolumeRateExceeded). The poison
-// message goes to the DLQ with invalid_message and is NOT a batch item failure (retrying
-// it cannot help); the throttled record IS the one batch item failure, hidden on the
-// queue for at least the code's 15 s, never dead-lettered.
+// message goes to the DLQ with invalid_message — gone from the jobs queue, so never
+// retried — and is reported as a batch item failure for the invocation's metrics; the
+// throttled record is the other batch item failure, hidden on the queue for at least the
+// code's 15 s, never dead-lettered; the good record is not reported.
 func TestPoisonAndThrottledRecords(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

@@ -637,6 +637,66 @@ func TestOnlySnapfleetSendsJobs(t *testing.T) {
 	}
 }
 
+// TestHubEventsDeadLetter: no event meant for the planner is dropped silently. Every
+// EventBridge rule target and the schedule retry and then dead-letter to the events
+// dead-letter queue, whose policy lets EventBridge send on behalf of exactly those rules;
+// the planner's asynchronous invocations that fail go there too (its on-failure
+// destination), and an alarm watches the queue's depth.
+func TestHubEventsDeadLetter(t *testing.T) {
+	t.Parallel()
+	res := resources(t, "hub.yaml")
+	const dlq = "EventsDeadLetterQueue.Arn"
+	isDLQ := func(n *yaml.Node) bool { return n != nil && n.Tag == "!GetAtt" && n.Value == dlq }
+	var rules []string
+	for i := 0; i+1 < len(res.Content); i += 2 {
+		id, r := res.Content[i].Value, res.Content[i+1]
+		if get(r, "Type").Value != "AWS::Events::Rule" {
+			continue
+		}
+		rules = append(rules, id+".Arn")
+		for _, tg := range get(get(r, "Properties"), "Targets").Content {
+			if !isDLQ(get(get(tg, "DeadLetterConfig"), "Arn")) {
+				t.Errorf("rule %s target %s has no DeadLetterConfig on the events dead-letter queue", id, get(tg, "Id").Value)
+			}
+			if get(get(tg, "RetryPolicy"), "MaximumRetryAttempts") == nil {
+				t.Errorf("rule %s target %s has no RetryPolicy", id, get(tg, "Id").Value)
+			}
+		}
+	}
+	if len(rules) < 2 {
+		t.Fatalf("hub.yaml has %d rules, want the state-change and BackupNow rules", len(rules))
+	}
+	target := get(get(get(res, "PlanSchedule"), "Properties"), "Target")
+	if !isDLQ(get(get(target, "DeadLetterConfig"), "Arn")) || get(target, "RetryPolicy") == nil {
+		t.Error("the plan schedule does not retry and then dead-letter to the events dead-letter queue")
+	}
+	onFailure := get(get(get(get(get(res, "PlannerFunction"), "Properties"), "EventInvokeConfig"), "DestinationConfig"), "OnFailure")
+	if get(onFailure, "Type") == nil || get(onFailure, "Type").Value != "SQS" || !isDLQ(get(onFailure, "Destination")) {
+		t.Error("the planner's failed asynchronous invocations have no on-failure destination on the events dead-letter queue")
+	}
+	stmts := get(get(get(get(res, "EventsDeadLetterQueuePolicy"), "Properties"), "PolicyDocument"), "Statement")
+	if stmts == nil {
+		t.Fatal("hub.yaml has no EventsDeadLetterQueuePolicy")
+	}
+	var allowed []string
+	for _, st := range stmts.Content {
+		if get(st, "Effect").Value != "Allow" {
+			continue
+		}
+		if p := get(get(st, "Principal"), "Service"); p == nil || p.Value != "events.amazonaws.com" || !slices.Equal(scalars(get(st, "Action")), []string{"sqs:SendMessage"}) {
+			t.Errorf("events dead-letter queue policy allows %v to %v, want only events.amazonaws.com to send", get(st, "Principal"), scalars(get(st, "Action")))
+		}
+		allowed = append(allowed, scalars(get(get(get(st, "Condition"), "ArnEquals"), "aws:SourceArn"))...)
+	}
+	if !slices.Equal(sorted(allowed), sorted(rules)) {
+		t.Errorf("events dead-letter queue accepts EventBridge sends for %v, want exactly the rules %v", allowed, rules)
+	}
+	alarm := get(get(res, "EventsDeadLetterAlarm"), "Properties")
+	if dims := get(alarm, "Dimensions"); dims == nil || len(dims.Content) != 1 || get(dims.Content[0], "Value").Value != "EventsDeadLetterQueue.QueueName" {
+		t.Error("no alarm on the events dead-letter queue's depth")
+	}
+}
+
 // resources reads the Resources of a template.
 func resources(t *testing.T, file string) *yaml.Node {
 	t.Helper()

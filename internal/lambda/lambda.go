@@ -242,8 +242,9 @@ func (f *Function) Plan(ctx context.Context, payload json.RawMessage) (planner.S
 	var ev event.Event
 	if kind == TriggerEvent {
 		if ev, err = event.Parse(payload); err != nil {
-			// Retrying cannot help: fail the invocation so the event goes to the
-			// rule's dead-letter queue, named.
+			// Retrying cannot help, but only a failed invocation keeps the event: after
+			// Lambda's retries of the asynchronous call it goes, with this error, to the
+			// planner's on-failure destination (deploy/hub.yaml's events dead-letter queue).
 			return planner.Summary{}, fmt.Errorf("planning the event: %w", err)
 		}
 	}

@@ -869,6 +869,9 @@ func TestBrokenDockerfilesFailTheRules(t *testing.T) {
 		{"add-url", "ADD from a URL", func(s string) string {
 			return strings.Replace(s, "WORKDIR /src\n", "WORKDIR /src\nADD https://example.com/x.tgz /tmp/\n", 1)
 		}},
+		{"arch-default", "ARG TARGETARCH=amd64: a default wins over docker build --platform", func(s string) string {
+			return strings.Replace(s, "ARG TARGETARCH\n", "ARG TARGETARCH=amd64\n", 1)
+		}},
 	}
 	var paths []string
 	for _, c := range cases {
@@ -882,6 +885,45 @@ func TestBrokenDockerfilesFailTheRules(t *testing.T) {
 		if !regexp.MustCompile(regexp.QuoteMeta(paths[i]) + `:\d+: .*` + regexp.QuoteMeta(c.want)).MatchString(out) {
 			t.Errorf("%s: output does not report %q for %s:\n%s", c.name, c.want, paths[i], out)
 		}
+	}
+}
+
+// TestImageArchitecture: the image is built for the architecture ECS runs it on. Every
+// `docker build` of the guide and of the Dockerfile's header names --platform
+// linux/ARCH, ARCH being ecs-worker.yaml's CpuArchitecture, and the Dockerfile compiles
+// for BuildKit's TARGETARCH (which --platform sets; the Dockerfile rules refuse a default).
+func TestImageArchitecture(t *testing.T) {
+	t.Parallel()
+	cpu := get(get(get(get(resources(t, "ecs-worker.yaml"), "TaskDefinition"), "Properties"), "RuntimePlatform"), "CpuArchitecture")
+	arch := map[string]string{"ARM64": "arm64", "X86_64": "amd64"}[cpu.Value]
+	if arch == "" {
+		t.Fatalf("ecs-worker.yaml CpuArchitecture %q", cpu.Value)
+	}
+	builds := 0
+	for _, f := range []string{"README.md", "Dockerfile"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if !strings.Contains(line, "docker build ") {
+				continue
+			}
+			builds++
+			if !strings.Contains(line, "--platform linux/"+arch+" ") {
+				t.Errorf("%s: %q does not build for linux/%s, the ECS tasks' architecture", f, strings.TrimSpace(line), arch)
+			}
+		}
+	}
+	if builds < 2 {
+		t.Errorf("found %d docker build commands in README.md and the Dockerfile, want one in each", builds)
+	}
+	b, err := os.ReadFile("Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^ARG TARGETARCH$`).Match(b) || !strings.Contains(string(b), "GOARCH=${TARGETARCH}") {
+		t.Error("the Dockerfile does not compile for BuildKit's TARGETARCH")
 	}
 }
 

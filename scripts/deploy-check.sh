@@ -44,7 +44,8 @@ check_k8s() {
 # distributed on GitHub and PyPI): every base image pinned to a version (no latest, no
 # bare name), a multi-stage build whose final stage is distroless/static or scratch,
 # a numeric non-root USER in the final stage, CGO off, no ADD from URLs, exec-form
-# ENTRYPOINT. hadolint runs as well when it is on PATH.
+# ENTRYPOINT, no default for BuildKit's TARGET* platform args (it would win over
+# --platform). hadolint runs as well when it is on PATH.
 check_dockerfile() {
   local f bad=0
   for f in "$@"; do
@@ -70,6 +71,10 @@ check_dockerfile() {
         next
       }
       toupper($1) == "USER" { user = $2; next }
+      toupper($1) == "ARG" {
+        for (i = 2; i <= NF; i++) if ($i ~ /^TARGET(OS|ARCH|PLATFORM|VARIANT)=/) fail("ARG " $i ": a default wins over docker build --platform; declare it without one")
+        next
+      }
       toupper($1) == "ADD" && $0 ~ /https?:\/\// { fail("ADD from a URL: download in a build stage with a checksum instead") }
       toupper($1) == "ENTRYPOINT" { entry = $0; if ($2 !~ /^\[/) fail("ENTRYPOINT must be exec form [\"...\"]") }
       /CGO_ENABLED=0/ { cgo = 1 }

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -928,7 +929,9 @@ func TestImageArchitecture(t *testing.T) {
 }
 
 // TestLambdaCheckRefusesWhatIsNotAStaticGoBinary: the make lambda check fails on a
-// bootstrap that is not a Go binary and on a missing architecture.
+// bootstrap that is not a Go binary, on a missing architecture, on a binary of the wrong
+// architecture and on a dynamically linked one; it passes the same small program built
+// as make lambda builds it.
 func TestLambdaCheckRefusesWhatIsNotAStaticGoBinary(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -950,6 +953,63 @@ func TestLambdaCheckRefusesWhatIsNotAStaticGoBinary(t *testing.T) {
 	out, err = checker(t, "lambda", dir)
 	if err == nil || !strings.Contains(out, "arm64/bootstrap: missing") {
 		t.Errorf("lambda check with no binary: %v\n%s", err, out)
+	}
+
+	// A small Go program, built like make lambda does (static, CGO off, lambda.norpc) for
+	// each architecture, and with cgo for this machine's: dynamically linked to libc.
+	src := t.TempDir()
+	for name, body := range map[string]string{
+		"go.mod":  "module bootstrap\n\ngo 1.26\n",
+		"main.go": "package main\n\nfunc main() {}\n",
+		"cgo.go":  "//go:build cgo\n\npackage main\n\nimport _ \"runtime/cgo\"\n",
+	} {
+		if err := os.WriteFile(filepath.Join(src, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	build := func(name, arch, cgo string) string {
+		t.Helper()
+		bin := filepath.Join(src, name)
+		cmd := exec.Command("go", "build", "-tags", "lambda.norpc", "-o", bin, ".")
+		cmd.Dir = src
+		cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH="+arch, "CGO_ENABLED="+cgo, "GOWORK=off", "GOFLAGS=")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("building %s: %v\n%s", name, err, out)
+		}
+		return bin
+	}
+	static := map[string]string{"arm64": build("static-arm64", "arm64", "0"), "amd64": build("static-amd64", "amd64", "0")}
+	host := runtime.GOARCH
+	if static[host] == "" {
+		t.Fatalf("this machine is %s: the dynamic case needs arm64 or amd64", host)
+	}
+	dynamic := maps.Clone(static)
+	dynamic[host] = build("dynamic", host, "1")
+	for _, c := range []struct {
+		name string
+		bins map[string]string // arch → bootstrap
+		want string            // "" passes
+	}{
+		{"as make lambda builds", static, ""},
+		{"wrong architecture", map[string]string{"arm64": static["amd64"], "amd64": static["amd64"]}, "arm64/bootstrap: not an arm64 binary"},
+		{"dynamically linked", dynamic, host + "/bootstrap: not statically linked"},
+	} {
+		for arch, bin := range c.bins {
+			b, err := os.ReadFile(bin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, arch, "bootstrap"), b, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out, err := checker(t, "lambda", dir)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s: the lambda check fails: %v\n%s", c.name, err, out)
+		case c.want != "" && (err == nil || !strings.Contains(out, c.want)):
+			t.Errorf("%s: lambda check %v, want it to fail with %q:\n%s", c.name, err, c.want, out)
+		}
 	}
 }
 

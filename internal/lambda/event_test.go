@@ -157,11 +157,16 @@ func TestEventHandlers(t *testing.T) {
 	if len(managed[other]) != 0 {
 		t.Errorf("volume of the instance not opted in has %d snapshots", len(managed[other]))
 	}
+	wantKey := job.EventKey(mototest.Account, mototest.Region, optedIn, "daily", id)
 	for _, s := range managed[optedIn] {
+		var key string
 		for _, tg := range s.Tags {
-			if aws.ToString(tg.Key) == tag.Job && aws.ToString(tg.Value) != job.EventKey(mototest.Account, mototest.Region, optedIn, "daily", id) {
-				t.Errorf("job tag %s", aws.ToString(tg.Value))
+			if aws.ToString(tg.Key) == tag.Job {
+				key = aws.ToString(tg.Value)
 			}
+		}
+		if key != wantKey {
+			t.Errorf("snapshot %s of the stopped instance: %s tag %q, want the event's key %q", aws.ToString(s.SnapshotId), tag.Job, key, wantKey)
 		}
 	}
 

@@ -7,11 +7,13 @@ package deploy
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -32,6 +34,9 @@ type statement struct {
 	Actions   []string
 	Resources []*yaml.Node
 	Condition *yaml.Node
+	// When is the CloudFormation condition of a statement written !If [COND, {...},
+	// !Ref AWS::NoValue]: it exists only when COND holds.
+	When string
 }
 
 // scalars returns the values of a scalar or a sequence of scalars (CloudFormation's
@@ -64,6 +69,92 @@ func get(n *yaml.Node, key string) *yaml.Node {
 	return nil
 }
 
+// intrinsic reports whether n carries a CloudFormation short-form tag (!Sub, !Ref, ...).
+func intrinsic(n *yaml.Node) bool {
+	return strings.HasPrefix(n.Tag, "!") && !strings.HasPrefix(n.Tag, "!!")
+}
+
+// text is a scalar as the least-privilege table writes it: "*", an ARN, or the template's
+// intrinsic as written ("!GetAtt JobsQueue.Arn", "!Sub arn:${AWS::Partition}:..."). Other
+// forms (a !Sub with variables, an !If) are refused: the table could not say them.
+func text(t *testing.T, n *yaml.Node) string {
+	t.Helper()
+	switch {
+	case n == nil:
+		t.Error("a missing scalar in an IAM statement")
+		return ""
+	case n.Kind != yaml.ScalarNode:
+		t.Errorf("line %d: %s %v is not a scalar: the least-privilege check cannot compare it", n.Line, n.Tag, scalars(n))
+		return ""
+	case intrinsic(n):
+		return n.Tag + " " + n.Value
+	}
+	return n.Value
+}
+
+// conditions renders an IAM Condition as "OPERATOR KEY=V1,V2" clauses, sorted.
+func conditions(t *testing.T, c *yaml.Node) []string {
+	t.Helper()
+	var out []string
+	for i := 0; c != nil && i+1 < len(c.Content); i += 2 {
+		op, keys := c.Content[i].Value, c.Content[i+1]
+		for j := 0; j+1 < len(keys.Content); j += 2 {
+			v := keys.Content[j+1]
+			vals := []*yaml.Node{v}
+			if v.Kind == yaml.SequenceNode && !intrinsic(v) {
+				vals = v.Content
+			}
+			var texts []string
+			for _, x := range vals {
+				texts = append(texts, text(t, x))
+			}
+			out = append(out, op+" "+keys.Content[j].Value+"="+strings.Join(sorted(texts), ","))
+		}
+	}
+	return sorted(out)
+}
+
+// rule is a statement as the least-privilege table of deploy/README.md writes it: what
+// is allowed, on what, under which conditions ("if COND" for a CloudFormation condition).
+func (st statement) rule(t *testing.T) string {
+	t.Helper()
+	var res []string
+	for _, r := range st.Resources {
+		res = append(res, text(t, r))
+	}
+	cond := conditions(t, st.Condition)
+	if st.When != "" {
+		cond = append(cond, "if "+st.When)
+	}
+	return fmt.Sprintf("%s | %s | %s", strings.Join(sorted(st.Actions), " "), strings.Join(sorted(res), " "), strings.Join(cond, " "))
+}
+
+// parseStatement reads one statement of a policy document; an !If [COND, STATEMENT,
+// !Ref AWS::NoValue] is the statement, when COND.
+func parseStatement(t *testing.T, file, id string, s *yaml.Node) statement {
+	t.Helper()
+	var when string
+	if s.Tag == "!If" {
+		if len(s.Content) != 3 || s.Content[1].Kind != yaml.MappingNode || s.Content[2].Value != "AWS::NoValue" {
+			t.Fatalf("%s: %s line %d: an !If statement must be [COND, STATEMENT, !Ref AWS::NoValue]", file, id, s.Line)
+		}
+		when, s = s.Content[0].Value, s.Content[1]
+	}
+	st := statement{Effect: get(s, "Effect").Value, Actions: scalars(get(s, "Action")), Condition: get(s, "Condition"), When: when}
+	if sid := get(s, "Sid"); sid != nil {
+		st.Sid = sid.Value
+	}
+	if r := get(s, "Resource"); r != nil && r.Kind == yaml.SequenceNode && !intrinsic(r) {
+		st.Resources = r.Content
+	} else {
+		st.Resources = []*yaml.Node{r}
+	}
+	if get(s, "NotAction") != nil || get(s, "NotResource") != nil {
+		t.Errorf("%s: %s statement %q uses NotAction/NotResource", file, id, st.Sid)
+	}
+	return st
+}
+
 // roles reads every AWS::IAM::Role of a template: its inline policies' statements, by
 // logical id.
 func roles(t *testing.T, file string) map[string][]statement {
@@ -83,26 +174,15 @@ func roles(t *testing.T, file string) map[string][]statement {
 		out[id] = []statement{}
 		for _, p := range get(get(r, "Properties"), "Policies").Content {
 			for _, s := range get(get(p, "PolicyDocument"), "Statement").Content {
-				st := statement{Effect: get(s, "Effect").Value, Actions: scalars(get(s, "Action")), Condition: get(s, "Condition")}
-				if sid := get(s, "Sid"); sid != nil {
-					st.Sid = sid.Value
-				}
-				if r := get(s, "Resource"); r != nil && r.Kind == yaml.SequenceNode {
-					st.Resources = r.Content
-				} else {
-					st.Resources = []*yaml.Node{r}
-				}
-				if get(s, "NotAction") != nil || get(s, "NotResource") != nil {
-					t.Errorf("%s: %s statement %q uses NotAction/NotResource", file, id, st.Sid)
-				}
-				out[id] = append(out[id], st)
+				out[id] = append(out[id], parseStatement(t, file, id, s))
 			}
 		}
 	}
 	return out
 }
 
-// readmeTable reads the least-privilege table of README.md: template → role → actions.
+// readmeTable reads the least-privilege table of deploy/README.md: template → role → the
+// rules of its statements (statement.rule), one row each.
 func readmeTable(t *testing.T) map[string]map[string][]string {
 	t.Helper()
 	b, err := os.ReadFile("README.md")
@@ -114,20 +194,26 @@ func readmeTable(t *testing.T) map[string]map[string][]string {
 	if begin < 0 || end < begin {
 		t.Fatal("README.md has no <!-- iam:begin --> ... <!-- iam:end --> table")
 	}
-	action := regexp.MustCompile("`([a-z0-9-]+:[A-Za-z0-9*]+)`")
+	code := regexp.MustCompile("`([^`]+)`")
+	items := func(cell string) []string {
+		var out []string
+		for _, m := range code.FindAllStringSubmatch(cell, -1) {
+			out = append(out, m[1])
+		}
+		return sorted(out)
+	}
 	out := map[string]map[string][]string{}
 	for _, line := range strings.Split(s[begin:end], "\n") {
 		cells := strings.Split(line, "|")
-		if len(cells) != 5 || !strings.HasSuffix(strings.TrimSpace(cells[1]), ".yaml") {
+		if len(cells) != 7 || !strings.HasSuffix(strings.TrimSpace(cells[1]), ".yaml") {
 			continue
 		}
 		file, role := strings.TrimSpace(cells[1]), strings.TrimSpace(cells[2])
 		if out[file] == nil {
 			out[file] = map[string][]string{}
 		}
-		for _, m := range action.FindAllStringSubmatch(cells[3], -1) {
-			out[file][role] = append(out[file][role], m[1])
-		}
+		out[file][role] = append(out[file][role], fmt.Sprintf("%s | %s | %s",
+			strings.Join(items(cells[3]), " "), strings.Join(items(cells[4]), " "), strings.Join(items(cells[5]), " ")))
 	}
 	return out
 }
@@ -138,24 +224,27 @@ func sorted(s []string) []string {
 	return slices.Compact(s)
 }
 
-// TestIAMIsTheREADMEsLeastPrivilege: every role of every template allows exactly the
-// actions README.md lists for it, no action is a wildcard, only Describe-type actions run
-// on Resource "*", and nothing is denied-by-omission silently (a role missing from either
-// side fails).
+// TestIAMIsTheREADMEsLeastPrivilege: every role of every template has exactly the
+// statements the table of deploy/README.md lists for it — the same actions on the same
+// resources under the same conditions —, no action is a wildcard, only Describe-type and
+// list actions run on Resource "*", and nothing is denied-by-omission silently (a role or
+// a statement missing from either side fails).
 func TestIAMIsTheREADMEsLeastPrivilege(t *testing.T) {
 	t.Parallel()
 	table := readmeTable(t)
-	starOK := map[string]bool{"ec2:DescribeInstances": true, "ec2:DescribeVolumes": true, "ec2:DescribeSnapshots": true, "ec2:DescribeImages": true, "ec2:DescribeSnapshotAttribute": true, "ec2:DescribeLockedSnapshots": true, "ecr:GetAuthorizationToken": true}
+	starOK := map[string]bool{"ec2:DescribeInstances": true, "ec2:DescribeVolumes": true, "ec2:DescribeSnapshots": true, "ec2:DescribeImages": true, "ec2:DescribeSnapshotAttribute": true, "ec2:DescribeLockedSnapshots": true, "ecr:GetAuthorizationToken": true,
+		"organizations:ListAccounts": true, "organizations:ListAccountsForParent": true, "organizations:ListChildren": true}
 	seen := map[string]bool{}
 	for _, file := range templates {
 		for role, stmts := range roles(t, file) {
 			seen[file+"/"+role] = true
-			var allowed []string
+			var got []string
 			for _, st := range stmts {
 				if st.Effect != "Allow" {
+					t.Errorf("%s %s: statement %s is not an Allow", file, role, st.Sid)
 					continue
 				}
-				allowed = append(allowed, st.Actions...)
+				got = append(got, st.rule(t))
 				for _, a := range st.Actions {
 					if strings.Contains(a, "*") {
 						t.Errorf("%s %s: action %q has a wildcard", file, role, a)
@@ -169,11 +258,14 @@ func TestIAMIsTheREADMEsLeastPrivilege(t *testing.T) {
 			}
 			want, ok := table[file][role]
 			if !ok {
-				t.Errorf("%s: role %s is not in README.md's least-privilege table", file, role)
+				t.Errorf("%s: role %s is not in deploy/README.md's least-privilege table", file, role)
 				continue
 			}
-			if got := sorted(allowed); !slices.Equal(got, sorted(want)) {
-				t.Errorf("%s %s allows %v; README.md lists %v", file, role, got, sorted(want))
+			for _, r := range missing(got, want) {
+				t.Errorf("%s %s allows %s; deploy/README.md does not list it", file, role, r)
+			}
+			for _, r := range missing(want, got) {
+				t.Errorf("deploy/README.md lists %s %s: %s; the template has no such statement", file, role, r)
 			}
 		}
 	}
@@ -183,6 +275,64 @@ func TestIAMIsTheREADMEsLeastPrivilege(t *testing.T) {
 				t.Errorf("README.md lists %s %s, which the template does not create", file, role)
 			}
 		}
+	}
+}
+
+// missing returns the elements of a that b lacks, as multisets.
+func missing(a, b []string) []string {
+	left := map[string]int{}
+	for _, x := range b {
+		left[x]++
+	}
+	var out []string
+	for _, x := range a {
+		if left[x] > 0 {
+			left[x]--
+			continue
+		}
+		out = append(out, x)
+	}
+	return out
+}
+
+// TestREADMEPolicyIsTheMemberRole: the least-privilege policy README.md gives for the
+// account snapfleet works in is the member role's, statement for statement: the same
+// actions on the same resources under the same conditions (the partition written aws).
+func TestREADMEPolicyIsTheMemberRole(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	i := strings.Index(s, "## IAM permissions")
+	if i < 0 {
+		t.Fatal("README.md has no IAM permissions section")
+	}
+	s = s[i:]
+	begin := strings.Index(s, "```json\n")
+	end := strings.Index(s[begin+1:], "```")
+	if begin < 0 || end < 0 {
+		t.Fatal("README.md's IAM permissions section has no json block")
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(s[begin+len("```json\n"):begin+1+end]), &doc); err != nil {
+		t.Fatalf("README.md's IAM policy: %v", err)
+	}
+	var readme []string
+	for _, st := range get(doc.Content[0], "Statement").Content {
+		readme = append(readme, parseStatement(t, "README.md", "policy", st).rule(t))
+	}
+	var template []string
+	for _, st := range roles(t, "member-role.yaml")["MemberRole"] {
+		r := strings.ReplaceAll(st.rule(t), "!Sub ", "")
+		template = append(template, strings.ReplaceAll(r, "${AWS::Partition}", "aws"))
+	}
+	for _, r := range missing(readme, template) {
+		t.Errorf("README.md allows %s; member-role.yaml has no such statement", r)
+	}
+	for _, r := range missing(template, readme) {
+		t.Errorf("member-role.yaml allows %s; README.md's policy lacks it", r)
 	}
 }
 
@@ -255,8 +405,7 @@ func TestMemberRoleConditions(t *testing.T) {
 	}
 }
 
-// TestHubQueues: SSE and TLS-only on both queues, only the planner (and the optional
-// replay role) may send jobs, the DLQ keeps messages longer than the queue, maxReceiveCount
+// TestHubQueues: SSE and TLS-only on both queues, a send deny on the jobs queue, the DLQ keeps messages longer than the queue, maxReceiveCount
 // >= 5, the worker's event source mapping reports batch item failures and caps
 // concurrency, the schedule has a time zone.
 func TestHubQueues(t *testing.T) {
@@ -302,15 +451,15 @@ func TestHubQueues(t *testing.T) {
 			if val(get(get(get(s, "Condition"), "Bool"), "aws:SecureTransport")) == "false" && slices.Contains(scalars(get(s, "Action")), "sqs:*") {
 				tls = true
 			}
-			if pa := get(get(get(s, "Condition"), "ArnNotEquals"), "aws:PrincipalArn"); pa != nil && strings.Contains(fmt.Sprint(scalars(pa)), "PlannerRole.Arn") {
-				send = true
+			if pa := get(get(get(s, "Condition"), "ArnNotLike"), "aws:PrincipalArn"); pa != nil && slices.Contains(scalars(get(s, "Action")), "sqs:SendMessage") {
+				send = true // who it lets through: TestOnlySnapfleetSendsJobs
 			}
 		}
 		if !tls {
 			t.Errorf("%s does not deny requests without TLS", p)
 		}
 		if p == "JobsQueuePolicy" && !send {
-			t.Errorf("%s does not deny SendMessage to everyone but the planner role", p)
+			t.Errorf("%s does not deny SendMessage to every principal but snapfleet's", p)
 		}
 	}
 	esm := props("WorkerEventSource")
@@ -328,6 +477,224 @@ func TestHubQueues(t *testing.T) {
 	if val(get(alarm, "MetricName")) != "ApproximateNumberOfMessagesVisible" || dims == nil || len(dims.Content) != 1 ||
 		val(get(dims.Content[0], "Value")) != "JobsDeadLetterQueue.QueueName" {
 		t.Error("no alarm on the DLQ depth")
+	}
+}
+
+// stack resolves the intrinsics of a template the way CloudFormation would in one
+// deployment: parameters at their defaults, the pseudo parameters below, the ARNs of the
+// roles and queues the template names.
+type stack struct {
+	t    *testing.T
+	file string
+	res  *yaml.Node
+	vars map[string]string
+}
+
+func newStack(t *testing.T, file string, params map[string]string) *stack {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{"AWS::Partition": "aws", "AWS::Region": "eu-west-1", "AWS::AccountId": "222222222222"}
+	ps := get(doc.Content[0], "Parameters")
+	for i := 0; ps != nil && i+1 < len(ps.Content); i += 2 {
+		if d := get(ps.Content[i+1], "Default"); d != nil {
+			vars[ps.Content[i].Value] = d.Value
+		}
+	}
+	for k, v := range params {
+		vars[k] = v
+	}
+	return &stack{t: t, file: file, res: get(doc.Content[0], "Resources"), vars: vars}
+}
+
+var subVar = regexp.MustCompile(`\$\{([A-Za-z0-9:]+)\}`)
+
+// value resolves a scalar: !Sub, !Ref, and !GetAtt X.Arn of an IAM role or SQS queue.
+func (s *stack) value(n *yaml.Node) string {
+	s.t.Helper()
+	switch n.Tag {
+	case "!Sub":
+		return subVar.ReplaceAllStringFunc(n.Value, func(m string) string {
+			v, ok := s.vars[m[2:len(m)-1]]
+			if !ok {
+				s.t.Errorf("%s: ${%s} has no value", s.file, m[2:len(m)-1])
+			}
+			return v
+		})
+	case "!Ref":
+		v, ok := s.vars[n.Value]
+		if !ok {
+			s.t.Errorf("%s: !Ref %s has no value", s.file, n.Value)
+		}
+		return v
+	case "!GetAtt":
+		id, ok := strings.CutSuffix(n.Value, ".Arn")
+		props := get(get(s.res, id), "Properties")
+		switch {
+		case ok && get(props, "RoleName") != nil:
+			return s.value(&yaml.Node{Tag: "!Sub", Value: "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/"}) + s.value(get(props, "RoleName"))
+		case ok && get(props, "QueueName") != nil:
+			return s.value(&yaml.Node{Tag: "!Sub", Value: "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:"}) + s.value(get(props, "QueueName"))
+		}
+		s.t.Errorf("%s: cannot resolve !GetAtt %s", s.file, n.Value)
+		return ""
+	}
+	return n.Value
+}
+
+// arnLike is IAM's ArnLike: * and ? are wildcards.
+func arnLike(pattern, arn string) bool {
+	re := strings.NewReplacer(`\*`, ".*", `\?`, ".").Replace(regexp.QuoteMeta(pattern))
+	return regexp.MustCompile("^" + re + "$").MatchString(arn)
+}
+
+// TestOnlySnapfleetSendsJobs: the jobs queue's policy lets the planner, the replay role
+// and every worker role — hub.yaml's Lambda worker, ecs-worker.yaml's task role — send
+// messages, and no one else; and the worker roles are allowed to send to the jobs queue.
+// A worker requeues a job throttled on its last receive but one (worker/worker.go); were
+// the send denied, the requeue would fail and the queue's redrive would dead-letter a
+// throttled job, breaking DESIGN.md §6.6.
+func TestOnlySnapfleetSendsJobs(t *testing.T) {
+	t.Parallel()
+	const replay = "arn:aws:iam::222222222222:role/ops-replay"
+	hub := newStack(t, "hub.yaml", map[string]string{"ReplayRoleArn": replay})
+	ecs := newStack(t, "ecs-worker.yaml", nil)
+	queueARN := hub.value(&yaml.Node{Tag: "!GetAtt", Value: "JobsQueue.Arn"})
+	role := func(s *stack, id string) string {
+		return s.value(&yaml.Node{Tag: "!GetAtt", Value: id + ".Arn"})
+	}
+	workers := map[string]string{"hub.yaml WorkerRole": role(hub, "WorkerRole"), "ecs-worker.yaml TaskRole": role(ecs, "TaskRole")}
+
+	// The deny of SendMessage, for a principal, with and without the replay role.
+	var deny *yaml.Node
+	for _, st := range get(get(get(get(hub.res, "JobsQueuePolicy"), "Properties"), "PolicyDocument"), "Statement").Content {
+		if slices.Contains(scalars(get(st, "Action")), "sqs:SendMessage") {
+			deny = st
+		}
+	}
+	if deny == nil || get(deny, "Effect").Value != "Deny" {
+		t.Fatal("JobsQueuePolicy has no statement denying sqs:SendMessage")
+	}
+	cond := get(deny, "Condition")
+	pa := get(get(cond, "ArnNotLike"), "aws:PrincipalArn")
+	if pa == nil || len(cond.Content) != 2 || len(get(cond, "ArnNotLike").Content) != 2 {
+		t.Fatalf("the send deny's condition is not only ArnNotLike aws:PrincipalArn (a pattern list): %v", scalars(cond))
+	}
+	if pa.Tag != "!If" || len(pa.Content) != 3 || pa.Content[0].Value != "HasReplayRole" {
+		t.Fatalf("aws:PrincipalArn of the send deny: want !If [HasReplayRole, WITH, WITHOUT]")
+	}
+	for i, branch := range map[int]string{1: "with ReplayRoleArn", 2: "without ReplayRoleArn"} {
+		var patterns []string
+		for _, n := range pa.Content[i].Content {
+			patterns = append(patterns, hub.value(n))
+		}
+		denied := func(arn string) bool {
+			return !slices.ContainsFunc(patterns, func(p string) bool { return arnLike(p, arn) })
+		}
+		allowed := maps.Clone(workers)
+		allowed["hub.yaml PlannerRole"] = role(hub, "PlannerRole")
+		if i == 1 {
+			allowed["the replay role"] = replay
+		}
+		for who, arn := range allowed {
+			if denied(arn) {
+				t.Errorf("%s: the jobs queue denies SendMessage to %s (%s): patterns %v", branch, who, arn, patterns)
+			}
+		}
+		for _, arn := range []string{
+			"arn:aws:iam::222222222222:role/deployer", "arn:aws:iam::333333333333:role/snapfleet-worker-eu-west-1",
+			"arn:aws:iam::222222222222:user/snapfleet-worker-x", replay + "-not",
+		} {
+			if i == 2 && arn == replay+"-not" {
+				continue
+			}
+			if !denied(arn) {
+				t.Errorf("%s: the jobs queue lets %s send", branch, arn)
+			}
+		}
+	}
+
+	// The worker roles may send to the jobs queue.
+	for _, w := range []struct {
+		s  *stack
+		id string
+	}{{hub, "WorkerRole"}, {ecs, "TaskRole"}} {
+		ok := false
+		for _, st := range roles(t, w.s.file)[w.id] {
+			if st.Effect == "Allow" && st.When == "" && slices.Contains(st.Actions, "sqs:SendMessage") && st.Condition == nil &&
+				slices.ContainsFunc(st.Resources, func(r *yaml.Node) bool { return w.s.value(r) == queueARN }) {
+				ok = true
+			}
+		}
+		if !ok {
+			t.Errorf("%s %s may not send to the jobs queue %s: it could not requeue a throttled job", w.s.file, w.id, queueARN)
+		}
+	}
+}
+
+// TestHubEventsDeadLetter: no event meant for the planner is dropped silently. Every
+// EventBridge rule target and the schedule retry and then dead-letter to the events
+// dead-letter queue, whose policy lets EventBridge send on behalf of exactly those rules;
+// the planner's asynchronous invocations that fail go there too (its on-failure
+// destination), and an alarm watches the queue's depth.
+func TestHubEventsDeadLetter(t *testing.T) {
+	t.Parallel()
+	res := resources(t, "hub.yaml")
+	const dlq = "EventsDeadLetterQueue.Arn"
+	isDLQ := func(n *yaml.Node) bool { return n != nil && n.Tag == "!GetAtt" && n.Value == dlq }
+	var rules []string
+	for i := 0; i+1 < len(res.Content); i += 2 {
+		id, r := res.Content[i].Value, res.Content[i+1]
+		if get(r, "Type").Value != "AWS::Events::Rule" {
+			continue
+		}
+		rules = append(rules, id+".Arn")
+		for _, tg := range get(get(r, "Properties"), "Targets").Content {
+			if !isDLQ(get(get(tg, "DeadLetterConfig"), "Arn")) {
+				t.Errorf("rule %s target %s has no DeadLetterConfig on the events dead-letter queue", id, get(tg, "Id").Value)
+			}
+			if get(get(tg, "RetryPolicy"), "MaximumRetryAttempts") == nil {
+				t.Errorf("rule %s target %s has no RetryPolicy", id, get(tg, "Id").Value)
+			}
+		}
+	}
+	if len(rules) < 2 {
+		t.Fatalf("hub.yaml has %d rules, want the state-change and BackupNow rules", len(rules))
+	}
+	target := get(get(get(res, "PlanSchedule"), "Properties"), "Target")
+	if !isDLQ(get(get(target, "DeadLetterConfig"), "Arn")) || get(target, "RetryPolicy") == nil {
+		t.Error("the plan schedule does not retry and then dead-letter to the events dead-letter queue")
+	}
+	onFailure := get(get(get(get(get(res, "PlannerFunction"), "Properties"), "EventInvokeConfig"), "DestinationConfig"), "OnFailure")
+	if get(onFailure, "Type") == nil || get(onFailure, "Type").Value != "SQS" || !isDLQ(get(onFailure, "Destination")) {
+		t.Error("the planner's failed asynchronous invocations have no on-failure destination on the events dead-letter queue")
+	}
+	stmts := get(get(get(get(res, "EventsDeadLetterQueuePolicy"), "Properties"), "PolicyDocument"), "Statement")
+	if stmts == nil {
+		t.Fatal("hub.yaml has no EventsDeadLetterQueuePolicy")
+	}
+	var allowed []string
+	for _, st := range stmts.Content {
+		if get(st, "Effect").Value != "Allow" {
+			continue
+		}
+		if p := get(get(st, "Principal"), "Service"); p == nil || p.Value != "events.amazonaws.com" || !slices.Equal(scalars(get(st, "Action")), []string{"sqs:SendMessage"}) {
+			t.Errorf("events dead-letter queue policy allows %v to %v, want only events.amazonaws.com to send", get(st, "Principal"), scalars(get(st, "Action")))
+		}
+		allowed = append(allowed, scalars(get(get(get(st, "Condition"), "ArnEquals"), "aws:SourceArn"))...)
+	}
+	if !slices.Equal(sorted(allowed), sorted(rules)) {
+		t.Errorf("events dead-letter queue accepts EventBridge sends for %v, want exactly the rules %v", allowed, rules)
+	}
+	alarm := get(get(res, "EventsDeadLetterAlarm"), "Properties")
+	if dims := get(alarm, "Dimensions"); dims == nil || len(dims.Content) != 1 || get(dims.Content[0], "Value").Value != "EventsDeadLetterQueue.QueueName" {
+		t.Error("no alarm on the events dead-letter queue's depth")
 	}
 }
 
@@ -503,6 +870,9 @@ func TestBrokenDockerfilesFailTheRules(t *testing.T) {
 		{"add-url", "ADD from a URL", func(s string) string {
 			return strings.Replace(s, "WORKDIR /src\n", "WORKDIR /src\nADD https://example.com/x.tgz /tmp/\n", 1)
 		}},
+		{"arch-default", "ARG TARGETARCH=amd64: a default wins over docker build --platform", func(s string) string {
+			return strings.Replace(s, "ARG TARGETARCH\n", "ARG TARGETARCH=amd64\n", 1)
+		}},
 	}
 	var paths []string
 	for _, c := range cases {
@@ -519,8 +889,49 @@ func TestBrokenDockerfilesFailTheRules(t *testing.T) {
 	}
 }
 
+// TestImageArchitecture: the image is built for the architecture ECS runs it on. Every
+// `docker build` of the guide and of the Dockerfile's header names --platform
+// linux/ARCH, ARCH being ecs-worker.yaml's CpuArchitecture, and the Dockerfile compiles
+// for BuildKit's TARGETARCH (which --platform sets; the Dockerfile rules refuse a default).
+func TestImageArchitecture(t *testing.T) {
+	t.Parallel()
+	cpu := get(get(get(get(resources(t, "ecs-worker.yaml"), "TaskDefinition"), "Properties"), "RuntimePlatform"), "CpuArchitecture")
+	arch := map[string]string{"ARM64": "arm64", "X86_64": "amd64"}[cpu.Value]
+	if arch == "" {
+		t.Fatalf("ecs-worker.yaml CpuArchitecture %q", cpu.Value)
+	}
+	builds := 0
+	for _, f := range []string{"README.md", "Dockerfile"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if !strings.Contains(line, "docker build ") {
+				continue
+			}
+			builds++
+			if !strings.Contains(line, "--platform linux/"+arch+" ") {
+				t.Errorf("%s: %q does not build for linux/%s, the ECS tasks' architecture", f, strings.TrimSpace(line), arch)
+			}
+		}
+	}
+	if builds < 2 {
+		t.Errorf("found %d docker build commands in README.md and the Dockerfile, want one in each", builds)
+	}
+	b, err := os.ReadFile("Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^ARG TARGETARCH$`).Match(b) || !strings.Contains(string(b), "GOARCH=${TARGETARCH}") {
+		t.Error("the Dockerfile does not compile for BuildKit's TARGETARCH")
+	}
+}
+
 // TestLambdaCheckRefusesWhatIsNotAStaticGoBinary: the make lambda check fails on a
-// bootstrap that is not a Go binary and on a missing architecture.
+// bootstrap that is not a Go binary, on a missing architecture, on a binary of the wrong
+// architecture and on a dynamically linked one; it passes the same small program built
+// as make lambda builds it.
 func TestLambdaCheckRefusesWhatIsNotAStaticGoBinary(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -542,5 +953,124 @@ func TestLambdaCheckRefusesWhatIsNotAStaticGoBinary(t *testing.T) {
 	out, err = checker(t, "lambda", dir)
 	if err == nil || !strings.Contains(out, "arm64/bootstrap: missing") {
 		t.Errorf("lambda check with no binary: %v\n%s", err, out)
+	}
+
+	// A small Go program, built like make lambda does (static, CGO off, lambda.norpc) for
+	// each architecture, and with cgo for this machine's: dynamically linked to libc.
+	src := t.TempDir()
+	for name, body := range map[string]string{
+		"go.mod":  "module bootstrap\n\ngo 1.26\n",
+		"main.go": "package main\n\nfunc main() {}\n",
+		"cgo.go":  "//go:build cgo\n\npackage main\n\nimport _ \"runtime/cgo\"\n",
+	} {
+		if err := os.WriteFile(filepath.Join(src, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	build := func(name, arch, cgo string) string {
+		t.Helper()
+		bin := filepath.Join(src, name)
+		cmd := exec.Command("go", "build", "-tags", "lambda.norpc", "-o", bin, ".")
+		cmd.Dir = src
+		cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH="+arch, "CGO_ENABLED="+cgo, "GOWORK=off", "GOFLAGS=")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("building %s: %v\n%s", name, err, out)
+		}
+		return bin
+	}
+	static := map[string]string{"arm64": build("static-arm64", "arm64", "0"), "amd64": build("static-amd64", "amd64", "0")}
+	host := runtime.GOARCH
+	if static[host] == "" {
+		t.Fatalf("this machine is %s: the dynamic case needs arm64 or amd64", host)
+	}
+	dynamic := maps.Clone(static)
+	dynamic[host] = build("dynamic", host, "1")
+	for _, c := range []struct {
+		name string
+		bins map[string]string // arch → bootstrap
+		want string            // "" passes
+	}{
+		{"as make lambda builds", static, ""},
+		{"wrong architecture", map[string]string{"arm64": static["amd64"], "amd64": static["amd64"]}, "arm64/bootstrap: not an arm64 binary"},
+		{"dynamically linked", dynamic, host + "/bootstrap: not statically linked"},
+	} {
+		for arch, bin := range c.bins {
+			b, err := os.ReadFile(bin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, arch, "bootstrap"), b, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out, err := checker(t, "lambda", dir)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s: the lambda check fails: %v\n%s", c.name, err, out)
+		case c.want != "" && (err == nil || !strings.Contains(out, c.want)):
+			t.Errorf("%s: lambda check %v, want it to fail with %q:\n%s", c.name, err, c.want, out)
+		}
+	}
+}
+
+// probe is a Kubernetes httpGet probe.
+type probe struct {
+	HTTPGet struct{ Path, Port string } `yaml:"httpGet"`
+}
+
+// TestDeploymentProbes: the worker Deployment serves --health-addr on a named container
+// port, and its liveness and readiness probes read /healthz and /readyz there.
+func TestDeploymentProbes(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("k8s/deployment.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Spec struct {
+			Template struct {
+				Spec struct {
+					Containers []struct {
+						Name  string
+						Args  []string
+						Ports []struct {
+							Name          string
+							ContainerPort int `yaml:"containerPort"`
+						}
+						Liveness  *probe `yaml:"livenessProbe"`
+						Readiness *probe `yaml:"readinessProbe"`
+					}
+				}
+			}
+		}
+	}
+	if err := yaml.Unmarshal(b, &d); err != nil {
+		t.Fatal(err)
+	}
+	cs := d.Spec.Template.Spec.Containers
+	if len(cs) != 1 {
+		t.Fatalf("want one container, got %d", len(cs))
+	}
+	c := cs[0]
+	i := slices.Index(c.Args, "--health-addr")
+	if i < 0 || i+1 >= len(c.Args) {
+		t.Fatalf("worker args %v lack --health-addr", c.Args)
+	}
+	port := map[string]int{}
+	for _, p := range c.Ports {
+		port[p.Name] = p.ContainerPort
+	}
+	for _, pr := range []struct {
+		name, path string
+		probe      *probe
+	}{{"livenessProbe", "/healthz", c.Liveness}, {"readinessProbe", "/readyz", c.Readiness}} {
+		if pr.probe == nil {
+			t.Errorf("no %s", pr.name)
+			continue
+		}
+		g := pr.probe.HTTPGet
+		if g.Path != pr.path || port[g.Port] == 0 || c.Args[i+1] != fmt.Sprintf(":%d", port[g.Port]) {
+			t.Errorf("%s reads %s on port %q (%d); want %s on the port of --health-addr %s", pr.name, g.Path, g.Port, port[g.Port], pr.path, c.Args[i+1])
+		}
 	}
 }

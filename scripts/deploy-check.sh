@@ -44,7 +44,8 @@ check_k8s() {
 # distributed on GitHub and PyPI): every base image pinned to a version (no latest, no
 # bare name), a multi-stage build whose final stage is distroless/static or scratch,
 # a numeric non-root USER in the final stage, CGO off, no ADD from URLs, exec-form
-# ENTRYPOINT. hadolint runs as well when it is on PATH.
+# ENTRYPOINT, no default for BuildKit's TARGET* platform args (it would win over
+# --platform). hadolint runs as well when it is on PATH.
 check_dockerfile() {
   local f bad=0
   for f in "$@"; do
@@ -70,6 +71,10 @@ check_dockerfile() {
         next
       }
       toupper($1) == "USER" { user = $2; next }
+      toupper($1) == "ARG" {
+        for (i = 2; i <= NF; i++) if ($i ~ /^TARGET(OS|ARCH|PLATFORM|VARIANT)=/) fail("ARG " $i ": a default wins over docker build --platform; declare it without one")
+        next
+      }
       toupper($1) == "ADD" && $0 ~ /https?:\/\// { fail("ADD from a URL: download in a build stage with a checksum instead") }
       toupper($1) == "ENTRYPOINT" { entry = $0; if ($2 !~ /^\[/) fail("ENTRYPOINT must be exec form [\"...\"]") }
       /CGO_ENABLED=0/ { cgo = 1 }
@@ -87,25 +92,26 @@ check_dockerfile() {
   echo "Dockerfile: $# files ok"
 }
 
-# check_lambda: both bootstrap binaries exist, for linux on their architecture, built with
-# CGO off and the lambda.norpc tag, statically linked.
+# check_lambda: both bootstrap binaries exist, are Go binaries, ELF for linux on their
+# architecture and statically linked (file), built with CGO off and the lambda.norpc tag
+# (go version -m).
 check_lambda() {
   local dir=$1 arch want info
+  command -v file >/dev/null 2>&1 || die "file is required to check the Lambda binaries (apt-get install file)"
   for arch in arm64 amd64; do
     local bin=$dir/$arch/bootstrap
     [ -x "$bin" ] || die "$bin: missing (make lambda)"
-    info=$(go version -m "$bin") || die "$bin: not a Go binary"
+    local buildinfo
+    buildinfo=$(go version -m "$bin") || die "$bin: not a Go binary"
+    info=$(file -b "$bin")
+    case $arch in
+      arm64) grep -q 'ELF 64-bit.*aarch64' <<<"$info" || die "$bin: not an arm64 binary: $info" ;;
+      amd64) grep -q 'ELF 64-bit.*x86-64' <<<"$info" || die "$bin: not an amd64 binary: $info" ;;
+    esac
+    grep -q 'statically linked' <<<"$info" || die "$bin: not statically linked: $info"
     for want in "build	CGO_ENABLED=0" "build	GOOS=linux" "build	GOARCH=$arch" "build	-tags=lambda.norpc"; do
-      grep -qF "$want" <<<"$info" || die "$bin: go version -m lacks '$want'"
+      grep -qF "$want" <<<"$buildinfo" || die "$bin: go version -m lacks '$want'"
     done
-    if command -v file >/dev/null 2>&1; then
-      info=$(file -b "$bin")
-      grep -q 'statically linked' <<<"$info" || die "$bin: not statically linked: $info"
-      case $arch in
-        arm64) grep -q 'aarch64' <<<"$info" || die "$bin: not an arm64 binary: $info" ;;
-        amd64) grep -q 'x86-64' <<<"$info" || die "$bin: not an amd64 binary: $info" ;;
-      esac
-    fi
     if command -v unzip >/dev/null 2>&1 && [ -f "$dir/$arch/snapfleet.zip" ]; then
       info=$(unzip -Z1 "$dir/$arch/snapfleet.zip") || die "$dir/$arch/snapfleet.zip: unreadable"
       grep -qx bootstrap <<<"$info" || die "$dir/$arch/snapfleet.zip has no bootstrap at its root"

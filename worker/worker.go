@@ -66,6 +66,9 @@ type Worker struct {
 	// their messages are released; default 20s.
 	ShutdownGrace time.Duration
 	Log           zerolog.Logger
+	// Observe, when set, is told of every receive and every settled message (metrics,
+	// health probes). It is called from the worker's goroutines and must not block.
+	Observe func(Observation)
 
 	// handler replaces the snapshot handlers (tests).
 	handler Handler
@@ -230,6 +233,7 @@ func (r *runner) loop(ctx context.Context) error {
 			}
 		}
 		msgs, err := r.w.Queue.Receive(ctx, n, r.receiveWait())
+		r.observe(Observation{Polled: true, Received: len(msgs), Err: err})
 		for range n - len(msgs) {
 			<-r.slots
 		}
@@ -366,7 +370,9 @@ func (r *runner) drain() {
 func (r *runner) release(m queue.Message) {
 	ctx, cancel := context.WithTimeout(r.qctx, queueOpTimeout)
 	defer cancel()
-	if err := r.w.Queue.SetVisibility(ctx, m, 0); err != nil {
+	err := r.w.Queue.SetVisibility(ctx, m, 0)
+	r.observe(Observation{Outcome: outRelease.String(), Err: err})
+	if err != nil {
 		r.log.Error().Err(err).Str("message", m.ID).Msg("releasing message at shutdown")
 		return
 	}
@@ -538,6 +544,7 @@ func (r *runner) settle(m queue.Message, j job.Job, res Result, err error, took 
 		r.stats.Retried++
 	}
 	r.mu.Unlock()
+	r.observe(Observation{Kind: j.Kind, Outcome: o.String(), Reason: reason, Err: qerr})
 
 	snapshot := res.Snapshot
 	if snapshot == "" {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/snapfleet/snapfleet/internal/event"
 	"github.com/snapfleet/snapfleet/planner"
@@ -74,13 +73,5 @@ func (e *env) publishSummary(ctx context.Context, s planner.Summary) {
 // publishWork publishes a worker's counts as snapfleet.WorkSummary when it stops (pub nil:
 // no events.bus). A publishing error is logged.
 func (e *env) publishWork(ctx context.Context, pub *event.Publisher, s worker.Stats) {
-	if pub == nil {
-		return
-	}
-	// The worker's context may be cancelled (SIGTERM): the summary still goes out.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := pub.Publish(ctx, event.Outcome{DetailType: event.DetailWorkSummary, Detail: s}); err != nil {
-		e.log.Error().Err(err).Msg("publishing the work summary")
-	}
+	pub.PublishDetached(ctx, e.log, event.Outcome{DetailType: event.DetailWorkSummary, Detail: s})
 }

@@ -46,6 +46,7 @@ func TestBadInput(t *testing.T) {
 		{"plan without queue", []string{"plan"}, []string{"--queue"}},
 		{"unknown flag", []string{"work", "--queue", q, "--turbo"}, []string{"--turbo"}},
 		{"bad concurrency", []string{"work", "--queue", q, "--concurrency", "0"}, []string{"--concurrency"}},
+		{"bad health-addr", []string{"work", "--queue", q, "--health-addr", "8080"}, []string{"--health-addr", "8080"}},
 		{"bad idle-exit", []string{"work", "--queue", q, "--idle-exit", "soon"}, []string{"idle-exit", "soon"}},
 		{"stray argument", []string{"plan", "--dry-run", "extra"}, []string{"extra"}},
 		{"unknown command", []string{"backup"}, []string{"backup"}},

@@ -17,6 +17,10 @@ type workFlags struct {
 	idleExit      time.Duration
 	visibility    time.Duration
 	shutdownGrace time.Duration
+	healthAddr    string // work only
+
+	// observe is the worker's Observe (the health server), or nil.
+	observe func(worker.Observation)
 }
 
 func (f *workFlags) add(cmd *cobra.Command) {
@@ -35,6 +39,8 @@ func (f *workFlags) check() error {
 		return usagef("--visibility: %s is not between 1s and 12h", f.visibility)
 	case f.shutdownGrace < 0:
 		return usagef("--shutdown-grace: %s is negative", f.shutdownGrace)
+	case f.healthAddr != "":
+		return checkAddr(f.healthAddr)
 	}
 	return nil
 }
@@ -61,6 +67,15 @@ func newWorkCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer q.Close()
+			if f.healthAddr != "" {
+				h := newHealth(f.visibility)
+				stop, err := h.serve(cmd.Context(), f.healthAddr, e.log)
+				if err != nil {
+					return err
+				}
+				defer stop()
+				f.observe = h.observe
+			}
 			s, err := e.work(cmd.Context(), q, f, false)
 			if err != nil {
 				return err
@@ -75,6 +90,7 @@ func newWorkCmd(g *globals) *cobra.Command {
 	g.addConfigFlags(cmd)
 	cmd.Flags().StringVar(&queueURL, "queue", "", "jobs queue: an SQS queue URL or file:PATH")
 	cmd.Flags().DurationVar(&f.idleExit, "idle-exit", 0, "exit after the queue has been empty this long (default: run until SIGINT/SIGTERM)")
+	cmd.Flags().StringVar(&f.healthAddr, "health-addr", "", "serve /healthz, /readyz and /metrics (Prometheus) on this address, e.g. :8080 (default: off)")
 	f.add(cmd)
 	return cmd
 }
@@ -94,6 +110,7 @@ func (e *env) work(ctx context.Context, q queue.Queue, f *workFlags, drain bool)
 		ExitWhenDrained: drain,
 		ShutdownGrace:   f.shutdownGrace,
 		Log:             e.log,
+		Observe:         f.observe,
 	}
 	s, err := w.Run(ctx)
 	e.publishWork(ctx, pub, s)

@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
+	"github.com/rs/zerolog"
 
 	"github.com/snapfleet/snapfleet/internal/job"
 )
@@ -121,6 +122,20 @@ func (p *Publisher) Publish(ctx context.Context, outs ...Outcome) error {
 		return fmt.Errorf("publishing events to bus %s: %d rejected: %s", p.Bus, len(failed), strings.Join(failed, "; "))
 	}
 	return nil
+}
+
+// PublishDetached publishes one outcome even when ctx is already cancelled (a worker
+// stopping on SIGTERM, a batch at its deadline), within 5 s, and logs a failure instead of
+// returning it: the work it reports is done either way. A nil p publishes nothing.
+func (p *Publisher) PublishDetached(ctx context.Context, log zerolog.Logger, o Outcome) {
+	if p == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := p.Publish(ctx, o); err != nil {
+		log.Error().Err(err).Str("detail_type", o.DetailType).Msg("publishing an outcome event")
+	}
 }
 
 // Failed is the JobFailed detail of a dead-lettered message: the job's fields when it

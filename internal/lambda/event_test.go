@@ -82,7 +82,8 @@ func (w *world) inbox(ctx context.Context, bus string) func(want int) []map[stri
 // notification of an opted-in instance delivered twice makes one snapshot of its volume
 // and none of the instance not opted in; a BackupNow event selecting by tag snapshots the
 // selected volumes; a poison record in the batch is dead-lettered and published as
-// snapfleet.JobFailed, next to the plan summaries, on the events bus.
+// snapfleet.JobFailed, next to the plan summaries and the batch's one
+// snapfleet.WorkSummary, on the events bus.
 func TestEventHandlers(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -156,26 +157,38 @@ func TestEventHandlers(t *testing.T) {
 	if len(managed[other]) != 0 {
 		t.Errorf("volume of the instance not opted in has %d snapshots", len(managed[other]))
 	}
+	wantKey := job.EventKey(mototest.Account, mototest.Region, optedIn, "daily", id)
 	for _, s := range managed[optedIn] {
+		var key string
 		for _, tg := range s.Tags {
-			if aws.ToString(tg.Key) == tag.Job && aws.ToString(tg.Value) != job.EventKey(mototest.Account, mototest.Region, optedIn, "daily", id) {
-				t.Errorf("job tag %s", aws.ToString(tg.Value))
+			if aws.ToString(tg.Key) == tag.Job {
+				key = aws.ToString(tg.Value)
 			}
+		}
+		if key != wantKey {
+			t.Errorf("snapshot %s of the stopped instance: %s tag %q, want the event's key %q", aws.ToString(s.SnapshotId), tag.Job, key, wantKey)
 		}
 	}
 
-	got := read(5)
+	got := read(6)
 	kinds := map[string]int{}
 	for _, ev := range got {
 		kinds[ev["detail-type"].(string)]++
-		if ev["detail-type"] == "snapfleet.JobFailed" {
-			d := ev["detail"].(map[string]any)
+		d := ev["detail"].(map[string]any)
+		switch ev["detail-type"] {
+		case "snapfleet.JobFailed":
 			if d["reason"] != "invalid_message" || d["message"] != poison {
 				t.Errorf("JobFailed detail %v", d)
 			}
+		case "snapfleet.WorkSummary":
+			// The batch: 3 snapshots made, the second delivery of the stop event's job found
+			// its snapshot, the poison record dead-lettered.
+			if d["processed"] != 5.0 || d["created"] != 3.0 || d["dead_lettered"] != 1.0 {
+				t.Errorf("WorkSummary detail %v, want 5 processed, 3 created, 1 dead-lettered", d)
+			}
 		}
 	}
-	if kinds["snapfleet.PlanSummary"] != 4 || kinds["snapfleet.JobFailed"] != 1 {
-		t.Errorf("events on the bus: %v, want 4 plan summaries and 1 job failure", kinds)
+	if kinds["snapfleet.PlanSummary"] != 4 || kinds["snapfleet.JobFailed"] != 1 || kinds["snapfleet.WorkSummary"] != 1 || len(got) != 6 {
+		t.Errorf("events on the bus: %v, want 4 plan summaries, 1 job failure and 1 work summary", kinds)
 	}
 }

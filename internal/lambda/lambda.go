@@ -242,8 +242,9 @@ func (f *Function) Plan(ctx context.Context, payload json.RawMessage) (planner.S
 	var ev event.Event
 	if kind == TriggerEvent {
 		if ev, err = event.Parse(payload); err != nil {
-			// Retrying cannot help: fail the invocation so the event goes to the
-			// rule's dead-letter queue, named.
+			// Retrying cannot help, but only a failed invocation keeps the event: after
+			// Lambda's retries of the asynchronous call it goes, with this error, to the
+			// planner's on-failure destination (deploy/hub.yaml's events dead-letter queue).
 			return planner.Summary{}, fmt.Errorf("planning the event: %w", err)
 		}
 	}
@@ -279,7 +280,8 @@ func (f *Function) Plan(ctx context.Context, payload json.RawMessage) (planner.S
 }
 
 // Work handles one SQS batch. Each record is decoded and run through the worker's
-// handlers; the response lists as batch item failures only the records to deliver again:
+// handlers (with events.bus set, each dead letter is published as snapfleet.JobFailed and
+// the batch's counts as one snapfleet.WorkSummary); the response lists as batch item failures only the records to deliver again:
 // throttled (hidden for the throttling code's wait first) or otherwise retryable jobs. A
 // poison record — an invalid message, an unknown account or policy, a refused delete — is
 // sent to the dead-letter queue with its reason and reported done, so it is neither
@@ -316,6 +318,7 @@ func (f *Function) Work(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 	if err != nil {
 		return events.SQSEventResponse{}, fmt.Errorf("handling a batch of %d messages: %w", len(msgs), err)
 	}
+	f.pub.PublishDetached(ctx, f.s.Log, event.Outcome{DetailType: event.DetailWorkSummary, Detail: res.Stats})
 	// Retried records, and poison ones: those are in the dead-letter queue with their
 	// reason already (gone from this queue, so not retried), and reported failed so that
 	// the invocation's metrics see them.

@@ -298,9 +298,10 @@ func TestScheduledPlanThenSQSBatch(t *testing.T) {
 
 // TestPoisonAndThrottledRecords sends a batch of a good job, a poison message and a job
 // whose CreateSnapshot is throttled (SnapshotCreationPerVolumeRateExceeded). The poison
-// message goes to the DLQ with invalid_message and is NOT a batch item failure (retrying
-// it cannot help); the throttled record IS the one batch item failure, hidden on the
-// queue for at least the code's 15 s, never dead-lettered.
+// message goes to the DLQ with invalid_message — gone from the jobs queue, so never
+// retried — and is reported as a batch item failure for the invocation's metrics; the
+// throttled record is the other batch item failure, hidden on the queue for at least the
+// code's 15 s, never dead-lettered; the good record is not reported.
 func TestPoisonAndThrottledRecords(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -310,9 +311,15 @@ func TestPoisonAndThrottledRecords(t *testing.T) {
 
 	var mu sync.Mutex
 	creates := map[string]int{}
+	hidden := map[string]int32{} // receipt → the last visibility timeout the function set
 	throttle := func(st *middleware.Stack) error {
 		return st.Initialize.Add(middleware.InitializeMiddlewareFunc("lambdaTestThrottle",
 			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+				if c, ok := in.Parameters.(*sqs.ChangeMessageVisibilityInput); ok {
+					mu.Lock()
+					hidden[aws.ToString(c.ReceiptHandle)] = c.VisibilityTimeout
+					mu.Unlock()
+				}
 				if c, ok := in.Parameters.(*ec2.CreateSnapshotInput); ok && awsmiddleware.GetOperationName(ctx) == "CreateSnapshot" {
 					mu.Lock()
 					creates[aws.ToString(c.VolumeId)]++
@@ -354,13 +361,13 @@ func TestPoisonAndThrottledRecords(t *testing.T) {
 	if err := json.Unmarshal(batch, &ev); err != nil {
 		t.Fatal(err)
 	}
-	var throttledID, poisonID string
+	var throttledID, throttledReceipt, poisonID string
 	for _, r := range ev.Records {
 		switch {
 		case r.Body == poison:
 			poisonID = r.MessageId
 		case strings.Contains(r.Body, throttled):
-			throttledID = r.MessageId
+			throttledID, throttledReceipt = r.MessageId, r.ReceiptHandle
 		}
 	}
 
@@ -388,6 +395,11 @@ func TestPoisonAndThrottledRecords(t *testing.T) {
 	if creates[throttled] != 1 {
 		t.Errorf("CreateSnapshot of the throttled volume called %d times, want 1 (no in-process retry for a 15 s code)", creates[throttled])
 	}
+	// The visibility the function left the throttled message with (its last
+	// ChangeMessageVisibility, after any heartbeat): at least the code's 15 s.
+	if v, ok := hidden[throttledReceipt]; !ok || v < 15 {
+		t.Errorf("throttled message hidden for %d s (set: %v), want at least 15 s", v, ok)
+	}
 	mu.Unlock()
 
 	// The poison message is in the DLQ with its reason, and only it.
@@ -401,8 +413,8 @@ func TestPoisonAndThrottledRecords(t *testing.T) {
 	if r := out.Messages[0].MessageAttributes["snapfleet.reason"]; aws.ToString(r.StringValue) != "invalid_message" {
 		t.Errorf("DLQ reason = %q, want invalid_message", aws.ToString(r.StringValue))
 	}
-	// The throttled message waits on the jobs queue, hidden: the visibility timeout the
-	// handler set (≥ 15 s) outlasts the queue's 5 s default.
+	// And moto holds it to that: the throttled message waits on the jobs queue, hidden
+	// beyond the queue's 5 s default.
 	time.Sleep(6 * time.Second)
 	if visible, inFlight := w.counts(ctx, w.queueURL); visible != "0" || inFlight != "1" {
 		t.Errorf("jobs queue after 6 s: %s visible, %s in flight; want the throttled job hidden", visible, inFlight)

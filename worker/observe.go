@@ -1,0 +1,22 @@
+package worker
+
+// Observation is what Worker.Observe is told, for metrics and health probes: a receive
+// from the queue returned (Polled), or a job's message was settled, or at shutdown
+// released unsettled (Outcome "released").
+type Observation struct {
+	// Polled marks a receive: Received messages came back, Err is its error.
+	Polled   bool
+	Received int
+	// Kind, Outcome and Reason of a settled message. Outcome is one of success, skipped,
+	// dead_lettered, snoozed, retry, released; Reason is the dead-letter or skip reason.
+	// Err is the queue's error settling it (a dead letter with an Err did not happen).
+	Kind, Outcome, Reason string
+	Err                   error
+}
+
+// observe tells Worker.Observe, when set.
+func (r *runner) observe(o Observation) {
+	if r.w.Observe != nil {
+		r.w.Observe(o)
+	}
+}

@@ -48,8 +48,10 @@ type Message struct {
 	FailedAt  time.Time
 }
 
-// ReasonExhaustedRetries is the reason of a message the queue moved to the DLQ by itself
-// after too many receives (a worker that crashed on it each time).
+// ReasonExhaustedRetries is the reason of a message that failed on every receive: the
+// worker dead-letters a job that fails on its last receive with this reason and the
+// error, and a message the queue moved to the DLQ by itself after too many receives (a
+// worker that crashed on it each time) reads back with it.
 const ReasonExhaustedRetries = "exhausted_retries"
 
 // Stats is an approximate count of a queue's messages.

@@ -114,15 +114,16 @@ func TestOutcomeOf(t *testing.T) {
 func TestRouting(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name      string
-		attempts  int
-		result    Result
-		err       error
-		stats     Stats
-		deleted   bool
-		dead      string
-		minVis    time.Duration
-		wantVisOp bool
+		name       string
+		attempts   int
+		maxReceive int
+		result     Result
+		err        error
+		stats      Stats
+		deleted    bool
+		dead       string
+		minVis     time.Duration
+		wantVisOp  bool
 	}{
 		{name: "created", result: Result{Action: Created, Snapshot: "snap-0123456789abcdef0"},
 			stats: Stats{Processed: 1, Created: 1}, deleted: true},
@@ -141,11 +142,18 @@ func TestRouting(t *testing.T) {
 			stats: Stats{Processed: 1, Retried: 1}, minVis: retryBase, wantVisOp: true},
 		{name: "retry backs off with attempts", attempts: 3, err: errors.New("something odd"),
 			stats: Stats{Processed: 1, Retried: 1}, minVis: 8 * retryBase, wantVisOp: true},
+		{name: "retry on the last receive but one", attempts: 3, maxReceive: 5, err: errors.New("something odd"),
+			stats: Stats{Processed: 1, Retried: 1}, minVis: 8 * retryBase, wantVisOp: true},
+		{name: "retry on the last receive is dead-lettered", attempts: 4, maxReceive: 5, err: errors.New("something odd"),
+			stats: Stats{Processed: 1, DeadLettered: 1}, dead: ReasonExhaustedRetries},
+		{name: "permanent on the last receive keeps its reason", attempts: 4, maxReceive: 5, err: Permanent(ReasonAccessDenied, errors.New("no")),
+			stats: Stats{Processed: 1, DeadLettered: 1}, dead: ReasonAccessDenied},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			q := newFakeQueue()
+			q.maxReceive = tt.maxReceive
 			ids := q.add(tt.attempts, encode(t, createJob("vol-0123456789abcdef0", "default", plannedAt)))
 			w := testWorker(q, HandlerFunc(func(context.Context, job.Job) (Result, error) { return tt.result, tt.err }))
 			w.ExitWhenDrained = false

@@ -40,9 +40,15 @@ type Message struct {
 	// GroupID is the message group of a message received from an SQS FIFO queue; Requeue
 	// sends the copy to the same group.
 	GroupID string
+	// FirstReceivedAt is when the message was first received, the job's first attempt
+	// (SQS: ApproximateFirstReceiveTimestamp); a requeued copy keeps the original's, and
+	// DeadLetter carries it to the dead-letter queue. Zero when unknown.
+	FirstReceivedAt time.Time
 	// Dead-letter attributes, set on messages read from a dead-letter queue. A message
 	// moved there by the queue's own redrive (not by snapfleet) has Reason
-	// ReasonExhaustedRetries and Attempts from the receive count.
+	// ReasonExhaustedRetries, Attempts from the receive count, no LastError or FailedAt,
+	// and FirstReceivedAt only where the backend keeps it (embedded; SQS: the dead
+	// letter's own ApproximateFirstReceiveTimestamp, which moto keeps from the jobs queue).
 	Reason    string
 	LastError string
 	FailedAt  time.Time

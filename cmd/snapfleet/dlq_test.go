@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -117,6 +118,7 @@ type listed struct {
 		Kind, Key, Account, Region, Error, ID string
 		LastError                             string  `json:"last_error"`
 		Attempts                              int     `json:"attempts"`
+		FirstFailureAt                        *string `json:"first_failure_at"`
 		FailedAt                              *string `json:"failed_at"`
 		SentAt                                *string `json:"sent_at"`
 	} `json:"messages"`
@@ -194,6 +196,15 @@ func (e *e2e) managedByPolicy(ctx context.Context) map[[2]string]int {
 	return m
 }
 
+func parseTime(t *testing.T, s string) time.Time {
+	t.Helper()
+	v, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		t.Fatalf("dlq list: time %q: %v", s, err)
+	}
+	return v
+}
+
 // TestDLQReplayRoundTrip: jobs of a policy the workers do not know are dead-lettered
 // unknown_policy among other dead letters; `dlq list` shows them with their reasons;
 // `dlq replay --error unknown_policy` (dry run, bounded, then all) moves only those; once
@@ -239,8 +250,14 @@ func testReplayRoundTrip(t *testing.T, backend string) {
 		t.Fatalf("dlq list: total %d, reasons %v; want %d unknown_policy and 1 invalid_message", l.Total, got, f.weekly)
 	}
 	for _, m := range l.Messages {
-		if m.Attempts != 1 || m.LastError == "" || m.FailedAt == nil || m.SentAt == nil || m.ID == "" {
-			t.Errorf("dlq list: %+v: want attempts 1, a last error, failed_at, sent_at and id", m)
+		if m.Attempts != 1 || m.LastError == "" || m.FailedAt == nil || m.SentAt == nil || m.FirstFailureAt == nil || m.ID == "" {
+			t.Fatalf("dlq list: %+v: want attempts 1, a last error, failed_at, sent_at, first_failure_at and id", m)
+		}
+		// The first (here: only) attempt began after the send and before the dead letter,
+		// not when the DLQ was listed.
+		sent, first, failed := parseTime(t, *m.SentAt), parseTime(t, *m.FirstFailureAt), parseTime(t, *m.FailedAt)
+		if first.Before(sent.Truncate(time.Second)) || first.After(failed) {
+			t.Errorf("dlq list: %s: first_failure_at %s, want between sent_at %s and failed_at %s", m.ID, first, sent, failed)
 		}
 		switch m.Error {
 		case "unknown_policy":
@@ -262,7 +279,7 @@ func testReplayRoundTrip(t *testing.T, backend string) {
 		t.Errorf("dlq list groups = %v, want %v", groups, wantGroups)
 	}
 	text := e.cli("dlq", "list", "--queue", url)
-	for _, want := range []string{fmt.Sprintf("%d dead letters", f.weekly+1), "COUNT", "unknown_policy", "invalid_message", mototest.Account + "/" + mototest.Region, "/weekly/"} {
+	for _, want := range []string{fmt.Sprintf("%d dead letters", f.weekly+1), "COUNT", "FIRST_FAILURE", "unknown_policy", "invalid_message", mototest.Account + "/" + mototest.Region, "/weekly/"} {
 		if text.code != 0 || !strings.Contains(text.stdout, want) {
 			t.Errorf("dlq list (text): exit %d, no %q in\n%s", text.code, want, text.stdout)
 		}

@@ -164,6 +164,14 @@ func TestRetryExhaustsWithLastError(t *testing.T) {
 // receives; visibility 0 is the backend's default.
 func openBackend(t *testing.T, backend string, maxReceive int, visibility time.Duration) queue.Queue {
 	t.Helper()
+	q, _ := openBackendOptions(t, backend, maxReceive, visibility)
+	return q
+}
+
+// openBackendOptions is openBackend, and the options another handle on the same queue
+// opens with.
+func openBackendOptions(t *testing.T, backend string, maxReceive int, visibility time.Duration) (queue.Queue, queue.Options) {
+	t.Helper()
 	var url string
 	o := queue.Options{Visibility: visibility}
 	switch backend {
@@ -180,7 +188,7 @@ func openBackend(t *testing.T, backend string, maxReceive int, visibility time.D
 		t.Fatalf("opening %s: %v", url, err)
 	}
 	t.Cleanup(func() { q.Close() })
-	return q
+	return q, o
 }
 
 // sendJob enqueues j as the planner would.

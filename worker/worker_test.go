@@ -16,6 +16,7 @@ import (
 
 	"github.com/snapfleet/snapfleet/internal/config"
 	"github.com/snapfleet/snapfleet/internal/job"
+	"github.com/snapfleet/snapfleet/queue"
 )
 
 const (
@@ -323,6 +324,75 @@ func TestHeartbeat(t *testing.T) {
 		if v.id != ids[0] || v.d != 100*time.Millisecond {
 			t.Errorf("heartbeat %+v, want %s extended by 100ms", v, ids[0])
 		}
+	}
+}
+
+// TestHeartbeatRealQueues: on the embedded queue and SQS (moto), with a visibility timeout
+// of 2 s, a job that runs 5 s keeps its message: a second consumer polling the queue all
+// the while receives nothing, and the job is done once.
+func TestHeartbeatRealQueues(t *testing.T) {
+	t.Parallel()
+	const vis, runs = 2 * time.Second, 5 * time.Second
+	for _, backend := range []string{"embedded", "sqs-standard"} {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			q, o := openBackendOptions(t, backend, 5, vis)
+			other, err := queue.Open(ctx, q.URL(), o)
+			if err != nil {
+				t.Fatalf("opening a second handle on %s: %v", q.URL(), err)
+			}
+			defer other.Close()
+			sendJob(t, q, createJob("vol-0123456789abcdef0", "default", plannedAt))
+			var calls atomic.Int32
+			started := make(chan struct{})
+			w := testWorker(q, HandlerFunc(func(context.Context, job.Job) (Result, error) {
+				if calls.Add(1) == 1 {
+					close(started)
+				}
+				time.Sleep(runs)
+				return Result{Action: Created}, nil
+			}))
+			w.Visibility = vis
+			w.Concurrency = 1
+			type result struct {
+				st  Stats
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				st, err := w.Run(ctx)
+				done <- result{st, err}
+			}()
+			select {
+			case <-started:
+			case <-ctx.Done():
+				t.Fatal("the job never started")
+			}
+			began := time.Now()
+			var stolen []queue.Message
+			for time.Since(began) < runs-500*time.Millisecond {
+				ms, err := other.Receive(ctx, 10, 500*time.Millisecond)
+				if err != nil {
+					t.Fatalf("second consumer: %v", err)
+				}
+				stolen = append(stolen, ms...)
+			}
+			r := <-done
+			if r.err != nil {
+				t.Fatalf("Run: %v", r.err)
+			}
+			if len(stolen) != 0 {
+				t.Errorf("the second consumer received %d messages (attempts %d) while the job ran: its visibility was not extended", len(stolen), stolen[0].Attempts)
+			}
+			if want := (Stats{Processed: 1, Created: 1}); r.st != want || calls.Load() != 1 {
+				t.Errorf("stats %+v after %d handler calls, want %+v after one", r.st, calls.Load(), want)
+			}
+			if s, err := q.Stats(ctx); err != nil || s.Total() != 0 {
+				t.Errorf("%s holds %+v (%v), want nothing", q.URL(), s, err)
+			}
+		})
 	}
 }
 

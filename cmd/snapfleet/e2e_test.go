@@ -65,6 +65,9 @@ type e2e struct {
 	sqs    *sqs.Client
 	config string
 	start  time.Time
+	// env is added to the environment of the snapfleet processes the test runs next
+	// (e.g. a faultproxy's).
+	env []string
 }
 
 func newE2E(t *testing.T) *e2e {
@@ -96,7 +99,7 @@ type result struct {
 func (e *e2e) cli(args ...string) result {
 	e.t.Helper()
 	cmd := exec.Command(binary, args...)
-	cmd.Env = append(os.Environ(), e.moto.Env()...)
+	cmd.Env = append(append(os.Environ(), e.moto.Env()...), e.env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

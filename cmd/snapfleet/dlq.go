@@ -322,7 +322,7 @@ func newDLQReplayCmd(g *globals) *cobra.Command {
 
 func writeReplayText(g *globals, r queue.ReplayResult) {
 	if r.DryRun {
-		fmt.Fprintf(g.stdout, "dry run: would move %d (matched %d), skipped %d\n", r.Matched, r.Matched, r.Skipped)
+		fmt.Fprintf(g.stdout, "dry run: would move %d, skipped %d\n", r.Matched, r.Skipped)
 		return
 	}
 	fmt.Fprintf(g.stdout, "moved %d, skipped %d, failed %d (matched %d, by %s)\n", r.Moved, r.Skipped, r.Failed, r.Matched, r.Method)

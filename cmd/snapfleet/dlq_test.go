@@ -296,6 +296,10 @@ func testReplayRoundTrip(t *testing.T, backend string) {
 	if num(t, dry, "matched") != f.weekly || num(t, dry, "moved") != 0 || num(t, dry, "skipped") != 1 || dry["dry_run"] != true {
 		t.Fatalf("replay --dry-run = %v, want %d matched, nothing moved", dry, f.weekly)
 	}
+	if text := e.cli("dlq", "replay", "--queue", url, "--error", "unknown_policy", "--dry-run"); text.code != 0 ||
+		text.stdout != fmt.Sprintf("dry run: would move %d, skipped 1\n", f.weekly) {
+		t.Errorf("replay --dry-run (text): exit %d, stdout %q", text.code, text.stdout)
+	}
 	if st := e.stats(ctx, url); st.Total() != 0 || e.dlqList(url).Total != f.weekly+1 {
 		t.Fatalf("after a dry run: jobs queue %+v, want empty and the DLQ unchanged", st)
 	}

@@ -371,6 +371,14 @@ func testDeadLetter(t *testing.T, b backend) {
 	start := time.Now()
 	send(t, q, body)
 	m := receiveN(t, q, 1, 10*time.Second)[0]
+	received := time.Now()
+	near(t, "FirstReceivedAt", m.FirstReceivedAt, start, received)
+	if err := q.SetVisibility(testCtx(t), m, 0); err != nil {
+		t.Fatalf("SetVisibility(0): %v", err)
+	}
+	time.Sleep(3 * time.Second) // the second receive is later than near's slack
+	m = receiveN(t, q, 1, 10*time.Second)[0]
+	near(t, "FirstReceivedAt of the second receive", m.FirstReceivedAt, start, received)
 	lastErr := "boom\x00: " + strings.Repeat("é", 3000)
 	if err := q.DeadLetter(testCtx(t), m, "refused_not_managed", lastErr); err != nil {
 		t.Fatalf("DeadLetter: %v", err)
@@ -390,11 +398,12 @@ func testDeadLetter(t *testing.T, b backend) {
 	if !strings.HasPrefix(got.LastError, "boom?: éé") || len(got.LastError) > 1100 || len(got.LastError) < 900 {
 		t.Errorf("LastError = %q (%d bytes), want %q cut to about 1000 bytes", got.LastError[:min(20, len(got.LastError))], len(got.LastError), "boom?: éé…")
 	}
-	if got.Attempts != 1 {
-		t.Errorf("Attempts = %d, want 1", got.Attempts)
+	if got.Attempts != 2 {
+		t.Errorf("Attempts = %d, want 2", got.Attempts)
 	}
-	near(t, "FailedAt", got.FailedAt, start, failed)
+	near(t, "FailedAt", got.FailedAt, received.Add(3*time.Second), failed)
 	near(t, "SentAt", got.SentAt, start, failed)
+	near(t, "FirstReceivedAt of the dead letter", got.FirstReceivedAt, start, received)
 	if err := d.Delete(testCtx(t), []queue.Message{got}); err != nil {
 		t.Fatalf("Delete from the DLQ: %v", err)
 	}
@@ -403,11 +412,17 @@ func testDeadLetter(t *testing.T, b backend) {
 
 func testRedrive(t *testing.T, b backend) {
 	q := b.open(t, 30*time.Second, 2)
+	start := time.Now()
 	send(t, q, "crashes the worker")
+	var received time.Time
 	for attempt := 1; attempt <= 2; attempt++ {
 		m := receiveN(t, q, 1, 10*time.Second)[0]
 		if m.Attempts != attempt {
 			t.Fatalf("receive %d: Attempts = %d", attempt, m.Attempts)
+		}
+		if attempt == 1 {
+			received = time.Now()
+			time.Sleep(3 * time.Second) // the second receive is later than near's slack
 		}
 		if err := q.SetVisibility(testCtx(t), m, 0); err != nil {
 			t.Fatalf("SetVisibility(0): %v", err)
@@ -425,6 +440,8 @@ func testRedrive(t *testing.T, b backend) {
 	if string(got.Body) != "crashes the worker" || got.Reason != queue.ReasonExhaustedRetries || got.Attempts < 2 {
 		t.Errorf("dead letter = body %q reason %q attempts %d, want %q %q ≥ 2", got.Body, got.Reason, got.Attempts, "crashes the worker", queue.ReasonExhaustedRetries)
 	}
+	// moto keeps the message's own first receive, from the jobs queue, when it redrives.
+	near(t, "FirstReceivedAt of the dead letter", got.FirstReceivedAt, start, received)
 }
 
 // testRequeue: a message requeued more times than the redrive threshold is never moved to
@@ -443,6 +460,7 @@ func testRequeue(t *testing.T, b backend) {
 	send(t, q, body)
 	sent := time.Now()
 	m := receiveN(t, q, 1, 10*time.Second)[0]
+	received := time.Now()
 	group := m.GroupID
 	if b.name == "sqs-fifo" && group == "" {
 		t.Errorf("a FIFO message has no GroupID")
@@ -468,6 +486,7 @@ func testRequeue(t *testing.T, b backend) {
 			t.Errorf("requeue %d: GroupID = %q, want %q", i, m.GroupID, group)
 		}
 		near(t, "SentAt", m.SentAt, start, sent)
+		near(t, "FirstReceivedAt", m.FirstReceivedAt, start, received)
 	}
 	if err := q.Delete(testCtx(t), []queue.Message{m}); err != nil {
 		t.Fatalf("Delete: %v", err)

@@ -17,8 +17,9 @@ import (
 )
 
 // The embedded queue keeps its messages in goqite's table in one SQLite file: the jobs
-// queue and its dead-letter queue are two goqite queue names, and snapfleet_dead_letter
-// holds what a dead letter carries besides its body.
+// queue and its dead-letter queue are two goqite queue names, goqite's table has a column
+// of snapfleet's for a message's first receive, and snapfleet_dead_letter holds what a
+// dead letter carries besides its body.
 const (
 	embeddedMain       = "snapfleet"
 	embeddedDead       = "snapfleet-dlq"
@@ -32,7 +33,8 @@ const (
 )
 
 // schema is goqite v0.4.0's schema_sqlite.sql, made idempotent, plus snapfleet's own
-// dead-letter table.
+// dead-letter table. columns are added to a file made before they were (goqite names the
+// columns it writes, so one more of its table is left alone).
 var schema = []string{
 	`create table if not exists goqite (
   id text primary key default ('m_' || lower(hex(randomblob(16)))),
@@ -54,8 +56,16 @@ end`,
   last_error text not null,
   attempts integer not null,
   failed_at text not null,
-  sent_at text not null
+  sent_at text not null,
+  first_received text not null default ''
 ) strict`,
+}
+
+// columns are added by openEmbedded where a file lacks them: table, column, definition.
+var columns = [][3]string{
+	// When a message of the jobs queue was first received: the job's first attempt.
+	{"goqite", "snapfleet_first_received", "text"},
+	{"snapfleet_dead_letter", "first_received", "text not null default ''"},
 }
 
 type embedded struct {
@@ -120,6 +130,11 @@ func openEmbedded(ctx context.Context, url, path string, o Options) (Queue, erro
 				return err
 			}
 		}
+		for _, c := range columns {
+			if err := addColumn(ctx, tx, c[0], c[1], c[2]); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
 	if err != nil {
@@ -127,6 +142,21 @@ func openEmbedded(ctx context.Context, url, path string, o Options) (Queue, erro
 		return nil, fmt.Errorf("creating the schema of queue %s: %w", url, err)
 	}
 	return e, nil
+}
+
+// addColumn adds column to table unless it has it.
+func addColumn(ctx context.Context, tx *sql.Tx, table, column, def string) error {
+	var n int
+	if err := tx.QueryRowContext(ctx, `select count(*) from pragma_table_info(?) where name = ?`, table, column).Scan(&n); err != nil {
+		return fmt.Errorf("reading the columns of %s: %w", table, err)
+	}
+	if n > 0 {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`alter table %s add column %s %s`, table, column, def)); err != nil {
+		return fmt.Errorf("adding column %s to %s: %w", column, table, err)
+	}
+	return nil
 }
 
 func (e *embedded) URL() string {
@@ -236,7 +266,9 @@ func (e *embedded) receive(ctx context.Context, n int) ([]Message, error) {
 			}
 			m := Message{ID: string(gm.ID), Body: gm.Body}
 			var created string
-			if err := tx.QueryRowContext(ctx, `select received, created from goqite where id = ?`, gm.ID).Scan(&m.Attempts, &created); err != nil {
+			var first sql.NullString
+			if err := tx.QueryRowContext(ctx, `select received, created, snapfleet_first_received from goqite where id = ?`, gm.ID).
+				Scan(&m.Attempts, &created, &first); err != nil {
 				return err
 			}
 			m.Receipt = receipt(m.ID, m.Attempts)
@@ -245,7 +277,16 @@ func (e *embedded) receive(ctx context.Context, n int) ([]Message, error) {
 				if err := e.deadLetterFields(ctx, tx, &m); err != nil {
 					return err
 				}
+				msgs = append(msgs, m)
+				continue
 			}
+			if !first.Valid {
+				first.String = time.Now().UTC().Format(timeLayout)
+				if _, err := tx.ExecContext(ctx, `update goqite set snapfleet_first_received = ? where id = ?`, first.String, gm.ID); err != nil {
+					return err
+				}
+			}
+			m.FirstReceivedAt = parseTime(first.String)
 			msgs = append(msgs, m)
 		}
 		return nil
@@ -255,9 +296,9 @@ func (e *embedded) receive(ctx context.Context, n int) ([]Message, error) {
 
 // deadLetterFields fills m's dead-letter attributes from snapfleet_dead_letter.
 func (e *embedded) deadLetterFields(ctx context.Context, tx *sql.Tx, m *Message) error {
-	var failedAt, sentAt string
-	err := tx.QueryRowContext(ctx, `select reason, last_error, attempts, failed_at, sent_at from snapfleet_dead_letter where id = ?`, m.ID).
-		Scan(&m.Reason, &m.LastError, &m.Attempts, &failedAt, &sentAt)
+	var failedAt, sentAt, firstReceived string
+	err := tx.QueryRowContext(ctx, `select reason, last_error, attempts, failed_at, sent_at, first_received from snapfleet_dead_letter where id = ?`, m.ID).
+		Scan(&m.Reason, &m.LastError, &m.Attempts, &failedAt, &sentAt, &firstReceived)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		m.Reason = ReasonExhaustedRetries // sent to the DLQ by hand: nothing more is known
@@ -266,6 +307,7 @@ func (e *embedded) deadLetterFields(ctx context.Context, tx *sql.Tx, m *Message)
 		return fmt.Errorf("reading dead-letter attributes of %s: %w", m.ID, err)
 	}
 	m.FailedAt = parseTime(failedAt)
+	m.FirstReceivedAt = parseTime(firstReceived)
 	if t := parseTime(sentAt); !t.IsZero() {
 		m.SentAt = t
 	}
@@ -313,15 +355,18 @@ func (e *embedded) redrive(ctx context.Context, tx *sql.Tx) error {
 // moveToDLQ moves message id of this queue to the dead-letter queue, body unchanged.
 func (e *embedded) moveToDLQ(ctx context.Context, tx *sql.Tx, id, reason, lastErr string, attempts int, created string) error {
 	var body []byte
-	if err := tx.QueryRowContext(ctx, `select body from goqite where queue = ? and id = ?`, e.name, id).Scan(&body); err != nil {
+	var first sql.NullString
+	if err := tx.QueryRowContext(ctx, `select body, snapfleet_first_received from goqite where queue = ? and id = ?`, e.name, id).
+		Scan(&body, &first); err != nil {
 		return fmt.Errorf("reading message %s: %w", id, err)
 	}
 	dead, err := e.dead.SendAndGetIDTx(ctx, tx, goqite.Message{Body: body})
 	if err != nil {
 		return fmt.Errorf("sending message %s to the dead-letter queue: %w", id, err)
 	}
-	_, err = tx.ExecContext(ctx, `insert into snapfleet_dead_letter (id, reason, last_error, attempts, failed_at, sent_at) values (?, ?, ?, ?, ?, ?)`,
-		string(dead), reason, lastErr, attempts, time.Now().UTC().Format(timeLayout), created)
+	_, err = tx.ExecContext(ctx, `insert into snapfleet_dead_letter (id, reason, last_error, attempts, failed_at, sent_at, first_received)
+		values (?, ?, ?, ?, ?, ?, ?)`,
+		string(dead), reason, lastErr, attempts, time.Now().UTC().Format(timeLayout), created, first.String)
 	if err != nil {
 		return fmt.Errorf("recording why message %s was dead-lettered: %w", id, err)
 	}
@@ -466,8 +511,8 @@ func (e *embedded) DeadLetter(ctx context.Context, m Message, reason, lastErr st
 }
 
 // Requeue replaces m, in one transaction, by a new message with the same body, created
-// time (SentAt, and its place in the queue) and a receive count of 0, hidden for d. The
-// copy has an id of its own, so no receipt of m can touch it.
+// time (SentAt, and its place in the queue), first receive and a receive count of 0,
+// hidden for d. The copy has an id of its own, so no receipt of m can touch it.
 func (e *embedded) Requeue(ctx context.Context, m Message, d time.Duration) error {
 	if e.isDLQ {
 		return fmt.Errorf("queue %s is a dead-letter queue: cannot requeue message %s", e.URL(), m.ID)
@@ -479,8 +524,9 @@ func (e *embedded) Requeue(ctx context.Context, m Message, d time.Duration) erro
 	err = e.inTx(ctx, func(tx *sql.Tx) error {
 		var body []byte
 		var created string
-		err := tx.QueryRowContext(ctx, `select body, created from goqite where queue = ? and id = ? and received = ?`, e.name, id, received).
-			Scan(&body, &created)
+		var first sql.NullString
+		err := tx.QueryRowContext(ctx, `select body, created, snapfleet_first_received from goqite where queue = ? and id = ? and received = ?`,
+			e.name, id, received).Scan(&body, &created, &first)
 		if errors.Is(err, sql.ErrNoRows) {
 			return e.notInFlight(ctx, tx, id)
 		}
@@ -491,7 +537,8 @@ func (e *embedded) Requeue(ctx context.Context, m Message, d time.Duration) erro
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `update goqite set created = ? where id = ?`, created, string(copyID)); err != nil {
+		if _, err := tx.ExecContext(ctx, `update goqite set created = ?, snapfleet_first_received = ? where id = ?`,
+			created, first, string(copyID)); err != nil {
 			return err
 		}
 		_, err = tx.ExecContext(ctx, `delete from goqite where queue = ? and id = ? and received = ?`, e.name, id, received)

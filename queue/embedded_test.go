@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -268,5 +269,57 @@ func TestEmbeddedBadURL(t *testing.T) {
 			_ = q.Close()
 			t.Errorf("Open(%q) succeeded, want an error", u)
 		}
+	}
+}
+
+// A file made before the first-receive columns existed opens, gains them, and keeps its
+// messages and dead letters (whose first receive is then unknown).
+func TestEmbeddedAddsColumns(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "old.db")
+	q, err := queue.Open(context.Background(), "file:"+path, queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send(t, q, "waits", "dies")
+	for _, m := range receiveN(t, q, 2, 5*time.Second) {
+		if string(m.Body) == "dies" {
+			if err := q.DeadLetter(testCtx(t), m, "invalid_message", "bad json"); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := q.SetVisibility(testCtx(t), m, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range []string{
+		`alter table goqite drop column snapfleet_first_received`,
+		`alter table snapfleet_dead_letter drop column first_received`,
+	} {
+		if _, err := db.Exec(stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	before := time.Now()
+	q = openFile(t, path, queue.Options{})
+	m := receiveN(t, q, 1, 5*time.Second)[0]
+	if string(m.Body) != "waits" || m.Attempts != 2 {
+		t.Errorf("after adding the columns got %q attempt %d, want waits attempt 2", m.Body, m.Attempts)
+	}
+	// Its first receive was not recorded: the first one seen since counts.
+	near(t, "FirstReceivedAt", m.FirstReceivedAt, before, time.Now())
+	got := receiveN(t, dlq(t, q), 1, 5*time.Second)[0]
+	if string(got.Body) != "dies" || got.Reason != "invalid_message" || !got.FirstReceivedAt.IsZero() {
+		t.Errorf("dead letter = %q %q first received %s, want dies invalid_message and no first receive", got.Body, got.Reason, got.FirstReceivedAt)
 	}
 }

@@ -40,16 +40,24 @@ type Message struct {
 	// GroupID is the message group of a message received from an SQS FIFO queue; Requeue
 	// sends the copy to the same group.
 	GroupID string
+	// FirstReceivedAt is when the message was first received, the job's first attempt
+	// (SQS: ApproximateFirstReceiveTimestamp); a requeued copy keeps the original's, and
+	// DeadLetter carries it to the dead-letter queue. Zero when unknown.
+	FirstReceivedAt time.Time
 	// Dead-letter attributes, set on messages read from a dead-letter queue. A message
 	// moved there by the queue's own redrive (not by snapfleet) has Reason
-	// ReasonExhaustedRetries and Attempts from the receive count.
+	// ReasonExhaustedRetries, Attempts from the receive count, no LastError or FailedAt,
+	// and FirstReceivedAt only where the backend keeps it (embedded; SQS: the dead
+	// letter's own ApproximateFirstReceiveTimestamp, which moto keeps from the jobs queue).
 	Reason    string
 	LastError string
 	FailedAt  time.Time
 }
 
-// ReasonExhaustedRetries is the reason of a message the queue moved to the DLQ by itself
-// after too many receives (a worker that crashed on it each time).
+// ReasonExhaustedRetries is the reason of a message that failed on every receive: the
+// worker dead-letters a job that fails on its last receive with this reason and the
+// error, and a message the queue moved to the DLQ by itself after too many receives (a
+// worker that crashed on it each time) reads back with it.
 const ReasonExhaustedRetries = "exhausted_retries"
 
 // Stats is an approximate count of a queue's messages.

@@ -39,6 +39,9 @@ const (
 	attrAttempts = "snapfleet.attempts"
 	attrFailedAt = "snapfleet.failed_at"
 	attrSentAt   = "snapfleet.sent_at"
+	// attrFirstReceived is the first receive of the job's message, carried by a requeued
+	// copy and a dead letter: their own ApproximateFirstReceiveTimestamp is later.
+	attrFirstReceived = "snapfleet.first_received_at"
 	// attrNotBefore is set on a requeued copy that SQS could not delay for all of d (FIFO,
 	// or more than 15 minutes): Receive hides it again until then instead of returning it.
 	attrNotBefore = "snapfleet.not_before"
@@ -241,6 +244,7 @@ func (q *sqsQueue) receive(ctx context.Context, n int, wait time.Duration) (msgs
 		MessageSystemAttributeNames: []types.MessageSystemAttributeName{
 			types.MessageSystemAttributeNameApproximateReceiveCount,
 			types.MessageSystemAttributeNameSentTimestamp,
+			types.MessageSystemAttributeNameApproximateFirstReceiveTimestamp,
 			types.MessageSystemAttributeNameMessageGroupId,
 		},
 		MessageAttributeNames: []string{"All"},
@@ -281,31 +285,54 @@ func (q *sqsQueue) message(m types.Message) Message {
 	msg := Message{ID: aws.ToString(m.MessageId), Receipt: aws.ToString(m.ReceiptHandle), Body: []byte(aws.ToString(m.Body))}
 	msg.Attempts, _ = strconv.Atoi(m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
 	msg.GroupID = m.Attributes[string(types.MessageSystemAttributeNameMessageGroupId)]
-	if ms, err := strconv.ParseInt(m.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)], 10, 64); err == nil {
-		msg.SentAt = time.UnixMilli(ms).UTC()
-	}
+	msg.SentAt = unixMilli(m.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)])
+	firstReceived := unixMilli(m.Attributes[string(types.MessageSystemAttributeNameApproximateFirstReceiveTimestamp)])
 	attr := func(k string) string {
 		if v, ok := m.MessageAttributes[k]; ok {
 			return aws.ToString(v.StringValue)
 		}
 		return ""
 	}
-	msg.Reason = attr(attrReason)
-	msg.LastError = attr(attrError)
-	if n, err := strconv.Atoi(attr(attrAttempts)); err == nil {
-		msg.Attempts = n
+	attrTime := func(k string) time.Time {
+		t, _ := time.Parse(time.RFC3339Nano, attr(k))
+		return t
 	}
-	if t, err := time.Parse(time.RFC3339Nano, attr(attrFailedAt)); err == nil {
-		msg.FailedAt = t
-	}
-	if t, err := time.Parse(time.RFC3339Nano, attr(attrSentAt)); err == nil {
+	if t := attrTime(attrSentAt); !t.IsZero() {
 		msg.SentAt = t
 	}
-	if q.isDLQ && msg.Reason == "" {
-		// Moved here by SQS's own redrive, not by snapfleet.
+	reason := attr(attrReason)
+	if q.isDLQ && reason != "" {
+		// Dead-lettered by snapfleet: a new message, whose own first receive is a listing's.
+		msg.Reason = reason
+		msg.LastError = attr(attrError)
+		if n, err := strconv.Atoi(attr(attrAttempts)); err == nil {
+			msg.Attempts = n
+		}
+		msg.FailedAt = attrTime(attrFailedAt)
+		msg.FirstReceivedAt = attrTime(attrFirstReceived)
+		return msg
+	}
+	// A job's message, or one SQS's own redrive moved to the DLQ: its first receive is
+	// its own, or a requeued copy's original's. A message with a reason on the jobs queue
+	// came back from the DLQ with its attributes (a move task): they are an earlier round's.
+	msg.FirstReceivedAt = firstReceived
+	if t := attrTime(attrFirstReceived); !t.IsZero() && reason == "" {
+		msg.FirstReceivedAt = t
+	}
+	if q.isDLQ {
 		msg.Reason = ReasonExhaustedRetries
 	}
 	return msg
+}
+
+// unixMilli parses an SQS timestamp attribute (milliseconds since the epoch); zero if
+// absent or malformed.
+func unixMilli(s string) time.Time {
+	ms, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms).UTC()
 }
 
 func (q *sqsQueue) Delete(ctx context.Context, msgs []Message) error {
@@ -375,9 +402,7 @@ func (q *sqsQueue) Requeue(ctx context.Context, m Message, d time.Duration) erro
 	maxReceive, _ := q.MaxReceive(ctx)
 	d = max(d, 0)
 	attrs := map[string]types.MessageAttributeValue{}
-	if !m.SentAt.IsZero() {
-		attrs[attrSentAt] = stringAttr(m.SentAt.UTC().Format(time.RFC3339Nano))
-	}
+	timeAttrs(attrs, m)
 	in := &sqs.SendMessageInput{QueueUrl: &q.url, MessageBody: aws.String(string(m.Body))}
 	var delayed time.Duration
 	if q.fifo {
@@ -447,9 +472,7 @@ func (q *sqsQueue) DeadLetter(ctx context.Context, m Message, reason, lastErr st
 	if e := attrText(lastErr); e != "" {
 		attrs[attrError] = stringAttr(e)
 	}
-	if !m.SentAt.IsZero() {
-		attrs[attrSentAt] = stringAttr(m.SentAt.UTC().Format(time.RFC3339Nano))
-	}
+	timeAttrs(attrs, m)
 	in := &sqs.SendMessageInput{QueueUrl: &dlq, MessageBody: aws.String(string(m.Body)), MessageAttributes: attrs}
 	if strings.HasSuffix(dlq, ".fifo") {
 		// A group of its own: one shared group would let a FIFO DLQ hand out only one
@@ -464,6 +487,15 @@ func (q *sqsQueue) DeadLetter(ctx context.Context, m Message, reason, lastErr st
 		return fmt.Errorf("dead-lettered message %s to %s, but: %w", m.ID, dlq, err)
 	}
 	return nil
+}
+
+// timeAttrs sets the attributes that carry m's SentAt and FirstReceivedAt to a copy of m.
+func timeAttrs(attrs map[string]types.MessageAttributeValue, m Message) {
+	for k, t := range map[string]time.Time{attrSentAt: m.SentAt, attrFirstReceived: m.FirstReceivedAt} {
+		if !t.IsZero() {
+			attrs[k] = stringAttr(t.UTC().Format(time.RFC3339Nano))
+		}
+	}
 }
 
 func stringAttr(s string) types.MessageAttributeValue {

@@ -40,6 +40,8 @@ const replyMargin = time.Second
 //     throttling code's minimum wait) and returned in Retry; a throttled message on its
 //     last receive but one is requeued as in Run (a delayed copy sent, the original
 //     deleted here) and also returned in Retry, which for a deleted message is a no-op;
+//     a retryable failure on the queue's last receive is dead-lettered as in Run
+//     (exhausted_retries, with its error) and returned in DeadLettered;
 //   - still running shortly before ctx's deadline: cancelled, released and returned in
 //     Retry.
 //

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/snapfleet/snapfleet/internal/job"
+	"github.com/snapfleet/snapfleet/queue"
 )
 
 // Reasons a message is dead-lettered or skipped. They are stable strings: operators filter
@@ -18,6 +19,10 @@ const (
 	ReasonUnknownPolicy  = "unknown_policy"
 	ReasonAccessDenied   = "access_denied"
 	ReasonInvalidRequest = "invalid_request"
+	// ReasonExhaustedRetries: a retryable failure on the queue's last receive of the
+	// message (the worker dead-letters it with the error), or a message the queue's own
+	// redrive moved (a worker that crashed on it each time).
+	ReasonExhaustedRetries = queue.ReasonExhaustedRetries
 
 	ReasonRefusedForeign        = "refused_foreign"
 	ReasonRefusedUnmanaged      = "refused_unmanaged"

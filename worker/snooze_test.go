@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -54,8 +55,8 @@ func TestSnoozeKeepsReceiveBudget(t *testing.T) {
 	}
 }
 
-// TestRetryStillExhausts: a job that fails (not throttled) is not requeued: the queue
-// dead-letters it after its max receive count, as before.
+// TestRetryStillExhausts: a job that fails (not throttled) is not requeued: on its last
+// receive the worker dead-letters it as exhausted_retries, with the last error.
 func TestRetryStillExhausts(t *testing.T) {
 	t.Parallel()
 	q := newFakeQueue()
@@ -66,11 +67,11 @@ func TestRetryStillExhausts(t *testing.T) {
 	}))
 	w.retryDelay = fastRetries
 	st := runFor(t, w, 10*time.Second)
-	if want := (Stats{Processed: 3, Retried: 3}); st != want {
+	if want := (Stats{Processed: 3, Retried: 2, DeadLettered: 1}); st != want {
 		t.Errorf("stats = %+v, want %+v", st, want)
 	}
-	if got := q.deadReasons(); len(got) != 1 || got[ids[0]] != queue.ReasonExhaustedRetries {
-		t.Errorf("dead letters %v, want %s %s", got, ids[0], queue.ReasonExhaustedRetries)
+	if _, _, dead, _ := q.state(); len(dead) != 1 || dead[0] != (deadLetter{ids[0], ReasonExhaustedRetries, "something odd"}) {
+		t.Errorf("dead letters %+v, want %s %s with its error", dead, ids[0], ReasonExhaustedRetries)
 	}
 	if rq := q.requeues(); len(rq) != 0 {
 		t.Errorf("requeues %+v, want none", rq)
@@ -87,26 +88,8 @@ func TestSnoozeNeverDeadLetters(t *testing.T) {
 		t.Run(backend, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			var url string
-			var o queue.Options
-			switch backend {
-			case "embedded":
-				url = "file:" + filepath.Join(t.TempDir(), "jobs.db")
-				o = queue.Options{MaxReceive: maxReceive}
-			default:
-				m := startMoto(t)
-				url = redriveQueue(t, m.cfg, backend == "sqs-fifo", maxReceive)
-				o = queue.Options{AWS: m.cfg}
-			}
-			q, err := queue.Open(ctx, url, o)
-			if err != nil {
-				t.Fatalf("opening %s: %v", url, err)
-			}
-			t.Cleanup(func() { q.Close() })
-			j := createJob("vol-0123456789abcdef0", "default", plannedAt)
-			if err := q.Send(ctx, []queue.Outgoing{{Body: encode(t, j), DedupID: j.Key, GroupID: job.GroupID(j)}}); err != nil {
-				t.Fatalf("sending the job: %v", err)
-			}
+			q := openBackend(t, backend, maxReceive, 0)
+			sendJob(t, q, createJob("vol-0123456789abcdef0", "default", plannedAt))
 			var calls atomic.Int32
 			w := testWorker(q, snoozeThenCreate(snoozes, &calls))
 			w.retryDelay = fastRetries
@@ -128,6 +111,91 @@ func TestSnoozeNeverDeadLetters(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRetryExhaustsWithLastError runs the worker on the real backends with a redrive after
+// 2 receives and a job that fails (not throttled) every time: on its last receive the
+// worker dead-letters it itself, as exhausted_retries with the attempt count and the text
+// of the last error, instead of leaving it to the queue's redrive (which knows no error).
+func TestRetryExhaustsWithLastError(t *testing.T) {
+	t.Parallel()
+	const maxReceive = 2
+	for _, backend := range []string{"embedded", "sqs-standard", "sqs-fifo"} {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			q := openBackend(t, backend, maxReceive, 0)
+			sendJob(t, q, createJob("vol-0123456789abcdef0", "default", plannedAt))
+			var calls atomic.Int32
+			w := testWorker(q, HandlerFunc(func(context.Context, job.Job) (Result, error) {
+				return Result{}, fmt.Errorf("creating snapshot: attempt %d: connection reset by peer", calls.Add(1))
+			}))
+			w.retryDelay = fastRetries
+			st := runFor(t, w, 30*time.Second)
+			if want := (Stats{Processed: maxReceive, Retried: maxReceive - 1, DeadLettered: 1}); st != want || calls.Load() != maxReceive {
+				t.Errorf("stats = %+v after %d handler calls, want %+v after %d", st, calls.Load(), want, maxReceive)
+			}
+			dlq, err := q.DLQ(ctx)
+			if err != nil {
+				t.Fatalf("opening the DLQ: %v", err)
+			}
+			got, err := queue.Peek(ctx, dlq, 0)
+			if err != nil {
+				t.Fatalf("listing the DLQ: %v", err)
+			}
+			wantErr := fmt.Sprintf("attempt %d: connection reset by peer", maxReceive)
+			if len(got) != 1 || got[0].Reason != ReasonExhaustedRetries || got[0].Attempts != maxReceive ||
+				!strings.Contains(got[0].LastError, wantErr) {
+				for _, m := range got {
+					t.Logf("dead letter %s: reason %s, attempts %d, last error %q", m.ID, m.Reason, m.Attempts, m.LastError)
+				}
+				t.Fatalf("%d dead letters, want one %s with attempts %d and last error %q", len(got), ReasonExhaustedRetries, maxReceive, wantErr)
+			}
+			if s, err := q.Stats(ctx); err != nil || s.Total() != 0 {
+				t.Errorf("%s holds %+v (%v), want nothing", q.URL(), s, err)
+			}
+		})
+	}
+}
+
+// openBackend opens a jobs queue of backend ("embedded", "sqs-standard" or "sqs-fifo",
+// the SQS ones on moto) that moves a message to its dead-letter queue after maxReceive
+// receives; visibility 0 is the backend's default.
+func openBackend(t *testing.T, backend string, maxReceive int, visibility time.Duration) queue.Queue {
+	t.Helper()
+	q, _ := openBackendOptions(t, backend, maxReceive, visibility)
+	return q
+}
+
+// openBackendOptions is openBackend, and the options another handle on the same queue
+// opens with.
+func openBackendOptions(t *testing.T, backend string, maxReceive int, visibility time.Duration) (queue.Queue, queue.Options) {
+	t.Helper()
+	var url string
+	o := queue.Options{Visibility: visibility}
+	switch backend {
+	case "embedded":
+		url = "file:" + filepath.Join(t.TempDir(), "jobs.db")
+		o.MaxReceive = maxReceive
+	default:
+		m := startMoto(t)
+		url = redriveQueue(t, m.cfg, backend == "sqs-fifo", maxReceive)
+		o.AWS = m.cfg
+	}
+	q, err := queue.Open(context.Background(), url, o)
+	if err != nil {
+		t.Fatalf("opening %s: %v", url, err)
+	}
+	t.Cleanup(func() { q.Close() })
+	return q, o
+}
+
+// sendJob enqueues j as the planner would.
+func sendJob(t *testing.T, q queue.Queue, j job.Job) {
+	t.Helper()
+	if err := q.Send(context.Background(), []queue.Outgoing{{Body: encode(t, j), DedupID: j.Key, GroupID: job.GroupID(j)}}); err != nil {
+		t.Fatalf("sending the job: %v", err)
 	}
 }
 

@@ -7,7 +7,8 @@
 // says what becomes of the message — Permanent (dead-letter with a reason), Skip (delete,
 // count as skipped), Snooze (hide for a while: throttling; on the last receive but one,
 // requeue with a fresh receive count, so that the queue's redrive never dead-letters a
-// throttled job), or any other error (retry through the queue with backoff) — and the
+// throttled job), or any other error (retry through the queue with backoff; on the
+// queue's last receive, dead-letter with reason exhausted_retries and the error) — and the
 // worker routes every outcome in one place.
 package worker
 
@@ -450,6 +451,18 @@ func (r *runner) retryDelay(attempts int) time.Duration {
 	return retryDelay(attempts)
 }
 
+// maxReceive is the queue's redrive threshold (see queue.Queue.MaxReceive); 0 when the
+// queue has none or cannot say (logged), so that the worker then leaves redrive to the
+// queue.
+func (r *runner) maxReceive(ctx context.Context, m queue.Message) int {
+	n, err := r.w.Queue.MaxReceive(ctx)
+	if err != nil {
+		r.log.Warn().Err(err).Str("message", m.ID).Msg("reading the queue's max receive count: leaving redrive to the queue")
+		return 0
+	}
+	return n
+}
+
 // lastReceives reports whether m has used its receives but one or none: hidden with
 // SetVisibility it would come back once more at most before the queue moved it to the
 // dead-letter queue by itself (SQS's redrive, or the embedded queue's). A snooze is not a
@@ -457,12 +470,16 @@ func (r *runner) retryDelay(attempts int) time.Duration {
 // is kept in hand because SQS's receive count is approximate. A queue without a redrive
 // threshold, or one that cannot say, keeps SetVisibility.
 func (r *runner) lastReceives(ctx context.Context, m queue.Message) bool {
-	maxReceive, err := r.w.Queue.MaxReceive(ctx)
-	if err != nil {
-		r.log.Warn().Err(err).Str("message", m.ID).Msg("reading the queue's max receive count: snoozing with visibility")
-		return false
-	}
-	return maxReceive > 0 && m.Attempts >= maxReceive-1
+	n := r.maxReceive(ctx, m)
+	return n > 0 && m.Attempts >= n-1
+}
+
+// exhausted reports whether m is on its last receive: a failed attempt now would only
+// hide it until the queue's redrive moved it to the dead-letter queue without its error,
+// so the worker dead-letters it itself (ReasonExhaustedRetries, with the last error).
+func (r *runner) exhausted(ctx context.Context, m queue.Message) bool {
+	n := r.maxReceive(ctx, m)
+	return n > 0 && m.Attempts >= n
 }
 
 // requeue hands m back with a fresh receive count, delayed by d. Should that fail, m is
@@ -489,11 +506,14 @@ func (r *runner) settle(m queue.Message, j job.Job, res Result, err error, took 
 		return // released by drain already
 	}
 	o, reason, delay := outcomeOf(err)
-	if o == outRetry && r.jobCtx.Err() != nil {
-		o = outRelease
-	}
 	ctx, cancel := context.WithTimeout(r.qctx, queueOpTimeout)
 	defer cancel()
+	switch {
+	case o == outRetry && r.jobCtx.Err() != nil:
+		o = outRelease
+	case o == outRetry && r.exhausted(ctx, m):
+		o, reason = outDeadLetter, ReasonExhaustedRetries
+	}
 
 	var qerr error
 	requeued := false

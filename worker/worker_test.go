@@ -16,6 +16,7 @@ import (
 
 	"github.com/snapfleet/snapfleet/internal/config"
 	"github.com/snapfleet/snapfleet/internal/job"
+	"github.com/snapfleet/snapfleet/queue"
 )
 
 const (
@@ -114,15 +115,16 @@ func TestOutcomeOf(t *testing.T) {
 func TestRouting(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name      string
-		attempts  int
-		result    Result
-		err       error
-		stats     Stats
-		deleted   bool
-		dead      string
-		minVis    time.Duration
-		wantVisOp bool
+		name       string
+		attempts   int
+		maxReceive int
+		result     Result
+		err        error
+		stats      Stats
+		deleted    bool
+		dead       string
+		minVis     time.Duration
+		wantVisOp  bool
 	}{
 		{name: "created", result: Result{Action: Created, Snapshot: "snap-0123456789abcdef0"},
 			stats: Stats{Processed: 1, Created: 1}, deleted: true},
@@ -141,11 +143,18 @@ func TestRouting(t *testing.T) {
 			stats: Stats{Processed: 1, Retried: 1}, minVis: retryBase, wantVisOp: true},
 		{name: "retry backs off with attempts", attempts: 3, err: errors.New("something odd"),
 			stats: Stats{Processed: 1, Retried: 1}, minVis: 8 * retryBase, wantVisOp: true},
+		{name: "retry on the last receive but one", attempts: 3, maxReceive: 5, err: errors.New("something odd"),
+			stats: Stats{Processed: 1, Retried: 1}, minVis: 8 * retryBase, wantVisOp: true},
+		{name: "retry on the last receive is dead-lettered", attempts: 4, maxReceive: 5, err: errors.New("something odd"),
+			stats: Stats{Processed: 1, DeadLettered: 1}, dead: ReasonExhaustedRetries},
+		{name: "permanent on the last receive keeps its reason", attempts: 4, maxReceive: 5, err: Permanent(ReasonAccessDenied, errors.New("no")),
+			stats: Stats{Processed: 1, DeadLettered: 1}, dead: ReasonAccessDenied},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			q := newFakeQueue()
+			q.maxReceive = tt.maxReceive
 			ids := q.add(tt.attempts, encode(t, createJob("vol-0123456789abcdef0", "default", plannedAt)))
 			w := testWorker(q, HandlerFunc(func(context.Context, job.Job) (Result, error) { return tt.result, tt.err }))
 			w.ExitWhenDrained = false
@@ -315,6 +324,75 @@ func TestHeartbeat(t *testing.T) {
 		if v.id != ids[0] || v.d != 100*time.Millisecond {
 			t.Errorf("heartbeat %+v, want %s extended by 100ms", v, ids[0])
 		}
+	}
+}
+
+// TestHeartbeatRealQueues: on the embedded queue and SQS (moto), with a visibility timeout
+// of 2 s, a job that runs 5 s keeps its message: a second consumer polling the queue all
+// the while receives nothing, and the job is done once.
+func TestHeartbeatRealQueues(t *testing.T) {
+	t.Parallel()
+	const vis, runs = 2 * time.Second, 5 * time.Second
+	for _, backend := range []string{"embedded", "sqs-standard"} {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			q, o := openBackendOptions(t, backend, 5, vis)
+			other, err := queue.Open(ctx, q.URL(), o)
+			if err != nil {
+				t.Fatalf("opening a second handle on %s: %v", q.URL(), err)
+			}
+			defer other.Close()
+			sendJob(t, q, createJob("vol-0123456789abcdef0", "default", plannedAt))
+			var calls atomic.Int32
+			started := make(chan struct{})
+			w := testWorker(q, HandlerFunc(func(context.Context, job.Job) (Result, error) {
+				if calls.Add(1) == 1 {
+					close(started)
+				}
+				time.Sleep(runs)
+				return Result{Action: Created}, nil
+			}))
+			w.Visibility = vis
+			w.Concurrency = 1
+			type result struct {
+				st  Stats
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				st, err := w.Run(ctx)
+				done <- result{st, err}
+			}()
+			select {
+			case <-started:
+			case <-ctx.Done():
+				t.Fatal("the job never started")
+			}
+			began := time.Now()
+			var stolen []queue.Message
+			for time.Since(began) < runs-500*time.Millisecond {
+				ms, err := other.Receive(ctx, 10, 500*time.Millisecond)
+				if err != nil {
+					t.Fatalf("second consumer: %v", err)
+				}
+				stolen = append(stolen, ms...)
+			}
+			r := <-done
+			if r.err != nil {
+				t.Fatalf("Run: %v", r.err)
+			}
+			if len(stolen) != 0 {
+				t.Errorf("the second consumer received %d messages (attempts %d) while the job ran: its visibility was not extended", len(stolen), stolen[0].Attempts)
+			}
+			if want := (Stats{Processed: 1, Created: 1}); r.st != want || calls.Load() != 1 {
+				t.Errorf("stats %+v after %d handler calls, want %+v after one", r.st, calls.Load(), want)
+			}
+			if s, err := q.Stats(ctx); err != nil || s.Total() != 0 {
+				t.Errorf("%s holds %+v (%v), want nothing", q.URL(), s, err)
+			}
+		})
 	}
 }
 

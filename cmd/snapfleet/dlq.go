@@ -50,16 +50,19 @@ func (g *globals) openDLQ(ctx context.Context, url string) (jobs, dlq queue.Queu
 
 // letter is one dead letter as `dlq list` shows it.
 type letter struct {
-	Kind      string     `json:"kind"`
-	Key       string     `json:"key"`
-	Account   string     `json:"account"`
-	Region    string     `json:"region"`
-	Error     string     `json:"error"`
-	LastError string     `json:"last_error"`
-	Attempts  int        `json:"attempts"`
-	FailedAt  *time.Time `json:"failed_at"`
-	SentAt    *time.Time `json:"sent_at"`
-	ID        string     `json:"id"`
+	Kind      string `json:"kind"`
+	Key       string `json:"key"`
+	Account   string `json:"account"`
+	Region    string `json:"region"`
+	Error     string `json:"error"`
+	LastError string `json:"last_error"`
+	Attempts  int    `json:"attempts"`
+	// FirstFailureAt is when the job's first attempt began (the first receive of its
+	// message); nil when unknown.
+	FirstFailureAt *time.Time `json:"first_failure_at"`
+	FailedAt       *time.Time `json:"failed_at"`
+	SentAt         *time.Time `json:"sent_at"`
+	ID             string     `json:"id"`
 }
 
 // group counts the dead letters of one kind, reason and account-region.
@@ -97,15 +100,17 @@ func toLetter(m queue.Message) letter {
 	j := lenient(m.Body)
 	l := letter{Kind: j.Kind, Key: j.Key, Account: j.Account, Region: j.Region,
 		Error: m.Reason, LastError: m.LastError, Attempts: m.Attempts, ID: m.ID}
-	if !m.FailedAt.IsZero() {
-		t := m.FailedAt.UTC()
-		l.FailedAt = &t
-	}
-	if !m.SentAt.IsZero() {
-		t := m.SentAt.UTC()
-		l.SentAt = &t
-	}
+	l.FirstFailureAt, l.FailedAt, l.SentAt = utcOrNil(m.FirstReceivedAt), utcOrNil(m.FailedAt), utcOrNil(m.SentAt)
 	return l
+}
+
+// utcOrNil is t in UTC, or nil for the zero time (unknown).
+func utcOrNil(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
 }
 
 func summarize(msgs []queue.Message) listSummary {
@@ -199,14 +204,14 @@ func writeListText(g *globals, url string, s listSummary) {
 	for _, gr := range s.Groups {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s/%s\n", gr.Count, dash(gr.Kind), dash(gr.Error), dash(gr.Account), dash(gr.Region))
 	}
-	fmt.Fprintln(tw, "\nKIND\tKEY\tACCOUNT\tREGION\tREASON\tATTEMPTS\tFAILED_AT\tLAST_ERROR")
+	fmt.Fprintln(tw, "\nKIND\tKEY\tACCOUNT\tREGION\tREASON\tATTEMPTS\tFIRST_FAILURE\tFAILED_AT\tLAST_ERROR")
 	for _, l := range s.Messages {
 		last := oneLine(l.LastError)
 		if len(last) > 80 {
 			last = last[:77] + "..."
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", dash(l.Kind), dash(l.Key), dash(l.Account), dash(l.Region),
-			dash(l.Error), l.Attempts, timeText(l.FailedAt), dash(last))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", dash(l.Kind), dash(l.Key), dash(l.Account), dash(l.Region),
+			dash(l.Error), l.Attempts, timeText(l.FirstFailureAt), timeText(l.FailedAt), dash(last))
 	}
 	tw.Flush()
 }
@@ -317,7 +322,7 @@ func newDLQReplayCmd(g *globals) *cobra.Command {
 
 func writeReplayText(g *globals, r queue.ReplayResult) {
 	if r.DryRun {
-		fmt.Fprintf(g.stdout, "dry run: would move %d (matched %d), skipped %d\n", r.Matched, r.Matched, r.Skipped)
+		fmt.Fprintf(g.stdout, "dry run: would move %d, skipped %d\n", r.Matched, r.Skipped)
 		return
 	}
 	fmt.Fprintf(g.stdout, "moved %d, skipped %d, failed %d (matched %d, by %s)\n", r.Moved, r.Skipped, r.Failed, r.Matched, r.Method)

@@ -10,11 +10,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
+	"github.com/snapfleet/snapfleet/internal/faultproxy"
 	"github.com/snapfleet/snapfleet/internal/mototest"
 	"github.com/snapfleet/snapfleet/internal/tag"
 	"github.com/snapfleet/snapfleet/queue"
@@ -117,6 +119,7 @@ type listed struct {
 		Kind, Key, Account, Region, Error, ID string
 		LastError                             string  `json:"last_error"`
 		Attempts                              int     `json:"attempts"`
+		FirstFailureAt                        *string `json:"first_failure_at"`
 		FailedAt                              *string `json:"failed_at"`
 		SentAt                                *string `json:"sent_at"`
 	} `json:"messages"`
@@ -194,6 +197,15 @@ func (e *e2e) managedByPolicy(ctx context.Context) map[[2]string]int {
 	return m
 }
 
+func parseTime(t *testing.T, s string) time.Time {
+	t.Helper()
+	v, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		t.Fatalf("dlq list: time %q: %v", s, err)
+	}
+	return v
+}
+
 // TestDLQReplayRoundTrip: jobs of a policy the workers do not know are dead-lettered
 // unknown_policy among other dead letters; `dlq list` shows them with their reasons;
 // `dlq replay --error unknown_policy` (dry run, bounded, then all) moves only those; once
@@ -239,8 +251,14 @@ func testReplayRoundTrip(t *testing.T, backend string) {
 		t.Fatalf("dlq list: total %d, reasons %v; want %d unknown_policy and 1 invalid_message", l.Total, got, f.weekly)
 	}
 	for _, m := range l.Messages {
-		if m.Attempts != 1 || m.LastError == "" || m.FailedAt == nil || m.SentAt == nil || m.ID == "" {
-			t.Errorf("dlq list: %+v: want attempts 1, a last error, failed_at, sent_at and id", m)
+		if m.Attempts != 1 || m.LastError == "" || m.FailedAt == nil || m.SentAt == nil || m.FirstFailureAt == nil || m.ID == "" {
+			t.Fatalf("dlq list: %+v: want attempts 1, a last error, failed_at, sent_at, first_failure_at and id", m)
+		}
+		// The first (here: only) attempt began after the send and before the dead letter,
+		// not when the DLQ was listed.
+		sent, first, failed := parseTime(t, *m.SentAt), parseTime(t, *m.FirstFailureAt), parseTime(t, *m.FailedAt)
+		if first.Before(sent.Truncate(time.Second)) || first.After(failed) {
+			t.Errorf("dlq list: %s: first_failure_at %s, want between sent_at %s and failed_at %s", m.ID, first, sent, failed)
 		}
 		switch m.Error {
 		case "unknown_policy":
@@ -262,7 +280,7 @@ func testReplayRoundTrip(t *testing.T, backend string) {
 		t.Errorf("dlq list groups = %v, want %v", groups, wantGroups)
 	}
 	text := e.cli("dlq", "list", "--queue", url)
-	for _, want := range []string{fmt.Sprintf("%d dead letters", f.weekly+1), "COUNT", "unknown_policy", "invalid_message", mototest.Account + "/" + mototest.Region, "/weekly/"} {
+	for _, want := range []string{fmt.Sprintf("%d dead letters", f.weekly+1), "COUNT", "FIRST_FAILURE", "unknown_policy", "invalid_message", mototest.Account + "/" + mototest.Region, "/weekly/"} {
 		if text.code != 0 || !strings.Contains(text.stdout, want) {
 			t.Errorf("dlq list (text): exit %d, no %q in\n%s", text.code, want, text.stdout)
 		}
@@ -277,6 +295,10 @@ func testReplayRoundTrip(t *testing.T, backend string) {
 	dry := e.run(0, "dlq", "replay", "--queue", url, "--error", "unknown_policy", "--dry-run")
 	if num(t, dry, "matched") != f.weekly || num(t, dry, "moved") != 0 || num(t, dry, "skipped") != 1 || dry["dry_run"] != true {
 		t.Fatalf("replay --dry-run = %v, want %d matched, nothing moved", dry, f.weekly)
+	}
+	if text := e.cli("dlq", "replay", "--queue", url, "--error", "unknown_policy", "--dry-run"); text.code != 0 ||
+		text.stdout != fmt.Sprintf("dry run: would move %d, skipped 1\n", f.weekly) {
+		t.Errorf("replay --dry-run (text): exit %d, stdout %q", text.code, text.stdout)
 	}
 	if st := e.stats(ctx, url); st.Total() != 0 || e.dlqList(url).Total != f.weekly+1 {
 		t.Fatalf("after a dry run: jobs queue %+v, want empty and the DLQ unchanged", st)
@@ -329,6 +351,106 @@ func testReplayRoundTrip(t *testing.T, backend string) {
 	}
 	if st := e.stats(ctx, url); st.Visible != 1 {
 		t.Errorf("jobs queue after replaying everything: %+v, want the invalid message back", st)
+	}
+}
+
+// TestDLQReplayRefusedDelete: delete jobs dead-lettered (unknown_policy) while they were
+// safe are replayed after the state changed — the newer snapshots of their volumes are
+// gone, so each target is now its volume's newest — and the worker re-checks them as any
+// job: refused (refused_*) and dead-lettered again, no DeleteSnapshot call made, the
+// snapshots still there. On SQS and on the embedded queue.
+func TestDLQReplayRefusedDelete(t *testing.T) {
+	t.Parallel()
+	for _, backend := range []string{"sqs", "file"} {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			testReplayRefusedDelete(t, backend)
+		})
+	}
+}
+
+func testReplayRefusedDelete(t *testing.T, backend string) {
+	ctx := context.Background()
+	e := newE2E(t) // the test config: policy daily, max_age 30d, min_keep 1
+	other := writeFile(t, "other.yaml", "policies:\n  - name: other\n    select: {instance_tags: {Nothing: here}}\n    retain: {max_age: 30d}\n")
+	e.instancesWithData(ctx, 1, nil) // a root and a data volume
+	url := "file:" + filepath.Join(t.TempDir(), "jobs.db")
+	if backend == "sqs" {
+		url = e.sqsQueues(ctx, "jobs")
+	}
+	for _, d := range []time.Duration{0, 31 * day} {
+		now := e.at(d)
+		e.jsonCLI(0, "plan", "--queue", url, "--now", now)
+		if w := e.workers(1, url, "--now", now); w["created"] != 2 || w["dead_lettered"] != 0 {
+			t.Fatalf("day %d: workers %v, want 2 created", d/day, w)
+		}
+	}
+	now := e.at(31 * day)
+	newest := map[string]string{} // volume → its day-31 snapshot
+	old := map[string]string{}    // volume → its day-0 snapshot, expired
+	for vol, snaps := range managedByVolume(e.snapshots(ctx)) {
+		if len(snaps) != 2 {
+			t.Fatalf("volume %s has %d snapshots, want 2", vol, len(snaps))
+		}
+		a, b := snaps[0], snaps[1]
+		if aws.ToTime(a.StartTime).After(aws.ToTime(b.StartTime)) {
+			a, b = b, a
+		}
+		old[vol], newest[vol] = aws.ToString(a.SnapshotId), aws.ToString(b.SnapshotId)
+	}
+	if p := e.jsonCLI(0, "plan", "--queue", url, "--now", now); num(t, p, "delete_jobs") != len(old) {
+		t.Fatalf("day-31 plan: %v, want %d delete jobs (the day-0 snapshots)", p, len(old))
+	}
+	// Workers that do not know the policy dead-letter the deletes while they are safe.
+	if w := e.workers(1, url, "--now", now, "--config", other); w["dead_lettered"] != len(old) || w["deleted"] != 0 {
+		t.Fatalf("workers without the policy: %v, want %d dead-lettered", w, len(old))
+	}
+	if l := e.dlqList(url); l.reasons()["unknown_policy"] != len(old) || l.Total != len(old) {
+		t.Fatalf("dlq list: %v, want %d unknown_policy deletes", l.reasons(), len(old))
+	}
+
+	// The state changes: the newer snapshots go, so each target is its volume's newest.
+	for _, id := range newest {
+		if _, err := e.ec2.DeleteSnapshot(ctx, &ec2.DeleteSnapshotInput{SnapshotId: aws.String(id)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := e.run(0, "dlq", "replay", "--queue", url, "--error", "unknown_policy", "--kind", "snapshot.delete")
+	if num(t, r, "moved") != len(old) || num(t, r, "failed") != 0 {
+		t.Fatalf("replay: %v, want %d moved", r, len(old))
+	}
+
+	// The workers, now with the policy, re-check and refuse; EC2 is watched for deletes.
+	proxy := faultproxy.Start(t, e.moto.Endpoint)
+	e.env = proxy.Env()
+	w := e.workers(1, url, "--now", now)
+	e.env = nil
+	if w["dead_lettered"] != len(old) || w["deleted"] != 0 || w["processed"] != len(old) {
+		t.Fatalf("workers with the policy: %v, want the %d replayed deletes refused", w, len(old))
+	}
+	if n := proxy.Count("DeleteSnapshot").Calls; n != 0 {
+		t.Errorf("DeleteSnapshot called %d times, want none", n)
+	}
+	if proxy.Count("DescribeSnapshots").Forwarded == 0 {
+		t.Errorf("the workers never read the snapshots: they did not re-check through the proxy")
+	}
+	left := e.dlqList(url)
+	for _, m := range left.Messages {
+		if m.Kind != "snapshot.delete" || !strings.HasPrefix(m.Error, "refused_") {
+			t.Errorf("dead letter after the replay: %s %s %s, want a refused_* delete", m.Kind, m.Key, m.Error)
+		}
+	}
+	if left.Total != len(old) {
+		t.Errorf("dlq list after the replay: %d dead letters, want the %d refused deletes", left.Total, len(old))
+	}
+	snaps := e.snapshots(ctx)
+	for vol, id := range old {
+		if _, ok := snaps[id]; !ok {
+			t.Errorf("snapshot %s, now the newest of %s, was deleted", id, vol)
+		}
+	}
+	if st := e.stats(ctx, url); st.Total() != 0 {
+		t.Errorf("jobs queue after the replay: %+v, want empty", st)
 	}
 }
 

@@ -1,11 +1,12 @@
 // Package faultproxy is a reverse proxy that sits in front of an EC2 endpoint (moto in
 // tests and benchmarks) and makes calls fail as AWS makes them fail: throttling codes,
-// 5xx errors, added latency, timeouts, responses lost after the call took effect, and
-// outages in which connections are reset. Rules are keyed by the EC2 Query-protocol
-// Action read from the form body, and optionally by the region the call is signed for;
-// they can be changed while calls are in flight, and pick their calls deterministically
-// (every Nth, or a seeded random fraction) so tests are not flaky. The proxy counts
-// calls per action for assertions.
+// 5xx errors, added latency (before a call is forwarded, or after it took effect and
+// before its response), timeouts, responses lost after the call took effect, and outages
+// in which connections are reset. Rules are keyed by the EC2 Query-protocol Action read
+// from the form body, and optionally by the region the call is signed for; they can be
+// changed while calls are in flight, and pick their calls deterministically (every Nth,
+// or a seeded random fraction) so tests are not flaky. The proxy counts calls per action
+// for assertions.
 //
 // Point an SDK client or a snapfleet process at it with AWS_ENDPOINT_URL_EC2 (Env); other
 // services keep their own endpoints.
@@ -87,6 +88,11 @@ type Rule struct {
 
 	// Latency is added before a picked call is forwarded or answered.
 	Latency time.Duration
+	// LatencyAfter is added after a picked call was forwarded, so it has taken effect,
+	// and before its response is written: a slow answer. A client that gives up (or dies)
+	// meanwhile gets no answer, but the call is done. Ignored for faults that do not
+	// forward.
+	LatencyAfter time.Duration
 	// Fault is what happens to a picked call after the latency.
 	Fault Fault
 	// Code and Status override the error of Throttle and Error.
@@ -134,6 +140,7 @@ type Proxy struct {
 	rules  []*rule
 	nextID RuleID
 	counts map[string]*Count
+	picked map[RuleID]int
 }
 
 type rule struct {
@@ -162,6 +169,7 @@ func New(target string, o Options) (*Proxy, error) {
 		closing: make(chan struct{}),
 		rng:     rand.New(rand.NewPCG(o.Seed, o.Seed^0x5eed)),
 		counts:  map[string]*Count{},
+		picked:  map[RuleID]int{},
 	}
 	p.srv = &http.Server{Handler: http.HandlerFunc(p.serve), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = p.srv.Serve(ln) }()
@@ -242,6 +250,13 @@ func (p *Proxy) Count(action string) Count {
 	return sum
 }
 
+// Picked returns how many calls rule id has picked so far, also once it has ended.
+func (p *Proxy) Picked(id RuleID) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.picked[id]
+}
+
 // Counts returns the counts of every action seen.
 func (p *Proxy) Counts() map[string]Count {
 	p.mu.Lock()
@@ -253,11 +268,11 @@ func (p *Proxy) Counts() map[string]Count {
 	return m
 }
 
-// plan is what to do with one call: the sum of the latencies of the rules that picked
+// plan is what to do with one call: the sums of the latencies of the rules that picked
 // it, and the fault of the first of them that has one.
 type plan struct {
-	latency time.Duration
-	rule    *Rule
+	latency, after time.Duration
+	rule           *Rule
 }
 
 // decide counts the call and applies the rules to it.
@@ -293,7 +308,9 @@ func (p *Proxy) decide(action, region string) plan {
 			}
 		}
 		r.picked++
+		p.picked[r.id]++
 		pl.latency += r.Latency
+		pl.after += r.LatencyAfter
 		if pl.rule == nil && r.Fault != None {
 			rr := r.Rule
 			pl.rule = &rr
@@ -394,6 +411,10 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.forwarded(action)
+	if pl.after > 0 && !p.wait(r.Context(), pl.after) {
+		reset(w)
+		return
+	}
 	switch fault {
 	case LoseResponse:
 		writeError(w, &Rule{}, "InternalError", http.StatusInternalServerError, "An internal error has occurred (the response was lost by faultproxy).")

@@ -357,6 +357,59 @@ func TestLatencyAndTimeout(t *testing.T) {
 	}
 }
 
+// TestLatencyAfter: LatencyAfter forwards the call at once and holds its response, so a
+// client that gives up meanwhile has had its call take effect; Latency holds the call
+// before it is forwarded, so the same client's call never reaches the backend.
+func TestLatencyAfter(t *testing.T) {
+	t.Parallel()
+	b := newBackend(t)
+	p := Start(t, b.srv.URL)
+	c := client(p, 1)
+	const hold, patience = 500 * time.Millisecond, 100 * time.Millisecond
+
+	after := p.Add(Rule{Action: "CreateSnapshot", LatencyAfter: hold, Limit: 2})
+	start := time.Now()
+	out, err := create(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < hold {
+		t.Errorf("call took %v, want ≥ %v of latency after forwarding", took, hold)
+	}
+	if aws.ToString(out.SnapshotId) != "snap-00000000000000001" {
+		t.Errorf("snapshot id %q, want the backend's", aws.ToString(out.SnapshotId))
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	if _, err := create(ctx, c); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a client that gives up during the slow answer: %v, want its deadline", err)
+	}
+	if got := b.actions(); len(got) != 2 || got[1] != "CreateSnapshot" {
+		t.Errorf("backend calls %v, want both creates: the abandoned one took effect", got)
+	}
+	if got := p.Count("CreateSnapshot"); got != (Count{Calls: 2, Forwarded: 2}) {
+		t.Errorf("count %+v, want 2 calls forwarded, none injected", got)
+	}
+	if n := p.Picked(after); n != 2 {
+		t.Errorf("Picked = %d, want 2", n)
+	}
+
+	before := p.Add(Rule{Action: "CreateSnapshot", Latency: hold})
+	ctx, cancel = context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	if _, err := create(ctx, c); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a client that gives up during the latency before forwarding: %v, want its deadline", err)
+	}
+	time.Sleep(hold) // the proxy would have forwarded by now, had it held the answer instead
+	if got := b.actions(); len(got) != 2 {
+		t.Errorf("backend calls %v, want the third create never forwarded", got)
+	}
+	if n, m := p.Picked(before), p.Picked(after); n != 1 || m != 2 {
+		t.Errorf("Picked = %d and %d, want 1 and 2 (the LatencyAfter rule ended after its limit)", n, m)
+	}
+}
+
 // TestConcurrentRules: calls and rule changes at once (run with -race).
 func TestConcurrentRules(t *testing.T) {
 	t.Parallel()

@@ -337,6 +337,9 @@ func message(r events.SQSMessage) queue.Message {
 	if ms, err := strconv.ParseInt(r.Attributes["SentTimestamp"], 10, 64); err == nil {
 		m.SentAt = time.UnixMilli(ms).UTC()
 	}
+	if ms, err := strconv.ParseInt(r.Attributes["ApproximateFirstReceiveTimestamp"], 10, 64); err == nil {
+		m.FirstReceivedAt = time.UnixMilli(ms).UTC()
+	}
 	return m
 }
 

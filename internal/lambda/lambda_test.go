@@ -413,6 +413,11 @@ func TestPoisonAndThrottledRecords(t *testing.T) {
 	if r := out.Messages[0].MessageAttributes["snapfleet.reason"]; aws.ToString(r.StringValue) != "invalid_message" {
 		t.Errorf("DLQ reason = %q, want invalid_message", aws.ToString(r.StringValue))
 	}
+	// The record's ApproximateFirstReceiveTimestamp goes with it: the job's first attempt.
+	first, err := time.Parse(time.RFC3339Nano, aws.ToString(out.Messages[0].MessageAttributes["snapfleet.first_received_at"].StringValue))
+	if err != nil || time.Since(first) > time.Minute {
+		t.Errorf("DLQ first receive = %s (%v), want the record's first receive", first, err)
+	}
 	// And moto holds it to that: the throttled message waits on the jobs queue, hidden
 	// beyond the queue's 5 s default.
 	time.Sleep(6 * time.Second)

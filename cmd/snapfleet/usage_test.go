@@ -25,6 +25,7 @@ func TestBadInput(t *testing.T) {
 		return p
 	}
 	unknownKey := write("unknown.yaml", "policies:\n  - name: daily\n    retain: {max_age: 30d}\n    colour: blue\n")
+	unknownTop := write("top.yaml", "regoins: [us-east-1]\n")
 	badDuration := write("duration.yaml", "policies:\n  - name: daily\n    every: fortnightly\n    retain: {max_age: 30d}\n")
 	dupPolicy := write("dup.yaml", "policies:\n  - name: daily\n    retain: {max_age: 30d}\n  - name: daily\n    retain: {keep_last: 3}\n")
 	noRule := write("norule.yaml", "policies:\n  - name: daily\n    retain: {min_keep: 2}\n")
@@ -35,8 +36,9 @@ func TestBadInput(t *testing.T) {
 		args []string
 		want []string // substrings of the one stderr line
 	}{
-		{"unknown config key", []string{"plan", "--dry-run", "--config", unknownKey}, []string{unknownKey, "colour"}},
-		{"bad duration", []string{"plan", "--dry-run", "--config", badDuration}, []string{badDuration, "fortnightly"}},
+		{"unknown config key", []string{"plan", "--dry-run", "--config", unknownKey}, []string{unknownKey, "line 4: policies[0].colour: unknown key"}},
+		{"unknown top-level key", []string{"plan", "--dry-run", "--config", unknownTop}, []string{unknownTop, "line 1: regoins: unknown key"}},
+		{"bad duration", []string{"plan", "--dry-run", "--config", badDuration}, []string{badDuration, `line 3: policies[0].every: bad duration "fortnightly"`}},
 		{"duplicate policy", []string{"run", "--queue", q, "--config", dupPolicy}, []string{dupPolicy, "duplicate policy name", "daily"}},
 		{"no keep rule", []string{"work", "--queue", q, "--config", noRule}, []string{noRule, "retain"}},
 		{"missing config", []string{"plan", "--dry-run", "--config", filepath.Join(dir, "nope.yaml")}, []string{"nope.yaml"}},
@@ -65,6 +67,9 @@ func TestBadInput(t *testing.T) {
 				if !strings.Contains(msg, w) {
 					t.Errorf("stderr %q does not name %q", msg, w)
 				}
+			}
+			if strings.Contains(msg, "in type") || strings.Contains(msg, "config.") {
+				t.Errorf("stderr %q shows a Go type", msg)
 			}
 			if out.Len() != 0 {
 				t.Errorf("stdout not empty: %q", out.String())

@@ -515,13 +515,15 @@ func TestShutdownStuckJob(t *testing.T) {
 	}
 }
 
-// TestOutcomeLog: every outcome is logged with the job's fields; refusals at error level.
+// TestOutcomeLog: every outcome is logged with the job's fields and the queue message's
+// id (message_id: zerolog's own message field is the human text); refusals at error
+// level; no field is written twice.
 func TestOutcomeLog(t *testing.T) {
 	t.Parallel()
 	var buf syncBuffer
 	q := newFakeQueue()
 	j := deleteJob("snap-0123456789abcdef0", "default")
-	q.add(0, encode(t, j))
+	ids := q.add(0, encode(t, j))
 	w := testWorker(q, HandlerFunc(func(context.Context, job.Job) (Result, error) {
 		return Result{}, Permanent(ReasonRefusedUnmanaged, errors.New("no snapfleet:policy tag"))
 	}))
@@ -529,10 +531,7 @@ func TestOutcomeLog(t *testing.T) {
 	runFor(t, w, 5*time.Second)
 	var found bool
 	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
-		var ev map[string]any
-		if err := json.Unmarshal([]byte(line), &ev); err != nil {
-			t.Fatalf("log line %q is not JSON: %v", line, err)
-		}
+		ev := logLine(t, line)
 		if ev["outcome"] == nil {
 			continue
 		}
@@ -541,6 +540,7 @@ func TestOutcomeLog(t *testing.T) {
 			"level": "error", "run": j.Run, "kind": j.Kind, "key": j.Key, "account": j.Account,
 			"region": j.Region, "policy": j.Policy, "snapshot": j.Snapshot,
 			"reason": ReasonRefusedUnmanaged, "outcome": "dead_lettered",
+			"message_id": ids[0], "message": "job dead_lettered",
 		}
 		for k, v := range want {
 			if ev[k] != v {
@@ -551,6 +551,37 @@ func TestOutcomeLog(t *testing.T) {
 	if !found {
 		t.Errorf("no outcome logged in %s", buf.String())
 	}
+}
+
+// logLine decodes one JSON log line and fails on a key given twice, which
+// encoding/json would silently resolve to the last one.
+func logLine(t *testing.T, line string) map[string]any {
+	t.Helper()
+	var ev map[string]any
+	if err := json.Unmarshal([]byte(line), &ev); err != nil {
+		t.Fatalf("log line %q is not JSON: %v", line, err)
+	}
+	dec := json.NewDecoder(strings.NewReader(line))
+	if _, err := dec.Token(); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, _ := tok.(string)
+		if seen[k] {
+			t.Errorf("log line has field %q twice: %s", k, line)
+		}
+		seen[k] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ev
 }
 
 type syncBuffer struct {

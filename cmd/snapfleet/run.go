@@ -24,6 +24,9 @@ func newRunCmd(g *globals) *cobra.Command {
 			if err := f.check(); err != nil {
 				return err
 			}
+			if err := checkQueue(queueURL); err != nil {
+				return err
+			}
 			e, err := g.setup(cmd.Context())
 			if err != nil {
 				return err

@@ -166,9 +166,14 @@ func TestRunEmbedded(t *testing.T) {
 	}
 
 	now = e.at(31 * day)
-	if r := e.jsonCLI(0, "run", "--queue", db, "--dry-run", "--now", now); num(t, r, "plan.delete_jobs") != want-1 ||
-		num(t, r, "plan.enqueued") != 0 || r["work"] != nil {
-		t.Fatalf("day-31 dry run: %v, want %d deletes planned, nothing enqueued or worked", r, want-1)
+	dry := e.jsonCLI(0, "run", "--queue", db, "--dry-run", "--now", now)
+	if num(t, dry, "plan.delete_jobs") != want-1 || num(t, dry, "plan.enqueued") != 0 {
+		t.Fatalf("day-31 dry run: %v, want %d deletes planned, nothing enqueued", dry, want-1)
+	}
+	for _, k := range []string{"processed", "created", "deleted", "skipped", "retried", "dead_lettered"} {
+		if n := num(t, dry, "work."+k); n != 0 {
+			t.Errorf("day-31 dry run: work.%s = %d, want 0 (nothing worked)", k, n)
+		}
 	}
 	r = e.jsonCLI(0, "run", "--queue", db, "--now", now)
 	if num(t, r, "plan.snapshot_jobs") != want-1 || num(t, r, "plan.delete_jobs") != want-1 ||

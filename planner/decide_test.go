@@ -660,4 +660,12 @@ func TestMessageName(t *testing.T) {
 			}
 		})
 	}
+	// A volume's create names its instance and device, or it is no job (DESIGN.md §5).
+	noDevice, noInstance := vol, vol
+	noDevice.Device, noInstance.Instance = "", ""
+	for _, d := range []Decision{noDevice, noInstance} {
+		if msg, err := d.message("r1", now); err == nil {
+			t.Errorf("message of %+v = %s, want an error", d, msg.Body)
+		}
+	}
 }

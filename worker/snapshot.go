@@ -566,15 +566,12 @@ func createTags(j job.Job, p config.Policy, start time.Time) []types.Tag {
 const maxTagValue = 256
 
 // source names what a job's snapshots come from: the instance's Name tag, else the
-// instance id, else (a job that names no instance) the volume id.
+// instance id (every create job names its instance).
 func source(j job.Job) string {
-	switch {
-	case j.Name != "":
+	if j.Name != "" {
 		return j.Name
-	case j.Instance != "":
-		return j.Instance
 	}
-	return j.Volume
+	return j.Instance
 }
 
 // snapshotName is the Name tag of DESIGN.md §4, "<instance Name tag or id> <device> <UTC

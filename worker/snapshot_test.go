@@ -303,21 +303,21 @@ func TestCreateTagsWithoutMaxAge(t *testing.T) {
 	t.Parallel()
 	p := config.Policy{Name: "keep5", Retain: config.Retain{KeepLast: 5}}
 	j := createJob("vol-0123456789abcdef0", "keep5", plannedAt)
-	j.Instance, j.Device = "", ""
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	got := map[string]string{}
-	for _, tg := range createTags(j, p, now) {
-		got[aws.ToString(tg.Key)] = aws.ToString(tg.Value)
-	}
+	got := tagMap(createTags(j, p, now))
 	want := map[string]string{
-		tag.Policy: "keep5", tag.Job: j.Key, tag.Volume: j.Volume, tag.AutoBackup: "true",
-		tag.Name: "vol-0123456789abcdef0 2026-01-02T03:04:05Z",
+		tag.Policy: "keep5", tag.Job: j.Key, tag.Volume: j.Volume, tag.Instance: j.Instance, tag.Device: j.Device,
+		tag.AutoBackup: "true", tag.Name: j.Instance + " /dev/xvda 2026-01-02T03:04:05Z",
 	}
 	diffTags(t, want, got)
+	if _, ok := got[tag.Expires]; ok || len(got) != len(want) {
+		t.Errorf("tags %v, want exactly %v (no %s)", got, want, tag.Expires)
+	}
 }
 
-// TestSnapshotName: the Name tag is the instance's Name, else its id, else the volume's;
-// then the device and the UTC time; never longer than a tag value may be.
+// TestSnapshotName: the Name tag is the instance's Name, else its id; then the device
+// (none for an instance job's common tags) and the UTC time; never longer than a tag
+// value may be.
 func TestSnapshotName(t *testing.T) {
 	t.Parallel()
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("CET", 3600))
@@ -329,7 +329,7 @@ func TestSnapshotName(t *testing.T) {
 	}{
 		{"instance name", "web-1", "i-0123456789abcdef0", "/dev/xvda", "web-1 /dev/xvda 2026-01-02T02:04:05Z"},
 		{"instance id", "", "i-0123456789abcdef0", "/dev/sdf", "i-0123456789abcdef0 /dev/sdf 2026-01-02T02:04:05Z"},
-		{"volume id", "", "", "", "vol-0123456789abcdef0 2026-01-02T02:04:05Z"},
+		{"instance job: no device", "", "i-0123456789abcdef0", "", "i-0123456789abcdef0 2026-01-02T02:04:05Z"},
 		{"long name shortened", long, "i-0123456789abcdef0", "/dev/xvda",
 			strings.Repeat("é", maxTagValue-len(" /dev/xvda 2026-01-02T02:04:05Z")) + " /dev/xvda 2026-01-02T02:04:05Z"},
 	}

@@ -194,6 +194,8 @@ func TestRejectedBeforeAnyAWSCall(t *testing.T) {
 		{"empty", []byte{}, ReasonInvalidMessage},
 		{"unknown field", []byte(`{"v":1,"kind":"snapshot.delete","force":true}`), ReasonInvalidMessage},
 		{"unknown version", []byte(`{"v":2,"kind":"snapshot.create","key":"k","account":"123456789012","region":"us-east-1","policy":"default","volume":"vol-0123456789abcdef0","run":"r","planned_at":"2026-11-22T01:00:03Z"}`), ReasonInvalidMessage},
+		{"create without instance", bytes.Replace(encode(t, valid), []byte(`"instance":"i-0123456789abcdef0",`), nil, 1), ReasonInvalidMessage},
+		{"create without device", bytes.Replace(encode(t, valid), []byte(`"device":"/dev/xvda",`), nil, 1), ReasonInvalidMessage},
 		{"unknown account", encode(t, otherAccount), ReasonUnknownAccount},
 		{"unknown policy create", encode(t, unknownPolicy), ReasonUnknownPolicy},
 		{"unknown policy delete", encode(t, unknownPolicyDelete), ReasonUnknownPolicy},
@@ -201,6 +203,9 @@ func TestRejectedBeforeAnyAWSCall(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
+			if bytes.Equal(tt.body, encode(t, valid)) {
+				t.Fatal("test bug: the body is the valid job")
+			}
 			q := newFakeQueue()
 			ids := q.add(0, tt.body)
 			w := &Worker{

@@ -241,10 +241,11 @@ func (j Job) Validate() error {
 		if !volumeRE.MatchString(j.Volume) {
 			return bad("volume", "%q is not a volume id", j.Volume)
 		}
-		if j.Instance != "" && !instanceRE.MatchString(j.Instance) {
+		// The instance and the device name the snapshot and its tags (DESIGN.md §4).
+		if !instanceRE.MatchString(j.Instance) {
 			return bad("instance", "%q is not an instance id", j.Instance)
 		}
-		if j.Device != "" && !deviceRE.MatchString(j.Device) {
+		if !deviceRE.MatchString(j.Device) {
 			return bad("device", "%q is not a device name", j.Device)
 		}
 		if !ValidName(j.Name) {

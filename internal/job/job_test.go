@@ -102,9 +102,6 @@ func TestDecodeValid(t *testing.T) {
 		{"create with a long unicode name",
 			strings.Replace(createMsg, `"device":"/dev/xvda",`, `"device":"/dev/xvda","name":"`+strings.Repeat("é", MaxName)+`",`, 1),
 			func() Job { j := validCreate(); j.Name = strings.Repeat("é", MaxName); return j }()},
-		{"create without instance and device",
-			strings.Replace(createMsg, `"instance":"i-0abc1234","device":"/dev/xvda",`, "", 1),
-			func() Job { j := validCreate(); j.Instance, j.Device = "", ""; return j }()},
 		{"delete without volume",
 			strings.Replace(deleteMsg, `,"volume":"vol-0abc1234"`, "", 1),
 			func() Job { j := validDelete(); j.Volume = ""; return j }()},
@@ -185,6 +182,11 @@ func TestDecodeInvalid(t *testing.T) {
 		{"create volume too short", []byte(strings.ReplaceAll(createMsg, "vol-0abc1234", "vol-0abc123")), "volume"},
 		{"create volume too long", []byte(strings.ReplaceAll(createMsg, "vol-0abc1234", "vol-0123456789abcdef01")), "volume"},
 		{"create volume wrong prefix", []byte(strings.ReplaceAll(createMsg, "vol-0abc1234", "snap-0abc1234")), "volume"},
+		{"create instance missing", replace(t, createMsg, `"instance":"i-0abc1234",`, ``), "instance"},
+		{"create instance empty", replace(t, createMsg, `"instance":"i-0abc1234"`, `"instance":""`), "instance"},
+		{"create device missing", replace(t, createMsg, `"device":"/dev/xvda",`, ``), "device"},
+		{"create device empty", replace(t, createMsg, `"device":"/dev/xvda"`, `"device":""`), "device"},
+		{"create without instance and device", replace(t, createMsg, `"instance":"i-0abc1234","device":"/dev/xvda",`, ``), "instance"},
 		{"create instance bad", replace(t, createMsg, `"i-0abc1234"`, `"i-xyz"`), "instance"},
 		{"create device bad", replace(t, createMsg, `"/dev/xvda"`, `"/etc/passwd"`), "device"},
 		{"create device traversal", replace(t, createMsg, `"/dev/xvda"`, `"/dev/../etc"`), "device"},
@@ -262,7 +264,6 @@ func TestEncodeRoundTrip(t *testing.T) {
 		{"create", validCreate()},
 		{"delete", validDelete()},
 		{"create with name", func() Job { j := validCreate(); j.Name = "web-1 <prod> & \u2028"; return j }()},
-		{"create minimal", func() Job { j := validCreate(); j.Instance, j.Device = "", ""; return j }()},
 		{"planned_at with nanoseconds and zone", func() Job {
 			j := validDelete()
 			j.PlannedAt = time.Date(2026, 1, 2, 3, 4, 5, 6789, time.FixedZone("X", 5*3600+1800))
@@ -454,12 +455,13 @@ func ExampleEncode() {
 		V: Version, Kind: KindCreate,
 		Key:     CreateKey("111111111111", "us-east-1", "vol-0abc1234", "daily", period),
 		Account: "111111111111", Region: "us-east-1", Policy: "daily",
-		Volume: "vol-0abc1234", Run: "r1", PlannedAt: period.Add(time.Hour),
+		Volume: "vol-0abc1234", Instance: "i-0abc1234", Device: "/dev/xvda", Name: "web-1",
+		Run: "r1", PlannedAt: period.Add(time.Hour),
 	})
 	fmt.Println(string(b))
 	fmt.Println(err)
 	// Output:
-	// {"v":1,"kind":"snapshot.create","key":"111111111111/us-east-1/vol-0abc1234/daily/2026-11-22T00:00:00Z","account":"111111111111","region":"us-east-1","policy":"daily","volume":"vol-0abc1234","run":"r1","planned_at":"2026-11-22T01:00:00Z"}
+	// {"v":1,"kind":"snapshot.create","key":"111111111111/us-east-1/vol-0abc1234/daily/2026-11-22T00:00:00Z","account":"111111111111","region":"us-east-1","policy":"daily","volume":"vol-0abc1234","instance":"i-0abc1234","device":"/dev/xvda","name":"web-1","run":"r1","planned_at":"2026-11-22T01:00:00Z"}
 	// <nil>
 }
 

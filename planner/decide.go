@@ -8,6 +8,7 @@ import (
 	"github.com/snapfleet/snapfleet/internal/config"
 	"github.com/snapfleet/snapfleet/internal/job"
 	"github.com/snapfleet/snapfleet/internal/retention"
+	"github.com/snapfleet/snapfleet/internal/tag"
 )
 
 // Actions of a decision.
@@ -70,6 +71,8 @@ type Decision struct {
 	Snapshot string `json:"snapshot,omitempty"`
 	Instance string `json:"instance,omitempty"`
 	Device   string `json:"device,omitempty"`
+	// InstanceName is the instance's Name tag, which names a create's snapshot.
+	InstanceName string `json:"instance_name,omitempty"`
 	// Key is the job key of a create or delete.
 	Key    string `json:"key,omitempty"`
 	Reason string `json:"reason"`
@@ -304,8 +307,8 @@ func decideCreates(out []Decision, inv Inventory, cfg *config.Config, now time.T
 			continue
 		}
 		type candidate struct {
-			instance, device string
-			excluded         bool
+			instance, name, device string
+			excluded               bool
 		}
 		var cands []candidate
 		vols := []string{}
@@ -325,7 +328,7 @@ func decideCreates(out []Decision, inv Inventory, cfg *config.Config, now time.T
 					// A multi-attached volume is snapshotted once, named after its first instance.
 					ci = len(cands)
 					byVol[a.Volume] = ci
-					cands = append(cands, candidate{instance: in.ID, device: a.Device})
+					cands = append(cands, candidate{instance: in.ID, name: in.Tags[tag.Name], device: a.Device})
 					vols = append(vols, a.Volume)
 				}
 				cands[ci].excluded = cands[ci].excluded || excluded
@@ -334,7 +337,7 @@ func decideCreates(out []Decision, inv Inventory, cfg *config.Config, now time.T
 		for ci, vol := range vols {
 			c := &cands[ci]
 			d := Decision{Account: inv.Account, Region: inv.Region, Policy: p.Name,
-				Volume: vol, Instance: c.instance, Device: c.device}
+				Volume: vol, Instance: c.instance, InstanceName: c.name, Device: c.device}
 			key := job.CreateKey(inv.Account, inv.Region, vol, p.Name, cur.start)
 			switch {
 			case c.excluded:

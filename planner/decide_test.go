@@ -634,3 +634,53 @@ policies:
 		}
 	}
 }
+
+// TestMessageName: a volume's create job carries its instance's Name tag; a name the
+// message cannot carry is left out rather than the job; an instance's job never carries
+// one (the worker reads the instance).
+func TestMessageName(t *testing.T) {
+	t.Parallel()
+	vol := Decision{Account: acct, Region: region, Policy: "daily", Action: ActionCreate, Reason: ReasonDue,
+		Volume: "vol-00000010", Instance: "i-00000001", Device: "/dev/xvda",
+		Key: job.CreateKey(acct, region, "vol-00000010", "daily", now.Truncate(day))}
+	inst := Decision{Account: acct, Region: region, Policy: "daily", Action: ActionCreate, Reason: ReasonDue,
+		Instance: "i-00000001", Key: job.CreateKey(acct, region, "i-00000001", "daily", now.Truncate(day))}
+	tests := []struct {
+		name string
+		d    Decision
+		tag  string
+		want string
+	}{
+		{"name carried", vol, "web-1", "web-1"},
+		{"no name", vol, "", ""},
+		{"control character", vol, "web\x001", ""},
+		{"too big for the message", vol, strings.Repeat("<", job.MaxName), ""},
+		{"instance job", inst, "web-1", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			d := tt.d
+			d.InstanceName = tt.tag
+			msg, err := d.message("r1", now)
+			if err != nil {
+				t.Fatalf("message: %v", err)
+			}
+			j, err := job.Decode(msg.Body)
+			if err != nil {
+				t.Fatalf("decoding %s: %v", msg.Body, err)
+			}
+			if j.Name != tt.want || j.Instance != d.Instance {
+				t.Errorf("job name %q, instance %q; want %q, %q", j.Name, j.Instance, tt.want, d.Instance)
+			}
+		})
+	}
+	// A volume's create names its instance and device, or it is no job (DESIGN.md §5).
+	noDevice, noInstance := vol, vol
+	noDevice.Device, noInstance.Instance = "", ""
+	for _, d := range []Decision{noDevice, noInstance} {
+		if msg, err := d.message("r1", now); err == nil {
+			t.Errorf("message of %+v = %s, want an error", d, msg.Body)
+		}
+	}
+}

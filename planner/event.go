@@ -185,7 +185,7 @@ func (p *Planner) planEventScope(ctx context.Context, log zerolog.Logger, ev eve
 	var decisions []Decision
 	seen := map[string]bool{}
 	for _, inst := range found {
-		d0 := Decision{Account: account, Region: region, Policy: pol.Name, Instance: inst.ID}
+		d0 := Decision{Account: account, Region: region, Policy: pol.Name, Instance: inst.ID, InstanceName: inst.Tags[tag.Name]}
 		if !allTags(want, inst.Tags) || (len(instances) > 0 && !slices.Contains(instances, inst.ID)) {
 			// The server's filter is a hint: the tags decide.
 			d0.Action, d0.Reason = ActionSkip, ReasonNotOptedIn

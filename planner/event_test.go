@@ -34,7 +34,7 @@ events:
 `)
 	c := f.client(mototest.Region)
 	az := mototest.Region + "a"
-	optedIn, vols := f.instance(c, az, map[string]string{"Snap": "on-stop", "App": "shop"})
+	optedIn, vols := f.instance(c, az, map[string]string{"Snap": "on-stop", "App": "shop", "Name": "shop-1"})
 	f.tagResource(c, vols[1], map[string]string{"snapfleet:skip": "true"})
 	defaultTag, _ := f.instance(c, az, map[string]string{"AutoSnapshot": "true"})
 	_, shopVols := f.instance(c, az, map[string]string{"App": "shop"})
@@ -53,7 +53,7 @@ events:
 	if len(creates) != 1 || len(deletes) != 0 || sum.Enqueued != 1 || sum.Instances != 1 || sum.Volumes != 2 {
 		t.Fatalf("summary %+v, jobs %v: want one create, the excluded data volume skipped", sum, creates)
 	}
-	if j := creates[0]; j.Volume != vols[0] || j.Policy != "on-stop" || j.Instance != optedIn ||
+	if j := creates[0]; j.Volume != vols[0] || j.Policy != "on-stop" || j.Instance != optedIn || j.Name != "shop-1" ||
 		j.Key != job.EventKey(mototest.Account, mototest.Region, vols[0], "on-stop", "e1") {
 		t.Errorf("job %+v", j)
 	}
@@ -96,6 +96,9 @@ events:
 	var got []string
 	for _, j := range creates {
 		got = append(got, j.Volume)
+		if want := map[bool]string{true: "shop-1"}[j.Instance == optedIn]; j.Name != want {
+			t.Errorf("BackupNow job of %s (instance %s): name %q, want %q", j.Volume, j.Instance, j.Name, want)
+		}
 	}
 	slices.Sort(got)
 	want := []string{vols[0], shopVols[0], shopVols[1]}

@@ -568,11 +568,17 @@ func (d Decision) message(run string, now time.Time) (queue.Outgoing, error) {
 	case d.Action == ActionCreate && d.Volume == "":
 		j.Kind, j.Instance = job.KindCreateInstance, d.Instance
 	case d.Action == ActionCreate:
-		j.Kind, j.Instance, j.Device = job.KindCreate, d.Instance, d.Device
+		j.Kind, j.Instance, j.Device, j.Name = job.KindCreate, d.Instance, d.Device, d.InstanceName
 	default:
 		j.Kind, j.Snapshot = job.KindDelete, d.Snapshot
 	}
 	body, err := job.Encode(j)
+	if err != nil && j.Name != "" {
+		// The name only labels the snapshot: one the message cannot carry (a control
+		// character, or too long for it) leaves the worker the instance id.
+		j.Name = ""
+		body, err = job.Encode(j)
+	}
 	if err != nil {
 		return queue.Outgoing{}, fmt.Errorf("encoding job %s: %w", d.Key, err)
 	}

@@ -216,13 +216,18 @@ policies:
 	c := f.client(mototest.Region)
 	var want []string
 	devices := map[string]string{}
+	names := map[string]string{} // instance → Name tag, for those that have one
 	var stop []string
 	for i := range 12 {
 		var tags map[string]string
-		if i%6 == 2 { // 2 instances excluded by tag
+		switch {
+		case i%6 == 2: // 2 instances excluded by tag
 			tags = map[string]string{"snapfleet:skip": "true", "Name": fmt.Sprintf("web-%d", i)}
+		case i%2 == 1:
+			tags = map[string]string{"Name": fmt.Sprintf("app-%d", i)}
 		}
 		id, vols := f.instance(c, "us-east-1a", tags)
+		names[id] = tags["Name"]
 		switch {
 		case i%6 == 2:
 		case i%4 == 3: // 3 stopped instances
@@ -268,6 +273,13 @@ policies:
 		if d, ok := devices[j.Volume]; ok && j.Device != d {
 			t.Errorf("job %s: device %q, want %q", j.Key, j.Device, d)
 		}
+		if j.Name != names[j.Instance] {
+			t.Errorf("job %s: name %q, want the Name tag %q of %s", j.Key, j.Name, names[j.Instance], j.Instance)
+		}
+	}
+	if !slices.ContainsFunc(creates, func(j job.Job) bool { return j.Name != "" }) ||
+		!slices.ContainsFunc(creates, func(j job.Job) bool { return j.Name == "" }) {
+		t.Errorf("test bug: want create jobs of instances with and without a Name tag")
 	}
 	// Excluded instances are selected (and their volumes counted), stopped ones are not.
 	wantSum := Summary{RunID: "test-run", Accounts: 1, Regions: 1, Instances: 9, Volumes: 18,

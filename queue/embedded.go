@@ -94,9 +94,6 @@ func openEmbedded(ctx context.Context, url, path string, o Options) (Queue, erro
 		d.(*embedded).owner = true
 		return d, nil
 	}
-	if strings.ContainsAny(path, "?#") {
-		return nil, fmt.Errorf("%w %q: the path may not contain '?' or '#'", ErrBadURL, url)
-	}
 	// WAL lets readers and one writer share the file across processes; every transaction
 	// takes the write lock at BEGIN (immediate), so two writers never deadlock on a lock
 	// upgrade, and waits for it up to the busy timeout.

@@ -323,3 +323,35 @@ func TestEmbeddedAddsColumns(t *testing.T) {
 		t.Errorf("dead letter = %q %q first received %s, want dies invalid_message and no first receive", got.Body, got.Reason, got.FirstReceivedAt)
 	}
 }
+
+// TestCheckURL: the form of a queue address is checked without opening anything.
+func TestCheckURL(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		url string
+		ok  bool
+	}{
+		{"file:snapfleet.db", true},
+		{"file:/var/lib/snapfleet/q.db#dlq", true},
+		{"https://sqs.eu-west-1.amazonaws.com/111111111111/jobs", true},
+		{"http://127.0.0.1:5000/123456789012/jobs.fifo", true},
+		{"file:", false},
+		{"file:#dlq", false},
+		{"file:a?b.db", false},
+		{"file:a#b.db", false},
+		{"ftp://x", false},
+		{"sqlite:x.db", false},
+		{"", false},
+		{"https:///111111111111/jobs", false},
+		{"https://sqs.eu-west-1.amazonaws.com/111111111111", false},
+		{"https://sqs.eu-west-1.amazonaws.com/111111111111/jobs/extra", false},
+	} {
+		err := queue.CheckURL(tc.url)
+		if (err == nil) != tc.ok {
+			t.Errorf("CheckURL(%q) = %v, want ok %v", tc.url, err, tc.ok)
+		}
+		if err != nil && !errors.Is(err, queue.ErrBadURL) {
+			t.Errorf("CheckURL(%q) = %v, not ErrBadURL", tc.url, err)
+		}
+	}
+}

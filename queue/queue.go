@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -120,19 +121,41 @@ type Options struct {
 // ErrBadURL is returned for a queue address that is neither an SQS URL nor file:PATH.
 var ErrBadURL = errors.New("bad queue URL")
 
-// Open connects to the queue at url: file:PATH for the embedded queue, an http(s) SQS
-// queue URL otherwise.
-func Open(ctx context.Context, url string, o Options) (Queue, error) {
+// CheckURL checks the form of a queue address without opening it: file:PATH (the path
+// without '?' or '#'; PATH#dlq names its dead-letter queue), or an http(s) SQS queue URL
+// scheme://host/ACCOUNT/NAME. Its error wraps ErrBadURL.
+func CheckURL(raw string) error {
 	switch {
-	case strings.HasPrefix(url, "file:"):
-		path := strings.TrimPrefix(url, "file:")
+	case strings.HasPrefix(raw, "file:"):
+		path := strings.TrimSuffix(strings.TrimPrefix(raw, "file:"), dlqFragment)
 		if path == "" {
-			return nil, fmt.Errorf("%w %q: file: needs a path", ErrBadURL, url)
+			return fmt.Errorf("%w %q: file: needs a path", ErrBadURL, raw)
 		}
-		return openEmbedded(ctx, url, path, o)
-	case strings.HasPrefix(url, "https://"), strings.HasPrefix(url, "http://"):
-		return openSQS(ctx, url, o)
+		if strings.ContainsAny(path, "?#") {
+			return fmt.Errorf("%w %q: the path may not contain '?' or '#'", ErrBadURL, raw)
+		}
+	case strings.HasPrefix(raw, "https://"), strings.HasPrefix(raw, "http://"):
+		u, err := url.Parse(raw)
+		if err != nil || u.Host == "" {
+			return fmt.Errorf("%w %q: not an SQS queue URL", ErrBadURL, raw)
+		}
+		if parts := strings.Split(strings.Trim(u.Path, "/"), "/"); len(parts) != 2 || parts[0] == "" || parts[1] == "" {
+			return fmt.Errorf("%w %q: want scheme://host/ACCOUNT/NAME", ErrBadURL, raw)
+		}
 	default:
-		return nil, fmt.Errorf("%w %q: want an SQS queue URL or file:PATH", ErrBadURL, url)
+		return fmt.Errorf("%w %q: want an SQS queue URL or file:PATH", ErrBadURL, raw)
 	}
+	return nil
+}
+
+// Open connects to the queue at raw (CheckURL): file:PATH for the embedded queue, an
+// http(s) SQS queue URL otherwise.
+func Open(ctx context.Context, raw string, o Options) (Queue, error) {
+	if err := CheckURL(raw); err != nil {
+		return nil, err
+	}
+	if path, ok := strings.CutPrefix(raw, "file:"); ok {
+		return openEmbedded(ctx, raw, path, o)
+	}
+	return openSQS(ctx, raw, o)
 }

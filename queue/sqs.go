@@ -71,13 +71,11 @@ type sqsQueue struct {
 	policyRead bool
 }
 
+// openSQS opens an SQS queue URL that CheckURL accepted.
 func openSQS(_ context.Context, rawURL string, o Options) (Queue, error) {
 	u, err := url.Parse(rawURL)
-	if err != nil || u.Host == "" {
-		return nil, fmt.Errorf("%w %q: not an SQS queue URL", ErrBadURL, rawURL)
-	}
-	if parts := strings.Split(strings.Trim(u.Path, "/"), "/"); len(parts) != 2 || parts[0] == "" || parts[1] == "" {
-		return nil, fmt.Errorf("%w %q: want scheme://host/ACCOUNT/NAME", ErrBadURL, rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w %q: %v", ErrBadURL, rawURL, err)
 	}
 	region, isAWS := sqsRegion(u.Hostname())
 	cfg := o.AWS.Copy()

@@ -90,6 +90,10 @@ func TestCreateInstance(t *testing.T) {
 	e := newMoto(t)
 	cfg := policyConfig(t, instancePolicy)
 	inst, root, data := e.instanceWithData(t, 2)
+	if _, err := e.setup.CreateTags(context.Background(), &ec2.CreateTagsInput{Resources: []string{inst},
+		Tags: []types.Tag{{Key: aws.String("Name"), Value: aws.String("web-1")}}}); err != nil {
+		t.Fatal(err)
+	}
 	clock := time.Date(2026, 11, 22, 1, 2, 3, 0, time.UTC)
 	now := func() time.Time { return clock }
 	j := instanceJob(inst, "crash", time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC))
@@ -126,7 +130,7 @@ func TestCreateInstance(t *testing.T) {
 			tag.Device:     devices[vol],
 			tag.Expires:    "2026-12-22T01:02:03Z",
 			tag.AutoBackup: "true",
-			tag.Name:       inst + " " + devices[vol] + " " + aws.ToTime(s.StartTime).UTC().Format(time.RFC3339),
+			tag.Name:       "web-1 " + devices[vol] + " " + aws.ToTime(s.StartTime).UTC().Format(time.RFC3339),
 			"Team":         "ops",
 		}, tagMap(s.Tags))
 	}
@@ -195,7 +199,8 @@ func TestCreateInstanceGone(t *testing.T) {
 
 // TestCreateInstanceTagsCompleted: tagging a snapshot after CreateSnapshots fails; the
 // job is retried, the redelivery finds the snapshots and completes their tags without a
-// second CreateSnapshots.
+// second CreateSnapshots. The instance has no Name tag: the snapshots are named after
+// its id.
 func TestCreateInstanceTagsCompleted(t *testing.T) {
 	t.Parallel()
 	e := newMoto(t)
@@ -225,8 +230,12 @@ func TestCreateInstanceTagsCompleted(t *testing.T) {
 		t.Fatalf("%d snapshots carry the key, want 2", len(snaps))
 	}
 	for _, s := range snaps {
-		if tg := tagMap(s.Tags); tg[tag.Volume] != aws.ToString(s.VolumeId) || tg[tag.Device] == "" {
+		tg := tagMap(s.Tags)
+		if tg[tag.Volume] != aws.ToString(s.VolumeId) || tg[tag.Device] == "" {
 			t.Errorf("snapshot %s of %s: tags %v, want its volume and device", aws.ToString(s.SnapshotId), aws.ToString(s.VolumeId), tg)
+		}
+		if want := inst + " " + tg[tag.Device] + " " + aws.ToTime(s.StartTime).UTC().Format(time.RFC3339); tg[tag.Name] != want {
+			t.Errorf("snapshot %s: Name %q, want %q", aws.ToString(s.SnapshotId), tg[tag.Name], want)
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -298,6 +299,8 @@ func (s *snapshots) createInstance(ctx context.Context, j job.Job) (Result, erro
 	if err != nil {
 		return Result{}, fail(fmt.Errorf("reading instance %s: %w", j.Instance, err))
 	}
+	// The snapshots are named after the instance as it is named now.
+	j.Name = tagMap(inst.Tags)[tag.Name]
 	if len(found) > 0 {
 		return Result{Action: Existed, Snapshot: aws.ToString(found[0].SnapshotId)}, s.tagVolumes(ctx, api, j, inst, found)
 	}
@@ -434,12 +437,11 @@ func (s *snapshots) tagVolumes(ctx context.Context, api EC2, j job.Job, inst typ
 			continue
 		}
 		tags := []types.Tag{{Key: aws.String(tag.Volume), Value: aws.String(vol)}}
-		name := j.Instance
-		if dev := devices[vol]; dev != "" {
+		dev := devices[vol]
+		if dev != "" {
 			tags = append(tags, types.Tag{Key: aws.String(tag.Device), Value: aws.String(dev)})
-			name += " " + dev
 		}
-		name += " " + aws.ToTime(sn.StartTime).UTC().Format(time.RFC3339)
+		name := snapshotName(source(j), dev, aws.ToTime(sn.StartTime))
 		tags = append(tags, types.Tag{Key: aws.String(tag.Name), Value: aws.String(name)})
 		err := s.call(ctx, func(ctx context.Context) error {
 			_, err := api.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{aws.ToString(sn.SnapshotId)}, Tags: tags})
@@ -527,10 +529,6 @@ func (s *snapshots) settle(ctx context.Context, api EC2, j job.Job, made ...stri
 // createTags are the tags of DESIGN.md §4, sorted by key. snapfleet's own keys win over a
 // policy tag of the same key (config validation already rejects snapfleet: keys).
 func createTags(j job.Job, p config.Policy, start time.Time) []types.Tag {
-	source := j.Instance
-	if source == "" {
-		source = j.Volume
-	}
 	m := map[string]string{}
 	for k, v := range p.Tags {
 		m[k] = v
@@ -550,11 +548,7 @@ func createTags(j job.Job, p config.Policy, start time.Time) []types.Tag {
 		m[tag.Expires] = start.Add(age).UTC().Format(time.RFC3339)
 	}
 	m[tag.AutoBackup] = "true"
-	name := source
-	if j.Device != "" {
-		name += " " + j.Device
-	}
-	m[tag.Name] = name + " " + start.UTC().Format(time.RFC3339)
+	m[tag.Name] = snapshotName(source(j), j.Device, start)
 
 	keys := make([]string, 0, len(m))
 	for k := range m {
@@ -566,6 +560,32 @@ func createTags(j job.Job, p config.Policy, start time.Time) []types.Tag {
 		tags = append(tags, types.Tag{Key: aws.String(k), Value: aws.String(m[k])})
 	}
 	return tags
+}
+
+// maxTagValue is the most characters AWS takes in a tag value.
+const maxTagValue = 256
+
+// source names what a job's snapshots come from: the instance's Name tag, else the
+// instance id (every create job names its instance).
+func source(j job.Job) string {
+	if j.Name != "" {
+		return j.Name
+	}
+	return j.Instance
+}
+
+// snapshotName is the Name tag of DESIGN.md §4, "<instance Name tag or id> <device> <UTC
+// timestamp>" (no device when there is none), the source shortened so the value fits
+// in a tag.
+func snapshotName(source, device string, at time.Time) string {
+	rest := " " + at.UTC().Format(time.RFC3339)
+	if device != "" {
+		rest = " " + device + rest
+	}
+	if r, room := []rune(source), max(0, maxTagValue-utf8.RuneCountInString(rest)); len(r) > room {
+		source = string(r[:room])
+	}
+	return source + rest
 }
 
 // Reasons of the delete handler's skips, besides ReasonProtected and ReasonInUse.

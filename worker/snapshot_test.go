@@ -235,7 +235,8 @@ func policyConfig(t *testing.T, yaml string) *config.Config {
 }
 
 // TestCreateOnce: a create job delivered twice, and delivered again later, makes one
-// snapshot carrying every tag of DESIGN.md §4.
+// snapshot carrying every tag of DESIGN.md §4, named after the instance's Name tag the
+// job carries.
 func TestCreateOnce(t *testing.T) {
 	t.Parallel()
 	e := newMoto(t)
@@ -250,6 +251,7 @@ policies:
 	clock := time.Date(2026, 11, 22, 1, 2, 3, 0, time.UTC)
 	now := func() time.Time { return clock }
 	j := createJob(vol, "daily", time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC))
+	j.Name = "web-1"
 	body := encode(t, j)
 
 	// Two copies of the same message (a duplicated send), handled one after the other.
@@ -286,7 +288,7 @@ policies:
 		tag.Device:     "/dev/xvda",
 		tag.Expires:    "2026-12-22T01:02:03Z",
 		tag.AutoBackup: "true",
-		tag.Name:       j.Instance + " /dev/xvda 2026-11-22T01:02:03Z",
+		tag.Name:       "web-1 /dev/xvda 2026-11-22T01:02:03Z",
 		"Team":         "ops",
 		"CostCenter":   "42",
 	}
@@ -301,17 +303,50 @@ func TestCreateTagsWithoutMaxAge(t *testing.T) {
 	t.Parallel()
 	p := config.Policy{Name: "keep5", Retain: config.Retain{KeepLast: 5}}
 	j := createJob("vol-0123456789abcdef0", "keep5", plannedAt)
-	j.Instance, j.Device = "", ""
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	got := map[string]string{}
-	for _, tg := range createTags(j, p, now) {
-		got[aws.ToString(tg.Key)] = aws.ToString(tg.Value)
-	}
+	got := tagMap(createTags(j, p, now))
 	want := map[string]string{
-		tag.Policy: "keep5", tag.Job: j.Key, tag.Volume: j.Volume, tag.AutoBackup: "true",
-		tag.Name: "vol-0123456789abcdef0 2026-01-02T03:04:05Z",
+		tag.Policy: "keep5", tag.Job: j.Key, tag.Volume: j.Volume, tag.Instance: j.Instance, tag.Device: j.Device,
+		tag.AutoBackup: "true", tag.Name: j.Instance + " /dev/xvda 2026-01-02T03:04:05Z",
 	}
 	diffTags(t, want, got)
+	if _, ok := got[tag.Expires]; ok || len(got) != len(want) {
+		t.Errorf("tags %v, want exactly %v (no %s)", got, want, tag.Expires)
+	}
+}
+
+// TestSnapshotName: the Name tag is the instance's Name, else its id; then the device
+// (none for an instance job's common tags) and the UTC time; never longer than a tag
+// value may be.
+func TestSnapshotName(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("CET", 3600))
+	long := strings.Repeat("é", maxTagValue)
+	tests := []struct {
+		name                  string
+		jobName, inst, device string
+		want                  string
+	}{
+		{"instance name", "web-1", "i-0123456789abcdef0", "/dev/xvda", "web-1 /dev/xvda 2026-01-02T02:04:05Z"},
+		{"instance id", "", "i-0123456789abcdef0", "/dev/sdf", "i-0123456789abcdef0 /dev/sdf 2026-01-02T02:04:05Z"},
+		{"instance job: no device", "", "i-0123456789abcdef0", "", "i-0123456789abcdef0 2026-01-02T02:04:05Z"},
+		{"long name shortened", long, "i-0123456789abcdef0", "/dev/xvda",
+			strings.Repeat("é", maxTagValue-len(" /dev/xvda 2026-01-02T02:04:05Z")) + " /dev/xvda 2026-01-02T02:04:05Z"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			j := createJob("vol-0123456789abcdef0", "daily", plannedAt)
+			j.Name, j.Instance, j.Device = tt.jobName, tt.inst, tt.device
+			got := tagMap(createTags(j, config.Policy{Name: "daily"}, at))[tag.Name]
+			if got != tt.want {
+				t.Errorf("Name = %q, want %q", got, tt.want)
+			}
+			if n := len([]rune(got)); n > maxTagValue {
+				t.Errorf("Name has %d characters, over %d", n, maxTagValue)
+			}
+		})
+	}
 }
 
 // TestVolumeGone: a create job whose volume no longer exists is skipped, not

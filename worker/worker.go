@@ -374,10 +374,10 @@ func (r *runner) release(m queue.Message) {
 	err := r.w.Queue.SetVisibility(ctx, m, 0)
 	r.observe(Observation{Outcome: outRelease.String(), Err: err})
 	if err != nil {
-		r.log.Error().Err(err).Str("message", m.ID).Msg("releasing message at shutdown")
+		r.log.Error().Err(err).Str("message_id", m.ID).Msg("releasing message at shutdown")
 		return
 	}
-	r.log.Info().Str("message", m.ID).Msg("released message at shutdown")
+	r.log.Info().Str("message_id", m.ID).Msg("released message at shutdown")
 }
 
 // heartbeat extends m's visibility every Visibility/2 until stop is called.
@@ -398,7 +398,7 @@ func (r *runner) heartbeat(m queue.Message) (stop func()) {
 				err := r.w.Queue.SetVisibility(ctx, m, r.vis)
 				cancel()
 				if err != nil {
-					r.log.Warn().Err(err).Str("message", m.ID).Msg("extending visibility")
+					r.log.Warn().Err(err).Str("message_id", m.ID).Msg("extending visibility")
 				}
 			}
 		}
@@ -411,7 +411,7 @@ func (r *runner) heartbeat(m queue.Message) (stop func()) {
 func (r *runner) handle(ctx context.Context, m queue.Message) (j job.Job, res Result, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			r.log.Error().Str("message", m.ID).Str("stack", string(debug.Stack())).Msgf("job handler panicked: %v", p)
+			r.log.Error().Str("message_id", m.ID).Str("stack", string(debug.Stack())).Msgf("job handler panicked: %v", p)
 			res, err = Result{}, fmt.Errorf("job handler panicked: %v", p)
 		}
 	}()
@@ -457,7 +457,7 @@ func (r *runner) retryDelay(attempts int) time.Duration {
 func (r *runner) maxReceive(ctx context.Context, m queue.Message) int {
 	n, err := r.w.Queue.MaxReceive(ctx)
 	if err != nil {
-		r.log.Warn().Err(err).Str("message", m.ID).Msg("reading the queue's max receive count: leaving redrive to the queue")
+		r.log.Warn().Err(err).Str("message_id", m.ID).Msg("reading the queue's max receive count: leaving redrive to the queue")
 		return 0
 	}
 	return n
@@ -585,7 +585,7 @@ func (r *runner) settle(m queue.Message, j job.Job, res Result, err error, took 
 	ev = ev.Str("run", j.Run).Str("kind", j.Kind).Str("key", j.Key).
 		Str("account", j.Account).Str("region", j.Region).Str("policy", j.Policy).
 		Str("volume", j.Volume).Str("snapshot", snapshot).
-		Str("outcome", o.String()).Str("message", m.ID).Int("attempts", m.Attempts).Dur("took", took)
+		Str("outcome", o.String()).Str("message_id", m.ID).Int("attempts", m.Attempts).Dur("took", took)
 	if reason != "" {
 		ev = ev.Str("reason", reason)
 	}

@@ -203,6 +203,8 @@ func TestRejectedBeforeAnyAWSCall(t *testing.T) {
 		{"empty", []byte{}, ReasonInvalidMessage},
 		{"unknown field", []byte(`{"v":1,"kind":"snapshot.delete","force":true}`), ReasonInvalidMessage},
 		{"unknown version", []byte(`{"v":2,"kind":"snapshot.create","key":"k","account":"123456789012","region":"us-east-1","policy":"default","volume":"vol-0123456789abcdef0","run":"r","planned_at":"2026-11-22T01:00:03Z"}`), ReasonInvalidMessage},
+		{"create without instance", bytes.Replace(encode(t, valid), []byte(`"instance":"i-0123456789abcdef0",`), nil, 1), ReasonInvalidMessage},
+		{"create without device", bytes.Replace(encode(t, valid), []byte(`"device":"/dev/xvda",`), nil, 1), ReasonInvalidMessage},
 		{"unknown account", encode(t, otherAccount), ReasonUnknownAccount},
 		{"unknown policy create", encode(t, unknownPolicy), ReasonUnknownPolicy},
 		{"unknown policy delete", encode(t, unknownPolicyDelete), ReasonUnknownPolicy},
@@ -210,6 +212,9 @@ func TestRejectedBeforeAnyAWSCall(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
+			if bytes.Equal(tt.body, encode(t, valid)) {
+				t.Fatal("test bug: the body is the valid job")
+			}
 			q := newFakeQueue()
 			ids := q.add(0, tt.body)
 			w := &Worker{
@@ -593,13 +598,15 @@ func TestShutdownStuckJob(t *testing.T) {
 	}
 }
 
-// TestOutcomeLog: every outcome is logged with the job's fields; refusals at error level.
+// TestOutcomeLog: every outcome is logged with the job's fields and the queue message's
+// id (message_id: zerolog's own message field is the human text); refusals at error
+// level; no field is written twice.
 func TestOutcomeLog(t *testing.T) {
 	t.Parallel()
 	var buf syncBuffer
 	q := newFakeQueue()
 	j := deleteJob("snap-0123456789abcdef0", "default")
-	q.add(0, encode(t, j))
+	ids := q.add(0, encode(t, j))
 	w := testWorker(q, HandlerFunc(func(context.Context, job.Job) (Result, error) {
 		return Result{}, Permanent(ReasonRefusedUnmanaged, errors.New("no snapfleet:policy tag"))
 	}))
@@ -607,10 +614,7 @@ func TestOutcomeLog(t *testing.T) {
 	runFor(t, w, 5*time.Second)
 	var found bool
 	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
-		var ev map[string]any
-		if err := json.Unmarshal([]byte(line), &ev); err != nil {
-			t.Fatalf("log line %q is not JSON: %v", line, err)
-		}
+		ev := logLine(t, line)
 		if ev["outcome"] == nil {
 			continue
 		}
@@ -619,6 +623,7 @@ func TestOutcomeLog(t *testing.T) {
 			"level": "error", "run": j.Run, "kind": j.Kind, "key": j.Key, "account": j.Account,
 			"region": j.Region, "policy": j.Policy, "snapshot": j.Snapshot,
 			"reason": ReasonRefusedUnmanaged, "outcome": "dead_lettered",
+			"message_id": ids[0], "message": "job dead_lettered",
 		}
 		for k, v := range want {
 			if ev[k] != v {
@@ -629,6 +634,37 @@ func TestOutcomeLog(t *testing.T) {
 	if !found {
 		t.Errorf("no outcome logged in %s", buf.String())
 	}
+}
+
+// logLine decodes one JSON log line and fails on a key given twice, which
+// encoding/json would silently resolve to the last one.
+func logLine(t *testing.T, line string) map[string]any {
+	t.Helper()
+	var ev map[string]any
+	if err := json.Unmarshal([]byte(line), &ev); err != nil {
+		t.Fatalf("log line %q is not JSON: %v", line, err)
+	}
+	dec := json.NewDecoder(strings.NewReader(line))
+	if _, err := dec.Token(); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, _ := tok.(string)
+		if seen[k] {
+			t.Errorf("log line has field %q twice: %s", k, line)
+		}
+		seen[k] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ev
 }
 
 type syncBuffer struct {

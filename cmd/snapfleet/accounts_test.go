@@ -261,7 +261,7 @@ func TestAccountsAcrossTheFleet(t *testing.T) {
 	period := time.Now().UTC().Truncate(24 * time.Hour)
 	body, err := job.Encode(job.Job{V: 1, Kind: job.KindCreate, Key: job.CreateKey(stranger, "us-east-1", "vol-0123456789abcdef0", "daily", period),
 		Account: stranger, Region: "us-east-1", Policy: "daily", Volume: "vol-0123456789abcdef0",
-		Run: "run-test", PlannedAt: time.Now().UTC()})
+		Instance: "i-0123456789abcdef0", Device: "/dev/xvda", Run: "run-test", PlannedAt: time.Now().UTC()})
 	if err != nil {
 		t.Fatal(err)
 	}

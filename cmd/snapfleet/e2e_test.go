@@ -153,6 +153,7 @@ func num(t *testing.T, m map[string]any, path string) int {
 // fleet is what the tests build in moto.
 type fleet struct {
 	selected map[string]string // volume id → instance id, for the volumes the policy selects
+	names    map[string]string // instance id → its Name tag; one selected instance has none
 	ignored  []string          // volumes of stopped or excluded instances, and excluded volumes
 	handmade string            // a snapshot snapfleet did not make
 	foreign  []string          // snapshots of other owners that moto returns anyway
@@ -160,6 +161,7 @@ type fleet struct {
 
 // buildFleet makes 14 instances with a root and a data volume each: 10 running and
 // selected (one data volume opted out by its own tag), 2 running but opted out, 2 stopped.
+// Every instance but one selected one has a Name tag.
 func (e *e2e) buildFleet(ctx context.Context) fleet {
 	t := e.t
 	t.Helper()
@@ -173,7 +175,7 @@ func (e *e2e) buildFleet(ctx context.Context) fleet {
 	if err != nil {
 		t.Fatalf("running instances: %v", err)
 	}
-	f := fleet{selected: map[string]string{}}
+	f := fleet{selected: map[string]string{}, names: map[string]string{}}
 	var ids []string
 	for _, in := range run.Instances {
 		ids = append(ids, aws.ToString(in.InstanceId))
@@ -186,7 +188,10 @@ func (e *e2e) buildFleet(ctx context.Context) fleet {
 		if _, err := e.ec2.AttachVolume(ctx, &ec2.AttachVolumeInput{VolumeId: vol.VolumeId, InstanceId: aws.String(id), Device: aws.String("/dev/sdf")}); err != nil {
 			t.Fatal(err)
 		}
-		e.tag(ctx, id, "Name", fmt.Sprintf("app-%d", i))
+		if i != 1 {
+			f.names[id] = fmt.Sprintf("app-%d", i)
+			e.tag(ctx, id, "Name", f.names[id])
+		}
 		desc, err := e.ec2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}})
 		if err != nil {
 			t.Fatal(err)
@@ -303,7 +308,8 @@ func managedByVolume(snaps map[string]types.Snapshot) map[string][]types.Snapsho
 }
 
 // checkOnePerVolume asserts exactly one managed snapshot per selected volume, with every
-// tag of DESIGN.md §4, and none for the ignored volumes.
+// tag of DESIGN.md §4 (Name: the instance's Name tag or id, the device, a UTC time), and
+// none for the ignored volumes.
 func (e *e2e) checkOnePerVolume(ctx context.Context, f fleet) map[string]types.Snapshot {
 	t := e.t
 	t.Helper()
@@ -326,6 +332,16 @@ func (e *e2e) checkOnePerVolume(ctx context.Context, f fleet) map[string]types.S
 			if tg[k] == "" {
 				t.Errorf("snapshot of %s: tag %s missing", vol, k)
 			}
+		}
+		source := f.names[inst]
+		if source == "" {
+			source = inst
+		}
+		prefix := source + " " + tg[tag.Device] + " "
+		if ts, ok := strings.CutPrefix(tg[tag.Name], prefix); !ok || !strings.HasSuffix(ts, "Z") {
+			t.Errorf("snapshot of %s: Name %q, want %q and a UTC time", vol, tg[tag.Name], prefix)
+		} else if _, err := time.Parse(time.RFC3339, ts); err != nil {
+			t.Errorf("snapshot of %s: Name %q does not end in an RFC 3339 time: %v", vol, tg[tag.Name], err)
 		}
 		if exp, err := time.Parse(time.RFC3339, tg[tag.Expires]); err != nil || exp.Before(aws.ToTime(snaps[0].StartTime).Add(29*24*time.Hour)) {
 			t.Errorf("snapshot of %s: snapfleet:expires %q is not ~30 days after its start %v", vol, tg[tag.Expires], snaps[0].StartTime)

@@ -52,25 +52,7 @@ func TestPipelineSQS(t *testing.T) {
 	}
 
 	// One selected data volume goes away: its only snapshot stays the newest of its volume.
-	var orphan string
-	for vol, inst := range f.selected {
-		out, err := e.ec2.DescribeVolumes(ctx, &ec2.DescribeVolumesInput{VolumeIds: []string{vol}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if aws.ToString(out.Volumes[0].Attachments[0].Device) != "/dev/sdf" {
-			continue
-		}
-		if _, err := e.ec2.DetachVolume(ctx, &ec2.DetachVolumeInput{VolumeId: aws.String(vol), InstanceId: aws.String(inst)}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := e.ec2.DeleteVolume(ctx, &ec2.DeleteVolumeInput{VolumeId: aws.String(vol)}); err != nil {
-			t.Fatal(err)
-		}
-		orphan = vol
-		delete(f.selected, vol)
-		break
-	}
+	orphan := e.dropDataVolume(ctx, &f)
 
 	// Day 20: a second snapshot per live volume, inside retention from then on.
 	now = e.at(20 * day)
@@ -92,6 +74,43 @@ func TestPipelineSQS(t *testing.T) {
 	}
 	e.queueEmpty(ctx, url)
 
+	e.checkPruned(ctx, f, first, orphan)
+}
+
+// dropDataVolume detaches and deletes one selected data volume, takes it out of
+// f.selected and returns it.
+func (e *e2e) dropDataVolume(ctx context.Context, f *fleet) string {
+	t := e.t
+	t.Helper()
+	for vol, inst := range f.selected {
+		out, err := e.ec2.DescribeVolumes(ctx, &ec2.DescribeVolumesInput{VolumeIds: []string{vol}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if aws.ToString(out.Volumes[0].Attachments[0].Device) != "/dev/sdf" {
+			continue
+		}
+		if _, err := e.ec2.DetachVolume(ctx, &ec2.DetachVolumeInput{VolumeId: aws.String(vol), InstanceId: aws.String(inst)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.ec2.DeleteVolume(ctx, &ec2.DeleteVolumeInput{VolumeId: aws.String(vol)}); err != nil {
+			t.Fatal(err)
+		}
+		delete(f.selected, vol)
+		return vol
+	}
+	t.Fatal("no selected data volume to delete")
+	return ""
+}
+
+// checkPruned asserts the fleet after the day-31 prune: the expired day-0 snapshots
+// (first) of live volumes are gone; the only snapshot of the deleted volume orphan, the
+// newest of its volume, stays; every live volume keeps two, the day-20 one (inside
+// retention) and the day-31 one (the newest); the hand-made snapshot and other owners'
+// are untouched.
+func (e *e2e) checkPruned(ctx context.Context, f fleet, first map[string]types.Snapshot, orphan string) {
+	t := e.t
+	t.Helper()
 	snaps := e.snapshots(ctx)
 	for vol, s := range first {
 		_, exists := snaps[aws.ToString(s.SnapshotId)]
@@ -102,18 +121,26 @@ func TestPipelineSQS(t *testing.T) {
 			t.Errorf("expired day-0 snapshot %s of %s still exists", aws.ToString(s.SnapshotId), vol)
 		}
 	}
-	for vol, ss := range managedByVolume(snaps) {
-		if vol == orphan {
-			continue
-		}
+	byVol := managedByVolume(snaps)
+	for vol := range f.selected {
+		ss := byVol[vol]
 		if len(ss) != 2 {
 			t.Errorf("volume %s has %d managed snapshots after day 31, want 2 (day 20, inside retention, and day 31)", vol, len(ss))
+			continue
+		}
+		day20, day31 := aws.ToTime(ss[0].StartTime), aws.ToTime(ss[1].StartTime)
+		if d := day31.Sub(day20); d < 10*day || d > 12*day {
+			t.Errorf("volume %s keeps snapshots of %v and %v, want those of day 20 and day 31", vol, day20, day31)
 		}
 	}
 	f.checkUntouched(t, snaps)
 }
 
-// TestRunEmbedded is the same job on one machine: `snapfleet run` on the embedded queue.
+// TestRunEmbedded is the same job on one machine: `snapfleet run` on the embedded queue,
+// with the same checks as TestPipelineSQS: one snapshot per selected volume, nothing new
+// in the same period, and at day 31 the expired snapshots deleted while the newest of
+// each volume (also of a deleted volume), a snapshot inside retention, a hand-made
+// snapshot and other owners' stay.
 func TestRunEmbedded(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -131,24 +158,29 @@ func TestRunEmbedded(t *testing.T) {
 	if r := e.jsonCLI(0, "run", "--queue", db, "--now", now); num(t, r, "plan.enqueued") != 0 || num(t, r, "work.created") != 0 {
 		t.Fatalf("second run in the period did work: %v", r)
 	}
+	orphan := e.dropDataVolume(ctx, &f)
+
+	now = e.at(20 * day)
+	if r := e.jsonCLI(0, "run", "--queue", db, "--now", now); num(t, r, "work.created") != want-1 || num(t, r, "work.deleted") != 0 {
+		t.Fatalf("day-20 run: %v, want %d created and nothing deleted", r, want-1)
+	}
 
 	now = e.at(31 * day)
-	if r := e.jsonCLI(0, "run", "--queue", db, "--now", now); num(t, r, "work.created") != want || num(t, r, "work.deleted") != 0 {
-		t.Fatalf("day-31 run: %v, want %d created and nothing deleted (day 0 was the newest when planned)", r, want)
+	dry := e.jsonCLI(0, "run", "--queue", db, "--dry-run", "--now", now)
+	if num(t, dry, "plan.delete_jobs") != want-1 || num(t, dry, "plan.enqueued") != 0 {
+		t.Fatalf("day-31 dry run: %v, want %d deletes planned, nothing enqueued", dry, want-1)
 	}
-	if r := e.jsonCLI(0, "run", "--queue", db, "--now", now); num(t, r, "plan.delete_jobs") != want || num(t, r, "work.deleted") != want {
-		t.Fatalf("second day-31 run: %v, want %d deleted", r, want)
-	}
-	snaps := e.snapshots(ctx)
-	for vol, s := range first {
-		if _, ok := snaps[aws.ToString(s.SnapshotId)]; ok {
-			t.Errorf("expired snapshot of %s still exists", vol)
+	for _, k := range []string{"processed", "created", "deleted", "skipped", "retried", "dead_lettered"} {
+		if n := num(t, dry, "work."+k); n != 0 {
+			t.Errorf("day-31 dry run: work.%s = %d, want 0 (nothing worked)", k, n)
 		}
 	}
-	f.checkUntouched(t, snaps)
-	if r := e.jsonCLI(0, "run", "--queue", db, "--dry-run", "--now", now); r["work"] != nil || num(t, r, "plan.enqueued") != 0 {
-		t.Fatalf("dry run enqueued or worked: %v", r)
+	r = e.jsonCLI(0, "run", "--queue", db, "--now", now)
+	if num(t, r, "plan.snapshot_jobs") != want-1 || num(t, r, "plan.delete_jobs") != want-1 ||
+		num(t, r, "work.created") != want-1 || num(t, r, "work.deleted") != want-1 || num(t, r, "work.dead_lettered") != 0 {
+		t.Fatalf("day-31 run: %v, want %d created and %d deleted", r, want-1, want-1)
 	}
+	e.checkPruned(ctx, f, first, orphan)
 }
 
 // TestHostileMessages sends what a broken or forged producer could: a create job twice,

@@ -27,6 +27,11 @@ func newPlanCmd(g *globals) *cobra.Command {
 			if queueURL == "" && !f.dryRun {
 				return usagef("plan: --queue is required (or --dry-run)")
 			}
+			if queueURL != "" {
+				if err := checkQueue(queueURL); err != nil {
+					return err
+				}
+			}
 			var ev *event.Event
 			if f.event != "" {
 				parsed, err := readEvent(f.event)

@@ -121,8 +121,19 @@ func (g *globals) setup(ctx context.Context) (*env, error) {
 	return &env{cfg: cfg, now: now, clients: cloud.NewClients(awsCfg, cfg), log: g.logger()}, nil
 }
 
+// checkQueue rejects a malformed --queue as bad usage, before any AWS call.
+func checkQueue(url string) error {
+	if err := queue.CheckURL(url); err != nil {
+		return usagef("--queue: %v", err)
+	}
+	return nil
+}
+
 // openQueue opens --queue; a malformed address is a usage error.
 func (e *env) openQueue(ctx context.Context, url string, visibility time.Duration) (queue.Queue, error) {
+	if err := checkQueue(url); err != nil {
+		return nil, err
+	}
 	q, err := queue.Open(ctx, url, queue.Options{AWS: e.clients.Config(), Visibility: visibility})
 	if errors.Is(err, queue.ErrBadURL) {
 		return nil, usagef("--queue: %v", err)

@@ -7,10 +7,11 @@ import (
 	"github.com/snapfleet/snapfleet/worker"
 )
 
-// runResult is the JSON of `snapfleet run`: both summaries.
+// runResult is the JSON of `snapfleet run`: both summaries, the work's all zero in a
+// dry run (DESIGN.md §2: run prints both sets).
 type runResult struct {
 	Plan planner.Summary `json:"plan"`
-	Work *worker.Stats   `json:"work,omitempty"`
+	Work worker.Stats    `json:"work"`
 }
 
 func newRunCmd(g *globals) *cobra.Command {
@@ -22,6 +23,9 @@ func newRunCmd(g *globals) *cobra.Command {
 		Short: "Plan and work in one process until the queue is drained (single machine, embedded queue by default)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := f.check(); err != nil {
+				return err
+			}
+			if err := checkQueue(queueURL); err != nil {
 				return err
 			}
 			e, err := g.setup(cmd.Context())
@@ -43,7 +47,7 @@ func newRunCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				res.Work = &s
+				res.Work = s
 			}
 			if g.output == "json" {
 				if err := g.printJSON(res); err != nil {
@@ -51,11 +55,11 @@ func newRunCmd(g *globals) *cobra.Command {
 				}
 			} else {
 				res.Plan.WriteText(g.stdout)
-				if res.Work != nil {
-					writeWorkText(g, *res.Work)
+				if !dryRun {
+					writeWorkText(g, res.Work)
 				}
 			}
-			if res.Plan.Errors > 0 || (res.Work != nil && res.Work.DeadLettered > 0) {
+			if res.Plan.Errors > 0 || res.Work.DeadLettered > 0 {
 				return errPartial
 			}
 			return nil

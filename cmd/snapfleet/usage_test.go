@@ -25,6 +25,7 @@ func TestBadInput(t *testing.T) {
 		return p
 	}
 	unknownKey := write("unknown.yaml", "policies:\n  - name: daily\n    retain: {max_age: 30d}\n    colour: blue\n")
+	unknownTop := write("top.yaml", "regoins: [us-east-1]\n")
 	badDuration := write("duration.yaml", "policies:\n  - name: daily\n    every: fortnightly\n    retain: {max_age: 30d}\n")
 	dupPolicy := write("dup.yaml", "policies:\n  - name: daily\n    retain: {max_age: 30d}\n  - name: daily\n    retain: {keep_last: 3}\n")
 	noRule := write("norule.yaml", "policies:\n  - name: daily\n    retain: {min_keep: 2}\n")
@@ -35,14 +36,20 @@ func TestBadInput(t *testing.T) {
 		args []string
 		want []string // substrings of the one stderr line
 	}{
-		{"unknown config key", []string{"plan", "--dry-run", "--config", unknownKey}, []string{unknownKey, "colour"}},
-		{"bad duration", []string{"plan", "--dry-run", "--config", badDuration}, []string{badDuration, "fortnightly"}},
+		{"unknown config key", []string{"plan", "--dry-run", "--config", unknownKey}, []string{unknownKey, "line 4: policies[0].colour: unknown key"}},
+		{"unknown top-level key", []string{"plan", "--dry-run", "--config", unknownTop}, []string{unknownTop, "line 1: regoins: unknown key"}},
+		{"bad duration", []string{"plan", "--dry-run", "--config", badDuration}, []string{badDuration, `line 3: policies[0].every: bad duration "fortnightly"`}},
 		{"duplicate policy", []string{"run", "--queue", q, "--config", dupPolicy}, []string{dupPolicy, "duplicate policy name", "daily"}},
 		{"no keep rule", []string{"work", "--queue", q, "--config", noRule}, []string{noRule, "retain"}},
 		{"missing config", []string{"plan", "--dry-run", "--config", filepath.Join(dir, "nope.yaml")}, []string{"nope.yaml"}},
 		{"bad --now", []string{"plan", "--dry-run", "--now", "yesterday"}, []string{"--now", "yesterday"}},
 		{"bad --output", []string{"plan", "--dry-run", "--output", "xml"}, []string{"--output", "xml"}},
 		{"bad --queue", []string{"work", "--queue", "amqp://x"}, []string{"--queue", "amqp://x"}},
+		{"plan bad --queue", []string{"plan", "--queue", "ftp://x"}, []string{"--queue", `"ftp://x"`}},
+		{"plan --dry-run bad --queue", []string{"plan", "--dry-run", "--queue", "ftp://x"}, []string{"--queue", `"ftp://x"`}},
+		{"plan SQS URL without a queue name", []string{"plan", "--queue", "https://sqs.us-east-1.amazonaws.com/123456789012"}, []string{"--queue", "ACCOUNT/NAME"}},
+		{"run bad --queue", []string{"run", "--queue", "ftp://x"}, []string{"--queue", `"ftp://x"`}},
+		{"run --dry-run bad --queue", []string{"run", "--dry-run", "--queue", "file:"}, []string{"--queue", "needs a path"}},
 		{"plan without queue", []string{"plan"}, []string{"--queue"}},
 		{"unknown flag", []string{"work", "--queue", q, "--turbo"}, []string{"--turbo"}},
 		{"bad concurrency", []string{"work", "--queue", q, "--concurrency", "0"}, []string{"--concurrency"}},
@@ -66,6 +73,9 @@ func TestBadInput(t *testing.T) {
 				if !strings.Contains(msg, w) {
 					t.Errorf("stderr %q does not name %q", msg, w)
 				}
+			}
+			if strings.Contains(msg, "in type") || strings.Contains(msg, "config.") {
+				t.Errorf("stderr %q shows a Go type", msg)
 			}
 			if out.Len() != 0 {
 				t.Errorf("stdout not empty: %q", out.String())

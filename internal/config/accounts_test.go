@@ -75,18 +75,18 @@ limits:
 func TestParseAccountsLimitsInvalid(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct{ doc, want string }{
-		{"accounts: {organization: {role_name: r, rolename: x}}", "field rolename not found"},
-		{"accounts: {org: {role_name: r}}", "field org not found"},
+		{"accounts: {organization: {role_name: r, rolename: x}}", "accounts.organization.rolename: unknown key"},
+		{"accounts: {org: {role_name: r}}", "accounts.org: unknown key"},
 		{"accounts: {}", "must hold organization"},
 		{"accounts: {organization: {external_id: x}}", "role_name: required"},
 		{"accounts: {organization: {role_name: \"arn:aws:iam::111111111111:role/x\"}}", "not a role name"},
 		{"accounts: {organization: {role_name: r, exclude: [\"12\"]}}", "exclude[0]"},
 		{"accounts: {organization: {role_name: r, include_ous: [ou-1]}}", "include_ous[0]"},
-		{"accounts: [{id: \"111111111111\", rolearn: x}]", "field rolearn not found"},
+		{"accounts: [{id: \"111111111111\", rolearn: x}]", "accounts[0].rolearn: unknown key"},
 		{"limits: {create_snapshot: {burst: 0, per_second: 1}}", "limits.create_snapshot.burst"},
 		{"limits: {describe: {burst: 1, per_second: 0}}", "limits.describe.per_second"},
-		{"limits: {delete_snapshots: {burst: 1, per_second: 1}}", "field delete_snapshots not found"},
-		{"limits: {describe: {burst: 1, per_second: 1, refill: 2}}", "field refill not found"},
+		{"limits: {delete_snapshots: {burst: 1, per_second: 1}}", "limits.delete_snapshots: unknown key"},
+		{"limits: {describe: {burst: 1, per_second: 1, refill: 2}}", "limits.describe.refill: unknown key"},
 	} {
 		_, err := Parse(strings.NewReader(tc.doc + orgPolicy))
 		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {

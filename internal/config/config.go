@@ -381,17 +381,21 @@ func Parse(r io.Reader) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The document's nodes name the key of a decoding error; a document that does not
+	// parse fails the decoding below with yaml's own error.
+	var doc yaml.Node
+	_ = yaml.Unmarshal(b, &doc)
 	c := &Config{}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, oneLine(err)
+		return nil, keyed(err, &doc)
 	}
 	var extra any
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, errors.New("more than one YAML document")
 	}
-	if err := checkQuotedIDs(b); err != nil {
+	if err := checkQuotedIDs(&doc); err != nil {
 		return nil, err
 	}
 	if len(c.Policies) == 0 {
@@ -409,9 +413,8 @@ func Parse(r io.Reader) (*Config, error) {
 // checkQuotedIDs rejects an account id written as a bare number: yaml.v3 happens to keep
 // its digits, but YAML 1.1 readers (and people) take 012345678901 for an octal or a
 // float, and the same file is read by other tools. b has already decoded cleanly.
-func checkQuotedIDs(b []byte) error {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(b, &doc); err != nil || len(doc.Content) == 0 {
+func checkQuotedIDs(doc *yaml.Node) error {
+	if len(doc.Content) == 0 {
 		return nil
 	}
 	accounts := mapValue(doc.Content[0], "accounts")
@@ -448,15 +451,6 @@ func mapValue(n *yaml.Node, key string) *yaml.Node {
 		}
 	}
 	return nil
-}
-
-// oneLine folds yaml.v3's multi-line type errors into one line.
-func oneLine(err error) error {
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		return errors.New(strings.ReplaceAll(strings.Join(te.Errors, "; "), "\n", `\n`))
-	}
-	return errors.New(strings.ReplaceAll(err.Error(), "\n", `\n`))
 }
 
 func (c *Config) fill() error {
@@ -692,11 +686,11 @@ func ParseDuration(s string) (Duration, error) {
 // UnmarshalYAML implements yaml.Unmarshaler.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("line %d: want a duration, got a %s", n.Line, kindName(n.Kind))
+		return &nodeError{line: n.Line, column: n.Column, msg: "want a duration, got a " + kindName(n.Kind)}
 	}
 	v, err := ParseDuration(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
+		return &nodeError{line: n.Line, column: n.Column, msg: err.Error()}
 	}
 	*d = v
 	return nil

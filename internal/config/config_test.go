@@ -251,15 +251,16 @@ func TestParseInvalid(t *testing.T) {
 		// want are substrings the one-line error must contain: the key, the value.
 		want []string
 	}{
-		{"unknown top-level key", "region: [us-east-1]\n", []string{"region", "not found"}},
-		{"unknown policy key", policy("    retain: {max_age: 1d}\n    schedule: daily\n"), []string{"schedule"}},
-		{"unknown retain key", policy("    retain: {max_age: 1d, keep_forever: 7}\n"), []string{"keep_forever"}},
-		{"unknown orphans key", policy("    retain: {max_age: 1d}\n    orphans: {keep: 0}\n"), []string{"keep"}},
-		{"unknown adopt key", policy("    retain: {max_age: 1d}\n    adopt: {tag: {a: b}}\n"), []string{"tag"}},
+		{"unknown top-level key", "region: [us-east-1]\n", []string{"line 1: region: unknown key"}},
+		{"unknown key after a good one", "regions: [us-east-1]\nmax_delete: 1\n", []string{"line 2: max_delete: unknown key"}},
+		{"unknown policy key", policy("    retain: {max_age: 1d}\n    schedule: daily\n"), []string{"line 4: policies[0].schedule: unknown key"}},
+		{"unknown retain key", policy("    retain: {max_age: 1d, keep_forever: 7}\n"), []string{"line 3: policies[0].retain.keep_forever: unknown key"}},
+		{"unknown orphans key", policy("    retain: {max_age: 1d}\n    orphans: {keep: 0}\n"), []string{"policies[0].orphans.keep: unknown key"}},
+		{"unknown adopt key", policy("    retain: {max_age: 1d}\n    adopt: {tag: {a: b}}\n"), []string{"policies[0].adopt.tag: unknown key"}},
 		{"negative keep_daily", policy("    retain: {keep_daily: -7}\n"), []string{"policies[p].retain.keep_daily", "-7"}},
 		{"negative keep_yearly", policy("    retain: {keep_weekly: 2, keep_yearly: -1}\n"), []string{"retain.keep_yearly", "-1"}},
 		{"count rules all zero", policy("    retain: {keep_hourly: 0, keep_daily: 0, keep_weekly: 0, keep_monthly: 0, keep_yearly: 0, min_keep: 5}\n"), []string{"no keep rule"}},
-		{"keep_daily not a number", policy("    retain: {keep_daily: seven}\n"), []string{"seven"}},
+		{"keep_daily not a number", policy("    retain: {keep_daily: seven}\n"), []string{"policies[0].retain.keep_daily", "seven", "an integer"}},
 		{"negative orphans.min_keep", policy("    retain: {max_age: 1d}\n    orphans: {min_keep: -1}\n"), []string{"policies[p].orphans.min_keep", "-1"}},
 		{"orphans.min_keep above the floor", policy("    retain: {max_age: 1d, min_keep: 2}\n    orphans: {min_keep: 3}\n"), []string{"policies[p].orphans.min_keep", "3", "only lower"}},
 		{"unknown consistency", policy("    retain: {max_age: 1d}\n    consistency: crash\n"), []string{"policies[p].consistency", `"crash"`}},
@@ -272,20 +273,23 @@ func TestParseInvalid(t *testing.T) {
 		{"max_delete_fraction zero", "max_delete_fraction: 0\n", []string{"max_delete_fraction", "0"}},
 		{"max_delete_fraction above one", "max_delete_fraction: 1.5\n", []string{"max_delete_fraction", "1.5"}},
 		{"max_delete_fraction negative", "max_delete_fraction: -0.1\n", []string{"max_delete_fraction"}},
-		{"max_delete_fraction not a number", "max_delete_fraction: half\n", []string{"half"}},
-		{"max_delete_fraction in a policy", policy("    retain: {max_age: 1d}\n    max_delete_fraction: 0.2\n"), []string{"max_delete_fraction"}},
-		{"unknown select key", policy("    select: {instance_tag: {a: b}}\n    retain: {max_age: 1d}\n"), []string{"instance_tag"}},
-		{"unknown account key", "accounts:\n  - id: \"111111111111\"\n    role: x\n", []string{"role"}},
-		{"bad duration", policy("    retain: {max_age: 30days}\n"), []string{"30days", "line 3"}},
-		{"bad every", policy("    every: daily\n    retain: {max_age: 1d}\n"), []string{"daily"}},
-		{"fractional days", policy("    retain: {max_age: 1.5d}\n"), []string{"1.5d"}},
-		{"duration as list", policy("    retain: {max_age: [1d]}\n"), []string{"duration", "list"}},
-		{"duration as map", policy("    retain: {max_age: {d: 1}}\n"), []string{"duration", "mapping"}},
-		{"negative max_age", policy("    retain: {max_age: -1h}\n"), []string{"-1h", "negative"}},
-		{"negative days", policy("    retain: {max_age: -1d}\n"), []string{"-1d"}},
+		{"max_delete_fraction not a number", "max_delete_fraction: half\n", []string{"max_delete_fraction", "half", "a number"}},
+		{"max_delete_fraction in a policy", policy("    retain: {max_age: 1d}\n    max_delete_fraction: 0.2\n"), []string{"policies[0].max_delete_fraction: unknown key"}},
+		{"unknown select key", policy("    select: {instance_tag: {a: b}}\n    retain: {max_age: 1d}\n"), []string{"policies[0].select.instance_tag: unknown key"}},
+		{"unknown account key", "accounts:\n  - id: \"111111111111\"\n    role: x\n", []string{"line 3: accounts[0].role: unknown key"}},
+		{"bad duration", policy("    retain: {max_age: 30days}\n"), []string{`line 3: policies[0].retain.max_age: bad duration "30days"`}},
+		{"bad duration in a flow mapping, second key", policy("    retain: {keep_last: 2, max_age: 3x}\n"), []string{`line 3: policies[0].retain.max_age: bad duration "3x"`}},
+		{"bad duration of the second policy", "policies:\n  - name: a\n    retain: {max_age: 1d}\n  - name: b\n    every: 3x\n    retain: {max_age: 1d}\n",
+			[]string{`line 5: policies[1].every: bad duration "3x"`}},
+		{"bad every", policy("    every: daily\n    retain: {max_age: 1d}\n"), []string{`line 3: policies[0].every: bad duration "daily"`}},
+		{"fractional days", policy("    retain: {max_age: 1.5d}\n"), []string{`policies[0].retain.max_age: bad duration "1.5d"`}},
+		{"duration as list", policy("    retain: {max_age: [1d]}\n"), []string{"policies[0].retain.max_age: want a duration, got a list"}},
+		{"duration as map", policy("    retain: {max_age: {d: 1}}\n"), []string{"policies[0].retain.max_age: want a duration, got a mapping"}},
+		{"negative max_age", policy("    retain: {max_age: -1h}\n"), []string{"policies[0].retain.max_age", "-1h", "negative"}},
+		{"negative days", policy("    retain: {max_age: -1d}\n"), []string{"policies[0].retain.max_age", "-1d"}},
 		{"negative keep_last", policy("    retain: {max_age: 1d, keep_last: -1}\n"), []string{"keep_last", "-1"}},
 		{"negative min_keep", policy("    retain: {max_age: 1d, min_keep: -2}\n"), []string{"min_keep", "-2"}},
-		{"keep_last not a number", policy("    retain: {keep_last: seven}\n"), []string{"seven"}},
+		{"keep_last not a number", policy("    retain: {keep_last: seven}\n"), []string{"policies[0].retain.keep_last: cannot unmarshal !!str `seven` into an integer"}},
 		{"every too short", policy("    every: 30s\n    retain: {max_age: 1d}\n"), []string{"every", "30s"}},
 		{"no keep rule", policy("    retain: {min_keep: 3}\n"), []string{"policies[p].retain", "no keep rule"}},
 		{"no retain at all", policy("    every: 1d\n"), []string{"no keep rule"}},
@@ -308,7 +312,7 @@ func TestParseInvalid(t *testing.T) {
 		{"external_id without role", "accounts:\n  - id: \"111111111111\"\n    external_id: x\n", []string{"accounts[0].external_id"}},
 		{"bad region", "regions: [us-east1]\n", []string{"regions[0]", "us-east1"}},
 		{"region twice", "regions: [us-east-1, eu-west-1, us-east-1]\n", []string{"regions[2]", "twice"}},
-		{"regions not a list", "regions: us-east-1\n", []string{"us-east-1"}},
+		{"regions not a list", "regions: us-east-1\n", []string{"line 1: regions: cannot unmarshal !!str `us-east-1` into a list"}},
 		{"reserved snapfleet tag", policy("    retain: {max_age: 1d}\n    tags: {\"snapfleet:policy\": other}\n"), []string{"policies[p].tags", "snapfleet:policy", "snapfleet:"}},
 		{"reserved aws tag", policy("    retain: {max_age: 1d}\n    tags: {\"aws:backup:x\": y}\n"), []string{"policies[p].tags", "aws:"}},
 		{"reserved AWS tag upper case", policy("    retain: {max_age: 1d}\n    tags: {\"AWS:x\": y}\n"), []string{"aws:"}},
@@ -320,8 +324,14 @@ func TestParseInvalid(t *testing.T) {
 		{"two documents", "regions: [us-east-1]\n---\nregions: [eu-west-1]\n", []string{"more than one"}},
 		{"syntax error", "regions: [us-east-1\n", []string{"line"}},
 		{"scalar document", "hello\n", []string{"hello"}},
-		{"duplicate key", "regions: [us-east-1]\nregions: [eu-west-1]\n", []string{"regions", "already defined"}},
-		{"several type errors", policy("    retain: {max_age: 1d, keep_last: x, min_keep: y}\n"), []string{"`x`", "`y`"}},
+		{"duplicate key", "regions: [us-east-1]\nregions: [eu-west-1]\n", []string{"line 2: regions: already defined at line 1"}},
+		{"several type errors", policy("    retain: {max_age: 1d, keep_last: x, min_keep: y}\n"), []string{"policies[0].retain.keep_last: cannot unmarshal !!str `x`", "; line 3: policies[0].retain.min_keep: cannot unmarshal !!str `y`"}},
+		{"same bad value twice", policy("    retain: {keep_last: x, keep_daily: x}\n"), []string{"policies[0].retain.keep_last: cannot", "; line 3: policies[0].retain.keep_daily: cannot"}},
+		{"long bad value", policy("    retain: {keep_last: seventy-seven}\n"), []string{"policies[0].retain.keep_last: cannot unmarshal !!str `seventy...`"}},
+		{"list for a number", policy("    retain: {keep_last: [1]}\n"), []string{"policies[0].retain.keep_last: cannot unmarshal !!seq into an integer"}},
+		{"bool not a bool", policy("    retain: {max_age: 1d}\n    exclude_boot: maybe\n"), []string{"policies[0].exclude_boot", "true or false"}},
+		{"policies not a list", "policies: {a: 1}\n", []string{"line 1: policies: cannot unmarshal !!map into a list"}},
+		{"tags not a mapping", policy("    retain: {max_age: 1d}\n    tags: [a]\n"), []string{"line 4: policies[0].tags: cannot unmarshal !!seq into a mapping"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -340,6 +350,12 @@ func TestParseInvalid(t *testing.T) {
 			for _, w := range tt.want {
 				if !strings.Contains(msg, w) {
 					t.Errorf("error %q does not mention %q", msg, w)
+				}
+			}
+			// No Go type leaks to the user.
+			for _, leak := range []string{"config.", "struct", "in type", "[]string", "int32"} {
+				if strings.Contains(msg, leak) {
+					t.Errorf("error %q shows a Go type (%q)", msg, leak)
 				}
 			}
 		})
@@ -622,5 +638,5 @@ policies:
 	fmt.Println(err)
 	// Output:
 	// daily 1d 30d 2 [running]
-	// line 3: field bogus not found in type config.Retain
+	// line 3: policies[0].retain.bogus: unknown key
 }

@@ -12,6 +12,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Version is the only message version this build understands.
@@ -46,6 +48,7 @@ type Job struct {
 	Volume    string    `json:"volume,omitempty"`
 	Instance  string    `json:"instance,omitempty"`
 	Device    string    `json:"device,omitempty"`
+	Name      string    `json:"name,omitempty"` // the instance's Name tag (snapshot.create only, optional)
 	Snapshot  string    `json:"snapshot,omitempty"`
 	Run       string    `json:"run"`
 	PlannedAt time.Time `json:"planned_at"`
@@ -64,6 +67,19 @@ var (
 	instanceRE = regexp.MustCompile(`^i-[0-9a-f]{8,17}$`)
 	deviceRE   = regexp.MustCompile(`^/dev/[a-z0-9/]{1,32}$|^xvd[a-z0-9]{1,4}$`)
 )
+
+// MaxName is the longest Name a job carries, in characters: the longest tag value AWS
+// takes.
+const MaxName = 256
+
+// ValidName reports whether s can be a job's Name: valid UTF-8 of at most MaxName
+// characters, none of them a control character.
+func ValidName(s string) bool {
+	if !utf8.ValidString(s) || utf8.RuneCountInString(s) > MaxName {
+		return false
+	}
+	return strings.IndexFunc(s, unicode.IsControl) < 0
+}
 
 // ValidAccount reports whether s is a 12-digit AWS account id.
 func ValidAccount(s string) bool { return accountRE.MatchString(s) }
@@ -225,11 +241,15 @@ func (j Job) Validate() error {
 		if !volumeRE.MatchString(j.Volume) {
 			return bad("volume", "%q is not a volume id", j.Volume)
 		}
-		if j.Instance != "" && !instanceRE.MatchString(j.Instance) {
+		// The instance and the device name the snapshot and its tags (DESIGN.md §4).
+		if !instanceRE.MatchString(j.Instance) {
 			return bad("instance", "%q is not an instance id", j.Instance)
 		}
-		if j.Device != "" && !deviceRE.MatchString(j.Device) {
+		if !deviceRE.MatchString(j.Device) {
 			return bad("device", "%q is not a device name", j.Device)
+		}
+		if !ValidName(j.Name) {
+			return bad("name", "not valid UTF-8, longer than %d characters or with a control character", MaxName)
 		}
 		if j.Snapshot != "" {
 			return bad("snapshot", "not allowed in %s", j.Kind)
@@ -241,8 +261,8 @@ func (j Job) Validate() error {
 		if !instanceRE.MatchString(j.Instance) {
 			return bad("instance", "%q is not an instance id", j.Instance)
 		}
-		if j.Volume != "" || j.Device != "" || j.Snapshot != "" {
-			return bad("volume", "volume, device and snapshot are not allowed in %s", j.Kind)
+		if j.Volume != "" || j.Device != "" || j.Snapshot != "" || j.Name != "" {
+			return bad("volume", "volume, device, name and snapshot are not allowed in %s (the worker reads the instance)", j.Kind)
 		}
 		if err := checkCreateKey(j, j.Instance, "instance"); err != nil {
 			return err
@@ -254,8 +274,8 @@ func (j Job) Validate() error {
 		if j.Volume != "" && !volumeRE.MatchString(j.Volume) {
 			return bad("volume", "%q is not a volume id", j.Volume)
 		}
-		if j.Instance != "" || j.Device != "" {
-			return bad("instance", "not allowed in %s", j.Kind)
+		if j.Instance != "" || j.Device != "" || j.Name != "" {
+			return bad("instance", "instance, device and name are not allowed in %s", j.Kind)
 		}
 		if j.Key != DeleteKey(j.Account, j.Region, j.Snapshot) {
 			return bad("key", "%q is not %q", j.Key, DeleteKey(j.Account, j.Region, j.Snapshot))

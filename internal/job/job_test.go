@@ -96,9 +96,12 @@ func TestDecodeValid(t *testing.T) {
 				j.Key = DeleteKey(j.Account, j.Region, longSnap)
 				return j
 			}()},
-		{"create without instance and device",
-			strings.Replace(createMsg, `"instance":"i-0abc1234","device":"/dev/xvda",`, "", 1),
-			func() Job { j := validCreate(); j.Instance, j.Device = "", ""; return j }()},
+		{"create with the instance's name",
+			strings.Replace(createMsg, `"device":"/dev/xvda",`, `"device":"/dev/xvda","name":"web-1",`, 1),
+			func() Job { j := validCreate(); j.Name = "web-1"; return j }()},
+		{"create with a long unicode name",
+			strings.Replace(createMsg, `"device":"/dev/xvda",`, `"device":"/dev/xvda","name":"`+strings.Repeat("é", MaxName)+`",`, 1),
+			func() Job { j := validCreate(); j.Name = strings.Repeat("é", MaxName); return j }()},
 		{"delete without volume",
 			strings.Replace(deleteMsg, `,"volume":"vol-0abc1234"`, "", 1),
 			func() Job { j := validDelete(); j.Volume = ""; return j }()},
@@ -179,9 +182,18 @@ func TestDecodeInvalid(t *testing.T) {
 		{"create volume too short", []byte(strings.ReplaceAll(createMsg, "vol-0abc1234", "vol-0abc123")), "volume"},
 		{"create volume too long", []byte(strings.ReplaceAll(createMsg, "vol-0abc1234", "vol-0123456789abcdef01")), "volume"},
 		{"create volume wrong prefix", []byte(strings.ReplaceAll(createMsg, "vol-0abc1234", "snap-0abc1234")), "volume"},
+		{"create instance missing", replace(t, createMsg, `"instance":"i-0abc1234",`, ``), "instance"},
+		{"create instance empty", replace(t, createMsg, `"instance":"i-0abc1234"`, `"instance":""`), "instance"},
+		{"create device missing", replace(t, createMsg, `"device":"/dev/xvda",`, ``), "device"},
+		{"create device empty", replace(t, createMsg, `"device":"/dev/xvda"`, `"device":""`), "device"},
+		{"create without instance and device", replace(t, createMsg, `"instance":"i-0abc1234","device":"/dev/xvda",`, ``), "instance"},
 		{"create instance bad", replace(t, createMsg, `"i-0abc1234"`, `"i-xyz"`), "instance"},
 		{"create device bad", replace(t, createMsg, `"/dev/xvda"`, `"/etc/passwd"`), "device"},
 		{"create device traversal", replace(t, createMsg, `"/dev/xvda"`, `"/dev/../etc"`), "device"},
+		{"create name too long", replace(t, createMsg, `"device":"/dev/xvda",`, `"device":"/dev/xvda","name":"`+strings.Repeat("n", MaxName+1)+`",`), "name"},
+		{"create name with a control character", replace(t, createMsg, `"device":"/dev/xvda",`, `"device":"/dev/xvda","name":"web\n1",`), "name"},
+		{"create name not a string", replace(t, createMsg, `"device":"/dev/xvda",`, `"device":"/dev/xvda","name":1,`), "cannot unmarshal"},
+		{"create name in other case", replace(t, createMsg, `"device":"/dev/xvda",`, `"device":"/dev/xvda","Name":"web-1",`), "unknown field"},
 		{"create with snapshot", replace(t, createMsg, `"run":"r1"`, `"snapshot":"snap-0abc1234","run":"r1"`), "snapshot"},
 		{"create key other volume", replace(t, createMsg, `111111111111/us-east-1/vol-0abc1234/`, `111111111111/us-east-1/vol-0def1234/`), "key"},
 		{"create key other account", replace(t, createMsg, `"key":"111111111111/`, `"key":"222222222222/`), "key"},
@@ -196,6 +208,7 @@ func TestDecodeInvalid(t *testing.T) {
 		{"instance bad", replace(t, instanceMsg, `"instance":"i-0abc1234"`, `"instance":"vol-0abc1234"`), "instance"},
 		{"instance with volume", replace(t, instanceMsg, `"run":`, `"volume":"vol-0abc1234","run":`), "not allowed"},
 		{"instance with device", replace(t, instanceMsg, `"run":`, `"device":"/dev/xvda","run":`), "not allowed"},
+		{"instance with name", replace(t, instanceMsg, `"run":`, `"name":"web-1","run":`), "not allowed"},
 		{"instance with snapshot", replace(t, instanceMsg, `"run":`, `"snapshot":"snap-0abc1234","run":`), "not allowed"},
 		{"instance key other instance", replace(t, instanceMsg, `/i-0abc1234/daily`, `/i-0def1234/daily`), "key"},
 		{"instance key names a volume", replace(t, instanceMsg, `/i-0abc1234/daily`, `/vol-0abc1234/daily`), "key"},
@@ -205,6 +218,7 @@ func TestDecodeInvalid(t *testing.T) {
 		{"delete snapshot is a volume", []byte(strings.ReplaceAll(deleteMsg, "snap-0abc1234", "vol-0abc1234")), "snapshot"},
 		{"delete volume bad", replace(t, deleteMsg, `"volume":"vol-0abc1234"`, `"volume":"vol-"`), "volume"},
 		{"delete with instance", replace(t, deleteMsg, `"run":`, `"instance":"i-0abc1234","run":`), "not allowed"},
+		{"delete with name", replace(t, deleteMsg, `"run":`, `"name":"web-1","run":`), "not allowed"},
 		{"delete with device", replace(t, deleteMsg, `"run":`, `"device":"/dev/xvda","run":`), "not allowed"},
 		{"delete key other snapshot", replace(t, deleteMsg, `/snap-0abc1234/delete`, `/snap-0def1234/delete`), "key"},
 		{"delete key other region", replace(t, deleteMsg, `/us-east-1/snap`, `/eu-west-1/snap`), "key"},
@@ -249,7 +263,7 @@ func TestEncodeRoundTrip(t *testing.T) {
 	}{
 		{"create", validCreate()},
 		{"delete", validDelete()},
-		{"create minimal", func() Job { j := validCreate(); j.Instance, j.Device = "", ""; return j }()},
+		{"create with name", func() Job { j := validCreate(); j.Name = "web-1 <prod> & \u2028"; return j }()},
 		{"planned_at with nanoseconds and zone", func() Job {
 			j := validDelete()
 			j.PlannedAt = time.Date(2026, 1, 2, 3, 4, 5, 6789, time.FixedZone("X", 5*3600+1800))
@@ -379,6 +393,9 @@ func FuzzDecode(f *testing.F) {
 		strings.Replace(createMsg, `"v":1`, `"v":1e0`, 1),
 		strings.Replace(deleteMsg, `"planned_at":"2026-11-22T01:00:03Z"`, `"planned_at":"2026-11-22T01:00:03.123456789+05:30"`, 1),
 		strings.Replace(createMsg, `"daily"`, `"dai\u006cy"`, 1),
+		strings.Replace(createMsg, `"device":"/dev/xvda",`, `"device":"/dev/xvda","name":"web-1",`, 1),
+		strings.Replace(createMsg, `"device":"/dev/xvda",`, `"device":"/dev/xvda","name":"\u00e9\u2028<&>",`, 1),
+		strings.Replace(instanceMsg, `"run":`, `"name":"web-1","run":`, 1),
 	} {
 		f.Add([]byte(s))
 	}
@@ -438,12 +455,13 @@ func ExampleEncode() {
 		V: Version, Kind: KindCreate,
 		Key:     CreateKey("111111111111", "us-east-1", "vol-0abc1234", "daily", period),
 		Account: "111111111111", Region: "us-east-1", Policy: "daily",
-		Volume: "vol-0abc1234", Run: "r1", PlannedAt: period.Add(time.Hour),
+		Volume: "vol-0abc1234", Instance: "i-0abc1234", Device: "/dev/xvda", Name: "web-1",
+		Run: "r1", PlannedAt: period.Add(time.Hour),
 	})
 	fmt.Println(string(b))
 	fmt.Println(err)
 	// Output:
-	// {"v":1,"kind":"snapshot.create","key":"111111111111/us-east-1/vol-0abc1234/daily/2026-11-22T00:00:00Z","account":"111111111111","region":"us-east-1","policy":"daily","volume":"vol-0abc1234","run":"r1","planned_at":"2026-11-22T01:00:00Z"}
+	// {"v":1,"kind":"snapshot.create","key":"111111111111/us-east-1/vol-0abc1234/daily/2026-11-22T00:00:00Z","account":"111111111111","region":"us-east-1","policy":"daily","volume":"vol-0abc1234","instance":"i-0abc1234","device":"/dev/xvda","name":"web-1","run":"r1","planned_at":"2026-11-22T01:00:00Z"}
 	// <nil>
 }
 

@@ -153,7 +153,13 @@ func (s *Server) Stop() {
 // StartTime = now + d.
 func (s *Server) ShiftClock(t testing.TB, d time.Duration) {
 	t.Helper()
-	if err := os.WriteFile(s.clock, []byte(strconv.FormatFloat(d.Seconds(), 'f', 3, 64)), 0o644); err != nil {
+	// Write and rename: moto reads the file at every snapshot, and a read between the
+	// truncation and the write of an in-place WriteFile would see no offset at all.
+	tmp := s.clock + ".new"
+	if err := os.WriteFile(tmp, []byte(strconv.FormatFloat(d.Seconds(), 'f', 3, 64)), 0o644); err != nil {
+		t.Fatalf("shifting moto's clock: %v", err)
+	}
+	if err := os.Rename(tmp, s.clock); err != nil {
 		t.Fatalf("shifting moto's clock: %v", err)
 	}
 }

@@ -1,7 +1,8 @@
-// Command bench measures snapfleet against AWS's API limits: it starts moto, puts the
-// limits-faithful endpoint (internal/awslimits) in front of moto's EC2 and STS, builds a
+// Command bench measures snapfleet against AWS's API limits: it starts an emulator (the
+// in-memory internal/sim by default, or moto with -ec2 moto), puts the limits-faithful
+// endpoint (internal/awslimits) in front of its EC2 and STS, builds a
 // simulated fleet, and runs a real `snapfleet plan` and N real `snapfleet work`
-// processes on an SQS queue (moto's, not limited: SQS limits are far above these). It
+// processes on the emulator's SQS (not limited: SQS limits are far above these). It
 // prints, per scenario, η, throttled calls, dead letters, duplicates, AssumeRole calls
 // and the planner's time and peak memory. BENCHMARKS.md defines the figures.
 //
@@ -67,7 +68,7 @@ type options struct {
 	workers     string
 	only        string
 	concurrency int
-	ec2         string // "sim" or "moto": what answers EC2 and STS behind the endpoint
+	ec2         string // "sim" or "moto": what answers EC2, STS and SQS
 	linear      string // account-region counts of the linear scenarios
 	bin         string
 }
@@ -80,7 +81,7 @@ func main() {
 	flag.StringVar(&o.workers, "workers", "1,2,4", "worker process counts of the single account-region scenario")
 	flag.StringVar(&o.only, "only", "", "run only scenarios whose name contains this")
 	flag.IntVar(&o.concurrency, "concurrency", 4, "snapfleet work --concurrency")
-	flag.StringVar(&o.ec2, "ec2", "sim", "what answers EC2 and STS behind the endpoint: sim (internal/sim, in memory) or moto")
+	flag.StringVar(&o.ec2, "ec2", "sim", "what answers EC2, STS and SQS: sim (internal/sim, in memory) or moto")
 	flag.StringVar(&o.linear, "linear", "1,4,16", "account-region counts of the linear/K scenarios (4 workers)")
 	flag.BoolVar(&serve, "serve", false, "only run the endpoint in front of -target until interrupted")
 	flag.StringVar(&target, "target", "", "with -serve: the emulator's URL")
@@ -173,31 +174,34 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	os.Setenv("MOTO_AMIS_PATH", amis)
-	moto, err := mototest.StartServer()
-	if err != nil {
-		return fmt.Errorf("starting moto (make moto): %w", err)
-	}
-	defer moto.Stop()
-	w := &world{moto: moto, target: moto.Endpoint, volumes: map[scope][]string{}}
-	if o.ec2 == "sim" {
+	w := &world{volumes: map[scope][]string{}}
+	switch o.ec2 {
+	case "sim":
 		w.sim = sim.New(nil)
 		url, stop, err := w.sim.Serve("127.0.0.1:0")
 		if err != nil {
 			return err
 		}
 		defer stop()
-		w.target = url
-	} else if o.ec2 != "moto" {
+		w.endpoint = url
+	case "moto":
+		moto, err := mototest.StartServer()
+		if err != nil {
+			return fmt.Errorf("starting moto (make moto): %w", err)
+		}
+		defer moto.Stop()
+		w.moto, w.endpoint = moto, moto.Endpoint
+	default:
 		return fmt.Errorf("-ec2 %q: want sim or moto", o.ec2)
 	}
-	ep, err := awslimits.New(w.target, "127.0.0.1:0", awslimits.Options{})
+	ep, err := awslimits.New(w.endpoint, "127.0.0.1:0", awslimits.Options{})
 	if err != nil {
 		return err
 	}
 	defer ep.Close()
 
 	rev, _ := exec.Command("git", "describe", "--always", "--dirty").Output()
-	fmt.Printf("snapfleet bench: EC2 and STS %s behind awslimits, SQS moto, scale %.2f, snapfleet work --concurrency %d, %s, %d cores, tree %s\n\n",
+	fmt.Printf("snapfleet bench: EC2 and STS %[1]s behind awslimits, SQS %[1]s, scale %.2f, snapfleet work --concurrency %d, %s, %d cores, tree %s\n\n",
 		o.ec2, o.scale, o.concurrency, time.Now().UTC().Format(time.RFC3339), runtime.NumCPU(), strings.TrimSpace(string(rev)))
 	fmt.Println("| scenario | account-regions | creates | deletes | workers | ideal s | done s | η create (min / all) | η delete (min / all) | creates/s (done / allowed) | throttled (create/delete/describe) | per-volume | dead letters | duplicates | AssumeRole | plan s | plan MiB |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -219,33 +223,33 @@ const oneAMI = `[{"ami_id": "ami-03cf127a", "state": "available", "public": true
  "description": "bench AMI", "image_type": "machine", "platform": "linux", "architecture": "x86_64",
  "name": "bench-linux", "virtualization_type": "hvm", "hypervisor": "xen"}]`
 
-// base is an SDK config straight at moto (not limited), for building the fleet.
-func base(moto *mototest.Server, region string) aws.Config {
+// base is an SDK config straight at the emulator (not limited), for building the fleet.
+func base(endpoint, region string) aws.Config {
 	return aws.Config{
 		Region:       region,
 		Credentials:  credentials.NewStaticCredentialsProvider("testing", "testing", ""),
-		BaseEndpoint: aws.String(moto.Endpoint),
+		BaseEndpoint: aws.String(endpoint),
 	}
 }
 
 func roleARN(account string) string { return "arn:aws:iam::" + account + ":role/snapfleet-member" }
 
-// ec2In is an EC2 client for account and region straight at moto.
-func ec2In(moto *mototest.Server, account, region string) *ec2.Client {
-	cfg := base(moto, region)
+// ec2In is an EC2 client for account and region straight at the emulator.
+func ec2In(endpoint, account, region string) *ec2.Client {
+	cfg := base(endpoint, region)
 	if account != ownAccount {
 		cfg.Credentials = aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(sts.NewFromConfig(cfg), roleARN(account)))
 	}
 	return ec2.NewFromConfig(cfg)
 }
 
-// world is what the scenarios run on: SQS on moto, and EC2 and STS on moto or the
-// simulator (internal/sim), behind the endpoint.
+// world is what the scenarios run on: EC2, STS and SQS of moto or of the simulator
+// (internal/sim); EC2 and STS behind the limits-faithful endpoint, SQS straight.
 type world struct {
-	moto    *mototest.Server
-	sim     *sim.Sim // nil: EC2 is moto's
-	target  string   // the EC2 and STS URL behind the endpoint
-	volumes map[scope][]string
+	moto     *mototest.Server // nil: the simulator's
+	sim      *sim.Sim         // nil: moto's
+	endpoint string
+	volumes  map[scope][]string
 }
 
 // build makes sc.volumes instances (one root volume each).
@@ -256,7 +260,7 @@ func (w *world) build(ctx context.Context, sc scope) error {
 		}
 		return nil
 	}
-	cl := ec2In(w.moto, sc.account, sc.region)
+	cl := ec2In(w.endpoint, sc.account, sc.region)
 	imgs, err := cl.DescribeImages(ctx, &ec2.DescribeImagesInput{})
 	if err != nil || len(imgs.Images) == 0 {
 		return fmt.Errorf("describing moto's images in %s/%s: %v", sc.account, sc.region, err)
@@ -271,10 +275,10 @@ func (w *world) build(ctx context.Context, sc scope) error {
 	return nil
 }
 
-// env is the environment of snapfleet processes: SQS straight to moto, EC2 and STS
-// through the endpoint when limited.
-func env(moto *mototest.Server, ep *awslimits.Server) []string {
-	e := append(os.Environ(), moto.Env()...)
+// env is the environment of snapfleet processes: SQS straight to the emulator, EC2 and
+// STS through the endpoint when limited.
+func (w *world) env(ep *awslimits.Server) []string {
+	e := append(os.Environ(), mototest.EnvFor(w.endpoint)...)
 	if ep != nil {
 		e = append(e, "AWS_ENDPOINT_URL_EC2="+ep.URL, "AWS_ENDPOINT_URL_STS="+ep.URL)
 	}
@@ -342,8 +346,8 @@ func sortedKeys(m map[string]bool) []string {
 	return out
 }
 
-func queues(ctx context.Context, moto *mototest.Server, name string) (string, string, error) {
-	cl := sqs.NewFromConfig(base(moto, mototest.Region))
+func (w *world) queues(ctx context.Context, name string) (string, string, error) {
+	cl := sqs.NewFromConfig(base(w.endpoint, mototest.Region))
 	dlq, err := cl.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name + "-dlq")})
 	if err != nil {
 		return "", "", err
@@ -358,7 +362,6 @@ func queues(ctx context.Context, moto *mototest.Server, name string) (string, st
 }
 
 func measure(ctx context.Context, o options, w *world, ep *awslimits.Server, sc scenario, dir string, idx int) (string, error) {
-	moto := w.moto
 	for _, s := range sc.scopes {
 		if err := w.build(ctx, s); err != nil {
 			return "", err
@@ -379,26 +382,26 @@ func measure(ctx context.Context, o options, w *world, ep *awslimits.Server, sc 
 				w.seedManaged(sc, at)
 				continue
 			}
-			q, _, err := queues(ctx, moto, fmt.Sprintf("prep%d-%d", idx, d))
+			q, _, err := w.queues(ctx, fmt.Sprintf("prep%d-%d", idx, d))
 			if err != nil {
 				return "", err
 			}
 			nowArg := at.Format(time.RFC3339)
-			if r := snapfleet(ctx, o, env(moto, nil), "plan", "--config", cfgPath, "--queue", q, "--now", nowArg); r.code != 0 {
+			if r := snapfleet(ctx, o, w.env(nil), "plan", "--config", cfgPath, "--queue", q, "--now", nowArg); r.code != 0 {
 				return "", fmt.Errorf("preparing: plan exit %d: %s", r.code, tail(r.stderr))
 			}
-			if r := snapfleet(ctx, o, env(moto, nil), "work", "--config", cfgPath, "--queue", q, "--now", nowArg, "--idle-exit", "2s", "--concurrency", "16"); r.code != 0 {
+			if r := snapfleet(ctx, o, w.env(nil), "work", "--config", cfgPath, "--queue", q, "--now", nowArg, "--idle-exit", "2s", "--concurrency", "16"); r.code != 0 {
 				return "", fmt.Errorf("preparing: work exit %d: %s", r.code, tail(r.stderr))
 			}
 		}
 		now = now.Add(40 * 24 * time.Hour)
 	}
-	q, dlq, err := queues(ctx, moto, fmt.Sprintf("bench%d", idx))
+	q, dlq, err := w.queues(ctx, fmt.Sprintf("bench%d", idx))
 	if err != nil {
 		return "", err
 	}
 	nowArg := now.Format(time.RFC3339)
-	e := env(moto, ep)
+	e := w.env(ep)
 	ep.Reset()
 	planArgs := []string{"plan", "--config", cfgPath, "--queue", q, "--now", nowArg, "--output", "json"}
 	if sc.deletes {
@@ -489,7 +492,7 @@ func measure(ctx context.Context, o options, w *world, ep *awslimits.Server, sc 
 	if err != nil {
 		return "", err
 	}
-	dl, err := sqs.NewFromConfig(base(moto, mototest.Region)).GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+	dl, err := sqs.NewFromConfig(base(w.endpoint, mototest.Region)).GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
 		QueueUrl: aws.String(dlq), AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages}})
 	if err != nil {
 		return "", err
@@ -570,7 +573,7 @@ func (w *world) duplicates(ctx context.Context, scopes []scope) (int, error) {
 		return n, nil
 	}
 	for _, s := range scopes {
-		out, err := ec2In(w.moto, s.account, s.region).DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{
+		out, err := ec2In(w.endpoint, s.account, s.region).DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{
 			OwnerIds: []string{"self"}, Filters: []ec2types.Filter{{Name: aws.String("tag-key"), Values: []string{"snapfleet:job"}}}})
 		if err != nil {
 			return 0, fmt.Errorf("listing snapshots of %s/%s: %w", s.account, s.region, err)

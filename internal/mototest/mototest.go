@@ -165,9 +165,13 @@ func (s *Server) ShiftClock(t testing.TB, d time.Duration) {
 }
 
 // Env is the environment a snapfleet process needs to talk to this server.
-func (s *Server) Env() []string {
+func (s *Server) Env() []string { return EnvFor(s.Endpoint) }
+
+// EnvFor is the environment of a snapfleet process talking to an emulator at endpoint
+// with the test credentials and region, and nothing from the machine's AWS config.
+func EnvFor(endpoint string) []string {
 	return []string{
-		"AWS_ENDPOINT_URL=" + s.Endpoint,
+		"AWS_ENDPOINT_URL=" + endpoint,
 		"AWS_REGION=" + Region,
 		"AWS_ACCESS_KEY_ID=testing",
 		"AWS_SECRET_ACCESS_KEY=testing",

@@ -1,8 +1,8 @@
-// Package sim answers, from memory, the EC2 and STS calls snapfleet makes, over the same
-// HTTP query protocols as AWS, for benchmarks at fleet sizes and call rates that moto
+// Package sim answers, from memory, the EC2, STS and SQS calls snapfleet makes, over the
+// same HTTP protocols as AWS, for benchmarks at fleet sizes and call rates that moto
 // (one Python process) cannot serve on a small machine. It is the "answers the EC2
 // snapshot calls itself" half of the limits-faithful endpoint: run it behind
-// internal/awslimits, which enforces AWS's token buckets, and point SQS at moto.
+// internal/awslimits, which enforces AWS's token buckets; SQS (sqs.go) goes to it directly.
 //
 // What it models, per account and region: instances (state, tags, block device
 // mappings), their volumes, snapshots (owner, volume, start time, tags; completed at
@@ -79,6 +79,8 @@ type Sim struct {
 	keys   map[string]string // access key id → account
 	seq    uint64
 	calls  map[string]int // "service:Action" → calls answered
+	queues []*sqsQueue
+	base   string // the URL the first SQS call came to, for queue URLs
 }
 
 // New returns an empty simulator on clock now (time.Now when nil).
@@ -226,6 +228,16 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "sim: reading body: "+err.Error(), http.StatusBadRequest)
 		return
 	}
+	m := credRE.FindStringSubmatch(r.Header.Get("Authorization"))
+	if m == nil {
+		writeError(w, "", &apiError{http.StatusForbidden, "MissingAuthenticationToken", "no SigV4 Authorization header"})
+		return
+	}
+	key, region, service := m[1], m[2], m[3]
+	if service == "sqs" {
+		s.serveSQS(w, r, body)
+		return
+	}
 	form, err := url.ParseQuery(string(body))
 	if err != nil {
 		http.Error(w, "sim: parsing body: "+err.Error(), http.StatusBadRequest)
@@ -234,12 +246,6 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for k, v := range r.URL.Query() {
 		form[k] = v
 	}
-	m := credRE.FindStringSubmatch(r.Header.Get("Authorization"))
-	if m == nil {
-		writeError(w, "", &apiError{http.StatusForbidden, "MissingAuthenticationToken", "no SigV4 Authorization header"})
-		return
-	}
-	key, region, service := m[1], m[2], m[3]
 	action := form.Get("Action")
 
 	s.mu.Lock()

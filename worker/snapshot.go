@@ -139,13 +139,11 @@ func (s *snapshots) call(ctx context.Context, fn func(context.Context) error) er
 	// The client's rate limit (cloud.Clients) would have held this job's slot longer than
 	// the runner allows: hand the job back until the account-region's bucket refills, so
 	// a busy account-region does not starve the others of concurrency.
-	// It comes back at the time the bucket gave it, up to a quarter of a second early, so
-	// that the bucket has jobs waiting for it rather than idling while they are away, and
-	// no earlier: a job back before its turn is turned away again, to the end of the line.
+	// It comes back a little before its token would be due (¾ to 1 of the wait), so that
+	// the bucket has jobs waiting for it rather than idling while they are away.
 	var wait *limit.WaitError
 	if errors.As(err, &wait) {
-		early := rand.N(min(wait.Delay/4, 250*time.Millisecond) + 1)
-		return Snooze(wait.Delay-early, err)
+		return Snooze(wait.Delay*3/4+rand.N(wait.Delay/4+1), err)
 	}
 	if class, minWait := cloud.Classify(err); class == cloud.Throttled {
 		d := max(minWait, b.SnoozeMin)

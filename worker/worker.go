@@ -96,9 +96,6 @@ const (
 	maxBatch = 10
 	// maxLongPoll is SQS's longest receive wait.
 	maxLongPoll = 20 * time.Second
-	// maxTokenWait bounds a job's wait in its slot for a rate-limit token: SQS delays are
-	// whole seconds, so a job told to come back in d arrives up to a second early.
-	maxTokenWait = time.Second
 	// drainPoll is the receive wait when the worker must notice an empty queue quickly.
 	drainPoll = time.Second
 	// retryBase and retryCap bound the visibility backoff of retried and snoozed jobs.
@@ -425,13 +422,10 @@ func (r *runner) handle(ctx context.Context, m queue.Message) (j job.Job, res Re
 	if _, ok := r.w.Config.Policy(j.Policy); !ok {
 		return j, Result{}, Permanent(ReasonUnknownPolicy, fmt.Errorf("policy %q is not in the worker's config", j.Policy))
 	}
-	// Fairness: a job may wait in its slot for its account-region's rate limit up to
-	// maxTokenWait (a quarter of the visibility timeout at most); beyond that it is
-	// snoozed back to the queue (limit.WaitError) until the time the bucket gives it, and
-	// its slot goes to a job of another account-region. A slot must not wait long: with
-	// many account-regions, slots held by a few saturated buckets starved the others
-	// (linear/16 of make bench: 24 of 100 creates/s the buckets allowed).
-	res, err = r.h.Handle(limit.WithMaxWait(ctx, min(r.vis/4, maxTokenWait)), j)
+	// Fairness: a job may wait for its account-region's rate limit up to a quarter of the
+	// visibility timeout; beyond that it is snoozed back to the queue (limit.WaitError)
+	// and its slot goes to a job of another account-region.
+	res, err = r.h.Handle(limit.WithMaxWait(ctx, r.vis/4), j)
 	return j, res, err
 }
 

@@ -65,10 +65,6 @@ type bucket struct {
 	cur  float64   // adapted rate
 	last time.Time // of the last adjustment
 	cut  time.Time // of the last halving
-	// promised is when the next job turned away (WaitError) is told to come back: the
-	// jobs turned away are spread at the bucket's rate, each told its own time, instead
-	// of all coming back for the same next token and being turned away again.
-	promised time.Time
 }
 
 // New returns a Limiter with these buckets by group (CreateSnapshot, Describe, ...).
@@ -79,8 +75,7 @@ func New(rates map[string]Bucket) *Limiter {
 // WaitError says the bucket would make the caller wait longer than its bound.
 type WaitError struct {
 	Account, Region, Group string
-	// Delay is when to come back: the wait for the next token, or later when callers
-	// turned away before were told to come back first (one token's time apart each).
+	// Delay is how long the caller would have waited for a token.
 	Delay time.Duration
 }
 
@@ -141,12 +136,7 @@ func (l *Limiter) reserve(k key, now time.Time, bound time.Duration, bounded boo
 	d := r.DelayFrom(now)
 	if bounded && d > bound {
 		r.CancelAt(now)
-		at := now.Add(d)
-		if b.promised.After(at) {
-			at = b.promised
-		}
-		b.promised = at.Add(time.Duration(float64(time.Second) / b.cur))
-		return nil, 0, &WaitError{Account: k.account, Region: k.region, Group: k.group, Delay: at.Sub(now)}
+		return nil, 0, &WaitError{Account: k.account, Region: k.region, Group: k.group, Delay: d}
 	}
 	return r, d, nil
 }

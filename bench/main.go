@@ -1,7 +1,8 @@
-// Command bench measures snapfleet against AWS's API limits: it starts moto, puts the
-// limits-faithful endpoint (internal/awslimits) in front of moto's EC2 and STS, builds a
+// Command bench measures snapfleet against AWS's API limits: it starts an emulator (the
+// in-memory internal/sim by default, or moto with -ec2 moto), puts the limits-faithful
+// endpoint (internal/awslimits) in front of its EC2 and STS, builds a
 // simulated fleet, and runs a real `snapfleet plan` and N real `snapfleet work`
-// processes on an SQS queue (moto's, not limited: SQS limits are far above these). It
+// processes on the emulator's SQS (not limited: SQS limits are far above these). It
 // prints, per scenario, η, throttled calls, dead letters, duplicates, AssumeRole calls
 // and the planner's time and peak memory. BENCHMARKS.md defines the figures.
 //
@@ -39,7 +40,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/snapfleet/snapfleet/internal/awslimits"
+	"github.com/snapfleet/snapfleet/internal/config"
+	"github.com/snapfleet/snapfleet/internal/job"
 	"github.com/snapfleet/snapfleet/internal/mototest"
+	"github.com/snapfleet/snapfleet/internal/sim"
+	"github.com/snapfleet/snapfleet/internal/tag"
 )
 
 const ownAccount = "123456789012" // moto's default account: the caller's own
@@ -63,6 +68,8 @@ type options struct {
 	workers     string
 	only        string
 	concurrency int
+	ec2         string // "sim" or "moto": what answers EC2, STS and SQS
+	linear      string // account-region counts of the linear scenarios
 	bin         string
 }
 
@@ -74,6 +81,8 @@ func main() {
 	flag.StringVar(&o.workers, "workers", "1,2,4", "worker process counts of the single account-region scenario")
 	flag.StringVar(&o.only, "only", "", "run only scenarios whose name contains this")
 	flag.IntVar(&o.concurrency, "concurrency", 4, "snapfleet work --concurrency")
+	flag.StringVar(&o.ec2, "ec2", "sim", "what answers EC2, STS and SQS: sim (internal/sim, in memory) or moto")
+	flag.StringVar(&o.linear, "linear", "1,4,16", "account-region counts of the linear/K scenarios (4 workers)")
 	flag.BoolVar(&serve, "serve", false, "only run the endpoint in front of -target until interrupted")
 	flag.StringVar(&target, "target", "", "with -serve: the emulator's URL")
 	flag.StringVar(&addr, "addr", "127.0.0.1:4567", "with -serve: listen address")
@@ -124,6 +133,19 @@ func scenarios(o options) []scenario {
 	out = append(out, fleet)
 	out = append(out, scenario{name: "mixed/2w", workers: 2, deletes: true,
 		scopes: []scope{{ownAccount, "sa-east-1", n(2000)}}})
+	// Throughput against the number of account-regions: K member accounts in one region,
+	// 2,000 × scale volumes each, the same 4 workers.
+	for _, v := range strings.Split(o.linear, ",") {
+		k, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || k < 1 {
+			continue
+		}
+		lin := scenario{name: fmt.Sprintf("linear/%d", k), workers: 4}
+		for a := range k {
+			lin.scopes = append(lin.scopes, scope{fmt.Sprintf("7%02d%09d", len(out), a), "us-west-1", n(2000)})
+		}
+		out = append(out, lin)
+	}
 	var kept []scenario
 	for _, s := range out {
 		if strings.Contains(s.name, o.only) {
@@ -152,27 +174,42 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	os.Setenv("MOTO_AMIS_PATH", amis)
-	moto, err := mototest.StartServer()
-	if err != nil {
-		return fmt.Errorf("starting moto (make moto): %w", err)
+	w := &world{volumes: map[scope][]string{}}
+	switch o.ec2 {
+	case "sim":
+		w.sim = sim.New(nil)
+		url, stop, err := w.sim.Serve("127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		defer stop()
+		w.endpoint = url
+	case "moto":
+		moto, err := mototest.StartServer()
+		if err != nil {
+			return fmt.Errorf("starting moto (make moto): %w", err)
+		}
+		defer moto.Stop()
+		w.moto, w.endpoint = moto, moto.Endpoint
+	default:
+		return fmt.Errorf("-ec2 %q: want sim or moto", o.ec2)
 	}
-	defer moto.Stop()
-	ep, err := awslimits.New(moto.Endpoint, "127.0.0.1:0", awslimits.Options{})
+	ep, err := awslimits.New(w.endpoint, "127.0.0.1:0", awslimits.Options{})
 	if err != nil {
 		return err
 	}
 	defer ep.Close()
 
 	rev, _ := exec.Command("git", "describe", "--always", "--dirty").Output()
-	fmt.Printf("snapfleet bench: scale %.2f, snapfleet work --concurrency %d, %s, %d cores, tree %s\n\n",
-		o.scale, o.concurrency, time.Now().UTC().Format(time.RFC3339), runtime.NumCPU(), strings.TrimSpace(string(rev)))
-	fmt.Println("| scenario | account-regions | creates | deletes | workers | ideal s | done s | η create (min / all) | η delete (min / all) | throttled (create/delete/describe) | per-volume | dead letters | duplicates | AssumeRole | plan s | plan MiB |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Printf("snapfleet bench: EC2 and STS %[1]s behind awslimits, SQS %[1]s, scale %.2f, snapfleet work --concurrency %d, %s, %d cores, tree %s\n\n",
+		o.ec2, o.scale, o.concurrency, time.Now().UTC().Format(time.RFC3339), runtime.NumCPU(), strings.TrimSpace(string(rev)))
+	fmt.Println("| scenario | account-regions | creates | deletes | workers | ideal s | done s | η create (min / all) | η delete (min / all) | creates/s (done / allowed) | throttled (create/delete/describe) | per-volume | dead letters | duplicates | AssumeRole | plan s | plan MiB |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for i, sc := range scenarios(o) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		r, err := measure(ctx, o, moto, ep, sc, dir, i)
+		r, err := measure(ctx, o, w, ep, sc, dir, i)
 		if err != nil {
 			return fmt.Errorf("scenario %s: %w", sc.name, err)
 		}
@@ -186,29 +223,44 @@ const oneAMI = `[{"ami_id": "ami-03cf127a", "state": "available", "public": true
  "description": "bench AMI", "image_type": "machine", "platform": "linux", "architecture": "x86_64",
  "name": "bench-linux", "virtualization_type": "hvm", "hypervisor": "xen"}]`
 
-// base is an SDK config straight at moto (not limited), for building the fleet.
-func base(moto *mototest.Server, region string) aws.Config {
+// base is an SDK config straight at the emulator (not limited), for building the fleet.
+func base(endpoint, region string) aws.Config {
 	return aws.Config{
 		Region:       region,
 		Credentials:  credentials.NewStaticCredentialsProvider("testing", "testing", ""),
-		BaseEndpoint: aws.String(moto.Endpoint),
+		BaseEndpoint: aws.String(endpoint),
 	}
 }
 
 func roleARN(account string) string { return "arn:aws:iam::" + account + ":role/snapfleet-member" }
 
-// ec2In is an EC2 client for account and region straight at moto.
-func ec2In(moto *mototest.Server, account, region string) *ec2.Client {
-	cfg := base(moto, region)
+// ec2In is an EC2 client for account and region straight at the emulator.
+func ec2In(endpoint, account, region string) *ec2.Client {
+	cfg := base(endpoint, region)
 	if account != ownAccount {
 		cfg.Credentials = aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(sts.NewFromConfig(cfg), roleARN(account)))
 	}
 	return ec2.NewFromConfig(cfg)
 }
 
-// buildScope runs sc.volumes instances (one root volume each) in moto.
-func buildScope(ctx context.Context, moto *mototest.Server, sc scope) error {
-	cl := ec2In(moto, sc.account, sc.region)
+// world is what the scenarios run on: EC2, STS and SQS of moto or of the simulator
+// (internal/sim); EC2 and STS behind the limits-faithful endpoint, SQS straight.
+type world struct {
+	moto     *mototest.Server // nil: the simulator's
+	sim      *sim.Sim         // nil: moto's
+	endpoint string
+	volumes  map[scope][]string
+}
+
+// build makes sc.volumes instances (one root volume each).
+func (w *world) build(ctx context.Context, sc scope) error {
+	if w.sim != nil {
+		for _, in := range w.sim.AddInstances(sc.account, sc.region, sc.volumes, 1, "running", nil) {
+			w.volumes[sc] = append(w.volumes[sc], in.Devices[0].Volume)
+		}
+		return nil
+	}
+	cl := ec2In(w.endpoint, sc.account, sc.region)
 	imgs, err := cl.DescribeImages(ctx, &ec2.DescribeImagesInput{})
 	if err != nil || len(imgs.Images) == 0 {
 		return fmt.Errorf("describing moto's images in %s/%s: %v", sc.account, sc.region, err)
@@ -223,10 +275,10 @@ func buildScope(ctx context.Context, moto *mototest.Server, sc scope) error {
 	return nil
 }
 
-// env is the environment of snapfleet processes: SQS straight to moto, EC2 and STS
-// through the endpoint when limited.
-func env(moto *mototest.Server, ep *awslimits.Server) []string {
-	e := append(os.Environ(), moto.Env()...)
+// env is the environment of snapfleet processes: SQS straight to the emulator, EC2 and
+// STS through the endpoint when limited.
+func (w *world) env(ep *awslimits.Server) []string {
+	e := append(os.Environ(), mototest.EnvFor(w.endpoint)...)
 	if ep != nil {
 		e = append(e, "AWS_ENDPOINT_URL_EC2="+ep.URL, "AWS_ENDPOINT_URL_STS="+ep.URL)
 	}
@@ -294,8 +346,8 @@ func sortedKeys(m map[string]bool) []string {
 	return out
 }
 
-func queues(ctx context.Context, moto *mototest.Server, name string) (string, string, error) {
-	cl := sqs.NewFromConfig(base(moto, mototest.Region))
+func (w *world) queues(ctx context.Context, name string) (string, string, error) {
+	cl := sqs.NewFromConfig(base(w.endpoint, mototest.Region))
 	dlq, err := cl.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name + "-dlq")})
 	if err != nil {
 		return "", "", err
@@ -309,9 +361,9 @@ func queues(ctx context.Context, moto *mototest.Server, name string) (string, st
 	return aws.ToString(q.QueueUrl), aws.ToString(dlq.QueueUrl), nil
 }
 
-func measure(ctx context.Context, o options, moto *mototest.Server, ep *awslimits.Server, sc scenario, dir string, idx int) (string, error) {
+func measure(ctx context.Context, o options, w *world, ep *awslimits.Server, sc scenario, dir string, idx int) (string, error) {
 	for _, s := range sc.scopes {
-		if err := buildScope(ctx, moto, s); err != nil {
+		if err := w.build(ctx, s); err != nil {
 			return "", err
 		}
 	}
@@ -321,30 +373,35 @@ func measure(ctx context.Context, o options, moto *mototest.Server, ep *awslimit
 	}
 	now := time.Now().UTC().Add(time.Duration(idx) * 24 * time.Hour)
 	if sc.deletes {
-		// Two earlier snapshots of every volume, made straight on moto (not measured): at
+		// Two earlier snapshots of every volume, made before the window (not measured): at
 		// now+40d both are past max_age 30d, the newer is the floor (min_keep 1), the older
-		// is deleted while the new period's snapshot is created.
+		// is deleted while the new period's snapshot is created. On the simulator they are
+		// seeded as snapfleet would have made them; on moto, snapfleet makes them.
 		for d, at := range []time.Time{now, now.Add(24 * time.Hour)} {
-			q, _, err := queues(ctx, moto, fmt.Sprintf("prep%d-%d", idx, d))
+			if w.sim != nil {
+				w.seedManaged(sc, at)
+				continue
+			}
+			q, _, err := w.queues(ctx, fmt.Sprintf("prep%d-%d", idx, d))
 			if err != nil {
 				return "", err
 			}
 			nowArg := at.Format(time.RFC3339)
-			if r := snapfleet(ctx, o, env(moto, nil), "plan", "--config", cfgPath, "--queue", q, "--now", nowArg); r.code != 0 {
+			if r := snapfleet(ctx, o, w.env(nil), "plan", "--config", cfgPath, "--queue", q, "--now", nowArg); r.code != 0 {
 				return "", fmt.Errorf("preparing: plan exit %d: %s", r.code, tail(r.stderr))
 			}
-			if r := snapfleet(ctx, o, env(moto, nil), "work", "--config", cfgPath, "--queue", q, "--now", nowArg, "--idle-exit", "2s", "--concurrency", "16"); r.code != 0 {
+			if r := snapfleet(ctx, o, w.env(nil), "work", "--config", cfgPath, "--queue", q, "--now", nowArg, "--idle-exit", "2s", "--concurrency", "16"); r.code != 0 {
 				return "", fmt.Errorf("preparing: work exit %d: %s", r.code, tail(r.stderr))
 			}
 		}
 		now = now.Add(40 * 24 * time.Hour)
 	}
-	q, dlq, err := queues(ctx, moto, fmt.Sprintf("bench%d", idx))
+	q, dlq, err := w.queues(ctx, fmt.Sprintf("bench%d", idx))
 	if err != nil {
 		return "", err
 	}
 	nowArg := now.Format(time.RFC3339)
-	e := env(moto, ep)
+	e := w.env(ep)
 	ep.Reset()
 	planArgs := []string{"plan", "--config", cfgPath, "--queue", q, "--now", nowArg, "--output", "json"}
 	if sc.deletes {
@@ -392,19 +449,20 @@ func measure(ctx context.Context, o options, moto *mototest.Server, ep *awslimit
 	// η per bucket over the window W (BENCHMARKS.md).
 	stats := ep.Limiter.Stats()
 	lim := awslimits.DefaultLimits()[awslimits.BucketCreateSnapshot]
-	var w time.Duration = 10 * time.Second
+	window := 10 * time.Second
 	for _, s := range sc.scopes {
-		if ideal := time.Duration(float64(s.volumes-int(lim.Burst)) / lim.Refill * float64(time.Second)); ideal > w {
-			w = ideal
+		if ideal := time.Duration(float64(s.volumes-int(lim.Burst)) / lim.Refill * float64(time.Second)); ideal > window {
+			window = ideal
 		}
 	}
-	doneBy := ep.DoneBy(t0.Add(w))
+	doneBy := ep.DoneBy(t0.Add(window))
 	done := ep.Done()
 	worst := map[string]string{}
+	var createRate string // creates per second done by t0+W, and what the buckets allowed
 	eta := func(action string) (float64, float64) {
 		minEta, sumDone, sumAllowed := math.Inf(1), 0.0, 0.0
 		for _, s := range sc.scopes {
-			allowed := lim.Ceiling(s.volumes, t0, t0.Add(w))
+			allowed := lim.Ceiling(s.volumes, t0, t0.Add(window))
 			d := math.Min(float64(doneBy[awslimits.Done{Account: s.account, Region: s.region, Action: action}]), allowed)
 			if d/allowed < minEta {
 				minEta = d / allowed
@@ -412,6 +470,9 @@ func measure(ctx context.Context, o options, moto *mototest.Server, ep *awslimit
 			}
 			sumDone += d
 			sumAllowed += allowed
+		}
+		if action == "CreateSnapshot" {
+			createRate = fmt.Sprintf("%.1f / %.1f", sumDone/window.Seconds(), sumAllowed/window.Seconds())
 		}
 		return minEta, sumDone / sumAllowed
 	}
@@ -427,11 +488,11 @@ func measure(ctx context.Context, o options, moto *mototest.Server, ep *awslimit
 		throttled[st.Bucket] += st.Throttled
 		perVolume += st.PerVolume
 	}
-	dup, err := duplicates(ctx, moto, sc.scopes)
+	dup, err := w.duplicates(ctx, sc.scopes)
 	if err != nil {
 		return "", err
 	}
-	dl, err := sqs.NewFromConfig(base(moto, mototest.Region)).GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+	dl, err := sqs.NewFromConfig(base(w.endpoint, mototest.Region)).GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
 		QueueUrl: aws.String(dlq), AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages}})
 	if err != nil {
 		return "", err
@@ -470,8 +531,8 @@ func measure(ctx context.Context, o options, moto *mototest.Server, ep *awslimit
 	for _, v := range ep.AssumeRoles() {
 		assumes += v
 	}
-	return fmt.Sprintf("| %s | %d | %d | %d | %d | %.0f | %.0f | %.2f / %.2f | %s | %d/%d/%d | %d | %s (work %d) | %d | %d | %.1f | %.0f |",
-		sc.name, len(sc.scopes), creates, deletes, sc.workers, w.Seconds(), last.Sub(t0).Seconds(), ec, ea, etaDel,
+	return fmt.Sprintf("| %s | %d | %d | %d | %d | %.0f | %.0f | %.2f / %.2f | %s | %s | %d/%d/%d | %d | %s (work %d) | %d | %d | %.1f | %.0f |",
+		sc.name, len(sc.scopes), creates, deletes, sc.workers, window.Seconds(), last.Sub(t0).Seconds(), ec, ea, etaDel, createRate,
 		throttled[awslimits.BucketCreateSnapshot], throttled[awslimits.BucketDeleteSnapshot], throttled[awslimits.BucketDescribe],
 		perVolume, dl.Attributes["ApproximateNumberOfMessages"], work["dead_lettered"], dup, assumes,
 		pr.wall.Seconds(), float64(pr.maxRSS)/1024), nil
@@ -482,11 +543,37 @@ func jsonInt(v any) int {
 	return int(f)
 }
 
+// seedManaged gives every volume of sc a snapshot started at at, tagged as the default
+// policy's snapshot of that period.
+func (w *world) seedManaged(sc scenario, at time.Time) {
+	for _, s := range sc.scopes {
+		for _, vol := range w.volumes[s] {
+			w.sim.AddSnapshot(s.account, s.region, vol, at, map[string]string{
+				tag.Policy: config.DefaultPolicyName, tag.Volume: vol, tag.AutoBackup: "true",
+				tag.Job: job.CreateKey(s.account, s.region, vol, config.DefaultPolicyName, at.Truncate(24*time.Hour))})
+		}
+	}
+}
+
 // duplicates counts snapshots beyond the first carrying the same snapfleet:job tag.
-func duplicates(ctx context.Context, moto *mototest.Server, scopes []scope) (int, error) {
+func (w *world) duplicates(ctx context.Context, scopes []scope) (int, error) {
 	n := 0
+	if w.sim != nil {
+		for _, s := range scopes {
+			seen := map[string]bool{}
+			for _, sn := range w.sim.Snapshots(s.account, s.region) {
+				if k := sn.Tags[tag.Job]; k != "" {
+					if seen[k] {
+						n++
+					}
+					seen[k] = true
+				}
+			}
+		}
+		return n, nil
+	}
 	for _, s := range scopes {
-		out, err := ec2In(moto, s.account, s.region).DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{
+		out, err := ec2In(w.endpoint, s.account, s.region).DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{
 			OwnerIds: []string{"self"}, Filters: []ec2types.Filter{{Name: aws.String("tag-key"), Values: []string{"snapfleet:job"}}}})
 		if err != nil {
 			return 0, fmt.Errorf("listing snapshots of %s/%s: %w", s.account, s.region, err)

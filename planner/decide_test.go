@@ -684,3 +684,17 @@ func TestMessageName(t *testing.T) {
 		}
 	}
 }
+
+func TestInterleave(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ a, b, want []int }{
+		{nil, nil, []int{}},
+		{[]int{1, 3}, []int{2, 4}, []int{1, 2, 3, 4}},
+		{[]int{1, 3, 5, 6}, []int{2, 4}, []int{1, 2, 3, 4, 5, 6}},
+		{nil, []int{1, 2}, []int{1, 2}},
+	} {
+		if got := interleave(c.a, c.b); !slices.Equal(got, c.want) {
+			t.Errorf("interleave(%v, %v) = %v, want %v", c.a, c.b, got, c.want)
+		}
+	}
+}

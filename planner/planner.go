@@ -292,7 +292,9 @@ func (p *Planner) planScope(ctx context.Context, log zerolog.Logger, account, re
 		ev.Msg(res.Breaker.String())
 	}
 
-	msgs := make([]queue.Outgoing, 0, res.Creates+res.Deletes)
+	// Creates and deletes take different token buckets: enqueued alternately, workers
+	// draining the queue in order feed both at once instead of one after the other.
+	var creates, deletes []queue.Outgoing
 	for _, d := range res.Decisions {
 		ev := log.Debug()
 		switch {
@@ -311,8 +313,13 @@ func (p *Planner) planScope(ctx context.Context, log zerolog.Logger, account, re
 			fail(err)
 			continue
 		}
-		msgs = append(msgs, msg)
+		if d.Action == ActionCreate {
+			creates = append(creates, msg)
+		} else {
+			deletes = append(deletes, msg)
+		}
 	}
+	msgs := interleave(creates, deletes)
 	log.Info().Int("instances", res.Instances).Int("volumes", res.Volumes).Int("snapshots_seen", res.SnapshotsSeen).
 		Int("snapshot_jobs", res.Creates).Int("delete_jobs", res.Deletes).Msg("planned")
 	if p.DryRun {
@@ -329,6 +336,20 @@ func (p *Planner) planScope(ctx context.Context, log zerolog.Logger, account, re
 		msgs = msgs[n:]
 	}
 	return res, sent, failures
+}
+
+// interleave alternates the elements of a and b, then the rest of the longer.
+func interleave[T any](a, b []T) []T {
+	out := make([]T, 0, len(a)+len(b))
+	for i := 0; i < max(len(a), len(b)); i++ {
+		if i < len(a) {
+			out = append(out, a[i])
+		}
+		if i < len(b) {
+			out = append(out, b[i])
+		}
+	}
+	return out
 }
 
 // NewRunID returns a run id: the planning time and a random suffix.

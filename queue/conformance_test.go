@@ -13,10 +13,12 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/snapfleet/snapfleet/internal/mototest"
+	"github.com/snapfleet/snapfleet/internal/sim"
 	"github.com/snapfleet/snapfleet/queue"
 )
 
@@ -49,13 +51,32 @@ func sharedMoto(t *testing.T) *mototest.Server {
 
 // sqsBackend gives each test its own queue pair in the shared moto_server.
 func sqsBackend(t *testing.T, fifo bool) backend {
-	s := sharedMoto(t)
-	cfg := s.AWSConfig(t)
-	client := sqs.NewFromConfig(cfg)
 	name := "sqs-standard"
 	if fifo {
 		name = "sqs-fifo"
 	}
+	return sqsBackendOn(name, sharedMoto(t).AWSConfig(t), fifo)
+}
+
+// simBackend is the SQS of internal/sim, the benchmark's queue: proved by the same suite.
+func simBackend(t *testing.T, fifo bool) backend {
+	s := sim.New(nil)
+	url, stop, err := s.Serve("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	cfg := aws.Config{Region: mototest.Region, BaseEndpoint: aws.String(url), RetryMaxAttempts: 1,
+		Credentials: credentials.NewStaticCredentialsProvider("testing", "testing", "")}
+	name := "sim-standard"
+	if fifo {
+		name = "sim-fifo"
+	}
+	return sqsBackendOn(name, cfg, fifo)
+}
+
+func sqsBackendOn(name string, cfg aws.Config, fifo bool) backend {
+	client := sqs.NewFromConfig(cfg)
 	return backend{name: name, open: func(t *testing.T, visibility time.Duration, maxReceive int) queue.Queue {
 		t.Helper()
 		ctx := context.Background()
@@ -144,6 +165,8 @@ func TestConformance(t *testing.T) {
 		{"embedded", func(*testing.T) backend { return embeddedBackend() }},
 		{"sqs-standard", func(t *testing.T) backend { return sqsBackend(t, false) }},
 		{"sqs-fifo", func(t *testing.T) backend { return sqsBackend(t, true) }},
+		{"sim-standard", func(t *testing.T) backend { return simBackend(t, false) }},
+		{"sim-fifo", func(t *testing.T) backend { return simBackend(t, true) }},
 	}
 	// The cases mostly wait for visibility timeouts: run them all at once, in goroutines,
 	// rather than -parallel (GOMAXPROCS) at a time.

@@ -614,27 +614,49 @@ func (s *snapshots) delete(ctx context.Context, j job.Job) (Result, error) {
 	api := s.ec2(j.Account, j.Region)
 	gone := Result{Action: Gone, Snapshot: j.Snapshot}
 
-	// Re-read the snapshot. No OwnerIds: a foreign snapshot must be seen to be refused.
-	var out *ec2.DescribeSnapshotsOutput
-	err := s.call(ctx, func(ctx context.Context) error {
-		var err error
-		out, err = api.DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{SnapshotIds: []string{j.Snapshot}})
-		return err
-	})
-	if err != nil {
-		if class, _ := cloud.Classify(err); class == cloud.NotFound {
-			return gone, nil
-		}
-		return Result{}, fail(fmt.Errorf("reading snapshot %s: %w", j.Snapshot, err))
-	}
+	// Re-read the snapshot. The common case costs no call of its own: the listing of the
+	// volume the job names (which retention needs anyway) holds the snapshot when it is
+	// this account's, managed by this policy and tagged with that volume; it is then the
+	// same record a read by id returns. Otherwise read it by id, without OwnerIds: a
+	// foreign snapshot must be seen to be refused.
 	var snap *types.Snapshot
-	for i := range out.Snapshots {
-		if aws.ToString(out.Snapshots[i].SnapshotId) == j.Snapshot {
-			snap = &out.Snapshots[i]
+	var listed []types.Snapshot
+	if j.Volume != "" {
+		var err error
+		listed, err = s.listSnapshots(ctx, api, j.Account, &ec2.DescribeSnapshotsInput{Filters: managedOf(p.Name, j.Volume)})
+		if err != nil {
+			return Result{}, fail(fmt.Errorf("listing snapshots of volume %s: %w", j.Volume, err))
+		}
+		for i := range listed {
+			if t := tagMap(listed[i].Tags); aws.ToString(listed[i].SnapshotId) == j.Snapshot && t[tag.Policy] == j.Policy && t[tag.Volume] == j.Volume {
+				snap = &listed[i]
+			}
+		}
+		if snap == nil {
+			listed = nil // not the listing this snapshot's checks use
 		}
 	}
 	if snap == nil {
-		return gone, nil
+		var out *ec2.DescribeSnapshotsOutput
+		err := s.call(ctx, func(ctx context.Context) error {
+			var err error
+			out, err = api.DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{SnapshotIds: []string{j.Snapshot}})
+			return err
+		})
+		if err != nil {
+			if class, _ := cloud.Classify(err); class == cloud.NotFound {
+				return gone, nil
+			}
+			return Result{}, fail(fmt.Errorf("reading snapshot %s: %w", j.Snapshot, err))
+		}
+		for i := range out.Snapshots {
+			if aws.ToString(out.Snapshots[i].SnapshotId) == j.Snapshot {
+				snap = &out.Snapshots[i]
+			}
+		}
+		if snap == nil {
+			return gone, nil
+		}
 	}
 
 	if owner := aws.ToString(snap.OwnerId); owner != j.Account {
@@ -672,7 +694,7 @@ func (s *snapshots) delete(ctx context.Context, j job.Job) (Result, error) {
 	if volume == "" || volume == copiedVolume {
 		return Result{}, Permanent(ReasonRefusedRetention, fmt.Errorf("snapshot %s names no volume", j.Snapshot))
 	}
-	group, seen, err := s.volumeGroup(ctx, api, j, p, volume, managed && tags[tag.Volume] == "")
+	group, seen, err := s.volumeGroup(ctx, api, j, p, volume, managed && tags[tag.Volume] == "", listed)
 	if err != nil {
 		// Fail closed: never delete on a failed listing.
 		return Result{}, fail(fmt.Errorf("listing snapshots of volume %s: %w", volume, err))
@@ -744,13 +766,15 @@ func keptBy(group []retention.Snapshot, r retention.Rules, now time.Time, id str
 // are found by their volume tag (by VolumeId when the job's snapshot has no volume tag:
 // byVolumeID); adopted ones by VolumeId and p's adopt tags. Every listing must succeed. A
 // listing can only miss snapshots the planner counted, which makes the check keep more,
-// never less: one listing per kind keeps the Describe calls of a delete at four.
-func (s *snapshots) volumeGroup(ctx context.Context, api EC2, j job.Job, p config.Policy, volume string, byVolumeID bool) ([]retention.Snapshot, bool, error) {
-	volFilter := filter("tag:"+tag.Volume, volume)
+// never less: one listing per kind keeps the Describe calls of a delete at three (the
+// first listing also re-reads the snapshot) or four. managed, when not nil, is the
+// listing of the managed snapshots of volume already made (managedOf).
+func (s *snapshots) volumeGroup(ctx context.Context, api EC2, j job.Job, p config.Policy, volume string, byVolumeID bool, managed []types.Snapshot) ([]retention.Snapshot, bool, error) {
+	first := managedOf(p.Name, volume)
 	if byVolumeID {
-		volFilter = filter("volume-id", volume)
+		first = []types.Filter{filter("tag:"+tag.Policy, p.Name), filter("volume-id", volume)}
 	}
-	queries := [][]types.Filter{{filter("tag:"+tag.Policy, p.Name), volFilter}}
+	queries := [][]types.Filter{first}
 	if p.Adopt != nil {
 		q := []types.Filter{filter("volume-id", volume)}
 		keys := make([]string, 0, len(p.Adopt.Tags))
@@ -766,10 +790,13 @@ func (s *snapshots) volumeGroup(ctx context.Context, api EC2, j job.Job, p confi
 	var group []retention.Snapshot
 	seen := false
 	ids := map[string]bool{}
-	for _, q := range queries {
-		listed, err := s.listSnapshots(ctx, api, j.Account, &ec2.DescribeSnapshotsInput{Filters: q})
-		if err != nil {
-			return nil, false, err
+	for i, q := range queries {
+		listed := managed
+		if i > 0 || listed == nil {
+			var err error
+			if listed, err = s.listSnapshots(ctx, api, j.Account, &ec2.DescribeSnapshotsInput{Filters: q}); err != nil {
+				return nil, false, err
+			}
 		}
 		for _, sn := range listed {
 			id := aws.ToString(sn.SnapshotId)
@@ -798,6 +825,11 @@ func (s *snapshots) volumeGroup(ctx context.Context, api EC2, j job.Job, p confi
 		}
 	}
 	return group, seen, nil
+}
+
+// managedOf filters the snapshots of policy on volume, by their tags.
+func managedOf(policy, volume string) []types.Filter {
+	return []types.Filter{filter("tag:"+tag.Policy, policy), filter("tag:"+tag.Volume, volume)}
 }
 
 // volumeExists asks DescribeVolumes whether the volume still exists.

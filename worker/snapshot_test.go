@@ -1076,3 +1076,42 @@ func TestCreateRaceSettles(t *testing.T) {
 		t.Errorf("%d DeleteSnapshot calls, want 1 (this worker's own duplicate)", n)
 	}
 }
+
+// TestDeleteListsOnce: a delete job naming its volume (as the planner's do) re-reads the
+// snapshot from the volume's listing: three Describe calls (the listing, the shares, the
+// locks) instead of four, the Describe bucket being shared with every other job. A job
+// naming another volume than the snapshot's falls back to the read by id, and the
+// snapshot's own volume decides: the newest of its volume is refused.
+func TestDeleteListsOnce(t *testing.T) {
+	t.Parallel()
+	e := newMoto(t)
+	vol, other := e.volume(t), e.volume(t)
+	old := e.managed(t, vol, "default", 40*24*time.Hour)
+	e.managed(t, vol, "default", 0)
+	lone := e.managed(t, other, "default", 40*24*time.Hour)
+
+	withVolume := func(snapshot, volume string) job.Job {
+		j := deleteJob(snapshot, "default")
+		j.Volume = volume
+		return j
+	}
+	st, q, ids := e.run(t, config.Default(), time.Now, 10*time.Second, encode(t, withVolume(old, vol)))
+	if want := (Stats{Processed: 1, Deleted: 1}); st != want || e.exists(t, old) {
+		t.Fatalf("stats = %+v, want %+v and %s gone", st, want, old)
+	}
+	describes := 0
+	for _, op := range []string{"DescribeSnapshots", "DescribeSnapshotAttribute", "DescribeLockedSnapshots", "DescribeVolumes", "DescribeImages", "DescribeInstances"} {
+		describes += e.faults.count(op)
+	}
+	if describes != 3 || e.faults.count("DescribeSnapshots") != 1 {
+		t.Errorf("%d Describe calls (%d DescribeSnapshots), want 3 (1)", describes, e.faults.count("DescribeSnapshots"))
+	}
+
+	st, q, ids = e.run(t, config.Default(), time.Now, 10*time.Second, encode(t, withVolume(lone, vol)))
+	if want := (Stats{Processed: 1, DeadLettered: 1}); st != want || !e.exists(t, lone) {
+		t.Errorf("forged volume: stats = %+v, want %+v and %s kept", st, want, lone)
+	}
+	if got := q.deadReasons()[ids[0]]; got != ReasonRefusedRetention {
+		t.Errorf("forged volume: reason %q, want %s", got, ReasonRefusedRetention)
+	}
+}

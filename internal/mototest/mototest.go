@@ -153,15 +153,25 @@ func (s *Server) Stop() {
 // StartTime = now + d.
 func (s *Server) ShiftClock(t testing.TB, d time.Duration) {
 	t.Helper()
-	if err := os.WriteFile(s.clock, []byte(strconv.FormatFloat(d.Seconds(), 'f', 3, 64)), 0o644); err != nil {
+	// Write and rename: moto reads the file at every snapshot, and a read between the
+	// truncation and the write of an in-place WriteFile would see no offset at all.
+	tmp := s.clock + ".new"
+	if err := os.WriteFile(tmp, []byte(strconv.FormatFloat(d.Seconds(), 'f', 3, 64)), 0o644); err != nil {
+		t.Fatalf("shifting moto's clock: %v", err)
+	}
+	if err := os.Rename(tmp, s.clock); err != nil {
 		t.Fatalf("shifting moto's clock: %v", err)
 	}
 }
 
 // Env is the environment a snapfleet process needs to talk to this server.
-func (s *Server) Env() []string {
+func (s *Server) Env() []string { return EnvFor(s.Endpoint) }
+
+// EnvFor is the environment of a snapfleet process talking to an emulator at endpoint
+// with the test credentials and region, and nothing from the machine's AWS config.
+func EnvFor(endpoint string) []string {
 	return []string{
-		"AWS_ENDPOINT_URL=" + s.Endpoint,
+		"AWS_ENDPOINT_URL=" + endpoint,
 		"AWS_REGION=" + Region,
 		"AWS_ACCESS_KEY_ID=testing",
 		"AWS_SECRET_ACCESS_KEY=testing",

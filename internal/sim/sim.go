@@ -21,6 +21,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -185,18 +186,13 @@ func (s *Sim) Snapshots(account, region string) []Snapshot {
 func (s *Sim) Calls() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m := make(map[string]int, len(s.calls))
-	for k, v := range s.calls {
-		m[k] = v
-	}
-	return m
+	return maps.Clone(s.calls)
 }
 
+// copyTags is a copy of t, never nil.
 func copyTags(t map[string]string) map[string]string {
 	m := make(map[string]string, len(t))
-	for k, v := range t {
-		m[k] = v
-	}
+	maps.Copy(m, t)
 	return m
 }
 

@@ -13,6 +13,14 @@ import (
 	"github.com/snapfleet/snapfleet/internal/tag"
 )
 
+// crashPolicy is a config with one policy of crash-consistent instance snapshots.
+const crashPolicy = `
+policies:
+  - name: crash
+    consistency: instance
+    retain: {max_age: 30d, min_keep: 1}
+`
+
 // TestInstanceConsistency: a policy with consistency: instance, through plan, queue and
 // work on moto: one job — one CreateSnapshots — per instance, so every volume of an
 // instance has one snapshot carrying the instance's key, tagged with its volume and
@@ -22,12 +30,7 @@ func TestInstanceConsistency(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	e := newE2E(t)
-	e.config = writeFile(t, "crash.yaml", `
-policies:
-  - name: crash
-    consistency: instance
-    retain: {max_age: 30d, min_keep: 1}
-`)
+	e.config = writeFile(t, "crash.yaml", crashPolicy)
 	ids, vols := e.instancesWithData(ctx, 2, nil)
 	db := "file:" + filepath.Join(t.TempDir(), "snapfleet.db")
 

@@ -81,12 +81,7 @@ func TestFIFOInstanceGroup(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	e := newE2E(t)
-	e.config = writeFile(t, "crash.yaml", `
-policies:
-  - name: crash
-    consistency: instance
-    retain: {max_age: 30d, min_keep: 1}
-`)
+	e.config = writeFile(t, "crash.yaml", crashPolicy)
 	ids, _ := e.instancesWithData(ctx, 2, nil)
 	url := e.fifoQueues(ctx, "jobs")
 	if p := e.jsonCLI(0, "plan", "--queue", url, "--now", e.at(0)); num(t, p, "enqueued") != len(ids) {

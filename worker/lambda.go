@@ -79,8 +79,9 @@ start:
 		case <-timeout:
 			break start
 		}
+		r.room <- struct{}{} // never blocks: the room is larger than the slots
 		started[m.Receipt] = true
-		r.start(m)
+		r.startNow(m)
 	}
 	if hasDeadline {
 		cp.ShutdownGrace = max(softDeadline(), time.Millisecond)

@@ -88,10 +88,11 @@ func TestFairnessAcrossAccountRegions(t *testing.T) {
 	}
 }
 
-// TestPacedSnoozeIsNotBackedOff: a job paced by the worker's own rate limiter comes back
-// when its bucket has a token, however many times it was received: the attempts' backoff
-// (80 s at the 5th receive) is for AWS throttling and failures, not for pacing.
-func TestPacedSnoozeIsNotBackedOff(t *testing.T) {
+// TestSnoozeIsNotBackedOff: a snoozed job — paced by the worker's own rate limiter, or
+// throttled by AWS — comes back after the snooze's delay, however many times it was
+// received: the attempts' backoff (80 s at the 5th receive) is for failures. Throttling is
+// backed off by the limiter, which halves the account-region's rate.
+func TestSnoozeIsNotBackedOff(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name     string
@@ -99,7 +100,8 @@ func TestPacedSnoozeIsNotBackedOff(t *testing.T) {
 		min, max time.Duration
 	}{
 		{"paced", Snooze(3*time.Second, &limit.WaitError{Account: testAccount, Region: testRegion, Group: "CreateSnapshot", Delay: 3 * time.Second}), 3 * time.Second, 3 * time.Second},
-		{"throttled by AWS", Snooze(3*time.Second, apiError("RequestLimitExceeded")), 80 * time.Second, 100 * time.Second},
+		{"throttled by AWS", Snooze(3*time.Second, apiError("RequestLimitExceeded")), 3 * time.Second, 3 * time.Second},
+		{"failed", errors.New("connection reset"), 80 * time.Second, 100 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -113,5 +115,78 @@ func TestPacedSnoozeIsNotBackedOff(t *testing.T) {
 				t.Errorf("visibility calls %+v, dead letters %v; want the message hidden %s to %s", vis, dead, tc.min, tc.max)
 			}
 		})
+	}
+}
+
+// TestAdmission: with the worker holding the rate limiter, a job takes a slot only when
+// its tokens are reserved. One slot, a busy account-region whose create bucket holds two
+// tokens and refills every 10 s, queued ahead of a quiet one: the quiet jobs run at once,
+// no job waits in its slot for a token or is snoozed, and the busy account-region's jobs
+// beyond what its bucket can start soon are deferred to the queue, spread at its rate.
+func TestAdmission(t *testing.T) {
+	t.Parallel()
+	const busy, quiet = "111111111111", "222222222222"
+	lim := limit.New(map[string]limit.Bucket{"CreateSnapshot": {Burst: 2, PerSecond: 0.1}, limit.Describe: {Burst: 100, PerSecond: 20}})
+	q := newFakeQueue()
+	var busyIDs []string
+	for i, account := range []string{busy, busy, busy, busy, busy, busy, quiet, quiet} {
+		j := createJob(fmt.Sprintf("vol-0000000000000000%d", i), "default", plannedAt)
+		j.Account = account
+		j.Key = job.CreateKey(account, testRegion, j.Volume, j.Policy, plannedAt)
+		ids := q.add(0, encode(t, j))
+		if account == busy {
+			busyIDs = append(busyIDs, ids...)
+		}
+	}
+	var mu sync.Mutex
+	var done []string
+	var waited time.Duration
+	w := testWorker(q, HandlerFunc(func(ctx context.Context, j job.Job) (Result, error) {
+		began := time.Now()
+		for _, a := range []string{"DescribeSnapshots", "CreateSnapshot"} {
+			if err := lim.Wait(ctx, j.Account, j.Region, a); err != nil {
+				return Result{}, err
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		done = append(done, j.Account)
+		waited = max(waited, time.Since(began))
+		return Result{Action: Created}, nil
+	}))
+	w.Limiter = lim
+	w.Concurrency = 1
+	w.ExitWhenDrained = false
+	st := runFor(t, w, time.Second)
+
+	slices.Sort(done)
+	if !slices.Equal(done, []string{busy, busy, quiet, quiet}) {
+		t.Errorf("done %v, want the busy account's two tokens and both quiet jobs", done)
+	}
+	if waited > 200*time.Millisecond {
+		t.Errorf("a job waited %s in its slot for tokens", waited)
+	}
+	if st.Retried != 0 || st.Created != 4 || st.Deferred < 3 {
+		t.Errorf("stats %+v, want 4 created, none snoozed, at least 3 deferred", st)
+	}
+	_, _, dead, vis := q.state()
+	if len(dead) != 0 {
+		t.Errorf("dead letters %v", dead)
+	}
+	var delays []time.Duration
+	for _, v := range vis {
+		if v.d > 0 {
+			if !slices.Contains(busyIDs, v.id) {
+				t.Errorf("%s deferred for %s: not the busy account's", v.id, v.d)
+			}
+			delays = append(delays, v.d)
+		}
+	}
+	slices.Sort(delays)
+	for i := 1; i < len(delays); i++ {
+		if delays[i]-delays[i-1] < 9*time.Second {
+			t.Errorf("deferrals %v: not spread at the bucket's 10s per token", delays)
+			break
+		}
 	}
 }

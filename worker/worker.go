@@ -54,6 +54,11 @@ type Worker struct {
 	Now func() time.Time
 	// Concurrency is how many jobs run at once; default 4.
 	Concurrency int
+	// Limiter, when set, is the rate limiter of the EC2 clients (cloud.Clients.Limiter):
+	// the worker reserves a job's tokens before the job takes a slot, so that slots go to
+	// account-regions whose buckets have tokens (admission), and holds back no more of an
+	// account-region's jobs than its bucket can start soon.
+	Limiter *limit.Limiter
 	// Visibility is the queue's visibility timeout; a running job's message is extended
 	// by this much every Visibility/2. Default 30s.
 	Visibility time.Duration
@@ -87,11 +92,14 @@ type Worker struct {
 // (messages handed back unprocessed at shutdown are not counted); Created and Deleted
 // count snapshots actually created and deleted, not those found done already.
 type Stats struct {
-	Processed    int `json:"processed"`
-	Created      int `json:"created"`
-	Deleted      int `json:"deleted"`
-	Skipped      int `json:"skipped"`
-	Retried      int `json:"retried"`
+	Processed int `json:"processed"`
+	Created   int `json:"created"`
+	Deleted   int `json:"deleted"`
+	Skipped   int `json:"skipped"`
+	Retried   int `json:"retried"`
+	// Deferred counts messages handed back unstarted because their account-region's
+	// bucket could not start them soon (not attempts of the job).
+	Deferred     int `json:"deferred"`
 	DeadLettered int `json:"dead_lettered"`
 }
 
@@ -111,6 +119,14 @@ const (
 	forceWait = 5 * time.Second
 	// maxReceiveErrors consecutive receive failures end Run with an error.
 	maxReceiveErrors = 10
+	// heldPerSlot: the worker holds up to this many received messages per slot (running
+	// or waiting for admission), so that it sees jobs of many account-regions at once.
+	heldPerSlot = 16
+	// holdAhead: of one account-region's jobs of a kind, the worker holds (beyond those
+	// running) what its buckets can start within this long; it defers the others.
+	holdAhead = 2 * time.Second
+	// admitWait is how long an admitted job may wait in its slot for its reserved tokens.
+	admitWait = 50 * time.Millisecond
 )
 
 // runner is the state of one Run.
@@ -119,7 +135,10 @@ type runner struct {
 	h       Handler
 	log     zerolog.Logger
 	vis     time.Duration
-	slots   chan struct{}
+	slots   chan struct{}   // running jobs
+	room    chan struct{}   // received messages: held for admission, running, being deferred
+	wake    chan struct{}   // a message was held or a slot freed: the dispatcher looks again
+	started chan struct{}   // a held message was started: the receive loop looks again
 	qctx    context.Context // queue calls: outlives the caller's cancellation
 	jobCtx  context.Context // handlers: cancelled only when ShutdownGrace runs out
 	stopJob context.CancelFunc
@@ -128,6 +147,7 @@ type runner struct {
 	mu       sync.Mutex
 	stats    Stats
 	inflight map[string]queue.Message // by receipt; removed once settled or released
+	backlog  backlog                  // received, not yet started
 }
 
 // Run consumes jobs until ctx is cancelled (SIGINT/SIGTERM), the queue has been idle for
@@ -141,13 +161,19 @@ func (w *Worker) Run(ctx context.Context) (Stats, error) {
 		return Stats{}, err
 	}
 	defer r.stopJob()
+	stopDispatch := make(chan struct{})
+	dispatched := make(chan struct{})
+	go func() { defer close(dispatched); r.dispatch(stopDispatch) }()
 	loopErr := r.loop(ctx)
+	close(stopDispatch)
+	<-dispatched
+	r.releaseHeld()
 	r.drain()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.log.Info().Int("processed", r.stats.Processed).Int("created", r.stats.Created).
 		Int("deleted", r.stats.Deleted).Int("skipped", r.stats.Skipped).Int("retried", r.stats.Retried).
-		Int("dead_lettered", r.stats.DeadLettered).Msg("worker stopped")
+		Int("deferred", r.stats.Deferred).Int("dead_lettered", r.stats.DeadLettered).Msg("worker stopped")
 	return r.stats, loopErr
 }
 
@@ -186,9 +212,13 @@ func (w *Worker) newRunner(ctx context.Context) (*runner, error) {
 	jobCtx, stop := context.WithCancel(qctx)
 	return &runner{
 		w: w, h: h, log: w.Log, vis: vis,
-		slots: make(chan struct{}, conc),
-		qctx:  qctx, jobCtx: jobCtx, stopJob: stop,
+		slots:   make(chan struct{}, conc),
+		room:    make(chan struct{}, conc*heldPerSlot),
+		wake:    make(chan struct{}, 1),
+		started: make(chan struct{}, 1),
+		qctx:    qctx, jobCtx: jobCtx, stopJob: stop,
 		inflight: map[string]queue.Message{},
+		backlog:  newBacklog(),
 	}, nil
 }
 
@@ -206,28 +236,35 @@ func (r *runner) receiveWait() time.Duration {
 	}
 }
 
-// loop receives messages while there are free slots and starts a job for each, until it
-// is time to stop.
+// loop receives messages while there is room to hold them and hands each to the
+// dispatcher (hold), until it is time to stop.
 func (r *runner) loop(ctx context.Context) error {
 	lastBusy := time.Now()
 	failures := 0
 	for ctx.Err() == nil {
-		// Take one free slot, waiting for it, then any others free now: never receive more
-		// than can be started at once.
+		// Hold no more than the slots can start soon; take room for one message, waiting
+		// for it, then for any others free now: never receive more than can be held.
+		for r.heldFull() {
+			select {
+			case <-r.started:
+			case <-ctx.Done():
+				return nil
+			}
+		}
 		select {
-		case r.slots <- struct{}{}:
+		case r.room <- struct{}{}:
 		case <-ctx.Done():
 			return nil
 		}
 		if ctx.Err() != nil { // select picks at random when both are ready
-			<-r.slots
+			<-r.room
 			return nil
 		}
 		n := 1
 	more:
-		for n < min(cap(r.slots), maxBatch) {
+		for n < min(cap(r.room), maxBatch) {
 			select {
-			case r.slots <- struct{}{}:
+			case r.room <- struct{}{}:
 				n++
 			default:
 				break more
@@ -236,7 +273,7 @@ func (r *runner) loop(ctx context.Context) error {
 		msgs, err := r.w.Queue.Receive(ctx, n, r.receiveWait())
 		r.observe(Observation{Polled: true, Received: len(msgs), Err: err})
 		for range n - len(msgs) {
-			<-r.slots
+			<-r.room
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -252,7 +289,7 @@ func (r *runner) loop(ctx context.Context) error {
 		}
 		failures = 0
 		for _, m := range msgs {
-			r.start(m)
+			r.hold(m)
 		}
 		if len(msgs) > 0 || r.running() > 0 {
 			lastBusy = time.Now()
@@ -308,22 +345,23 @@ func (r *runner) running() int {
 	return len(r.inflight)
 }
 
-// start runs the job of m in its own goroutine; m's slot is already taken.
-func (r *runner) start(m queue.Message) {
-	r.mu.Lock()
-	r.inflight[m.Receipt] = m
-	r.mu.Unlock()
+// start runs the job of h in its own goroutine, under ctx (which carries its admitted
+// tokens; release hands back those it did not use); h's slot is already taken.
+func (r *runner) start(h *held, ctx context.Context, release func()) {
 	r.wg.Add(1)
 	go func() {
 		defer func() {
 			<-r.slots
+			<-r.room
+			r.poke()
 			r.wg.Done()
 		}()
 		began := time.Now()
-		stop := r.heartbeat(m)
-		j, res, err := r.handle(r.jobCtx, m)
-		stop()
-		r.settle(m, j, res, err, time.Since(began))
+		j, res, err := r.handle(ctx, h.m)
+		release()
+		h.stop()
+		r.ran(time.Since(began))
+		r.settle(h.m, j, res, err, time.Since(began))
 	}()
 }
 
@@ -523,12 +561,10 @@ func (r *runner) settle(m queue.Message, j job.Job, res Result, err error, took 
 	case outDeadLetter:
 		qerr = r.w.Queue.DeadLetter(ctx, m, reason, err.Error())
 	case outSnooze:
-		// AWS throttling backs off with the attempts; our own rate limiter's pacing
-		// (limit.WaitError) is not a failure: the job comes back when its bucket has a
-		// token for it, however often it was paced before.
-		if !errors.As(err, new(*limit.WaitError)) {
-			delay = max(delay, r.retryDelay(m.Attempts))
-		}
+		// A snooze is not a failure: it does not grow with the attempts (which count
+		// deferrals and pacing too). AWS's throttling is backed off where the calls are
+		// made: each throttle halves the account-region's rate in the limiter, and
+		// admission starts jobs only at that rate, however many are snoozed.
 		if requeued = r.lastReceives(ctx, m); requeued {
 			qerr = r.requeue(ctx, m, delay)
 		} else {

@@ -103,6 +103,7 @@ func (e *env) work(ctx context.Context, q queue.Queue, f *workFlags, drain bool)
 		Config:          e.cfg,
 		EC2:             func(account, region string) worker.EC2 { return e.clients.EC2(account, region) },
 		KnownAccount:    e.clients.Known,
+		Limiter:         e.clients.Limiter,
 		Now:             e.now,
 		Concurrency:     f.concurrency,
 		Visibility:      f.visibility,

@@ -12,6 +12,7 @@ package limit
 import (
 	"context"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -147,11 +148,24 @@ func (l *Limiter) Wait(ctx context.Context, account, region, action string) erro
 	if l == nil {
 		return nil
 	}
-	bound, bounded := maxWait(ctx)
 	k := key{account, region, Group(action)}
+	if p, ok := ctx.Value(prepaidKey{}).(*prepaid); ok {
+		if r := p.take(k); r != nil {
+			return l.sleep(ctx, k, r, r.DelayFrom(l.now()))
+		}
+	}
+	bound, bounded := maxWait(ctx)
 	r, d, err := l.reserve(k, l.now(), bound, bounded)
-	if err != nil || r == nil || d <= 0 {
+	if err != nil || r == nil {
 		return err
+	}
+	return l.sleep(ctx, k, r, d)
+}
+
+// sleep waits d for the token of r; ctx done first cancels r.
+func (l *Limiter) sleep(ctx context.Context, k key, r *rate.Reservation, d time.Duration) error {
+	if d <= 0 {
+		return nil
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -160,8 +174,96 @@ func (l *Limiter) Wait(ctx context.Context, account, region, action string) erro
 		return nil
 	case <-ctx.Done():
 		r.Cancel()
-		return fmt.Errorf("waiting for the %s rate limit of %s/%s: %w", k.group, account, region, ctx.Err())
+		return fmt.Errorf("waiting for the %s rate limit of %s/%s: %w", k.group, k.account, k.region, ctx.Err())
 	}
+}
+
+// Need is N tokens of the bucket of Action (an API action: CreateSnapshot,
+// DescribeSnapshots, ...) that a job will use.
+type Need struct {
+	Action string
+	N      int
+}
+
+type prepaidKey struct{}
+
+// prepaid are the tokens Admit reserved for one job; its Waits take them first.
+type prepaid struct {
+	mu  sync.Mutex
+	res map[key][]*rate.Reservation
+}
+
+func (p *prepaid) take(k key) *rate.Reservation {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	rs := p.res[k]
+	if len(rs) == 0 {
+		return nil
+	}
+	p.res[k] = rs[1:]
+	return rs[0]
+}
+
+// Admit reserves, before a job of account and region starts, the tokens it needs. When
+// every one of them is due within bound, it returns ctx carrying them — the job's Waits
+// under it take them instead of reserving others — and release, which hands back those
+// the job did not use (call it when the job ends); wait is 0. Otherwise it takes nothing
+// and wait says how long until the tokens would be due: the caller starts another
+// account-region's job meanwhile, instead of one that would hold a concurrency slot while
+// this bucket refills. Actions that are not limited need no token.
+func (l *Limiter) Admit(ctx context.Context, account, region string, needs []Need, bound time.Duration) (_ context.Context, release func(), wait time.Duration) {
+	if l == nil || len(needs) == 0 {
+		return ctx, func() {}, 0
+	}
+	now := l.now()
+	p := &prepaid{res: map[key][]*rate.Reservation{}}
+	cancel := func(now time.Time) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for k, rs := range p.res {
+			for _, r := range rs {
+				r.CancelAt(now)
+			}
+			delete(p.res, k)
+		}
+	}
+	l.mu.Lock()
+	for _, n := range needs {
+		k := key{account, region, Group(n.Action)}
+		b := l.getLocked(k, now)
+		if b == nil {
+			continue
+		}
+		for range n.N {
+			r := b.lim.ReserveN(now, 1)
+			p.res[k] = append(p.res[k], r)
+			wait = max(wait, r.DelayFrom(now))
+		}
+	}
+	l.mu.Unlock()
+	if wait > bound {
+		cancel(now)
+		return ctx, func() {}, wait
+	}
+	release = func() { cancel(l.now()) }
+	return context.WithValue(ctx, prepaidKey{}, p), release, 0
+}
+
+// Within is how many tokens the bucket of account, region and action can give within d:
+// those it holds now and those it refills at its adapted rate; +Inf for an action that is
+// not limited.
+func (l *Limiter) Within(account, region, action string, d time.Duration) float64 {
+	if l == nil {
+		return math.Inf(1)
+	}
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.getLocked(key{account, region, Group(action)}, now)
+	if b == nil {
+		return math.Inf(1)
+	}
+	return max(b.lim.TokensAt(now), 0) + b.cur*d.Seconds()
 }
 
 // Throttled records that AWS throttled action in account and region anyway: AWS's bucket

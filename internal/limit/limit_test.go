@@ -202,3 +202,94 @@ func TestWait(t *testing.T) {
 	}
 	none.Throttled("a", "r", "CreateSnapshot")
 }
+
+// tokens is what the bucket of action holds at the fake clock's now.
+func tokens(l *Limiter, account, region, action string) float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.getLocked(key{account, region, Group(action)}, l.now()).lim.TokensAt(l.now())
+}
+
+// TestAdmit: Admit reserves every token a job needs at once; the job's Waits under the
+// returned context take those tokens, not others; release hands back what the job did
+// not use; and when a token is not due within the bound nothing is taken and the wait is
+// said.
+func TestAdmit(t *testing.T) {
+	t.Parallel()
+	l, c := newTest(map[string]Bucket{"CreateSnapshot": {Burst: 2, PerSecond: 1}, Describe: {Burst: 10, PerSecond: 10}})
+	needs := []Need{{Action: "DescribeSnapshots", N: 2}, {Action: "CreateSnapshot", N: 1}, {Action: "CreateTags", N: 1}}
+
+	ctx, release, wait := l.Admit(context.Background(), "a", "r", needs, 0)
+	if wait != 0 {
+		t.Fatalf("first job: wait %s, want admitted", wait)
+	}
+	if got := tokens(l, "a", "r", "CreateSnapshot"); got != 1 {
+		t.Fatalf("after Admit the create bucket holds %v, want 1", got)
+	}
+	// The job uses its create token and one of its two Describe tokens.
+	for _, a := range []string{"CreateSnapshot", "DescribeSnapshots", "CreateTags"} {
+		if err := l.Wait(ctx, "a", "r", a); err != nil {
+			t.Fatalf("Wait %s: %v", a, err)
+		}
+	}
+	if got := tokens(l, "a", "r", "CreateSnapshot"); got != 1 {
+		t.Errorf("Wait under the admitted context took another create token: %v left, want 1", got)
+	}
+	if got := tokens(l, "a", "r", "DescribeVolumes"); got != 8 {
+		t.Errorf("Describe bucket holds %v, want 8 (two reserved)", got)
+	}
+	release()
+	if got := tokens(l, "a", "r", "DescribeVolumes"); got != 9 {
+		t.Errorf("after release the Describe bucket holds %v, want 9 (the unused token back)", got)
+	}
+	// A Wait after the prepaid tokens are used reserves as usual.
+	if err := l.Wait(WithMaxWait(ctx, 0), "a", "r", "CreateSnapshot"); err != nil {
+		t.Fatalf("a second create under the context: %v", err)
+	}
+	if got := tokens(l, "a", "r", "CreateSnapshot"); got != 0 {
+		t.Errorf("create bucket holds %v, want 0", got)
+	}
+
+	// Empty: not admitted within 500ms, nothing taken, the wait is the token's.
+	_, _, wait = l.Admit(context.Background(), "a", "r", needs, 500*time.Millisecond)
+	if wait != time.Second {
+		t.Errorf("empty bucket: wait %s, want 1s", wait)
+	}
+	if got := tokens(l, "a", "r", "DescribeVolumes"); got != 9 {
+		t.Errorf("a refused Admit took Describe tokens: %v left, want 9", got)
+	}
+	c.add(time.Second)
+	if _, _, wait = l.Admit(context.Background(), "a", "r", needs, 0); wait != 0 {
+		t.Errorf("after 1s: wait %s, want admitted", wait)
+	}
+	// Another account-region has its own buckets; a nil Limiter admits everything.
+	if _, _, wait = l.Admit(context.Background(), "b", "r", needs, 0); wait != 0 {
+		t.Errorf("another account: wait %s, want admitted", wait)
+	}
+	var none *Limiter
+	if _, release, wait := none.Admit(context.Background(), "a", "r", needs, 0); wait != 0 || release == nil {
+		t.Errorf("nil Limiter: wait %s", wait)
+	}
+}
+
+// TestWithin: what a bucket can give within a time is what it holds plus its adapted
+// rate times the time.
+func TestWithin(t *testing.T) {
+	t.Parallel()
+	l, _ := newTest(ec2Rates)
+	if got := l.Within("a", "r", "CreateSnapshot", 2*time.Second); got != 110 {
+		t.Errorf("full bucket: %v within 2s, want 110", got)
+	}
+	for range 100 {
+		if err := bounded(l, "a", "r", "CreateSnapshot"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Throttled("a", "r", "CreateSnapshot") // halves the rate
+	if got := l.Within("a", "r", "CreateSnapshot", 2*time.Second); got != 5 {
+		t.Errorf("empty bucket at half rate: %v within 2s, want 5", got)
+	}
+	if got := l.Within("a", "r", "CreateTags", time.Second); !math.IsInf(got, 1) {
+		t.Errorf("unlimited action: %v, want +Inf", got)
+	}
+}

@@ -1,0 +1,315 @@
+package worker
+
+import (
+	"context"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/snapfleet/snapfleet/internal/job"
+	"github.com/snapfleet/snapfleet/internal/limit"
+	"github.com/snapfleet/snapfleet/queue"
+)
+
+// Admission: the runner receives more messages than it has slots and holds them, one
+// first-in-first-out line per scope (account, region and kind of job). A free slot goes to
+// the next scope in turn whose jobs' tokens the rate limiter can reserve now
+// (limit.Limiter.Admit): a job never takes a slot to wait for a bucket to refill, and one
+// busy account-region cannot fill every slot while others' buckets sit full. Of a scope,
+// the runner holds what its buckets can start within holdAhead; it defers the rest back
+// to the queue, spread at the bucket's rate, so that it keeps room for other scopes' jobs
+// whatever order the queue hands them out in.
+
+// scope is what admission keeps apart.
+type scope struct{ account, region, kind string }
+
+// held is a received message waiting for admission.
+type held struct {
+	m    queue.Message
+	j    job.Job
+	sc   scope
+	ok   bool   // decoded, with tokens to reserve; else started as soon as a slot is free
+	stop func() // its heartbeat
+}
+
+// backlog is the runner's held messages; guarded by runner.mu.
+type backlog struct {
+	lines     map[scope][]*held
+	ring      []scope // scopes with held messages, served in turn
+	next      int     // position in ring of the next scope to serve
+	notBefore map[scope]time.Time
+	deferTo   map[scope]time.Time // the latest time a deferred message of the scope was given
+	avgJob    time.Duration       // moving average of the time a job takes
+}
+
+func newBacklog() backlog {
+	return backlog{lines: map[scope][]*held{}, notBefore: map[scope]time.Time{}, deferTo: map[scope]time.Time{}}
+}
+
+func (b *backlog) push(h *held) {
+	if len(b.lines[h.sc]) == 0 {
+		b.ring = append(b.ring, h.sc)
+	}
+	b.lines[h.sc] = append(b.lines[h.sc], h)
+}
+
+// pop removes the head of the line at ring position i.
+func (b *backlog) pop(i int) *held {
+	sc := b.ring[i]
+	line := b.lines[sc]
+	h := line[0]
+	if len(line) == 1 {
+		delete(b.lines, sc)
+		delete(b.notBefore, sc)
+		b.ring = slices.Delete(b.ring, i, i+1)
+		if b.next > i {
+			b.next--
+		}
+	} else {
+		b.lines[sc] = line[1:]
+	}
+	if len(b.ring) > 0 {
+		b.next %= len(b.ring)
+	} else {
+		b.next = 0
+	}
+	return h
+}
+
+// needs are the rate-limited calls a job of kind makes when it does its work, reserved
+// before it starts.
+func needs(kind string) []limit.Need {
+	switch kind {
+	case job.KindCreate: // the job-tag lookup, the create
+		return []limit.Need{{Action: "DescribeSnapshots", N: 1}, {Action: "CreateSnapshot", N: 1}}
+	case job.KindCreateInstance: // the instance, the job-tag lookup, the create
+		return []limit.Need{{Action: "DescribeInstances", N: 1}, {Action: "DescribeSnapshots", N: 1}, {Action: "CreateSnapshots", N: 1}}
+	case job.KindDelete: // the volume's listing, the shares, the locks, the delete
+		return []limit.Need{{Action: "DescribeSnapshots", N: 3}, {Action: "DeleteSnapshot", N: 1}}
+	}
+	return nil
+}
+
+// poke wakes the dispatcher.
+func (r *runner) poke() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// hold takes a received message into the backlog, or defers it when its scope already
+// has as many held as its buckets can start within holdAhead. Its room is taken.
+func (r *runner) hold(m queue.Message) {
+	h := &held{m: m}
+	if j, err := job.Decode(m.Body); err == nil && r.w.Limiter != nil && needs(j.Kind) != nil {
+		h.j, h.sc, h.ok = j, scope{j.Account, j.Region, j.Kind}, true
+	}
+	now := time.Now()
+	r.mu.Lock()
+	r.inflight[m.Receipt] = m
+	var delay time.Duration
+	if h.ok {
+		// A fair share of the room when many scopes are held, and no more than the
+		// buckets can start within holdAhead.
+		can, rate := r.startable(h.j)
+		share := max(float64(cap(r.room))/float64(len(r.backlog.ring)+1), float64(cap(r.slots)))
+		if n := len(r.backlog.lines[h.sc]); float64(n) >= max(min(can, share, r.slotsCanStart()), 1) {
+			// The n held are started at rate from now on; this one is given the next
+			// free time after them and after those deferred before.
+			at := now.Add(time.Duration(float64(n) / rate * float64(time.Second)))
+			if last := r.backlog.deferTo[h.sc]; last.After(at) {
+				at = last
+			}
+			at = at.Add(time.Duration(float64(time.Second) / rate))
+			r.backlog.deferTo[h.sc] = at
+			delay = at.Sub(now)
+		}
+	}
+	r.mu.Unlock()
+	if delay > 0 {
+		r.wg.Add(1)
+		go func() {
+			defer func() { <-r.room; r.wg.Done() }()
+			r.deferMsg(m, h.j, delay)
+		}()
+		return
+	}
+	h.stop = r.heartbeat(m)
+	r.mu.Lock()
+	r.backlog.push(h)
+	r.mu.Unlock()
+	r.poke()
+}
+
+// slotsCanStart is how many jobs this runner's slots can start within holdAhead, by the
+// average time a job has taken (guessed at first). r.mu is held.
+func (r *runner) slotsCanStart() float64 {
+	avg := r.backlog.avgJob
+	if avg <= 0 {
+		avg = 100 * time.Millisecond
+	}
+	return float64(cap(r.slots)) * float64(holdAhead) / float64(avg)
+}
+
+// ran records how long a job took, for slotsCanStart.
+func (r *runner) ran(d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.backlog.avgJob <= 0 {
+		r.backlog.avgJob = d
+	} else {
+		r.backlog.avgJob = (r.backlog.avgJob*7 + d) / 8
+	}
+}
+
+// heldFull reports whether the runner holds as many unstarted messages as its slots can
+// start within holdAhead: it then receives no more until some start, and leaves the
+// queue's other messages to other workers.
+func (r *runner) heldFull() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, line := range r.backlog.lines {
+		n += len(line)
+	}
+	return float64(n) >= max(r.slotsCanStart(), float64(cap(r.slots)))
+}
+
+// startable is how many jobs like j the limiter could start within holdAhead, and the
+// rate at which it starts them after that (per second, the slowest of j's buckets).
+func (r *runner) startable(j job.Job) (n, rate float64) {
+	n, rate = math.Inf(1), math.Inf(1)
+	for _, need := range needs(j.Kind) {
+		within := r.w.Limiter.Within(j.Account, j.Region, need.Action, holdAhead)
+		per := r.w.Limiter.Within(j.Account, j.Region, need.Action, holdAhead+time.Second) - within
+		n = min(n, within/float64(need.N))
+		rate = min(rate, per/float64(need.N))
+	}
+	if math.IsInf(rate, 1) || rate <= 0 {
+		rate = float64(cap(r.slots))
+	}
+	return n, rate
+}
+
+// deferMsg hands m back to the queue unstarted for delay: not an attempt of its job. On
+// its last receives but one it is requeued with a fresh receive count, as a snooze is.
+func (r *runner) deferMsg(m queue.Message, j job.Job, delay time.Duration) {
+	r.mu.Lock()
+	delete(r.inflight, m.Receipt)
+	r.mu.Unlock()
+	ctx, cancel := context.WithTimeout(r.qctx, queueOpTimeout)
+	defer cancel()
+	var err error
+	requeued := r.lastReceives(ctx, m)
+	if requeued {
+		err = r.requeue(ctx, m, delay)
+	} else {
+		err = r.w.Queue.SetVisibility(ctx, m, delay)
+	}
+	r.mu.Lock()
+	r.stats.Deferred++
+	r.mu.Unlock()
+	r.observe(Observation{Kind: j.Kind, Outcome: "deferred", Err: err})
+	ev := r.log.Debug()
+	if err != nil {
+		ev = r.log.Error().AnErr("queue_error", err)
+	}
+	ev.Str("run", j.Run).Str("kind", j.Kind).Str("key", j.Key).Str("account", j.Account).Str("region", j.Region).
+		Str("message_id", m.ID).Int("attempts", m.Attempts).Dur("delay", delay).Bool("requeued", requeued).
+		Msg("job deferred: its rate limit cannot start it soon")
+}
+
+// dispatch starts held jobs as slots free up, scope by scope in turn, each when its
+// tokens are reserved, until stop is closed.
+func (r *runner) dispatch(stop <-chan struct{}) {
+	for {
+		select {
+		case r.slots <- struct{}{}:
+		case <-stop:
+			return
+		}
+		for {
+			h, ctx, release, wait := r.pick()
+			if h != nil {
+				r.start(h, ctx, release)
+				select {
+				case r.started <- struct{}{}:
+				default:
+				}
+				break
+			}
+			t := time.NewTimer(wait)
+			select {
+			case <-r.wake:
+			case <-t.C:
+			case <-stop:
+				t.Stop()
+				<-r.slots
+				return
+			}
+			t.Stop()
+		}
+	}
+}
+
+// pick takes the next held job that may start now, with its admitted context; or, when
+// none may, says how long until one might (or a poke).
+func (r *runner) pick() (*held, context.Context, func(), time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b := &r.backlog
+	now := time.Now()
+	wait := time.Hour
+	for range len(b.ring) {
+		i := b.next
+		sc := b.ring[i]
+		b.next = (i + 1) % len(b.ring)
+		if nb, ok := b.notBefore[sc]; ok && nb.After(now) {
+			wait = min(wait, nb.Sub(now))
+			continue
+		}
+		h := b.lines[sc][0]
+		if !h.ok {
+			return b.pop(i), r.jobCtx, func() {}, 0
+		}
+		ctx, release, d := r.w.Limiter.Admit(r.jobCtx, h.j.Account, h.j.Region, needs(h.j.Kind), admitWait)
+		if d > 0 {
+			b.notBefore[sc] = now.Add(d - admitWait)
+			wait = min(wait, d-admitWait)
+			continue
+		}
+		return b.pop(i), ctx, release, 0
+	}
+	return nil, nil, nil, max(wait, time.Millisecond)
+}
+
+// startNow starts m's job without admission (HandleBatch: the batch is the backlog);
+// its slot and room are taken.
+func (r *runner) startNow(m queue.Message) {
+	r.mu.Lock()
+	r.inflight[m.Receipt] = m
+	r.mu.Unlock()
+	r.start(&held{m: m, stop: r.heartbeat(m)}, r.jobCtx, func() {})
+}
+
+// releaseHeld hands every held message back to the queue at once: the runner is stopping.
+func (r *runner) releaseHeld() {
+	r.mu.Lock()
+	var hs []*held
+	for _, line := range r.backlog.lines {
+		hs = append(hs, line...)
+	}
+	avg := r.backlog.avgJob
+	r.backlog = newBacklog()
+	r.backlog.avgJob = avg
+	for _, h := range hs {
+		delete(r.inflight, h.m.Receipt)
+	}
+	r.mu.Unlock()
+	for _, h := range hs {
+		h.stop()
+		r.release(h.m)
+		<-r.room
+	}
+}

@@ -84,8 +84,8 @@ func needs(kind string) []limit.Need {
 		return []limit.Need{{Action: "DescribeSnapshots", N: 1}, {Action: "CreateSnapshot", N: 1}}
 	case job.KindCreateInstance: // the instance, the job-tag lookup, the create
 		return []limit.Need{{Action: "DescribeInstances", N: 1}, {Action: "DescribeSnapshots", N: 1}, {Action: "CreateSnapshots", N: 1}}
-	case job.KindDelete: // the volume's listing, the shares, the locks, the delete
-		return []limit.Need{{Action: "DescribeSnapshots", N: 3}, {Action: "DeleteSnapshot", N: 1}}
+	case job.KindDelete: // the volume's listing, the shares, the delete (the locks are listed per lockTTL)
+		return []limit.Need{{Action: "DescribeSnapshots", N: 1}, {Action: "DescribeSnapshotAttribute", N: 1}, {Action: "DeleteSnapshot", N: 1}}
 	}
 	return nil
 }
@@ -177,11 +177,15 @@ func (r *runner) heldFull() bool {
 }
 
 // startable is how many jobs like j the limiter could start within holdAhead, and the
-// rate at which it starts them after that (per second, the slowest of j's buckets).
+// rate at which it could start them after that (per second, the slowest of j's buckets,
+// at their configured rates).
 func (r *runner) startable(j job.Job) (n, rate float64) {
 	n, rate = math.Inf(1), math.Inf(1)
 	for _, need := range needs(j.Kind) {
 		within := r.w.Limiter.Within(j.Account, j.Region, need.Action, holdAhead)
+		if math.IsInf(within, 1) {
+			continue // not limited
+		}
 		per := r.w.Limiter.Within(j.Account, j.Region, need.Action, holdAhead+time.Second) - within
 		n = min(n, within/float64(need.N))
 		rate = min(rate, per/float64(need.N))

@@ -2,6 +2,9 @@ package worker
 
 import (
 	"context"
+	"maps"
+	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,16 +35,35 @@ func (f *lawlessEC2) DescribeLockedSnapshots(context.Context, *ec2.DescribeLocke
 }
 
 // lockedEC2 is moto with snapshot locks, which moto lacks: the named snapshots are locked.
+// As EC2, without SnapshotIds it lists every locked snapshot, one per page.
 type lockedEC2 struct {
 	EC2
 	locked map[string]types.LockState
+	calls  *atomic.Int32 // DescribeLockedSnapshots calls, when not nil
 }
 
 func (l lockedEC2) DescribeLockedSnapshots(_ context.Context, in *ec2.DescribeLockedSnapshotsInput, _ ...func(*ec2.Options)) (*ec2.DescribeLockedSnapshotsOutput, error) {
+	if l.calls != nil {
+		l.calls.Add(1)
+	}
 	out := &ec2.DescribeLockedSnapshotsOutput{}
-	for _, id := range in.SnapshotIds {
-		if st, ok := l.locked[id]; ok {
-			out.Snapshots = append(out.Snapshots, types.LockedSnapshotsInfo{SnapshotId: aws.String(id), LockState: st})
+	if len(in.SnapshotIds) > 0 {
+		for _, id := range in.SnapshotIds {
+			if st, ok := l.locked[id]; ok {
+				out.Snapshots = append(out.Snapshots, types.LockedSnapshotsInfo{SnapshotId: aws.String(id), LockState: st})
+			}
+		}
+		return out, nil
+	}
+	all := slices.Sorted(maps.Keys(l.locked))
+	i := 0
+	if in.NextToken != nil {
+		i = slices.Index(all, *in.NextToken) + 1
+	}
+	if i < len(all) {
+		out.Snapshots = []types.LockedSnapshotsInfo{{SnapshotId: aws.String(all[i]), LockState: l.locked[all[i]]}}
+		if i+1 < len(all) {
+			out.NextToken = aws.String(all[i])
 		}
 	}
 	return out, nil
@@ -224,5 +246,57 @@ func TestDeleteClassifier(t *testing.T) {
 	st, _, _ = e.run(t, config.Default(), time.Now, 10*time.Second, encode(t, deleteJob(plain, "default")))
 	if st.Deleted != 1 || e.exists(t, plain) {
 		t.Fatalf("endpoint without the lock API: stats %+v", st)
+	}
+}
+
+// TestLockListing: the worker lists an account-region's locked snapshots (every page)
+// once per lock TTL, not once per delete: four deletes with three locked snapshots among
+// the account's cost one listing of three pages; the locked one is skipped and the others
+// deleted. With the TTL over before each job, every delete lists again and still finds
+// the lock.
+func TestLockListing(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		ttl       time.Duration
+		listCalls int32
+	}{
+		{"within the TTL", time.Hour, 3},
+		{"TTL over each time", time.Nanosecond, 12},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newMoto(t)
+			vol := e.volume(t)
+			e.managed(t, vol, "default", 0)
+			var plain []string
+			for i := range 3 {
+				plain = append(plain, e.managed(t, vol, "default", time.Duration(40+i)*24*time.Hour))
+			}
+			locked := e.managed(t, vol, "default", 45*24*time.Hour)
+			var calls atomic.Int32
+			api := lockedEC2{EC2: e.worker, calls: &calls, locked: map[string]types.LockState{
+				locked: types.LockStateGovernance, "snap-00000000000000001": types.LockStateCompliance, "snap-fffffffffffffffff": types.LockStateCompliance}}
+			q := newFakeQueue()
+			var bodies [][]byte
+			for _, id := range append(plain, locked) {
+				bodies = append(bodies, encode(t, deleteJob(id, "default")))
+			}
+			q.add(0, bodies...)
+			w := e.newWorker(q, config.Default(), time.Now)
+			w.EC2 = func(string, string) EC2 { return api }
+			w.Concurrency = 1
+			w.lockTTL = tc.ttl
+			st := runFor(t, w, 10*time.Second)
+			if want := (Stats{Processed: 4, Deleted: 3, Skipped: 1}); st != want {
+				t.Errorf("stats %+v, want %+v (reasons %v)", st, want, q.deadReasons())
+			}
+			if !e.exists(t, locked) {
+				t.Errorf("locked snapshot %s deleted", locked)
+			}
+			if got := calls.Load(); got != tc.listCalls {
+				t.Errorf("%d DescribeLockedSnapshots calls, want %d", got, tc.listCalls)
+			}
+		})
 	}
 }

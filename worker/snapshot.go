@@ -73,6 +73,8 @@ type snapshots struct {
 	// inFlight serialises jobs of one key in this process: a duplicate delivered in the
 	// same batch waits and then finds the snapshot instead of making another.
 	inFlight keyLock
+	// locks caches each account-region's locked snapshots for lockTTL.
+	locks lockCache
 }
 
 // keyLock is a set of per-key mutexes that exist only while someone holds or waits.
@@ -728,7 +730,7 @@ func (s *snapshots) delete(ctx context.Context, j job.Job) (Result, error) {
 	} else if who != "" {
 		return Result{}, skipErr(ReasonShared, fmt.Errorf("snapshot %s is shared with %s", j.Snapshot, who))
 	}
-	if state, err := s.lockState(ctx, api, j.Snapshot); err != nil {
+	if state, err := s.lockState(ctx, api, j.Account, j.Region, j.Snapshot); err != nil {
 		return Result{}, fail(fmt.Errorf("reading the lock of snapshot %s: %w", j.Snapshot, err))
 	} else if state != "" {
 		return Result{}, skipErr(ReasonLocked, fmt.Errorf("snapshot %s is locked (%s)", j.Snapshot, state))
@@ -880,26 +882,85 @@ func (s *snapshots) sharedWith(ctx context.Context, api EC2, id string) (string,
 	return strings.Join(who, ", "), nil
 }
 
-// lockState returns the snapshot's lock state when it is locked, "" when it is not. An
-// endpoint that says DescribeLockedSnapshots does not exist (cloud.Unsupported) has no
+// lockTTL is how long the worker trusts its listing of an account-region's locked
+// snapshots. A lock taken since is still enforced by EC2, which refuses the delete (the
+// job is retried and then finds the lock); the planner checked the locks as well.
+const lockTTL = 10 * time.Second
+
+// lockCache holds, per account-region, the locked snapshots listed within lockTTL: one
+// DescribeLockedSnapshots per account-region every lockTTL instead of one per delete, the
+// Describe bucket being shared with every other check.
+type lockCache struct {
+	mu      sync.Mutex
+	ttl     time.Duration // lockTTL when 0 (tests set it)
+	byScope map[[2]string]*lockList
+}
+
+type lockList struct {
+	mu     sync.Mutex // held while listing: one listing at a time per account-region
+	at     time.Time
+	states map[string]string // snapshot id → lock state, expired locks left out
+}
+
+// lockState returns the snapshot's lock state when it is locked, "" when it is not, from
+// the account-region's listing of locked snapshots, made again when older than lockTTL.
+// An endpoint that says DescribeLockedSnapshots does not exist (cloud.Unsupported) has no
 // locks; any other error fails closed.
-func (s *snapshots) lockState(ctx context.Context, api EC2, id string) (string, error) {
-	var out *ec2.DescribeLockedSnapshotsOutput
-	err := s.call(ctx, func(ctx context.Context) error {
-		var err error
-		out, err = api.DescribeLockedSnapshots(ctx, &ec2.DescribeLockedSnapshotsInput{SnapshotIds: []string{id}})
-		return err
-	})
-	if class, _ := cloud.Classify(err); class == cloud.Unsupported {
-		return "", nil
+func (s *snapshots) lockState(ctx context.Context, api EC2, account, region, id string) (string, error) {
+	c := &s.locks
+	c.mu.Lock()
+	if c.byScope == nil {
+		c.byScope = map[[2]string]*lockList{}
 	}
-	if err != nil {
-		return "", err
+	l := c.byScope[[2]string{account, region}]
+	if l == nil {
+		l = &lockList{}
+		c.byScope[[2]string{account, region}] = l
 	}
-	for _, l := range out.Snapshots {
-		if aws.ToString(l.SnapshotId) == id && l.LockState != types.LockStateExpired {
-			return string(l.LockState), nil
+	ttl := c.ttl
+	c.mu.Unlock()
+	if ttl <= 0 {
+		ttl = lockTTL
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.states == nil || time.Since(l.at) >= ttl {
+		at := time.Now()
+		states, err := s.listLocks(ctx, api)
+		if err != nil {
+			return "", err
 		}
+		l.states, l.at = states, at
 	}
-	return "", nil
+	return l.states[id], nil
+}
+
+// listLocks lists the account-region's locked snapshots (every page), expired locks left
+// out.
+func (s *snapshots) listLocks(ctx context.Context, api EC2) (map[string]string, error) {
+	states := map[string]string{}
+	in := &ec2.DescribeLockedSnapshotsInput{}
+	for {
+		var out *ec2.DescribeLockedSnapshotsOutput
+		err := s.call(ctx, func(ctx context.Context) error {
+			var err error
+			out, err = api.DescribeLockedSnapshots(ctx, in)
+			return err
+		})
+		if class, _ := cloud.Classify(err); class == cloud.Unsupported {
+			return states, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, l := range out.Snapshots {
+			if l.LockState != types.LockStateExpired {
+				states[aws.ToString(l.SnapshotId)] = string(l.LockState)
+			}
+		}
+		if aws.ToString(out.NextToken) == "" {
+			return states, nil
+		}
+		in.NextToken = out.NextToken
+	}
 }

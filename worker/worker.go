@@ -86,6 +86,8 @@ type Worker struct {
 	forceWait time.Duration
 	// retryDelay replaces the func retryDelay (tests).
 	retryDelay func(attempts int) time.Duration
+	// lockTTL replaces the const lockTTL (tests).
+	lockTTL time.Duration
 }
 
 // Stats counts what a Run did. Processed counts every message handled to an outcome
@@ -206,7 +208,7 @@ func (w *Worker) newRunner(ctx context.Context) (*runner, error) {
 		if w.backoff != nil {
 			b = *w.backoff
 		}
-		h = (&snapshots{cfg: w.Config, ec2: w.EC2, now: now, backoff: b}).mux()
+		h = (&snapshots{cfg: w.Config, ec2: w.EC2, now: now, backoff: b, locks: lockCache{ttl: w.lockTTL}}).mux()
 	}
 	qctx := context.WithoutCancel(ctx)
 	jobCtx, stop := context.WithCancel(qctx)

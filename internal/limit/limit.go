@@ -249,9 +249,10 @@ func (l *Limiter) Admit(ctx context.Context, account, region string, needs []Nee
 	return context.WithValue(ctx, prepaidKey{}, p), release, 0
 }
 
-// Within is how many tokens the bucket of account, region and action can give within d:
-// those it holds now and those it refills at its adapted rate; +Inf for an action that is
-// not limited.
+// Within is how many tokens the bucket of account, region and action could give within
+// d: those it holds now and those the configured rate refills (not the adapted rate: how
+// much of the real bucket other workers leave is not known here); +Inf for an action that
+// is not limited.
 func (l *Limiter) Within(account, region, action string, d time.Duration) float64 {
 	if l == nil {
 		return math.Inf(1)
@@ -263,7 +264,7 @@ func (l *Limiter) Within(account, region, action string, d time.Duration) float6
 	if b == nil {
 		return math.Inf(1)
 	}
-	return max(b.lim.TokensAt(now), 0) + b.cur*d.Seconds()
+	return max(b.lim.TokensAt(now), 0) + b.max*d.Seconds()
 }
 
 // Throttled records that AWS throttled action in account and region anyway: AWS's bucket

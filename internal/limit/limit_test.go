@@ -272,8 +272,8 @@ func TestAdmit(t *testing.T) {
 	}
 }
 
-// TestWithin: what a bucket can give within a time is what it holds plus its adapted
-// rate times the time.
+// TestWithin: what a bucket could give within a time is what it holds plus its
+// configured rate times the time, whatever a throttle did to its adapted rate.
 func TestWithin(t *testing.T) {
 	t.Parallel()
 	l, _ := newTest(ec2Rates)
@@ -285,9 +285,9 @@ func TestWithin(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	l.Throttled("a", "r", "CreateSnapshot") // halves the rate
-	if got := l.Within("a", "r", "CreateSnapshot", 2*time.Second); got != 5 {
-		t.Errorf("empty bucket at half rate: %v within 2s, want 5", got)
+	l.Throttled("a", "r", "CreateSnapshot") // halves the adapted rate
+	if got := l.Within("a", "r", "CreateSnapshot", 2*time.Second); got != 10 {
+		t.Errorf("empty bucket after a throttle: %v within 2s, want 10", got)
 	}
 	if got := l.Within("a", "r", "CreateTags", time.Second); !math.IsInf(got, 1) {
 		t.Errorf("unlimited action: %v, want +Inf", got)

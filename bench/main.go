@@ -524,6 +524,18 @@ func measure(ctx context.Context, o options, w *world, ep *awslimits.Server, sc 
 			fmt.Fprintf(os.Stderr, "bench: %s upstream %s: %d calls, mean %s\n", sc.name, k, u.Calls, u.Total/time.Duration(u.Calls))
 		}
 	}
+	if os.Getenv("BENCH_TRACE") != "" {
+		// Creates done per account-region every 10 s from t0: where the time went.
+		for _, s := range sc.scopes {
+			line := fmt.Sprintf("bench: %s trace %s/%s:", sc.name, s.account, s.region)
+			for at := 10 * time.Second; at <= window+30*time.Second; at += 10 * time.Second {
+				by := ep.DoneBy(t0.Add(at))
+				line += fmt.Sprintf(" %d/%d", by[awslimits.Done{Account: s.account, Region: s.region, Action: "CreateSnapshot"}],
+					by[awslimits.Done{Account: s.account, Region: s.region, Action: "DeleteSnapshot"}])
+			}
+			fmt.Fprintln(os.Stderr, line)
+		}
+	}
 	for a, w := range worst {
 		fmt.Fprintf(os.Stderr, "bench: %s: lowest η %s: %s done by t0+W\n", sc.name, a, w)
 	}

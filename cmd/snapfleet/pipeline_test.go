@@ -170,7 +170,7 @@ func TestRunEmbedded(t *testing.T) {
 	if num(t, dry, "plan.delete_jobs") != want-1 || num(t, dry, "plan.enqueued") != 0 {
 		t.Fatalf("day-31 dry run: %v, want %d deletes planned, nothing enqueued", dry, want-1)
 	}
-	for _, k := range []string{"processed", "created", "deleted", "skipped", "retried", "dead_lettered"} {
+	for _, k := range []string{"processed", "created", "deleted", "skipped", "retried", "deferred", "dead_lettered"} {
 		if n := num(t, dry, "work."+k); n != 0 {
 			t.Errorf("day-31 dry run: work.%s = %d, want 0 (nothing worked)", k, n)
 		}

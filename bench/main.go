@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"os/exec"
@@ -297,6 +298,13 @@ func snapfleet(ctx context.Context, o options, e []string, args ...string) resul
 	cmd.Env = e
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
+	if dir := os.Getenv("BENCH_LOGS"); dir != "" {
+		// Every process's log in a file of its own as well, for a post-mortem.
+		if f, err := os.CreateTemp(dir, args[0]+"-*.log"); err == nil {
+			defer f.Close()
+			cmd.Stderr = io.MultiWriter(&errb, f)
+		}
+	}
 	start := time.Now()
 	err := cmd.Run()
 	r := result{stdout: out.Bytes(), stderr: errb.Bytes(), wall: time.Since(start)}

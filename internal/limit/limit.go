@@ -216,8 +216,45 @@ func (l *Limiter) Admit(ctx context.Context, account, region string, needs []Nee
 		return ctx, func() {}, 0
 	}
 	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	// Look first, reserve only when admitted: a reservation cancelled behind others does
+	// not give its token back (rate.Reservation restores only the last one), so trying
+	// and cancelling would leak tokens into the future at every refusal.
+	type take struct {
+		b *bucket
+		k key
+		n int
+	}
+	var takes []take
+	for _, n := range needs {
+		k := key{account, region, Group(n.Action)}
+		b := l.getLocked(k, now)
+		if b == nil || n.N <= 0 {
+			continue
+		}
+		takes = append(takes, take{b, k, n.N})
+	}
+	want := map[key]float64{} // a group needed by several actions adds up
+	for _, t := range takes {
+		want[t.k] += float64(t.n)
+	}
+	for _, t := range takes {
+		if missing := want[t.k] - t.b.lim.TokensAt(now); missing > 0 {
+			wait = max(wait, time.Duration(missing/t.b.cur*float64(time.Second)))
+		}
+	}
+	if wait > bound {
+		return ctx, func() {}, wait
+	}
 	p := &prepaid{res: map[key][]*rate.Reservation{}}
-	cancel := func(now time.Time) {
+	for _, t := range takes {
+		for range t.n {
+			p.res[t.k] = append(p.res[t.k], t.b.lim.ReserveN(now, 1))
+		}
+	}
+	release = func() {
+		now := l.now()
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		for k, rs := range p.res {
@@ -227,25 +264,6 @@ func (l *Limiter) Admit(ctx context.Context, account, region string, needs []Nee
 			delete(p.res, k)
 		}
 	}
-	l.mu.Lock()
-	for _, n := range needs {
-		k := key{account, region, Group(n.Action)}
-		b := l.getLocked(k, now)
-		if b == nil {
-			continue
-		}
-		for range n.N {
-			r := b.lim.ReserveN(now, 1)
-			p.res[k] = append(p.res[k], r)
-			wait = max(wait, r.DelayFrom(now))
-		}
-	}
-	l.mu.Unlock()
-	if wait > bound {
-		cancel(now)
-		return ctx, func() {}, wait
-	}
-	release = func() { cancel(l.now()) }
 	return context.WithValue(ctx, prepaidKey{}, p), release, 0
 }
 

@@ -293,3 +293,32 @@ func TestWithin(t *testing.T) {
 		t.Errorf("unlimited action: %v, want +Inf", got)
 	}
 }
+
+// TestAdmitRefusalsLeakNothing: refused Admits take no token from any bucket, however
+// often they are tried — a reserve-then-cancel would leak the tokens of every bucket but
+// the last into the future, until no job is ever admitted again.
+func TestAdmitRefusalsLeakNothing(t *testing.T) {
+	t.Parallel()
+	l, c := newTest(map[string]Bucket{"DeleteSnapshot": {Burst: 1, PerSecond: 1}, Describe: {Burst: 10, PerSecond: 10}})
+	needs := []Need{{Action: "DescribeSnapshots", N: 1}, {Action: "DescribeSnapshotAttribute", N: 1}, {Action: "DeleteSnapshot", N: 1}}
+	if _, _, wait := l.Admit(context.Background(), "a", "r", needs, 0); wait != 0 {
+		t.Fatalf("first: wait %s", wait)
+	}
+	for range 8 { // the Describe bucket empty too: its next tokens are in the future
+		if err := bounded(l, "a", "r", "DescribeVolumes"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 1000 {
+		if _, _, wait := l.Admit(context.Background(), "a", "r", needs, 0); wait != time.Second {
+			t.Fatalf("refused Admit: wait %s, want 1s", wait)
+		}
+	}
+	c.add(time.Second)
+	if got := tokens(l, "a", "r", "DescribeSnapshots"); got != 10 {
+		t.Errorf("a second after 1000 refusals the Describe bucket holds %v, want 10", got)
+	}
+	if _, _, wait := l.Admit(context.Background(), "a", "r", needs, 0); wait != 0 {
+		t.Errorf("a second later: wait %s, want admitted", wait)
+	}
+}

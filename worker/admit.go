@@ -30,6 +30,12 @@ type held struct {
 	sc   scope
 	ok   bool   // decoded, with tokens to reserve; else started as soon as a slot is free
 	stop func() // its heartbeat
+
+	// Once admitted (at the head of its line): the context carrying its reserved tokens,
+	// their release, and when the last of them is due.
+	ctx     context.Context
+	release func()
+	due     time.Time
 }
 
 // backlog is the runner's held messages; guarded by runner.mu.
@@ -277,13 +283,23 @@ func (r *runner) pick() (*held, context.Context, func(), time.Duration) {
 		if !h.ok {
 			return b.pop(i), r.jobCtx, func() {}, 0
 		}
-		ctx, release, d := r.w.Limiter.Admit(r.jobCtx, h.j.Account, h.j.Region, needs(h.j.Kind), admitWait)
-		if d > 0 {
-			b.notBefore[sc] = now.Add(d - admitWait)
+		if h.ctx == nil {
+			// Reserve the head's tokens as far as admitAhead: held for it, not taken
+			// by jobs needing fewer tokens of a shared bucket meanwhile.
+			ctx, release, d, ok := r.w.Limiter.Admit(r.jobCtx, h.j.Account, h.j.Region, needs(h.j.Kind), admitAhead)
+			if !ok {
+				b.notBefore[sc] = now.Add(d - admitAhead)
+				wait = min(wait, d-admitAhead)
+				continue
+			}
+			h.ctx, h.release, h.due = ctx, release, now.Add(d)
+		}
+		if d := h.due.Sub(now); d > admitWait {
+			b.notBefore[sc] = h.due.Add(-admitWait)
 			wait = min(wait, d-admitWait)
 			continue
 		}
-		return b.pop(i), ctx, release, 0
+		return b.pop(i), h.ctx, h.release, 0
 	}
 	return nil, nil, nil, max(wait, time.Millisecond)
 }
@@ -312,6 +328,9 @@ func (r *runner) releaseHeld() {
 	}
 	r.mu.Unlock()
 	for _, h := range hs {
+		if h.release != nil {
+			h.release()
+		}
 		h.stop()
 		r.release(h.m)
 		<-r.room

@@ -127,8 +127,10 @@ const (
 	// holdAhead: of one account-region's jobs of a kind, the worker holds (beyond those
 	// running) what its buckets can start within this long; it defers the others.
 	holdAhead = 2 * time.Second
-	// admitWait is how long an admitted job may wait in its slot for its reserved tokens.
-	admitWait = 50 * time.Millisecond
+	// admitAhead: the job at the head of a line may reserve tokens due this far ahead;
+	// it starts admitWait before the last is due (and waits that long in its slot at most).
+	admitAhead = time.Second
+	admitWait  = 50 * time.Millisecond
 )
 
 // runner is the state of one Run.

@@ -205,15 +205,18 @@ func (p *prepaid) take(k key) *rate.Reservation {
 }
 
 // Admit reserves, before a job of account and region starts, the tokens it needs. When
-// every one of them is due within bound, it returns ctx carrying them — the job's Waits
-// under it take them instead of reserving others — and release, which hands back those
-// the job did not use (call it when the job ends); wait is 0. Otherwise it takes nothing
-// and wait says how long until the tokens would be due: the caller starts another
-// account-region's job meanwhile, instead of one that would hold a concurrency slot while
-// this bucket refills. Actions that are not limited need no token.
-func (l *Limiter) Admit(ctx context.Context, account, region string, needs []Need, bound time.Duration) (_ context.Context, release func(), wait time.Duration) {
+// every one of them is due within bound, it reserves them (ok) and returns ctx carrying
+// them — the job's Waits under it take them instead of reserving others —, release, which
+// hands back those the job did not use (call it when the job ends, or instead of starting
+// it), and wait, how long until the last of them is due: start the job then. Reserved
+// tokens are not given to others meanwhile, so a job needing several tokens of a shared
+// bucket is not starved by jobs needing one. Otherwise it takes nothing and wait says how
+// long until the tokens would be due: the caller starts another account-region's job
+// meanwhile, instead of one that would hold a concurrency slot while this bucket
+// refills. Actions that are not limited need no token.
+func (l *Limiter) Admit(ctx context.Context, account, region string, needs []Need, bound time.Duration) (_ context.Context, release func(), wait time.Duration, ok bool) {
 	if l == nil || len(needs) == 0 {
-		return ctx, func() {}, 0
+		return ctx, func() {}, 0, true
 	}
 	now := l.now()
 	l.mu.Lock()
@@ -245,7 +248,7 @@ func (l *Limiter) Admit(ctx context.Context, account, region string, needs []Nee
 		}
 	}
 	if wait > bound {
-		return ctx, func() {}, wait
+		return ctx, func() {}, wait, false
 	}
 	p := &prepaid{res: map[key][]*rate.Reservation{}}
 	for _, t := range takes {
@@ -264,7 +267,7 @@ func (l *Limiter) Admit(ctx context.Context, account, region string, needs []Nee
 			delete(p.res, k)
 		}
 	}
-	return context.WithValue(ctx, prepaidKey{}, p), release, 0
+	return context.WithValue(ctx, prepaidKey{}, p), release, wait, true
 }
 
 // Within is how many tokens the bucket of account, region and action could give within

@@ -219,8 +219,8 @@ func TestAdmit(t *testing.T) {
 	l, c := newTest(map[string]Bucket{"CreateSnapshot": {Burst: 2, PerSecond: 1}, Describe: {Burst: 10, PerSecond: 10}})
 	needs := []Need{{Action: "DescribeSnapshots", N: 2}, {Action: "CreateSnapshot", N: 1}, {Action: "CreateTags", N: 1}}
 
-	ctx, release, wait := l.Admit(context.Background(), "a", "r", needs, 0)
-	if wait != 0 {
+	ctx, release, wait, ok := l.Admit(context.Background(), "a", "r", needs, 0)
+	if wait != 0 || !ok {
 		t.Fatalf("first job: wait %s, want admitted", wait)
 	}
 	if got := tokens(l, "a", "r", "CreateSnapshot"); got != 1 {
@@ -251,23 +251,23 @@ func TestAdmit(t *testing.T) {
 	}
 
 	// Empty: not admitted within 500ms, nothing taken, the wait is the token's.
-	_, _, wait = l.Admit(context.Background(), "a", "r", needs, 500*time.Millisecond)
-	if wait != time.Second {
+	_, _, wait, ok = l.Admit(context.Background(), "a", "r", needs, 500*time.Millisecond)
+	if wait != time.Second || ok {
 		t.Errorf("empty bucket: wait %s, want 1s", wait)
 	}
 	if got := tokens(l, "a", "r", "DescribeVolumes"); got != 9 {
 		t.Errorf("a refused Admit took Describe tokens: %v left, want 9", got)
 	}
 	c.add(time.Second)
-	if _, _, wait = l.Admit(context.Background(), "a", "r", needs, 0); wait != 0 {
+	if _, _, wait, ok = l.Admit(context.Background(), "a", "r", needs, 0); wait != 0 || !ok {
 		t.Errorf("after 1s: wait %s, want admitted", wait)
 	}
 	// Another account-region has its own buckets; a nil Limiter admits everything.
-	if _, _, wait = l.Admit(context.Background(), "b", "r", needs, 0); wait != 0 {
+	if _, _, wait, ok = l.Admit(context.Background(), "b", "r", needs, 0); wait != 0 || !ok {
 		t.Errorf("another account: wait %s, want admitted", wait)
 	}
 	var none *Limiter
-	if _, release, wait := none.Admit(context.Background(), "a", "r", needs, 0); wait != 0 || release == nil {
+	if _, release, wait, ok := none.Admit(context.Background(), "a", "r", needs, 0); wait != 0 || !ok || release == nil {
 		t.Errorf("nil Limiter: wait %s", wait)
 	}
 }
@@ -301,7 +301,7 @@ func TestAdmitRefusalsLeakNothing(t *testing.T) {
 	t.Parallel()
 	l, c := newTest(map[string]Bucket{"DeleteSnapshot": {Burst: 1, PerSecond: 1}, Describe: {Burst: 10, PerSecond: 10}})
 	needs := []Need{{Action: "DescribeSnapshots", N: 1}, {Action: "DescribeSnapshotAttribute", N: 1}, {Action: "DeleteSnapshot", N: 1}}
-	if _, _, wait := l.Admit(context.Background(), "a", "r", needs, 0); wait != 0 {
+	if _, _, wait, ok := l.Admit(context.Background(), "a", "r", needs, 0); wait != 0 || !ok {
 		t.Fatalf("first: wait %s", wait)
 	}
 	for range 8 { // the Describe bucket empty too: its next tokens are in the future
@@ -310,7 +310,7 @@ func TestAdmitRefusalsLeakNothing(t *testing.T) {
 		}
 	}
 	for range 1000 {
-		if _, _, wait := l.Admit(context.Background(), "a", "r", needs, 0); wait != time.Second {
+		if _, _, wait, ok := l.Admit(context.Background(), "a", "r", needs, 0); wait != time.Second || ok {
 			t.Fatalf("refused Admit: wait %s, want 1s", wait)
 		}
 	}
@@ -318,7 +318,35 @@ func TestAdmitRefusalsLeakNothing(t *testing.T) {
 	if got := tokens(l, "a", "r", "DescribeSnapshots"); got != 10 {
 		t.Errorf("a second after 1000 refusals the Describe bucket holds %v, want 10", got)
 	}
-	if _, _, wait := l.Admit(context.Background(), "a", "r", needs, 0); wait != 0 {
+	if _, _, wait, ok := l.Admit(context.Background(), "a", "r", needs, 0); wait != 0 || !ok {
 		t.Errorf("a second later: wait %s, want admitted", wait)
+	}
+}
+
+// TestAdmitAhead: a job admitted with tokens due later holds them: a job needing one
+// token of the shared bucket cannot take them meanwhile, so a job needing several is not
+// starved by a stream of jobs needing one.
+func TestAdmitAhead(t *testing.T) {
+	t.Parallel()
+	l, c := newTest(map[string]Bucket{Describe: {Burst: 2, PerSecond: 10}})
+	for range 2 {
+		if err := bounded(l, "a", "r", "DescribeSnapshots"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	two := []Need{{Action: "DescribeSnapshots", N: 1}, {Action: "DescribeSnapshotAttribute", N: 1}}
+	ctx, _, wait, ok := l.Admit(context.Background(), "a", "r", two, time.Second)
+	if !ok || wait != 200*time.Millisecond {
+		t.Fatalf("two tokens of an empty bucket within 1s: wait %s ok %v, want 200ms", wait, ok)
+	}
+	one := []Need{{Action: "DescribeSnapshots", N: 1}}
+	if _, _, wait, ok := l.Admit(context.Background(), "a", "r", one, 250*time.Millisecond); ok || wait != 300*time.Millisecond {
+		t.Errorf("one token behind them: wait %s ok %v, want refused, 300ms", wait, ok)
+	}
+	c.add(200 * time.Millisecond)
+	for _, a := range []string{"DescribeSnapshots", "DescribeSnapshotAttribute"} {
+		if err := l.Wait(WithMaxWait(ctx, 0), "a", "r", a); err != nil {
+			t.Errorf("the admitted job's %s at its due time: %v", a, err)
+		}
 	}
 }

@@ -53,8 +53,12 @@ type Sender interface {
 	Send(ctx context.Context, msgs []queue.Outgoing) error
 }
 
-// Parallel is how many account-regions are planned at once.
-const Parallel = 4
+// Parallel is how many account-regions are planned at once. Each has its own Describe
+// bucket at AWS, so planning them together costs no throttling; and since each sends its
+// own jobs as it finishes, the queue holds their jobs interleaved, batch by batch, rather
+// than one account-region's after another's: workers draining it in order feed every
+// bucket from the start. The cost is memory: up to Parallel inventories at once.
+const Parallel = 16
 
 // sendBatch is how many messages go in one Send call: one SendMessageBatch.
 const sendBatch = 10

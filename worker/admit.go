@@ -187,7 +187,13 @@ func (r *runner) heldFull() bool {
 // at their configured rates).
 func (r *runner) startable(j job.Job) (n, rate float64) {
 	n, rate = math.Inf(1), math.Inf(1)
+	byGroup := map[string]limit.Need{} // the Describe actions share one bucket
 	for _, need := range needs(j.Kind) {
+		g := byGroup[limit.Group(need.Action)]
+		g.Action, g.N = need.Action, g.N+need.N
+		byGroup[limit.Group(need.Action)] = g
+	}
+	for _, need := range byGroup {
 		within := r.w.Limiter.Within(j.Account, j.Region, need.Action, holdAhead)
 		if math.IsInf(within, 1) {
 			continue // not limited

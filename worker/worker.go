@@ -10,6 +10,10 @@
 // throttled job), or any other error (retry through the queue with backoff; on the
 // queue's last receive, dead-letter with reason exhausted_retries and the error) — and the
 // worker routes every outcome in one place.
+//
+// Jobs are admitted per account-region and kind (admit.go): a received job takes a
+// concurrency slot only once the rate limiter has reserved the tokens it needs, and a
+// worker holds no more of an account-region's jobs than its buckets can start soon.
 package worker
 
 import (

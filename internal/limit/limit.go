@@ -3,10 +3,11 @@
 // from AWS (other workers and tools share the real bucket) halves that bucket's rate, which
 // then recovers additively, never above the configured rate.
 //
-// Fairness: because every account-region has its own buckets, a caller that would wait
-// longer than a bound (WithMaxWait) gets a *WaitError at once, without taking a token, and
-// can hand its job back to the queue instead of holding a concurrency slot while one busy
-// account-region refills.
+// Fairness: because every account-region has its own buckets, a job can be admitted
+// before it starts (Admit: all the tokens it needs reserved, or none), so that it never
+// holds a concurrency slot while one busy account-region refills; and a caller that would
+// wait longer than a bound (WithMaxWait) gets a *WaitError at once, without taking a
+// token, and can hand its job back to the queue.
 package limit
 
 import (

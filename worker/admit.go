@@ -118,18 +118,19 @@ func (r *runner) hold(m queue.Message) {
 	if h.ok {
 		// A fair share of the room when many scopes are held, and no more than the
 		// buckets can start within holdAhead.
-		can, rate := r.startable(h.j)
+		can, now0, rate := r.startable(h.j)
 		share := max(float64(cap(r.room))/float64(len(r.backlog.ring)+1), float64(cap(r.slots)))
 		if n := len(r.backlog.lines[h.sc]); float64(n) >= max(min(can, share, r.slotsCanStart()), 1) {
-			// The n held are started at rate from now on; this one is given the next
-			// free time after them and after those deferred before.
-			at := now.Add(time.Duration(float64(n) / rate * float64(time.Second)))
-			if last := r.backlog.deferTo[h.sc]; last.After(at) {
-				at = last
+			// Back when it could start: behind the n held and those deferred before
+			// (spread at rate), once its bucket has a token for it and the slots have
+			// started those ahead of it.
+			ahead := float64(n)
+			if last := r.backlog.deferTo[h.sc]; last.After(now) {
+				ahead += last.Sub(now).Seconds() * rate
 			}
-			at = at.Add(time.Duration(float64(time.Second) / rate))
-			r.backlog.deferTo[h.sc] = at
-			delay = at.Sub(now)
+			d := max((ahead+1-now0)/rate, ahead*r.avgJob().Seconds()/float64(cap(r.slots)), minDefer.Seconds())
+			delay = time.Duration(d * float64(time.Second))
+			r.backlog.deferTo[h.sc] = now.Add(delay)
 		}
 	}
 	r.mu.Unlock()
@@ -148,14 +149,18 @@ func (r *runner) hold(m queue.Message) {
 	r.poke()
 }
 
-// slotsCanStart is how many jobs this runner's slots can start within holdAhead, by the
-// average time a job has taken (guessed at first). r.mu is held.
-func (r *runner) slotsCanStart() float64 {
-	avg := r.backlog.avgJob
-	if avg <= 0 {
-		avg = 100 * time.Millisecond
+// avgJob is the average time a job has taken (guessed at first). r.mu is held.
+func (r *runner) avgJob() time.Duration {
+	if r.backlog.avgJob <= 0 {
+		return 100 * time.Millisecond
 	}
-	return float64(cap(r.slots)) * float64(holdAhead) / float64(avg)
+	return r.backlog.avgJob
+}
+
+// slotsCanStart is how many jobs this runner's slots can start within holdAhead. r.mu is
+// held.
+func (r *runner) slotsCanStart() float64 {
+	return float64(cap(r.slots)) * float64(holdAhead) / float64(r.avgJob())
 }
 
 // ran records how long a job took, for slotsCanStart.
@@ -182,11 +187,11 @@ func (r *runner) heldFull() bool {
 	return float64(n) >= max(r.slotsCanStart(), float64(cap(r.slots)))
 }
 
-// startable is how many jobs like j the limiter could start within holdAhead, and the
-// rate at which it could start them after that (per second, the slowest of j's buckets,
-// at their configured rates).
-func (r *runner) startable(j job.Job) (n, rate float64) {
-	n, rate = math.Inf(1), math.Inf(1)
+// startable is how many jobs like j the limiter could start within holdAhead and at
+// once, and the rate at which it could start them after that (per second, the slowest of
+// j's buckets, at their configured rates).
+func (r *runner) startable(j job.Job) (n, now, rate float64) {
+	n, now, rate = math.Inf(1), math.Inf(1), math.Inf(1)
 	byGroup := map[string]limit.Need{} // the Describe actions share one bucket
 	for _, need := range needs(j.Kind) {
 		g := byGroup[limit.Group(need.Action)]
@@ -198,14 +203,19 @@ func (r *runner) startable(j job.Job) (n, rate float64) {
 		if math.IsInf(within, 1) {
 			continue // not limited
 		}
+		held := r.w.Limiter.Within(j.Account, j.Region, need.Action, 0)
 		per := r.w.Limiter.Within(j.Account, j.Region, need.Action, holdAhead+time.Second) - within
 		n = min(n, within/float64(need.N))
+		now = min(now, held/float64(need.N))
 		rate = min(rate, per/float64(need.N))
 	}
 	if math.IsInf(rate, 1) || rate <= 0 {
 		rate = float64(cap(r.slots))
 	}
-	return n, rate
+	if math.IsInf(now, 1) {
+		now = 0
+	}
+	return n, now, rate
 }
 
 // deferMsg hands m back to the queue unstarted for delay: not an attempt of its job. On

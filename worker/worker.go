@@ -135,6 +135,9 @@ const (
 	// it starts admitWait before the last is due (and waits that long in its slot at most).
 	admitAhead = time.Second
 	admitWait  = 50 * time.Millisecond
+	// minDefer is the shortest a deferred message is hidden, so that it does not come
+	// straight back while nothing has changed.
+	minDefer = 500 * time.Millisecond
 )
 
 // runner is the state of one Run.

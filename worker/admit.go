@@ -121,15 +121,22 @@ func (r *runner) hold(m queue.Message) {
 		can, now0, rate := r.startable(h.j)
 		share := max(float64(cap(r.room))/float64(len(r.backlog.ring)+1), float64(cap(r.slots)))
 		if n := len(r.backlog.lines[h.sc]); float64(n) >= max(min(can, share, r.slotsCanStart()), 1) {
-			// Back when it could start: behind the n held and those deferred before
-			// (spread at rate), once its bucket has a token for it and the slots have
-			// started those ahead of it.
-			ahead := float64(n)
+			// Back when it could start: behind the n held, once its bucket has a token
+			// for it and the slots have started those ahead; and after the one deferred
+			// before, by the time a job takes in the slots or, the burst spent, the
+			// bucket's refill.
+			perJob := r.avgJob().Seconds() / float64(cap(r.slots))
+			at := now.Add(seconds(max((float64(n)+1-now0)/rate, float64(n)*perJob)))
 			if last := r.backlog.deferTo[h.sc]; last.After(now) {
-				ahead += last.Sub(now).Seconds() * rate
+				spacing := perJob
+				if now0 < float64(n)+1 {
+					spacing = max(spacing, 1/rate)
+				}
+				if next := last.Add(seconds(spacing)); next.After(at) {
+					at = next
+				}
 			}
-			d := max((ahead+1-now0)/rate, ahead*r.avgJob().Seconds()/float64(cap(r.slots)), minDefer.Seconds())
-			delay = time.Duration(d * float64(time.Second))
+			delay = max(at.Sub(now), minDefer)
 			r.backlog.deferTo[h.sc] = now.Add(delay)
 		}
 	}
@@ -148,6 +155,8 @@ func (r *runner) hold(m queue.Message) {
 	r.mu.Unlock()
 	r.poke()
 }
+
+func seconds(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }
 
 // avgJob is the average time a job has taken (guessed at first). r.mu is held.
 func (r *runner) avgJob() time.Duration {

@@ -190,3 +190,71 @@ func TestAdmission(t *testing.T) {
 		}
 	}
 }
+
+// TestDeferralDuringBurst: a bucket with tokens to spare starts more jobs than the
+// worker has room to hold; those it defers come back as soon as the slots could take
+// them (by the time a job takes, guessed at 100 ms before the first ends), not a refill
+// period later (16 s behind the 16 held at 1 token/s): all 40 jobs of one account-region
+// are done within a few seconds with one slot and room for 16.
+func TestDeferralDuringBurst(t *testing.T) {
+	t.Parallel()
+	lim := limit.New(map[string]limit.Bucket{"CreateSnapshot": {Burst: 100, PerSecond: 1}, limit.Describe: {Burst: 100, PerSecond: 1}})
+	q := newFakeQueue()
+	for i := range 40 {
+		q.add(0, encode(t, createJob(fmt.Sprintf("vol-%017x", i+1), "default", plannedAt)))
+	}
+	w := testWorker(q, HandlerFunc(func(ctx context.Context, j job.Job) (Result, error) {
+		for _, a := range []string{"DescribeSnapshots", "CreateSnapshot"} {
+			if err := lim.Wait(ctx, j.Account, j.Region, a); err != nil {
+				return Result{}, err
+			}
+		}
+		return Result{Action: Created}, nil
+	}))
+	w.Limiter = lim
+	w.Concurrency = 1
+	w.ExitWhenDrained = true
+	st := runFor(t, w, 5*time.Second)
+	if st.Created != 40 || st.Deferred == 0 {
+		t.Errorf("stats %+v, want 40 created (some deferred first) within 5s", st)
+	}
+	_, _, _, vis := q.state()
+	for _, v := range vis {
+		if v.d > 5*time.Second {
+			t.Errorf("%s deferred for %s with the bucket's burst to spare", v.id, v.d)
+		}
+	}
+}
+
+// TestDeferralsSpreadLinearly: deferred jobs are spread one job's time apart, the k-th
+// about k jobs' time ahead: with 300 ms jobs, one slot and 60 jobs no deferral is much
+// longer than the 18 s they take, however the estimates of bucket and slots compound.
+func TestDeferralsSpreadLinearly(t *testing.T) {
+	t.Parallel()
+	lim := limit.New(map[string]limit.Bucket{"CreateSnapshot": {Burst: 1000, PerSecond: 5}, limit.Describe: {Burst: 1000, PerSecond: 20}})
+	q := newFakeQueue()
+	q.add(0, encode(t, createJob("vol-10000000000000000", "default", plannedAt)), encode(t, createJob("vol-10000000000000001", "default", plannedAt)))
+	go func() {
+		time.Sleep(700 * time.Millisecond) // the worker knows how long a job takes by now
+		for i := range 60 {
+			q.add(0, encode(t, createJob(fmt.Sprintf("vol-%017x", i+1), "default", plannedAt)))
+		}
+	}()
+	w := testWorker(q, HandlerFunc(func(ctx context.Context, j job.Job) (Result, error) {
+		time.Sleep(300 * time.Millisecond)
+		return Result{Action: Created}, nil
+	}))
+	w.Limiter = lim
+	w.Concurrency = 1
+	w.ExitWhenDrained = false
+	st := runFor(t, w, 2*time.Second)
+	_, _, _, vis := q.state()
+	if st.Deferred < 20 {
+		t.Fatalf("stats %+v, want most of the 60 deferred", st)
+	}
+	for _, v := range vis {
+		if v.d > 25*time.Second {
+			t.Errorf("%s deferred for %s", v.id, v.d)
+		}
+	}
+}

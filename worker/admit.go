@@ -187,12 +187,9 @@ func (r *runner) ran(d time.Duration) {
 // start within holdAhead: it then receives no more until some start, and leaves the
 // queue's other messages to other workers.
 func (r *runner) heldFull() bool {
+	n := r.heldCount()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	n := 0
-	for _, line := range r.backlog.lines {
-		n += len(line)
-	}
 	return float64(n) >= max(r.slotsCanStart(), float64(cap(r.slots)))
 }
 
@@ -338,8 +335,31 @@ func (r *runner) startNow(m queue.Message) {
 	r.start(&held{m: m, stop: r.heartbeat(m)}, r.jobCtx, func() {})
 }
 
-// releaseHeld hands every held message back to the queue at once: the runner is stopping.
+// heldCount is how many messages are held.
+func (r *runner) heldCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, line := range r.backlog.lines {
+		n += len(line)
+	}
+	return n
+}
+
+// releaseHeld hands every held message back to the queue: the runner is stopping. It
+// first lets the last receive's wait run out at the queue (at most heldPoll, as messages
+// were held when it began): a long poll cancelled on our side goes on at SQS (and moto),
+// and would take the released messages to nobody for a visibility timeout.
 func (r *runner) releaseHeld() {
+	if r.heldCount() == 0 {
+		return
+	}
+	r.mu.Lock()
+	wait := time.Until(r.pollEnd) + 200*time.Millisecond
+	r.mu.Unlock()
+	if wait > 0 {
+		time.Sleep(min(wait, heldPoll+200*time.Millisecond))
+	}
 	r.mu.Lock()
 	var hs []*held
 	for _, line := range r.backlog.lines {

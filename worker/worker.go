@@ -135,6 +135,9 @@ const (
 	// it starts admitWait before the last is due (and waits that long in its slot at most).
 	admitAhead = time.Second
 	admitWait  = 50 * time.Millisecond
+	// heldPoll bounds the receive wait while messages are held: at shutdown they are
+	// released only once the last receive's wait is over at the queue (see releaseHeld).
+	heldPoll = time.Second
 	// minDefer is the shortest a deferred message is hidden, so that it does not come
 	// straight back while nothing has changed.
 	minDefer = 500 * time.Millisecond
@@ -159,6 +162,9 @@ type runner struct {
 	stats    Stats
 	inflight map[string]queue.Message // by receipt; removed once settled or released
 	backlog  backlog                  // received, not yet started
+	// pollEnd is when the last receive's wait ends at the queue: a receive cancelled on
+	// our side may still take messages there until then.
+	pollEnd time.Time
 }
 
 // Run consumes jobs until ctx is cancelled (SIGINT/SIGTERM), the queue has been idle for
@@ -235,6 +241,13 @@ func (w *Worker) newRunner(ctx context.Context) (*runner, error) {
 
 // receiveWait is how long one Receive may wait for messages.
 func (r *runner) receiveWait() time.Duration {
+	if r.heldCount() > 0 {
+		return min(r.baseReceiveWait(), heldPoll)
+	}
+	return r.baseReceiveWait()
+}
+
+func (r *runner) baseReceiveWait() time.Duration {
 	switch {
 	case r.w.ExitWhenDrained && r.w.drainPoll > 0:
 		return r.w.drainPoll
@@ -281,7 +294,11 @@ func (r *runner) loop(ctx context.Context) error {
 				break more
 			}
 		}
-		msgs, err := r.w.Queue.Receive(ctx, n, r.receiveWait())
+		wait := r.receiveWait()
+		r.mu.Lock()
+		r.pollEnd = time.Now().Add(wait)
+		r.mu.Unlock()
+		msgs, err := r.w.Queue.Receive(ctx, n, wait)
 		r.observe(Observation{Polled: true, Received: len(msgs), Err: err})
 		for range n - len(msgs) {
 			<-r.room

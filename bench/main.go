@@ -533,11 +533,14 @@ func measure(ctx context.Context, o options, w *world, ep *awslimits.Server, sc 
 		}
 	}
 	if os.Getenv("BENCH_TRACE") != "" {
-		// Creates done per account-region every 10 s from t0: where the time went.
+		// Creates/deletes done per account-region every 10 s from t0: where the time went.
+		var steps []map[awslimits.Done]int
+		for at := 10 * time.Second; at <= window+30*time.Second; at += 10 * time.Second {
+			steps = append(steps, ep.DoneBy(t0.Add(at)))
+		}
 		for _, s := range sc.scopes {
 			line := fmt.Sprintf("bench: %s trace %s/%s:", sc.name, s.account, s.region)
-			for at := 10 * time.Second; at <= window+30*time.Second; at += 10 * time.Second {
-				by := ep.DoneBy(t0.Add(at))
+			for _, by := range steps {
 				line += fmt.Sprintf(" %d/%d", by[awslimits.Done{Account: s.account, Region: s.region, Action: "CreateSnapshot"}],
 					by[awslimits.Done{Account: s.account, Region: s.region, Action: "DeleteSnapshot"}])
 			}

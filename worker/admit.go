@@ -198,22 +198,15 @@ func (r *runner) heldFull() bool {
 // j's buckets, at their configured rates).
 func (r *runner) startable(j job.Job) (n, now, rate float64) {
 	n, now, rate = math.Inf(1), math.Inf(1), math.Inf(1)
-	byGroup := map[string]limit.Need{} // the Describe actions share one bucket
-	for _, need := range needs(j.Kind) {
-		g := byGroup[limit.Group(need.Action)]
-		g.Action, g.N = need.Action, g.N+need.N
-		byGroup[limit.Group(need.Action)] = g
-	}
-	for _, need := range byGroup {
-		within := r.w.Limiter.Within(j.Account, j.Region, need.Action, holdAhead)
-		if math.IsInf(within, 1) {
+	for _, need := range limit.ByGroup(needs(j.Kind)) {
+		held := r.w.Limiter.Within(j.Account, j.Region, need.Action, 0)
+		if math.IsInf(held, 1) {
 			continue // not limited
 		}
-		held := r.w.Limiter.Within(j.Account, j.Region, need.Action, 0)
-		per := r.w.Limiter.Within(j.Account, j.Region, need.Action, holdAhead+time.Second) - within
-		n = min(n, within/float64(need.N))
+		_, configured := r.w.Limiter.Rate(j.Account, j.Region, need.Action)
+		n = min(n, (held+configured*holdAhead.Seconds())/float64(need.N))
 		now = min(now, held/float64(need.N))
-		rate = min(rate, per/float64(need.N))
+		rate = min(rate, configured/float64(need.N))
 	}
 	if math.IsInf(rate, 1) || rate <= 0 {
 		rate = float64(cap(r.slots))

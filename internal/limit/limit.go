@@ -14,6 +14,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -186,6 +187,24 @@ type Need struct {
 	N      int
 }
 
+// ByGroup sums needs by bucket (Group): the Describe* actions share one. Each Need's
+// Action is its group's name; needs of no token are left out.
+func ByGroup(needs []Need) []Need {
+	var out []Need
+	for _, n := range needs {
+		if n.N <= 0 {
+			continue
+		}
+		g := Group(n.Action)
+		if i := slices.IndexFunc(out, func(o Need) bool { return o.Action == g }); i >= 0 {
+			out[i].N += n.N
+		} else {
+			out = append(out, Need{Action: g, N: n.N})
+		}
+	}
+	return out
+}
+
 type prepaidKey struct{}
 
 // prepaid are the tokens Admit reserved for one job; its Waits take them first.
@@ -231,20 +250,14 @@ func (l *Limiter) Admit(ctx context.Context, account, region string, needs []Nee
 		n int
 	}
 	var takes []take
-	for _, n := range needs {
-		k := key{account, region, Group(n.Action)}
-		b := l.getLocked(k, now)
-		if b == nil || n.N <= 0 {
-			continue
+	for _, n := range ByGroup(needs) {
+		k := key{account, region, n.Action}
+		if b := l.getLocked(k, now); b != nil {
+			takes = append(takes, take{b, k, n.N})
 		}
-		takes = append(takes, take{b, k, n.N})
-	}
-	want := map[key]float64{} // a group needed by several actions adds up
-	for _, t := range takes {
-		want[t.k] += float64(t.n)
 	}
 	for _, t := range takes {
-		if missing := want[t.k] - t.b.lim.TokensAt(now); missing > 0 {
+		if missing := float64(t.n) - t.b.lim.TokensAt(now); missing > 0 {
 			wait = max(wait, time.Duration(missing/t.b.cur*float64(time.Second)))
 		}
 	}

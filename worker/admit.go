@@ -83,15 +83,16 @@ func (b *backlog) pop(i int) *held {
 }
 
 // needs are the rate-limited calls a job of kind makes when it does its work, reserved
-// before it starts.
+// before it starts. The job-tag lookups and the volume listings are not among them: they
+// are coalesced across jobs (lookups), each batch reserving its own token.
 func needs(kind string) []limit.Need {
 	switch kind {
-	case job.KindCreate: // the job-tag lookup, the create
-		return []limit.Need{{Action: "DescribeSnapshots", N: 1}, {Action: "CreateSnapshot", N: 1}}
-	case job.KindCreateInstance: // the instance, the job-tag lookup, the create
-		return []limit.Need{{Action: "DescribeInstances", N: 1}, {Action: "DescribeSnapshots", N: 1}, {Action: "CreateSnapshots", N: 1}}
-	case job.KindDelete: // the volume's listing, the shares, the delete (the locks are listed per lockTTL)
-		return []limit.Need{{Action: "DescribeSnapshots", N: 1}, {Action: "DescribeSnapshotAttribute", N: 1}, {Action: "DeleteSnapshot", N: 1}}
+	case job.KindCreate:
+		return []limit.Need{{Action: "CreateSnapshot", N: 1}}
+	case job.KindCreateInstance: // the instance, the create
+		return []limit.Need{{Action: "DescribeInstances", N: 1}, {Action: "CreateSnapshots", N: 1}}
+	case job.KindDelete: // the shares, the delete (the locks are listed per lockTTL)
+		return []limit.Need{{Action: "DescribeSnapshotAttribute", N: 1}, {Action: "DeleteSnapshot", N: 1}}
 	}
 	return nil
 }

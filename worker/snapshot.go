@@ -75,6 +75,10 @@ type snapshots struct {
 	inFlight keyLock
 	// locks caches each account-region's locked snapshots for lockTTL.
 	locks lockCache
+	// lim, when set, is the EC2 clients' rate limiter: coalesced lookups wait on it.
+	lim *limit.Limiter
+	// lookups coalesces the job-tag lookups and volume listings of an account-region.
+	lookups lookups
 }
 
 // keyLock is a set of per-key mutexes that exist only while someone holds or waits.
@@ -475,11 +479,10 @@ func counts(sn types.Snapshot, tags map[string]string) bool {
 }
 
 // jobSnapshots lists the usable snapshots that carry j's key, the keeper first: the oldest,
-// ties broken by id. A snapshot that failed is no backup and is not listed.
+// ties broken by id. A snapshot that failed is no backup and is not listed. The lookup is
+// coalesced with other jobs' of the account-region (lookups).
 func (s *snapshots) jobSnapshots(ctx context.Context, api EC2, j job.Job) ([]types.Snapshot, error) {
-	listed, err := s.listSnapshots(ctx, api, j.Account, &ec2.DescribeSnapshotsInput{
-		Filters: []types.Filter{filter("tag:"+tag.Job, j.Key)},
-	})
+	listed, err := s.lookup(ctx, api, j.Account, j.Region, nil, "tag:"+tag.Job, j.Key)
 	if err != nil {
 		return nil, err
 	}
@@ -617,15 +620,16 @@ func (s *snapshots) delete(ctx context.Context, j job.Job) (Result, error) {
 	gone := Result{Action: Gone, Snapshot: j.Snapshot}
 
 	// Re-read the snapshot. The common case costs no call of its own: the listing of the
-	// volume the job names (which retention needs anyway) holds the snapshot when it is
-	// this account's, managed by this policy and tagged with that volume; it is then the
-	// same record a read by id returns. Otherwise read it by id, without OwnerIds: a
-	// foreign snapshot must be seen to be refused.
+	// volume the job names (which retention needs anyway, coalesced with other deletes'
+	// listings of the policy's volumes: lookups) holds the snapshot when it is this
+	// account's, managed by this policy and tagged with that volume; it is then the same
+	// record a read by id returns. Otherwise read it by id, without OwnerIds: a foreign
+	// snapshot must be seen to be refused.
 	var snap *types.Snapshot
 	var listed []types.Snapshot
 	if j.Volume != "" {
 		var err error
-		listed, err = s.listSnapshots(ctx, api, j.Account, &ec2.DescribeSnapshotsInput{Filters: managedOf(p.Name, j.Volume)})
+		listed, err = s.lookup(ctx, api, j.Account, j.Region, []types.Filter{filter("tag:"+tag.Policy, p.Name)}, "tag:"+tag.Volume, j.Volume)
 		if err != nil {
 			return Result{}, fail(fmt.Errorf("listing snapshots of volume %s: %w", j.Volume, err))
 		}
@@ -768,9 +772,10 @@ func keptBy(group []retention.Snapshot, r retention.Rules, now time.Time, id str
 // are found by their volume tag (by VolumeId when the job's snapshot has no volume tag:
 // byVolumeID); adopted ones by VolumeId and p's adopt tags. Every listing must succeed. A
 // listing can only miss snapshots the planner counted, which makes the check keep more,
-// never less: one listing per kind keeps the Describe calls of a delete at three (the
-// first listing also re-reads the snapshot) or four. managed, when not nil, is the
-// listing of the managed snapshots of volume already made (managedOf).
+// never less: one listing per kind keeps the Describe calls of a delete few (the first
+// listing also re-reads the snapshot). managed, when not nil, is a listing of the managed
+// snapshots of volume already made; it may hold other volumes' too (a coalesced listing),
+// which are left out as any listing's are.
 func (s *snapshots) volumeGroup(ctx context.Context, api EC2, j job.Job, p config.Policy, volume string, byVolumeID bool, managed []types.Snapshot) ([]retention.Snapshot, bool, error) {
 	first := managedOf(p.Name, volume)
 	if byVolumeID {

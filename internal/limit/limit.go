@@ -95,7 +95,8 @@ func WithMaxWait(ctx context.Context, d time.Duration) context.Context {
 	return context.WithValue(ctx, maxWaitKey{}, d)
 }
 
-func maxWait(ctx context.Context) (time.Duration, bool) {
+// MaxWait is the bound WithMaxWait set on ctx, if any.
+func MaxWait(ctx context.Context) (time.Duration, bool) {
 	d, ok := ctx.Value(maxWaitKey{}).(time.Duration)
 	return d, ok
 }
@@ -156,7 +157,7 @@ func (l *Limiter) Wait(ctx context.Context, account, region, action string) erro
 			return l.sleep(ctx, k, r, r.DelayFrom(l.now()))
 		}
 	}
-	bound, bounded := maxWait(ctx)
+	bound, bounded := MaxWait(ctx)
 	r, d, err := l.reserve(k, l.now(), bound, bounded)
 	if err != nil || r == nil {
 		return err

@@ -311,6 +311,7 @@ func (f *Function) Work(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 		KnownAccount: f.clients.Known,
 		Now:          now,
 		Concurrency:  conc,
+		Limiter:      f.clients.Limiter,
 		Visibility:   f.s.Visibility,
 		Log:          f.s.Log,
 	}

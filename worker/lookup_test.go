@@ -118,16 +118,12 @@ func TestLookupsCoalesce(t *testing.T) {
 // calls and values.
 type jobTagEC2 struct {
 	EC2
-	lim *limit.Limiter
 
 	mu     sync.Mutex
 	values []int // per call
 }
 
-func (f *jobTagEC2) DescribeSnapshots(ctx context.Context, in *ec2.DescribeSnapshotsInput, _ ...func(*ec2.Options)) (*ec2.DescribeSnapshotsOutput, error) {
-	if err := f.lim.Wait(ctx, testAccount, testRegion, "DescribeSnapshots"); err != nil {
-		return nil, err
-	}
+func (f *jobTagEC2) DescribeSnapshots(_ context.Context, in *ec2.DescribeSnapshotsInput, _ ...func(*ec2.Options)) (*ec2.DescribeSnapshotsOutput, error) {
 	out := &ec2.DescribeSnapshotsOutput{}
 	for _, fl := range in.Filters {
 		f.mu.Lock()
@@ -148,7 +144,8 @@ func (f *jobTagEC2) DescribeSnapshots(ctx context.Context, in *ec2.DescribeSnaps
 func TestLookupBatches(t *testing.T) {
 	t.Parallel()
 	lim := limit.New(map[string]limit.Bucket{limit.Describe: {Burst: 1, PerSecond: 4}})
-	api := &jobTagEC2{lim: lim}
+	fake := &jobTagEC2{}
+	api := pacedEC2{EC2: fake, lim: lim}
 	s := &snapshots{lim: lim, backoff: defaultBackoff}
 	if err := lim.Wait(context.Background(), testAccount, testRegion, "DescribeSnapshots"); err != nil {
 		t.Fatal(err)
@@ -188,17 +185,17 @@ func TestLookupBatches(t *testing.T) {
 	if err := errors.Join(errs...); err != nil {
 		t.Fatal(err)
 	}
-	api.mu.Lock()
-	defer api.mu.Unlock()
+	fake.mu.Lock()
+	defer fake.mu.Unlock()
 	total := 0
-	for _, v := range api.values {
+	for _, v := range fake.values {
 		total += v
 		if v > maxLookupValues {
 			t.Errorf("a call carried %d values, more than %d", v, maxLookupValues)
 		}
 	}
-	if len(api.values) > 4 || total < n {
-		t.Errorf("%d calls with %v values for %d lookups; want at most 4 calls covering all", len(api.values), api.values, n)
+	if len(fake.values) > 4 || total < n {
+		t.Errorf("%d calls with %v values for %d lookups; want at most 4 calls covering all", len(fake.values), fake.values, n)
 	}
 }
 

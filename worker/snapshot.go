@@ -629,7 +629,7 @@ func (s *snapshots) delete(ctx context.Context, j job.Job) (Result, error) {
 	var listed []types.Snapshot
 	if j.Volume != "" {
 		var err error
-		listed, err = s.lookup(ctx, api, j.Account, j.Region, []types.Filter{filter("tag:"+tag.Policy, p.Name)}, "tag:"+tag.Volume, j.Volume)
+		listed, err = s.managedSnapshots(ctx, api, j, j.Volume)
 		if err != nil {
 			return Result{}, fail(fmt.Errorf("listing snapshots of volume %s: %w", j.Volume, err))
 		}
@@ -777,11 +777,19 @@ func keptBy(group []retention.Snapshot, r retention.Rules, now time.Time, id str
 // snapshots of volume already made; it may hold other volumes' too (a coalesced listing),
 // which are left out as any listing's are.
 func (s *snapshots) volumeGroup(ctx context.Context, api EC2, j job.Job, p config.Policy, volume string, byVolumeID bool, managed []types.Snapshot) ([]retention.Snapshot, bool, error) {
-	first := managedOf(p.Name, volume)
-	if byVolumeID {
-		first = []types.Filter{filter("tag:"+tag.Policy, p.Name), filter("volume-id", volume)}
+	if managed == nil {
+		var err error
+		if byVolumeID {
+			managed, err = s.listSnapshots(ctx, api, j.Account, &ec2.DescribeSnapshotsInput{
+				Filters: []types.Filter{filter("tag:"+tag.Policy, p.Name), filter("volume-id", volume)}})
+		} else {
+			managed, err = s.managedSnapshots(ctx, api, j, volume)
+		}
+		if err != nil {
+			return nil, false, err
+		}
 	}
-	queries := [][]types.Filter{first}
+	listings := [][]types.Snapshot{managed}
 	if p.Adopt != nil {
 		q := []types.Filter{filter("volume-id", volume)}
 		keys := make([]string, 0, len(p.Adopt.Tags))
@@ -792,19 +800,16 @@ func (s *snapshots) volumeGroup(ctx context.Context, api EC2, j job.Job, p confi
 		for _, k := range keys {
 			q = append(q, filter("tag:"+k, p.Adopt.Tags[k]))
 		}
-		queries = append(queries, q)
+		adopted, err := s.listSnapshots(ctx, api, j.Account, &ec2.DescribeSnapshotsInput{Filters: q})
+		if err != nil {
+			return nil, false, err
+		}
+		listings = append(listings, adopted)
 	}
 	var group []retention.Snapshot
 	seen := false
 	ids := map[string]bool{}
-	for i, q := range queries {
-		listed := managed
-		if i > 0 || listed == nil {
-			var err error
-			if listed, err = s.listSnapshots(ctx, api, j.Account, &ec2.DescribeSnapshotsInput{Filters: q}); err != nil {
-				return nil, false, err
-			}
-		}
+	for _, listed := range listings {
 		for _, sn := range listed {
 			id := aws.ToString(sn.SnapshotId)
 			if ids[id] {
@@ -834,9 +839,11 @@ func (s *snapshots) volumeGroup(ctx context.Context, api EC2, j job.Job, p confi
 	return group, seen, nil
 }
 
-// managedOf filters the snapshots of policy on volume, by their tags.
-func managedOf(policy, volume string) []types.Filter {
-	return []types.Filter{filter("tag:"+tag.Policy, policy), filter("tag:"+tag.Volume, volume)}
+// managedSnapshots lists the snapshots of j's policy tagged with volume, coalesced with
+// the other listings of the policy's volumes in j's account-region (lookups): the result
+// may hold other volumes' snapshots too.
+func (s *snapshots) managedSnapshots(ctx context.Context, api EC2, j job.Job, volume string) ([]types.Snapshot, error) {
+	return s.lookup(ctx, api, j.Account, j.Region, []types.Filter{filter("tag:"+tag.Policy, j.Policy)}, "tag:"+tag.Volume, volume)
 }
 
 // volumeExists asks DescribeVolumes whether the volume still exists.

@@ -79,14 +79,20 @@ func TestLookupsCoalesce(t *testing.T) {
 		}
 		return nil
 	})
-	// Two Describe calls a second, the first one now.
+	// Two Describe calls a second, the next one in 500 ms.
 	lim := limit.New(map[string]limit.Bucket{limit.Describe: {Burst: 1, PerSecond: 2}})
+	if err := lim.Wait(context.Background(), testAccount, testRegion, "DescribeSnapshots"); err != nil {
+		t.Fatal(err)
+	}
 	q := newFakeQueue()
 	q.add(0, bodies...)
 	w := e.newWorker(q, config.Default(), time.Now)
 	w.EC2 = func(string, string) EC2 { return pacedEC2{EC2: e.worker, lim: lim} }
-	w.Limiter = lim
 	w.Concurrency = 2 * n
+	// The lookups wait on lim, but the jobs are not admitted by it (Worker.Limiter unset):
+	// they all start at once, so that which of them meet in a batch does not depend on
+	// when admission spaced them out.
+	w.handler = (&snapshots{cfg: w.Config, ec2: w.EC2, now: time.Now, backoff: *w.backoff, lim: lim}).mux()
 	st := runFor(t, w, 30*time.Second)
 	if want := (Stats{Processed: n + n/2, Created: n, Deleted: n / 2}); st != want {
 		t.Fatalf("stats %+v, want %+v (reasons %v)", st, want, q.deadReasons())

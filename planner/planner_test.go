@@ -104,7 +104,7 @@ func newFleet(t *testing.T) *fleet {
 func (f *fleet) client(region string, opts ...func(*middleware.Stack) error) *ec2.Client {
 	return ec2.NewFromConfig(f.s.AWSConfig(f.t), func(o *ec2.Options) {
 		o.Region = region
-		o.RetryMaxAttempts = 1
+		o.Retryer = mototest.TransportRetryer()
 		o.APIOptions = append(o.APIOptions, opts...)
 	})
 }

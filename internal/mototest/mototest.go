@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
@@ -198,4 +200,16 @@ func (s *Server) AWSConfig(t testing.TB) aws.Config {
 		t.Fatalf("loading SDK config for moto: %v", err)
 	}
 	return cfg
+}
+
+// TransportRetryer retries only what the SDK classes as a broken connection, up to three
+// attempts: moto's server now and then resets a kept-alive connection mid-response
+// ("use of closed network connection"), which a real client retries too. Every API error,
+// an injected fault included, is returned at the first attempt.
+func TransportRetryer() aws.Retryer {
+	return retry.NewStandard(func(o *retry.StandardOptions) {
+		o.Retryables = []retry.IsErrorRetryable{retry.RetryableConnectionError{}}
+		o.RateLimiter = ratelimit.None
+		o.MaxBackoff = 50 * time.Millisecond
+	})
 }

@@ -116,6 +116,9 @@ const (
 	maxBatch = 10
 	// maxLongPoll is SQS's longest receive wait.
 	maxLongPoll = 20 * time.Second
+	// emptyCounts is how many counts in a row, each after an empty receive, must find
+	// the queue empty before the worker exits for it.
+	emptyCounts = 2
 	// drainPoll is the receive wait when the worker must notice an empty queue quickly.
 	drainPoll = time.Second
 	// retryBase and retryCap bound the visibility backoff of retried and snoozed jobs.
@@ -267,6 +270,7 @@ func (r *runner) baseReceiveWait() time.Duration {
 func (r *runner) loop(ctx context.Context) error {
 	lastBusy := time.Now()
 	failures := 0
+	empty := 0 // counts in a row that found the queue empty
 	for ctx.Err() == nil {
 		// Hold no more than the slots can start soon; take room for one message, waiting
 		// for it, then for any others free now: never receive more than can be held.
@@ -323,6 +327,7 @@ func (r *runner) loop(ctx context.Context) error {
 		}
 		if len(msgs) > 0 || r.running() > 0 {
 			lastBusy = time.Now()
+			empty = 0
 			continue
 		}
 		idle := r.w.IdleExit > 0 && time.Since(lastBusy) >= r.w.IdleExit
@@ -335,6 +340,13 @@ func (r *runner) loop(ctx context.Context) error {
 			if idle {
 				lastBusy = time.Now()
 			}
+			empty = 0
+			continue
+		}
+		// SQS's counts are approximate, each read at its own instant: a message whose
+		// hiding ends between the reads of "visible" and "not visible" is in neither. The
+		// queue is empty when a second count, after one more receive, agrees.
+		if empty++; empty < emptyCounts {
 			continue
 		}
 		if idle {

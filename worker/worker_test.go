@@ -494,6 +494,40 @@ func TestDrainWaitsForDelayed(t *testing.T) {
 	}
 }
 
+// miscountingQueue answers its first count with an empty queue, as SQS's approximate
+// counts can when a message's hiding ends between the reads of its attributes.
+type miscountingQueue struct {
+	*fakeQueue
+	counted atomic.Bool
+}
+
+func (q *miscountingQueue) Stats(ctx context.Context) (queue.Stats, error) {
+	if !q.counted.Swap(true) {
+		return queue.Stats{}, nil
+	}
+	return q.fakeQueue.Stats(ctx)
+}
+
+// TestDrainRecountsAnEmptyCount: one count that finds the queue empty while a retried
+// message is hidden does not end the run; the message is received again and done.
+func TestDrainRecountsAnEmptyCount(t *testing.T) {
+	t.Parallel()
+	q := &miscountingQueue{fakeQueue: newFakeQueue()}
+	q.add(0, encode(t, createJob("vol-0123456789abcdef0", "default", plannedAt)))
+	var calls atomic.Int32
+	w := testWorker(q, HandlerFunc(func(context.Context, job.Job) (Result, error) {
+		if calls.Add(1) == 1 {
+			return Result{}, errors.New("first try fails")
+		}
+		return Result{Action: Created}, nil
+	}))
+	w.retryDelay = func(int) time.Duration { return 300 * time.Millisecond }
+	st := runFor(t, w, 10*time.Second)
+	if want := (Stats{Processed: 2, Created: 1, Retried: 1}); st != want || !q.counted.Load() {
+		t.Errorf("stats = %+v (queue counted: %t), want %+v: one empty count must not end the run", st, q.counted.Load(), want)
+	}
+}
+
 // TestIdleExitWaitsForDelayed: a message hidden for a back-off keeps the queue from being
 // empty, so IdleExit does not strand it.
 func TestIdleExitWaitsForDelayed(t *testing.T) {

@@ -474,18 +474,23 @@ func TestIdleExit(t *testing.T) {
 	}
 }
 
+// failsOnce is a handler whose first call fails (a retry) and every later one creates.
+func failsOnce() Handler {
+	var calls atomic.Int32
+	return HandlerFunc(func(context.Context, job.Job) (Result, error) {
+		if calls.Add(1) == 1 {
+			return Result{}, errors.New("first try fails")
+		}
+		return Result{Action: Created}, nil
+	})
+}
+
 // TestDrainWaitsForDelayed: ExitWhenDrained does not exit while a message is delayed.
 func TestDrainWaitsForDelayed(t *testing.T) {
 	t.Parallel()
 	q := newFakeQueue()
 	q.add(0, encode(t, createJob("vol-0123456789abcdef0", "default", plannedAt)))
-	var calls atomic.Int32
-	w := testWorker(q, HandlerFunc(func(context.Context, job.Job) (Result, error) {
-		if calls.Add(1) == 1 {
-			return Result{}, errors.New("first try fails")
-		}
-		return Result{Action: Created}, nil
-	}))
+	w := testWorker(q, failsOnce())
 	// A retried message is hidden for retryDelay(1) ≥ 5s: Run must still be waiting
 	// when the test's limit cancels it.
 	st := runFor(t, w, 1500*time.Millisecond)
@@ -514,13 +519,7 @@ func TestDrainRecountsAnEmptyCount(t *testing.T) {
 	t.Parallel()
 	q := &miscountingQueue{fakeQueue: newFakeQueue()}
 	q.add(0, encode(t, createJob("vol-0123456789abcdef0", "default", plannedAt)))
-	var calls atomic.Int32
-	w := testWorker(q, HandlerFunc(func(context.Context, job.Job) (Result, error) {
-		if calls.Add(1) == 1 {
-			return Result{}, errors.New("first try fails")
-		}
-		return Result{Action: Created}, nil
-	}))
+	w := testWorker(q, failsOnce())
 	w.retryDelay = func(int) time.Duration { return 300 * time.Millisecond }
 	st := runFor(t, w, 10*time.Second)
 	if want := (Stats{Processed: 2, Created: 1, Retried: 1}); st != want || !q.counted.Load() {
@@ -534,13 +533,7 @@ func TestIdleExitWaitsForDelayed(t *testing.T) {
 	t.Parallel()
 	q := newFakeQueue()
 	q.add(0, encode(t, createJob("vol-0123456789abcdef0", "default", plannedAt)))
-	var calls atomic.Int32
-	w := testWorker(q, HandlerFunc(func(context.Context, job.Job) (Result, error) {
-		if calls.Add(1) == 1 {
-			return Result{}, errors.New("first try fails")
-		}
-		return Result{Action: Created}, nil
-	}))
+	w := testWorker(q, failsOnce())
 	w.ExitWhenDrained = false
 	w.IdleExit = 200 * time.Millisecond
 	begin := time.Now()

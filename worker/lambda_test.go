@@ -14,7 +14,7 @@ import (
 // for the event source mapping (not deleted), poison ones dead-lettered and done, snoozed
 // and retryable ones hidden for their backoff and returned for retry, one still running at
 // the deadline released and returned for retry. The slow handler and the deadline are
-// what moto cannot serve; the moto path is internal/lambda's test.
+// what moto cannot serve; the moto path is cmd/snapfleet's lambdafn_test.go.
 func TestHandleBatchOutcomes(t *testing.T) {
 	t.Parallel()
 	q := newFakeQueue()

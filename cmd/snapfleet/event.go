@@ -8,6 +8,7 @@ import (
 
 	"github.com/snapfleet/snapfleet/internal/event"
 	"github.com/snapfleet/snapfleet/planner"
+	"github.com/snapfleet/snapfleet/queue"
 	"github.com/snapfleet/snapfleet/worker"
 )
 
@@ -31,25 +32,14 @@ func (e *env) planEvent(ctx context.Context, queueURL string, dryRun bool, ev ev
 	if err != nil {
 		return planner.Summary{}, err
 	}
-	now := e.now()
-	p := &planner.Planner{
-		Config:   e.cfg,
-		Accounts: accounts,
-		Regions:  regions,
-		EC2:      func(account, region string) planner.EC2 { return e.clients.EC2(account, region) },
-		Now:      now,
-		RunID:    planner.NewRunID(now),
-		DryRun:   dryRun,
-		Log:      e.log,
-	}
+	var q queue.Queue
 	if !dryRun {
-		q, err := e.openQueue(ctx, queueURL, 0)
-		if err != nil {
+		if q, err = e.openQueue(ctx, queueURL, 0); err != nil {
 			return planner.Summary{}, err
 		}
 		defer q.Close()
-		p.Queue = q
 	}
+	p := e.newPlanner(accounts, regions, q, dryRun, false)
 	s, err := p.PlanEvent(ctx, ev)
 	if errors.Is(err, planner.ErrEventScope) {
 		return s, usageError{err}

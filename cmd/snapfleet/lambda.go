@@ -8,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/snapfleet/snapfleet/internal/cloud"
-	"github.com/snapfleet/snapfleet/internal/lambda"
 )
 
 // envRuntimeAPI is set by the AWS Lambda runtime (provided.al2023) for its bootstrap.
@@ -17,7 +16,7 @@ const envRuntimeAPI = "AWS_LAMBDA_RUNTIME_API"
 // newLambdaCmd is Lambda mode: the same binary, started by the Lambda runtime as
 // `bootstrap` (the runtime sets AWS_LAMBDA_RUNTIME_API and passes no arguments, which main
 // turns into `lambda`) or as `snapfleet lambda` (an emulator, a container image with its
-// own entrypoint), serves the handler SNAPFLEET_LAMBDA names: see internal/lambda and
+// own entrypoint), serves the handler SNAPFLEET_LAMBDA names: see lambdafn.go and
 // deploy/README.md. Its settings come from the environment, not from flags.
 func newLambdaCmd() *cobra.Command {
 	return &cobra.Command{
@@ -35,7 +34,7 @@ func serveLambda(ctx context.Context, getenv func(string) string) error {
 	if getenv(envRuntimeAPI) == "" {
 		return usagef("lambda: %s is not set: run it under the Lambda runtime or an emulator of its API", envRuntimeAPI)
 	}
-	s, err := lambda.FromEnv(getenv)
+	s, err := lambdaFromEnv(getenv)
 	if err != nil {
 		return usagef("lambda: %v", err)
 	}
@@ -43,7 +42,7 @@ func serveLambda(ctx context.Context, getenv func(string) string) error {
 	if err != nil {
 		return usagef("lambda: %v", err)
 	}
-	f, err := lambda.New(ctx, s)
+	f, err := newLambdaFunction(ctx, s)
 	if err != nil {
 		return usagef("lambda: %v", err)
 	}

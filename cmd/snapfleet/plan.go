@@ -9,6 +9,7 @@ import (
 	"github.com/snapfleet/snapfleet/internal/cloud"
 	"github.com/snapfleet/snapfleet/internal/event"
 	"github.com/snapfleet/snapfleet/planner"
+	"github.com/snapfleet/snapfleet/queue"
 )
 
 type planFlags struct {
@@ -82,26 +83,14 @@ func (e *env) plan(ctx context.Context, queueURL string, dryRun, force bool) (pl
 	if err != nil {
 		return planner.Summary{}, err
 	}
-	now := e.now()
-	p := &planner.Planner{
-		Config:   e.cfg,
-		Accounts: accounts,
-		Regions:  regions,
-		EC2:      func(account, region string) planner.EC2 { return e.clients.EC2(account, region) },
-		Now:      now,
-		RunID:    planner.NewRunID(now),
-		DryRun:   dryRun,
-		Force:    force,
-		Log:      e.log,
-	}
+	var q queue.Queue
 	if !dryRun {
-		q, err := e.openQueue(ctx, queueURL, 0)
-		if err != nil {
+		if q, err = e.openQueue(ctx, queueURL, 0); err != nil {
 			return planner.Summary{}, err
 		}
 		defer q.Close()
-		p.Queue = q
 	}
+	p := e.newPlanner(accounts, regions, q, dryRun, force)
 	return p.Plan(ctx)
 }
 

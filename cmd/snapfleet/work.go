@@ -24,19 +24,21 @@ type workFlags struct {
 }
 
 func (f *workFlags) add(cmd *cobra.Command) {
-	cmd.Flags().IntVar(&f.concurrency, "concurrency", 4, "jobs handled at once")
-	cmd.Flags().DurationVar(&f.visibility, "visibility", 30*time.Second, "visibility timeout of a received job; a heartbeat extends it while the job runs")
+	cmd.Flags().IntVar(&f.concurrency, "concurrency", defaultConcurrency, "jobs handled at once")
+	cmd.Flags().DurationVar(&f.visibility, "visibility", defaultVisibility, "visibility timeout of a received job; a heartbeat extends it while the job runs")
 	cmd.Flags().DurationVar(&f.shutdownGrace, "shutdown-grace", 20*time.Second, "on SIGINT/SIGTERM, how long in-flight jobs may finish before they are released")
 }
 
 func (f *workFlags) check() error {
+	if err := checkConcurrency(f.concurrency); err != nil {
+		return usagef("--concurrency: %v", err)
+	}
+	if err := checkVisibility(f.visibility); err != nil {
+		return usagef("--visibility: %v", err)
+	}
 	switch {
-	case f.concurrency < 1 || f.concurrency > 256:
-		return usagef("--concurrency: %d is not between 1 and 256", f.concurrency)
 	case f.idleExit < 0:
 		return usagef("--idle-exit: %s is negative", f.idleExit)
-	case f.visibility < time.Second || f.visibility > 12*time.Hour:
-		return usagef("--visibility: %s is not between 1s and 12h", f.visibility)
 	case f.shutdownGrace < 0:
 		return usagef("--shutdown-grace: %s is negative", f.shutdownGrace)
 	case f.healthAddr != "":
@@ -98,21 +100,7 @@ func newWorkCmd(g *globals) *cobra.Command {
 // work runs a worker on q until it is told to stop, idles out or (drain) empties the queue.
 func (e *env) work(ctx context.Context, q queue.Queue, f *workFlags, drain bool) (worker.Stats, error) {
 	pub := event.NewPublisher(e.clients.Config(), e.cfg.Events.Bus)
-	w := &worker.Worker{
-		Queue:           event.PublishFailures(q, pub, e.log),
-		Config:          e.cfg,
-		EC2:             func(account, region string) worker.EC2 { return e.clients.EC2(account, region) },
-		KnownAccount:    e.clients.Known,
-		Limiter:         e.clients.Limiter,
-		Now:             e.now,
-		Concurrency:     f.concurrency,
-		Visibility:      f.visibility,
-		IdleExit:        f.idleExit,
-		ExitWhenDrained: drain,
-		ShutdownGrace:   f.shutdownGrace,
-		Log:             e.log,
-		Observe:         f.observe,
-	}
+	w := e.newWorker(q, pub, f, drain)
 	s, err := w.Run(ctx)
 	e.publishWork(ctx, pub, s)
 	return s, err

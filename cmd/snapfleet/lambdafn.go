@@ -1,15 +1,17 @@
-// Package lambda serves snapfleet as AWS Lambda functions: the planner, invoked by
-// EventBridge Scheduler (or by hand with an empty event), plans onto the jobs queue and
-// returns the summary; the worker, fed by an SQS event source mapping, handles each record
-// of a batch like the long-running worker and reports only the records to retry, and the
-// poison ones it dead-lettered, as batch item failures (ReportBatchItemFailures), so one
-// bad message never redoes the batch.
+// The Lambda entry points: the planner, invoked by EventBridge Scheduler (or by hand with
+// an empty event), plans onto the jobs queue and returns the summary; the worker, fed by
+// an SQS event source mapping, handles each record of a batch like the long-running
+// worker and reports only the records to retry, and the poison ones it dead-lettered, as
+// batch item failures (ReportBatchItemFailures), so one bad message never redoes the
+// batch. Both are thin adapters: event in, summary out; the planner and the worker are
+// built by wire.go as for the CLI.
 //
-// Settings come from the function's environment (FromEnv): SNAPFLEET_LAMBDA=plan|work,
+// Settings come from the function's environment (lambdaFromEnv): SNAPFLEET_LAMBDA=plan|work,
 // the config from SNAPFLEET_CONFIG (a path) or SNAPFLEET_CONFIG_YAML (inline), the queue
 // from SNAPFLEET_QUEUE. AWS endpoints, region and credentials come from the SDK's
 // standard sources, as everywhere in snapfleet.
-package lambda
+
+package main
 
 import (
 	"bytes"
@@ -32,37 +34,36 @@ import (
 	"github.com/snapfleet/snapfleet/internal/event"
 	"github.com/snapfleet/snapfleet/planner"
 	"github.com/snapfleet/snapfleet/queue"
-	"github.com/snapfleet/snapfleet/worker"
 )
 
 // Modes of SNAPFLEET_LAMBDA.
 const (
-	ModePlan = "plan"
-	ModeWork = "work"
+	lambdaModePlan = "plan"
+	lambdaModeWork = "work"
 )
 
-// Environment variables FromEnv reads.
+// Environment variables lambdaFromEnv reads.
 const (
-	EnvMode        = "SNAPFLEET_LAMBDA"
-	EnvConfig      = "SNAPFLEET_CONFIG"
-	EnvConfigYAML  = "SNAPFLEET_CONFIG_YAML"
-	EnvQueue       = "SNAPFLEET_QUEUE"
-	EnvNow         = "SNAPFLEET_NOW"
-	EnvConcurrency = "SNAPFLEET_CONCURRENCY"
-	EnvVisibility  = "SNAPFLEET_VISIBILITY"
-	EnvLogLevel    = "SNAPFLEET_LOG_LEVEL"
+	envMode        = "SNAPFLEET_LAMBDA"
+	envConfig      = "SNAPFLEET_CONFIG"
+	envConfigYAML  = "SNAPFLEET_CONFIG_YAML"
+	envQueue       = "SNAPFLEET_QUEUE"
+	envNow         = "SNAPFLEET_NOW"
+	envConcurrency = "SNAPFLEET_CONCURRENCY"
+	envVisibility  = "SNAPFLEET_VISIBILITY"
+	envLogLevel    = "SNAPFLEET_LOG_LEVEL"
 )
 
-// Settings configure the handlers.
-type Settings struct {
-	// Mode is ModePlan or ModeWork.
+// lambdaSettings configure the handlers.
+type lambdaSettings struct {
+	// Mode is lambdaModePlan or lambdaModeWork.
 	Mode   string
 	Config *config.Config
 	// Queue is the jobs queue URL (SQS, or file:PATH in tests).
 	Queue string
 	// Now replaces the clock (tests, and parity with --now); zero means the real clock.
 	Now time.Time
-	// Concurrency is how many records of a batch run at once; default 10 (a full batch).
+	// Concurrency is how many records of a batch run at once (defaultBatchConcurrency).
 	Concurrency int
 	// Visibility is what the worker's heartbeat extends a running job's message to;
 	// default 30s.
@@ -74,107 +75,127 @@ type Settings struct {
 	Log        zerolog.Logger
 }
 
-// FromEnv reads Settings from getenv (os.Getenv in the function). The error names the
+// lambdaFromEnv reads lambdaSettings from getenv (os.Getenv in the function). The error names the
 // variable that is wrong.
-func FromEnv(getenv func(string) string) (Settings, error) {
-	s := Settings{Mode: getenv(EnvMode), Queue: getenv(EnvQueue)}
+func lambdaFromEnv(getenv func(string) string) (lambdaSettings, error) {
+	s := lambdaSettings{Mode: getenv(envMode), Queue: getenv(envQueue)}
 	switch s.Mode {
-	case ModePlan, ModeWork:
+	case lambdaModePlan, lambdaModeWork:
 	case "":
-		return s, fmt.Errorf("%s is not set: want plan or work", EnvMode)
+		return s, fmt.Errorf("%s is not set: want plan or work", envMode)
 	default:
-		return s, fmt.Errorf("%s=%q: want plan or work", EnvMode, s.Mode)
+		return s, fmt.Errorf("%s=%q: want plan or work", envMode, s.Mode)
 	}
 	if s.Queue == "" {
-		return s, fmt.Errorf("%s is not set: want the jobs queue URL", EnvQueue)
+		return s, fmt.Errorf("%s is not set: want the jobs queue URL", envQueue)
 	}
-	path, inline := getenv(EnvConfig), getenv(EnvConfigYAML)
+	path, inline := getenv(envConfig), getenv(envConfigYAML)
 	var err error
 	switch {
 	case path != "" && inline != "":
-		return s, fmt.Errorf("both %s and %s are set: use one", EnvConfig, EnvConfigYAML)
+		return s, fmt.Errorf("both %s and %s are set: use one", envConfig, envConfigYAML)
 	case inline != "":
 		s.Config, err = config.Parse(strings.NewReader(inline))
 		if err != nil {
-			return s, fmt.Errorf("%s: %w", EnvConfigYAML, err)
+			return s, fmt.Errorf("%s: %w", envConfigYAML, err)
 		}
 	default:
 		s.Config, err = config.Load(path) // "" is the built-in policy
 		if err != nil {
-			return s, fmt.Errorf("%s: %w", EnvConfig, err)
+			return s, fmt.Errorf("%s: %w", envConfig, err)
 		}
 	}
-	if v := getenv(EnvNow); v != "" {
+	if v := getenv(envNow); v != "" {
 		if s.Now, err = time.Parse(time.RFC3339, v); err != nil {
-			return s, fmt.Errorf("%s=%q: not an RFC 3339 time", EnvNow, v)
+			return s, fmt.Errorf("%s=%q: not an RFC 3339 time", envNow, v)
 		}
 	}
-	if v := getenv(EnvConcurrency); v != "" {
-		if s.Concurrency, err = strconv.Atoi(v); err != nil || s.Concurrency < 1 || s.Concurrency > 256 {
-			return s, fmt.Errorf("%s=%q: not a number between 1 and 256", EnvConcurrency, v)
+	if v := getenv(envConcurrency); v != "" {
+		if s.Concurrency, err = strconv.Atoi(v); err != nil {
+			return s, fmt.Errorf("%s=%q: not a number", envConcurrency, v)
+		}
+		if err := checkConcurrency(s.Concurrency); err != nil {
+			return s, fmt.Errorf("%s=%q: %w", envConcurrency, v, err)
 		}
 	}
-	if v := getenv(EnvVisibility); v != "" {
-		if s.Visibility, err = time.ParseDuration(v); err != nil || s.Visibility < time.Second || s.Visibility > 12*time.Hour {
-			return s, fmt.Errorf("%s=%q: not a duration between 1s and 12h", EnvVisibility, v)
+	if v := getenv(envVisibility); v != "" {
+		if s.Visibility, err = time.ParseDuration(v); err != nil {
+			return s, fmt.Errorf("%s=%q: not a duration", envVisibility, v)
+		}
+		if err := checkVisibility(s.Visibility); err != nil {
+			return s, fmt.Errorf("%s=%q: %w", envVisibility, v, err)
 		}
 	}
 	lvl := zerolog.InfoLevel
-	if v := getenv(EnvLogLevel); v != "" {
+	if v := getenv(envLogLevel); v != "" {
 		if lvl, err = zerolog.ParseLevel(v); err != nil {
-			return s, fmt.Errorf("%s=%q: not a level (debug, info, warn, error)", EnvLogLevel, v)
+			return s, fmt.Errorf("%s=%q: not a level (debug, info, warn, error)", envLogLevel, v)
 		}
 	}
 	s.Log = zerolog.New(os.Stderr).Level(lvl).With().Timestamp().Logger()
 	return s, nil
 }
 
-// Function is one Lambda function: the planner's or the worker's handler, with the
+// lambdaFunction is one Lambda function: the planner's or the worker's handler, with the
 // clients and the queue it keeps between invocations.
-type Function struct {
-	s       Settings
-	clients *cloud.Clients
-	q       queue.Queue
+type lambdaFunction struct {
+	s lambdaSettings
+	// e builds the planner and the worker, as for the CLI.
+	e *env
+	q queue.Queue
 	// pub publishes outcome events to events.bus; nil when it is not set.
 	pub *event.Publisher
 }
 
-// New opens the queue and builds the AWS clients of s.
-func New(ctx context.Context, s Settings) (*Function, error) {
+// newLambdaFunction opens the queue and builds the AWS clients of s; a zero Concurrency or
+// Visibility is the default.
+func newLambdaFunction(ctx context.Context, s lambdaSettings) (*lambdaFunction, error) {
 	if s.Config == nil {
-		return nil, errors.New("lambda: Settings.Config is nil")
+		return nil, errors.New("lambda: lambdaSettings.Config is nil")
 	}
 	switch s.Mode {
-	case ModePlan, ModeWork:
+	case lambdaModePlan, lambdaModeWork:
 	default:
 		return nil, fmt.Errorf("lambda: mode %q: want plan or work", s.Mode)
 	}
+	if s.Concurrency == 0 {
+		s.Concurrency = defaultBatchConcurrency
+	}
+	if s.Visibility == 0 {
+		s.Visibility = defaultVisibility
+	}
 	clients := cloud.NewClients(s.AWS, s.Config)
 	clients.APIOptions = s.APIOptions
+	now := time.Now
+	if !s.Now.IsZero() {
+		fixed := s.Now
+		now = func() time.Time { return fixed }
+	}
+	e := &env{cfg: s.Config, now: now, clients: clients, log: s.Log}
 	cfg := s.AWS.Copy()
 	cfg.APIOptions = append(cfg.APIOptions, s.APIOptions...)
 	q, err := queue.Open(ctx, s.Queue, queue.Options{AWS: cfg})
 	if err != nil {
 		return nil, fmt.Errorf("opening queue %s: %w", s.Queue, err)
 	}
-	return &Function{s: s, clients: clients, q: q, pub: event.NewPublisher(cfg, s.Config.Events.Bus)}, nil
+	return &lambdaFunction{s: s, e: e, q: q, pub: event.NewPublisher(cfg, s.Config.Events.Bus)}, nil
 }
 
 // Close closes the queue.
-func (f *Function) Close() error { return f.q.Close() }
+func (f *lambdaFunction) Close() error { return f.q.Close() }
 
 // Handler is the function's handler for lambda.Start: Plan or Work by mode.
-func (f *Function) Handler() any {
-	if f.s.Mode == ModePlan {
+func (f *lambdaFunction) Handler() any {
+	if f.s.Mode == lambdaModePlan {
 		return f.Plan
 	}
 	return f.Work
 }
 
-// Trigger is what invoked the planner, read from an EventBridge event envelope (a
+// trigger is what invoked the planner, read from an EventBridge event envelope (a
 // Scheduler target input or a rule's event). An empty or null payload, or {}, is a manual
 // run.
-type Trigger struct {
+type trigger struct {
 	ID         string          `json:"id,omitempty"`
 	Source     string          `json:"source,omitempty"`
 	DetailType string          `json:"detail-type,omitempty"`
@@ -184,34 +205,34 @@ type Trigger struct {
 
 // Kinds of trigger the planner serves.
 const (
-	// TriggerManual: an empty event (a console test, `aws lambda invoke`).
-	TriggerManual = "manual"
-	// TriggerSchedule: EventBridge Scheduler with the input of deploy/hub.yaml, or a
+	// triggerManual: an empty event (a console test, `aws lambda invoke`).
+	triggerManual = "manual"
+	// triggerSchedule: EventBridge Scheduler with the input of deploy/hub.yaml, or a
 	// classic EventBridge schedule rule ("Scheduled Event").
-	TriggerSchedule = "schedule"
-	// TriggerEvent: an EC2 instance state-change notification (the deploy/hub.yaml rule) or
+	triggerSchedule = "schedule"
+	// triggerEvent: an EC2 instance state-change notification (the deploy/hub.yaml rule) or
 	// a snapfleet.BackupNow event: planned by planner.PlanEvent, snapshots only.
-	TriggerEvent = "event"
+	triggerEvent = "event"
 )
 
 // Kind says which planning a trigger asks for, by detail-type. Events not understood are
 // refused with an error naming them rather than planned as a full run.
-func (t Trigger) Kind() (string, error) {
+func (t trigger) Kind() (string, error) {
 	switch {
 	case t.Source == "" && t.DetailType == "":
-		return TriggerManual, nil
+		return triggerManual, nil
 	case t.DetailType == "Scheduled Event", t.Source == "aws.scheduler":
-		return TriggerSchedule, nil
+		return triggerSchedule, nil
 	case event.Handles(t.DetailType):
-		return TriggerEvent, nil
+		return triggerEvent, nil
 	default:
 		return "", fmt.Errorf("event source %q detail-type %q: the planner does not handle it", t.Source, t.DetailType)
 	}
 }
 
-// ParseTrigger decodes the planner's invocation payload.
-func ParseTrigger(payload []byte) (Trigger, error) {
-	var t Trigger
+// parseTrigger decodes the planner's invocation payload.
+func parseTrigger(payload []byte) (trigger, error) {
+	var t trigger
 	p := bytes.TrimSpace(payload)
 	if len(p) == 0 || bytes.Equal(p, []byte("null")) {
 		return t, nil
@@ -226,8 +247,8 @@ func ParseTrigger(payload []byte) (Trigger, error) {
 // (the JSON of `snapfleet plan --output json`). An account-region that could not be
 // planned is in the summary's errors; the invocation still succeeds, so that EventBridge
 // does not re-run the whole plan: the DLQ-depth and error alarms of deploy/ tell.
-func (f *Function) Plan(ctx context.Context, payload json.RawMessage) (planner.Summary, error) {
-	t, err := ParseTrigger(payload)
+func (f *lambdaFunction) Plan(ctx context.Context, payload json.RawMessage) (planner.Summary, error) {
+	t, err := parseTrigger(payload)
 	if err != nil {
 		return planner.Summary{}, err
 	}
@@ -235,12 +256,12 @@ func (f *Function) Plan(ctx context.Context, payload json.RawMessage) (planner.S
 	if err != nil {
 		return planner.Summary{}, err
 	}
-	accounts, regions, err := f.clients.Targets(ctx, f.s.Config.Regions)
+	accounts, regions, err := f.e.clients.Targets(ctx, f.s.Config.Regions)
 	if err != nil {
 		return planner.Summary{}, err
 	}
 	var ev event.Event
-	if kind == TriggerEvent {
+	if kind == triggerEvent {
 		if ev, err = event.Parse(payload); err != nil {
 			// Retrying cannot help, but only a failed invocation keeps the event: after
 			// Lambda's retries of the asynchronous call it goes, with this error, to the
@@ -248,22 +269,10 @@ func (f *Function) Plan(ctx context.Context, payload json.RawMessage) (planner.S
 			return planner.Summary{}, fmt.Errorf("planning the event: %w", err)
 		}
 	}
-	now := f.s.Now
-	if now.IsZero() {
-		now = time.Now()
-	}
-	p := &planner.Planner{
-		Config:   f.s.Config,
-		Accounts: accounts,
-		Regions:  regions,
-		EC2:      func(account, region string) planner.EC2 { return f.clients.EC2(account, region) },
-		Queue:    f.q,
-		Now:      now,
-		RunID:    planner.NewRunID(now),
-		Log:      f.s.Log.With().Str("trigger", kind).Str("event", t.ID).Logger(),
-	}
+	p := f.e.newPlanner(accounts, regions, f.q, false, false)
+	p.Log = f.s.Log.With().Str("trigger", kind).Str("event", t.ID).Logger()
 	var s planner.Summary
-	if kind == TriggerEvent {
+	if kind == triggerEvent {
 		s, err = p.PlanEvent(ctx, ev)
 	} else {
 		s, err = p.Plan(ctx)
@@ -287,34 +296,15 @@ func (f *Function) Plan(ctx context.Context, payload json.RawMessage) (planner.S
 // sent to the dead-letter queue with its reason and reported done, so it is neither
 // retried nor held up with the batch. Records of another queue than SNAPFLEET_QUEUE are
 // an error for the whole batch: the function is wired to the wrong queue.
-func (f *Function) Work(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+func (f *lambdaFunction) Work(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
 	msgs := make([]queue.Message, 0, len(ev.Records))
 	for _, r := range ev.Records {
 		if err := f.sameQueue(r.EventSourceARN); err != nil {
 			return events.SQSEventResponse{}, err
 		}
-		msgs = append(msgs, message(r))
+		msgs = append(msgs, recordMessage(r))
 	}
-	now := time.Now
-	if !f.s.Now.IsZero() {
-		fixed := f.s.Now
-		now = func() time.Time { return fixed }
-	}
-	conc := f.s.Concurrency
-	if conc <= 0 {
-		conc = 10
-	}
-	w := &worker.Worker{
-		Queue:        event.PublishFailures(f.q, f.pub, f.s.Log),
-		Config:       f.s.Config,
-		EC2:          func(account, region string) worker.EC2 { return f.clients.EC2(account, region) },
-		KnownAccount: f.clients.Known,
-		Now:          now,
-		Concurrency:  conc,
-		Limiter:      f.clients.Limiter,
-		Visibility:   f.s.Visibility,
-		Log:          f.s.Log,
-	}
+	w := f.e.newWorker(f.q, f.pub, &workFlags{concurrency: f.s.Concurrency, visibility: f.s.Visibility}, false)
 	res, err := w.HandleBatch(ctx, msgs)
 	if err != nil {
 		return events.SQSEventResponse{}, fmt.Errorf("handling a batch of %d messages: %w", len(msgs), err)
@@ -330,8 +320,8 @@ func (f *Function) Work(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 	return resp, nil
 }
 
-// message is the queue message of an SQS event record.
-func message(r events.SQSMessage) queue.Message {
+// recordMessage is the queue message of an SQS event record.
+func recordMessage(r events.SQSMessage) queue.Message {
 	m := queue.Message{ID: r.MessageId, Receipt: r.ReceiptHandle, Body: []byte(r.Body)}
 	m.Attempts, _ = strconv.Atoi(r.Attributes["ApproximateReceiveCount"])
 	m.GroupID = r.Attributes["MessageGroupId"]
@@ -346,7 +336,7 @@ func message(r events.SQSMessage) queue.Message {
 
 // sameQueue checks that an event source ARN (arn:PARTITION:sqs:REGION:ACCOUNT:NAME) names
 // the queue of SNAPFLEET_QUEUE (…/ACCOUNT/NAME). Only SQS URLs are checked.
-func (f *Function) sameQueue(arn string) error {
+func (f *lambdaFunction) sameQueue(arn string) error {
 	if arn == "" || !strings.HasPrefix(f.s.Queue, "http") {
 		return nil
 	}
@@ -355,5 +345,5 @@ func (f *Function) sameQueue(arn string) error {
 	if len(a) == 6 && len(u) >= 2 && a[4] == u[len(u)-2] && a[5] == u[len(u)-1] {
 		return nil
 	}
-	return fmt.Errorf("record from %s, but %s is %s: the event source mapping and the function's queue differ", arn, EnvQueue, f.s.Queue)
+	return fmt.Errorf("record from %s, but %s is %s: the event source mapping and the function's queue differ", arn, envQueue, f.s.Queue)
 }

@@ -1,4 +1,4 @@
-package lambda
+package main
 
 import (
 	"context"
@@ -103,7 +103,7 @@ func TestEventHandlers(t *testing.T) {
 			}
 		}
 	}
-	plan := w.function(ModePlan)
+	plan := w.function(lambdaModePlan)
 	stop := func(id, instance string) json.RawMessage {
 		return json.RawMessage(fmt.Sprintf(`{"version":"0","id":%q,"detail-type":"EC2 Instance State-change Notification",
 "source":"aws.ec2","account":%q,"time":"2026-11-22T05:00:00Z","region":%q,"resources":[],
@@ -144,7 +144,7 @@ func TestEventHandlers(t *testing.T) {
 			poisonID = r.MessageId
 		}
 	}
-	resp := w.work(ctx, w.function(ModeWork), batch)
+	resp := w.work(ctx, w.function(lambdaModeWork), batch)
 	if len(resp.BatchItemFailures) != 1 || resp.BatchItemFailures[0].ItemIdentifier != poisonID {
 		t.Fatalf("batch item failures %v, want only the poison record %s", resp.BatchItemFailures, poisonID)
 	}

@@ -1,4 +1,4 @@
-package lambda
+package main
 
 import (
 	"context"
@@ -28,7 +28,7 @@ import (
 	"github.com/snapfleet/snapfleet/internal/tag"
 )
 
-const testConfig = `
+const lambdaTestConfig = `
 policies:
   - name: daily
     select: {instance_states: [running]}
@@ -66,7 +66,7 @@ func newWorld(t *testing.T) *world {
 	t.Helper()
 	s := mototest.Start(t)
 	awsCfg := s.AWSConfig(t)
-	cfg, err := config.Parse(strings.NewReader(testConfig))
+	cfg, err := config.Parse(strings.NewReader(lambdaTestConfig))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,9 +100,9 @@ func (w *world) arn(ctx context.Context, url string) string {
 }
 
 // function builds a handler of mode on the world's moto, with optional fault hooks.
-func (w *world) function(mode string, opts ...func(*middleware.Stack) error) *Function {
+func (w *world) function(mode string, opts ...func(*middleware.Stack) error) *lambdaFunction {
 	w.t.Helper()
-	f, err := New(context.Background(), Settings{
+	f, err := newLambdaFunction(context.Background(), lambdaSettings{
 		Mode: mode, Config: w.cfg, Queue: w.queueURL, AWS: w.moto.AWSConfig(w.t),
 		Visibility: 5 * time.Second, APIOptions: opts, Log: zerolog.New(os.Stderr).With().Timestamp().Logger(),
 	})
@@ -209,7 +209,7 @@ func (w *world) receive(ctx context.Context, url, arn string, want int) []byte {
 	return b
 }
 
-func (w *world) work(ctx context.Context, f *Function, payload []byte) events.SQSEventResponse {
+func (w *world) work(ctx context.Context, f *lambdaFunction, payload []byte) events.SQSEventResponse {
 	w.t.Helper()
 	var ev events.SQSEvent
 	if err := json.Unmarshal(payload, &ev); err != nil {
@@ -254,7 +254,7 @@ func TestScheduledPlanThenSQSBatch(t *testing.T) {
 	w := newWorld(t)
 	vols := w.instances(ctx, 4)
 
-	sum, err := w.function(ModePlan).Plan(ctx, json.RawMessage(scheduledEvent))
+	sum, err := w.function(lambdaModePlan).Plan(ctx, json.RawMessage(scheduledEvent))
 	if err != nil {
 		t.Fatalf("planner handler: %v", err)
 	}
@@ -268,7 +268,7 @@ func TestScheduledPlanThenSQSBatch(t *testing.T) {
 	}
 
 	batch := w.receive(ctx, w.queueURL, w.queueARN, 4)
-	work := w.function(ModeWork)
+	work := w.function(lambdaModeWork)
 	if resp := w.work(ctx, work, batch); len(resp.BatchItemFailures) != 0 {
 		t.Fatalf("batch item failures = %v, want none", resp.BatchItemFailures)
 	}
@@ -372,7 +372,7 @@ func TestPoisonAndThrottledRecords(t *testing.T) {
 	}
 
 	start := time.Now()
-	resp := w.work(ctx, w.function(ModeWork, throttle), batch)
+	resp := w.work(ctx, w.function(lambdaModeWork, throttle), batch)
 	if took := time.Since(start); took > 10*time.Second {
 		t.Errorf("batch took %s: a throttled record must be snoozed on the queue, not waited for", took)
 	}
@@ -433,17 +433,17 @@ func TestPlannerEvents(t *testing.T) {
 	for _, tc := range []struct {
 		payload, kind, err string
 	}{
-		{"", TriggerManual, ""},
-		{"null", TriggerManual, ""},
-		{"{}", TriggerManual, ""},
-		{scheduledEvent, TriggerSchedule, ""},
-		{`{"version":"0","id":"1","detail-type":"Scheduled Event","source":"aws.events","detail":{}}`, TriggerSchedule, ""},
-		{`{"detail-type":"EC2 Instance State-change Notification","source":"aws.ec2","detail":{"instance-id":"i-0abc","state":"stopped"}}`, TriggerEvent, ""},
-		{`{"detail-type":"snapfleet.BackupNow","source":"snapfleet","detail":{}}`, TriggerEvent, ""},
+		{"", triggerManual, ""},
+		{"null", triggerManual, ""},
+		{"{}", triggerManual, ""},
+		{scheduledEvent, triggerSchedule, ""},
+		{`{"version":"0","id":"1","detail-type":"Scheduled Event","source":"aws.events","detail":{}}`, triggerSchedule, ""},
+		{`{"detail-type":"EC2 Instance State-change Notification","source":"aws.ec2","detail":{"instance-id":"i-0abc","state":"stopped"}}`, triggerEvent, ""},
+		{`{"detail-type":"snapfleet.BackupNow","source":"snapfleet","detail":{}}`, triggerEvent, ""},
 		{`{"detail-type":"EBS Snapshot Notification","source":"aws.ec2","detail":{}}`, "", "EBS Snapshot Notification"},
 		{`[1,2]`, "", "reading the planner's event"},
 	} {
-		tr, err := ParseTrigger([]byte(tc.payload))
+		tr, err := parseTrigger([]byte(tc.payload))
 		var kind string
 		if err == nil {
 			kind, err = tr.Kind()
@@ -456,7 +456,7 @@ func TestPlannerEvents(t *testing.T) {
 
 func TestFromEnv(t *testing.T) {
 	t.Parallel()
-	ok := map[string]string{EnvMode: "work", EnvQueue: "https://sqs.us-east-1.amazonaws.com/123456789012/jobs", EnvConfigYAML: testConfig}
+	ok := map[string]string{envMode: "work", envQueue: "https://sqs.us-east-1.amazonaws.com/123456789012/jobs", envConfigYAML: lambdaTestConfig}
 	with := func(k, v string) func(string) string {
 		return func(name string) string {
 			if name == k {
@@ -465,25 +465,25 @@ func TestFromEnv(t *testing.T) {
 			return ok[name]
 		}
 	}
-	s, err := FromEnv(with("", ""))
-	if err != nil || s.Mode != ModeWork || s.Config == nil {
-		t.Fatalf("FromEnv = %+v, %v", s, err)
+	s, err := lambdaFromEnv(with("", ""))
+	if err != nil || s.Mode != lambdaModeWork || s.Config == nil {
+		t.Fatalf("lambdaFromEnv = %+v, %v", s, err)
 	}
 	if _, ok := s.Config.Policy("daily"); !ok {
 		t.Errorf("inline config not read: %+v", s.Config)
 	}
 	for _, tc := range []struct{ k, v, want string }{
-		{EnvMode, "", EnvMode + " is not set"},
-		{EnvMode, "both", EnvMode + `="both"`},
-		{EnvQueue, "", EnvQueue + " is not set"},
-		{EnvConfig, "/etc/snapfleet.yaml", "both " + EnvConfig},
-		{EnvConfigYAML, "policies: [{name: BAD}]", EnvConfigYAML},
-		{EnvConcurrency, "0", EnvConcurrency},
-		{EnvVisibility, "5ms", EnvVisibility},
-		{EnvNow, "yesterday", EnvNow},
-		{EnvLogLevel, "loud", EnvLogLevel},
+		{envMode, "", envMode + " is not set"},
+		{envMode, "both", envMode + `="both"`},
+		{envQueue, "", envQueue + " is not set"},
+		{envConfig, "/etc/snapfleet.yaml", "both " + envConfig},
+		{envConfigYAML, "policies: [{name: BAD}]", envConfigYAML},
+		{envConcurrency, "0", envConcurrency},
+		{envVisibility, "5ms", envVisibility},
+		{envNow, "yesterday", envNow},
+		{envLogLevel, "loud", envLogLevel},
 	} {
-		if _, err := FromEnv(with(tc.k, tc.v)); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := lambdaFromEnv(with(tc.k, tc.v)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s=%q: err %v, want one containing %q", tc.k, tc.v, err, tc.want)
 		}
 	}
@@ -493,7 +493,7 @@ func TestFromEnv(t *testing.T) {
 // (a wiring mistake), and nothing is handled.
 func TestWrongQueue(t *testing.T) {
 	t.Parallel()
-	f := &Function{s: Settings{Queue: "https://sqs.us-east-1.amazonaws.com/123456789012/jobs"}}
+	f := &lambdaFunction{s: lambdaSettings{Queue: "https://sqs.us-east-1.amazonaws.com/123456789012/jobs"}}
 	if err := f.sameQueue("arn:aws:sqs:us-east-1:123456789012:jobs"); err != nil {
 		t.Errorf("same queue refused: %v", err)
 	}

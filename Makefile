@@ -41,7 +41,7 @@ deploy-check: lambda
 	@scripts/deploy-check.sh
 
 # test: every test. Each test that needs AWS starts its own moto_server on a free
-# loopback port and stops it by PID (internal/mototest), so tests run in parallel.
+# loopback port and stops it by PID (internal/testbed/mototest), so tests run in parallel.
 test: moto lint deploy-check
 	$(GO) test -count=1 -timeout 9m $(PKGS)
 
@@ -51,7 +51,7 @@ demo: moto build
 	@scripts/demo.sh
 
 # bench: the planner's in-process benchmarks, then the fleet benchmark: real `snapfleet plan`
-# and `work` processes against moto behind the limits-faithful endpoint (internal/awslimits).
+# and `work` processes against moto behind the limits-faithful endpoint (internal/testbed/awslimits).
 # Figures and their definitions: BENCHMARKS.md. BENCH_FLAGS, e.g. -scale 1 for the issue's sizes.
 bench: moto
 	$(GO) test -run '^$$' -bench . -benchtime 1x -benchmem ./planner/

@@ -1,6 +1,6 @@
 // Command bench measures snapfleet against AWS's API limits: it starts an emulator (the
-// in-memory internal/sim by default, or moto with -ec2 moto), puts the limits-faithful
-// endpoint (internal/awslimits) in front of its EC2 and STS, builds a
+// in-memory internal/testbed/sim by default, or moto with -ec2 moto), puts the limits-faithful
+// endpoint (internal/testbed/awslimits) in front of its EC2 and STS, builds a
 // simulated fleet, and runs a real `snapfleet plan` and N real `snapfleet work`
 // processes on the emulator's SQS (not limited: SQS limits are far above these). It
 // prints, per scenario, η, throttled calls, dead letters, duplicates, AssumeRole calls
@@ -40,11 +40,11 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
-	"github.com/snapfleet/snapfleet/internal/awslimits"
+	"github.com/snapfleet/snapfleet/internal/testbed/awslimits"
 	"github.com/snapfleet/snapfleet/internal/config"
 	"github.com/snapfleet/snapfleet/internal/job"
-	"github.com/snapfleet/snapfleet/internal/mototest"
-	"github.com/snapfleet/snapfleet/internal/sim"
+	"github.com/snapfleet/snapfleet/internal/testbed/mototest"
+	"github.com/snapfleet/snapfleet/internal/testbed/sim"
 	"github.com/snapfleet/snapfleet/internal/tag"
 )
 
@@ -82,7 +82,7 @@ func main() {
 	flag.StringVar(&o.workers, "workers", "1,2,4", "worker process counts of the single account-region scenario")
 	flag.StringVar(&o.only, "only", "", "run only scenarios whose name contains this")
 	flag.IntVar(&o.concurrency, "concurrency", 4, "snapfleet work --concurrency")
-	flag.StringVar(&o.ec2, "ec2", "sim", "what answers EC2, STS and SQS: sim (internal/sim, in memory) or moto")
+	flag.StringVar(&o.ec2, "ec2", "sim", "what answers EC2, STS and SQS: sim (internal/testbed/sim, in memory) or moto")
 	flag.StringVar(&o.linear, "linear", "1,4,16", "account-region counts of the linear/K scenarios (4 workers)")
 	flag.BoolVar(&serve, "serve", false, "only run the endpoint in front of -target until interrupted")
 	flag.StringVar(&target, "target", "", "with -serve: the emulator's URL")
@@ -245,7 +245,7 @@ func ec2In(endpoint, account, region string) *ec2.Client {
 }
 
 // world is what the scenarios run on: EC2, STS and SQS of moto or of the simulator
-// (internal/sim); EC2 and STS behind the limits-faithful endpoint, SQS straight.
+// (internal/testbed/sim); EC2 and STS behind the limits-faithful endpoint, SQS straight.
 type world struct {
 	moto     *mototest.Server // nil: the simulator's
 	sim      *sim.Sim         // nil: moto's

@@ -9,7 +9,7 @@ import (
 
 	"github.com/snapfleet/snapfleet/internal/event"
 	"github.com/snapfleet/snapfleet/internal/job"
-	"github.com/snapfleet/snapfleet/internal/mototest"
+	"github.com/snapfleet/snapfleet/internal/testbed/mototest"
 	"github.com/snapfleet/snapfleet/internal/tag"
 )
 

@@ -17,8 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"github.com/snapfleet/snapfleet/internal/mototest"
-	"github.com/snapfleet/snapfleet/internal/sim"
+	"github.com/snapfleet/snapfleet/internal/testbed/mototest"
+	"github.com/snapfleet/snapfleet/internal/testbed/sim"
 	"github.com/snapfleet/snapfleet/queue"
 )
 
@@ -58,7 +58,7 @@ func sqsBackend(t *testing.T, fifo bool) backend {
 	return sqsBackendOn(name, sharedMoto(t).AWSConfig(t), fifo)
 }
 
-// simBackend is the SQS of internal/sim, the benchmark's queue: proved by the same suite.
+// simBackend is the SQS of internal/testbed/sim, the benchmark's queue: proved by the same suite.
 func simBackend(t *testing.T, fifo bool) backend {
 	s := sim.New(nil)
 	url, stop, err := s.Serve("127.0.0.1:0")

@@ -14,7 +14,7 @@ rm -rf "$demo" && mkdir -p "$demo"
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 echo 0 >"$demo/clock"
-SNAPFLEET_MOTO_CLOCK=$demo/clock python3 internal/mototest/moto_clock.py -H 127.0.0.1 -p "$port" >"$demo/moto.log" 2>&1 &
+SNAPFLEET_MOTO_CLOCK=$demo/clock python3 internal/testbed/mototest/moto_clock.py -H 127.0.0.1 -p "$port" >"$demo/moto.log" 2>&1 &
 moto_pid=$!
 trap 'kill $moto_pid 2>/dev/null || true; wait $moto_pid 2>/dev/null || true' EXIT
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes sure python3 can import moto's server (moto 5.x with the [server] extra). The test
-# suite and the demo start moto_server themselves through internal/mototest/moto_clock.py.
+# suite and the demo start moto_server themselves through internal/testbed/mototest/moto_clock.py.
 set -euo pipefail
 py=${SNAPFLEET_PYTHON:-python3}
 if "$py" -c 'import moto, moto.server, flask' 2>/dev/null; then

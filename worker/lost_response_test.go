@@ -9,7 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 
-	"github.com/snapfleet/snapfleet/internal/faultproxy"
+	"github.com/snapfleet/snapfleet/internal/testbed/faultproxy"
 )
 
 // TestCreateLostResponse: CreateSnapshot takes effect at moto but its answer is lost (a

@@ -19,9 +19,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"github.com/snapfleet/snapfleet/internal/faultproxy"
+	"github.com/snapfleet/snapfleet/internal/testbed/faultproxy"
 	"github.com/snapfleet/snapfleet/internal/job"
-	"github.com/snapfleet/snapfleet/internal/mototest"
+	"github.com/snapfleet/snapfleet/internal/testbed/mototest"
 	"github.com/snapfleet/snapfleet/queue"
 	"github.com/snapfleet/snapfleet/worker"
 )

@@ -21,7 +21,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/snapfleet/snapfleet/internal/job"
-	"github.com/snapfleet/snapfleet/internal/mototest"
+	"github.com/snapfleet/snapfleet/internal/testbed/mototest"
 	"github.com/snapfleet/snapfleet/internal/tag"
 )
 

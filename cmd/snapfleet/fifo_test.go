@@ -12,7 +12,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/snapfleet/snapfleet/internal/job"
-	"github.com/snapfleet/snapfleet/internal/mototest"
+	"github.com/snapfleet/snapfleet/internal/testbed/mototest"
 )
 
 // fifoQueues makes a FIFO jobs queue whose RedrivePolicy names a FIFO dead-letter queue.

@@ -22,7 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"github.com/snapfleet/snapfleet/internal/mototest"
+	"github.com/snapfleet/snapfleet/internal/testbed/mototest"
 )
 
 // lambdaConfig is the config of the Lambda functions, given inline as in deploy/hub.yaml.

@@ -10,11 +10,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 
-	"github.com/snapfleet/snapfleet/internal/mototest"
-	"github.com/snapfleet/snapfleet/internal/sim"
+	"github.com/snapfleet/snapfleet/internal/testbed/mototest"
+	"github.com/snapfleet/snapfleet/internal/testbed/sim"
 )
 
-// TestPipelineOnSim runs the main job with EC2 and STS answered by internal/sim (the
+// TestPipelineOnSim runs the main job with EC2 and STS answered by internal/testbed/sim (the
 // benchmark's EC2) and SQS by moto: the same outcome as on moto (TestPipelineSQS) is
 // what makes the benchmark's figures figures of snapfleet. One snapshot per selected
 // volume with every tag, nothing new in the period, and a month later the expired

@@ -20,7 +20,7 @@ import (
 
 	"github.com/snapfleet/snapfleet/internal/config"
 	"github.com/snapfleet/snapfleet/internal/limit"
-	"github.com/snapfleet/snapfleet/internal/mototest"
+	"github.com/snapfleet/snapfleet/internal/testbed/mototest"
 )
 
 // counter counts the calls of each operation that reach the wire, and records the

@@ -15,7 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"github.com/snapfleet/snapfleet/internal/mototest"
+	"github.com/snapfleet/snapfleet/internal/testbed/mototest"
 )
 
 var _ PutEventsAPI = (*eventbridge.Client)(nil)

@@ -15,8 +15,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
 
-	"github.com/snapfleet/snapfleet/internal/awslimits"
-	"github.com/snapfleet/snapfleet/internal/sim"
+	"github.com/snapfleet/snapfleet/internal/testbed/awslimits"
+	"github.com/snapfleet/snapfleet/internal/testbed/sim"
 )
 
 const region = "eu-west-1"

@@ -1,0 +1,9 @@
+// Package testbed holds no code of its own: its subpackages are the rigs the tests and the
+// benchmark run snapfleet on, never part of the product. Only _test.go files and bench/
+// import them.
+//
+//   - mototest: starts a real moto_server per test, with a movable EBS clock.
+//   - faultproxy: a reverse proxy in front of EC2 that injects AWS's failures.
+//   - awslimits: a limits-faithful EC2 endpoint (AWS's token buckets per action).
+//   - sim: an in-memory EC2, STS and SQS for fleet-size benchmarks.
+package testbed

@@ -40,12 +40,12 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
-	"github.com/snapfleet/snapfleet/internal/testbed/awslimits"
 	"github.com/snapfleet/snapfleet/internal/config"
 	"github.com/snapfleet/snapfleet/internal/job"
+	"github.com/snapfleet/snapfleet/internal/tag"
+	"github.com/snapfleet/snapfleet/internal/testbed/awslimits"
 	"github.com/snapfleet/snapfleet/internal/testbed/mototest"
 	"github.com/snapfleet/snapfleet/internal/testbed/sim"
-	"github.com/snapfleet/snapfleet/internal/tag"
 )
 
 const ownAccount = "123456789012" // moto's default account: the caller's own

@@ -14,8 +14,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/smithy-go/middleware"
 
-	"github.com/snapfleet/snapfleet/internal/testbed/mototest"
 	"github.com/snapfleet/snapfleet/internal/tag"
+	"github.com/snapfleet/snapfleet/internal/testbed/mototest"
 )
 
 var _ EC2 = (*ec2.Client)(nil)

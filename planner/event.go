@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/snapfleet/snapfleet/internal/cloud"
+	"github.com/snapfleet/snapfleet/internal/config"
 	"github.com/snapfleet/snapfleet/internal/event"
 	"github.com/snapfleet/snapfleet/internal/job"
 	"github.com/snapfleet/snapfleet/internal/tag"
@@ -58,12 +59,12 @@ func (p *Planner) PlanEvent(ctx context.Context, ev event.Event) (Summary, error
 	log := p.Log.With().Str("run", run).Str("event", ev.ID).Str("detail_type", ev.DetailType).Logger()
 	sum := Summary{RunID: run, Failures: []Failure{}, Warnings: []string{}, Scopes: []Scope{}, DryRun: p.DryRun, Event: &ev}
 
-	var accounts, regions, instances []string
-	var tags map[string]string
+	var accounts, regions []string
+	var tgt eventTarget
 	switch ev.Kind {
 	case event.KindStateChange:
-		accounts, regions, instances = []string{ev.Account}, []string{ev.Region}, []string{ev.Instance}
-		tags = p.Config.Events.OptIn()
+		accounts, regions = []string{ev.Account}, []string{ev.Region}
+		tgt = eventTarget{instances: []string{ev.Instance}, want: p.Config.Events.OptIn()}
 		if !event.SnapshotStates[ev.State] {
 			msg := fmt.Sprintf("instance %s is %s: only stopping and stopped make snapshots", ev.Instance, ev.State)
 			log.Info().Str("instance", ev.Instance).Str("state", ev.State).Msg(msg)
@@ -75,7 +76,7 @@ func (p *Planner) PlanEvent(ctx context.Context, ev event.Event) (Summary, error
 			return sum, fmt.Errorf("planning event %s: BackupNow without a selector", ev.ID)
 		}
 		accounts, regions = ev.Selector.Accounts, ev.Selector.Regions
-		instances, tags = ev.Selector.Instances, ev.Selector.Tags
+		tgt = eventTarget{instances: ev.Selector.Instances, want: ev.Selector.Tags}
 		if len(accounts) == 0 {
 			accounts = p.Accounts
 		}
@@ -93,7 +94,7 @@ func (p *Planner) PlanEvent(ctx context.Context, ev event.Event) (Summary, error
 	sum.Accounts, sum.Regions = len(accounts), len(regions)
 	for _, account := range accounts {
 		for _, region := range regions {
-			sc, decisions, enqueued, failures := p.planEventScope(ctx, log, ev, account, region, instances, tags, now, run)
+			sc, decisions, enqueued, failures := p.planEventScope(ctx, log, ev, account, region, tgt, now, run)
 			sum.Instances += sc.instances
 			sum.Volumes += sc.volumes
 			sum.SnapshotJobs += sc.Creates
@@ -121,78 +122,103 @@ type eventScope struct {
 	instances, volumes int
 }
 
-// planEventScope plans an event in one account and region.
+// eventTarget is what an event asks to snapshot in an account-region: the instances it
+// names (none: any) that carry the wanted tags.
+type eventTarget struct {
+	instances []string
+	want      map[string]string
+}
+
+// planEventScope plans an event in one account and region, as planScope plans a schedule:
+// list (listEvent), decide (decideEvent, then done for a second delivery), send.
 func (p *Planner) planEventScope(ctx context.Context, log zerolog.Logger, ev event.Event, account, region string,
-	instances []string, want map[string]string, now time.Time, run string) (eventScope, []Decision, int, []Failure) {
-	log = log.With().Str("account", account).Str("region", region).Logger()
-	sc := eventScope{Scope: Scope{Account: account, Region: region}}
-	var failures []Failure
-	fail := func(err error) {
-		log.Error().Err(err).Msg("planning the event failed")
-		failures = append(failures, Failure{Account: account, Region: region, Error: err.Error()})
-	}
+	tgt eventTarget, now time.Time, run string) (eventScope, []Decision, int, []Failure) {
+	sc := newScopeRun(log, account, region)
+	res := eventScope{Scope: Scope{Account: account, Region: region}}
 	client := p.EC2(account, region)
 	pol := p.Config.EventPolicy()
 
+	found, volTags, err := listEvent(ctx, client, tgt, &pol)
+	if class, _ := cloud.Classify(err); class == cloud.NotFound && len(tgt.instances) > 0 {
+		// Terminated and gone: nothing left to snapshot.
+		sc.log.Warn().Err(err).Strs("instances", tgt.instances).Msg("the event's instance does not exist")
+		return res, nil, 0, nil
+	}
+	if err != nil {
+		sc.fail(fmt.Errorf("listing the event's instances and volumes in %s/%s (no snapshots): %w", account, region, err))
+		return res, nil, 0, sc.failures
+	}
+	decisions := decideEvent(found, volTags, &pol, tgt, ev.ID, &res)
+	if ev.Kind == event.KindStateChange {
+		for _, id := range notOptedIn(tgt.instances, found, tgt.want) {
+			sc.log.Info().Str("instance", id).Str("reason", ReasonNotOptedIn).Msg("instance does not opt in to snapshots on stop")
+		}
+	}
+	markDone(ctx, client, account, decisions, sc.log)
+
+	var msgs []queue.Outgoing
+	for _, d := range decisions {
+		sc.log.Info().Str("policy", d.Policy).Str("volume", d.Volume).Str("action", d.Action).Str("key", d.Key).
+			Str("reason", d.Reason).Msg("decided")
+		if d.Action != ActionCreate {
+			continue
+		}
+		res.Creates++
+		msg, err := d.message(run, now)
+		if err != nil {
+			sc.fail(err)
+			continue
+		}
+		msgs = append(msgs, msg)
+	}
+	if p.DryRun {
+		return res, decisions, 0, sc.failures
+	}
+	return res, decisions, p.send(ctx, sc, msgs), sc.failures
+}
+
+// listEvent lists the instances an event targets (in a state that can be snapshotted) and,
+// when the policy has exclude tags, every volume's tags.
+func listEvent(ctx context.Context, client EC2, tgt eventTarget, pol *config.Policy) ([]Instance, map[string]map[string]string, error) {
 	in := &ec2.DescribeInstancesInput{}
-	if len(instances) > 0 {
-		in.InstanceIds = instances
+	if len(tgt.instances) > 0 {
+		in.InstanceIds = tgt.instances
 	} else {
 		in.MaxResults = aws.Int32(1000)
 	}
-	keys := make([]string, 0, len(want))
-	for k := range want {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		in.Filters = append(in.Filters, types.Filter{Name: aws.String("tag:" + k), Values: []string{want[k]}})
+	for _, k := range sortedKeys(tgt.want) {
+		in.Filters = append(in.Filters, types.Filter{Name: aws.String("tag:" + k), Values: []string{tgt.want[k]}})
 	}
 	in.Filters = append(in.Filters, types.Filter{Name: aws.String("instance-state-name"),
 		Values: []string{"pending", "running", "stopping", "stopped"}})
-	var found []Instance
-	pages := ec2.NewDescribeInstancesPaginator(client, in)
-	for pages.HasMorePages() {
-		page, err := pages.NextPage(ctx)
-		if err != nil {
-			if class, _ := cloud.Classify(err); class == cloud.NotFound && len(instances) > 0 {
-				// Terminated and gone: nothing left to snapshot.
-				log.Warn().Err(err).Strs("instances", instances).Msg("the event's instance does not exist")
-				return sc, nil, 0, failures
-			}
-			fail(fmt.Errorf("describing the event's instances in %s/%s: %w", account, region, err))
-			return sc, nil, 0, failures
-		}
-		for _, r := range page.Reservations {
-			for _, i := range r.Instances {
-				found = append(found, instanceOf(i))
-			}
-		}
+	found, err := describeInstances(ctx, client, in)
+	if err != nil || len(pol.Select.ExcludeTags) == 0 {
+		return found, nil, err
 	}
-	var volTags map[string]map[string]string
-	if len(pol.Select.ExcludeTags) > 0 {
-		ex := make([]string, 0, len(pol.Select.ExcludeTags))
-		for k := range pol.Select.ExcludeTags {
-			ex = append(ex, k)
-		}
-		var err error
-		if _, volTags, err = listVolumes(ctx, client, ex); err != nil {
-			fail(fmt.Errorf("listing volumes in %s/%s (exclusions cannot be told: no snapshots): %w", account, region, err))
-			return sc, nil, 0, failures
-		}
+	_, volTags, err := listVolumes(ctx, client, sortedKeys(pol.Select.ExcludeTags))
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing volumes (exclusions cannot be told): %w", err)
 	}
+	return found, volTags, nil
+}
 
+// decideEvent decides the event's creates over what listEvent found: one per volume of
+// each targeted instance, or one per instance with consistency: instance, each keyed by
+// the event (job.EventKey); skips for instances not opted in and excluded volumes. It
+// counts the instances and volumes into res.
+func decideEvent(found []Instance, volTags map[string]map[string]string, pol *config.Policy, tgt eventTarget, eventID string, res *eventScope) []Decision {
+	account, region := res.Account, res.Region
 	var decisions []Decision
 	seen := map[string]bool{}
 	for _, inst := range found {
 		d0 := Decision{Account: account, Region: region, Policy: pol.Name, Instance: inst.ID, InstanceName: inst.Tags[tag.Name]}
-		if !allTags(want, inst.Tags) || (len(instances) > 0 && !slices.Contains(instances, inst.ID)) {
+		if !allTags(tgt.want, inst.Tags) || (len(tgt.instances) > 0 && !slices.Contains(tgt.instances, inst.ID)) {
 			// The server's filter is a hint: the tags decide.
 			d0.Action, d0.Reason = ActionSkip, ReasonNotOptedIn
 			decisions = append(decisions, d0)
 			continue
 		}
-		sc.instances++
+		res.instances++
 		var vols []string // the volumes of an instance snapshot (consistency: instance)
 		for _, a := range inst.Volumes {
 			if seen[a.Volume] && !pol.PerInstance() {
@@ -200,11 +226,11 @@ func (p *Planner) planEventScope(ctx context.Context, log zerolog.Logger, ev eve
 			}
 			if !seen[a.Volume] {
 				seen[a.Volume] = true
-				sc.volumes++
+				res.volumes++
 			}
 			d := d0
 			d.Volume, d.Device = a.Volume, a.Device
-			reason := volumeSkip(&pol, &inst, a, volTags)
+			reason := volumeSkip(pol, &inst, a, volTags)
 			if pol.Select.Excludes(inst.Tags) {
 				reason = ReasonExcluded
 			}
@@ -215,75 +241,57 @@ func (p *Planner) planEventScope(ctx context.Context, log zerolog.Logger, ev eve
 				vols = append(vols, a.Volume)
 				continue
 			default:
-				d.Action, d.Reason, d.Key = ActionCreate, ReasonEvent, job.EventKey(account, region, a.Volume, pol.Name, ev.ID)
+				d.Action, d.Reason, d.Key = ActionCreate, ReasonEvent, job.EventKey(account, region, a.Volume, pol.Name, eventID)
 			}
 			decisions = append(decisions, d)
 		}
 		if len(vols) > 0 {
 			d := d0
 			d.Detail = "volumes " + strings.Join(vols, " ")
-			d.Action, d.Reason, d.Key = ActionCreate, ReasonEvent, job.EventKey(account, region, inst.ID, pol.Name, ev.ID)
+			d.Action, d.Reason, d.Key = ActionCreate, ReasonEvent, job.EventKey(account, region, inst.ID, pol.Name, eventID)
 			decisions = append(decisions, d)
 		}
 	}
-	if ids := notOptedIn(instances, found, want); len(ids) > 0 && ev.Kind == event.KindStateChange {
-		for _, id := range ids {
-			log.Info().Str("instance", id).Str("reason", ReasonNotOptedIn).Msg("instance does not opt in to snapshots on stop")
-		}
-	}
-	// Volumes that already have the event's snapshot (a second delivery) are done.
-	var keys2 []string
+	return decisions
+}
+
+// markDone turns into skips the creates whose snapshot exists already (a second delivery
+// of the event), found with one listing by job tag. A failed listing is logged: the
+// workers find a job's snapshot before they create one.
+func markDone(ctx context.Context, client EC2, account string, decisions []Decision, log zerolog.Logger) {
+	var keys []string
 	for _, d := range decisions {
 		if d.Action == ActionCreate {
-			keys2 = append(keys2, d.Key)
+			keys = append(keys, d.Key)
 		}
 	}
-	if len(keys2) > 0 {
-		done := map[string]bool{}
-		err := describeSnapshots(ctx, client, []types.Filter{{Name: aws.String("tag:" + tag.Job), Values: keys2}}, func(s types.Snapshot) {
-			if aws.ToString(s.OwnerId) == account && s.State != types.SnapshotStateError {
-				done[tagMap(s.Tags)[tag.Job]] = true
-			}
-		})
-		if err != nil {
-			// The workers find the job's snapshot before they create one.
-			log.Warn().Err(err).Msg("could not look for the event's snapshots; enqueuing all")
+	if len(keys) == 0 {
+		return
+	}
+	done := map[string]bool{}
+	err := describeSnapshots(ctx, client, []types.Filter{{Name: aws.String("tag:" + tag.Job), Values: keys}}, func(s types.Snapshot) {
+		if aws.ToString(s.OwnerId) == account && s.State != types.SnapshotStateError {
+			done[tagMap(s.Tags)[tag.Job]] = true
 		}
-		for i := range decisions {
-			if d := &decisions[i]; d.Action == ActionCreate && done[d.Key] {
-				d.Action, d.Reason = ActionSkip, ReasonDone
-			}
+	})
+	if err != nil {
+		log.Warn().Err(err).Msg("could not look for the event's snapshots; enqueuing all")
+	}
+	for i := range decisions {
+		if d := &decisions[i]; d.Action == ActionCreate && done[d.Key] {
+			d.Action, d.Reason = ActionSkip, ReasonDone
 		}
 	}
-	var msgs []queue.Outgoing
-	for _, d := range decisions {
-		log.Info().Str("policy", d.Policy).Str("volume", d.Volume).Str("action", d.Action).Str("key", d.Key).
-			Str("reason", d.Reason).Msg("decided")
-		if d.Action != ActionCreate {
-			continue
-		}
-		sc.Creates++
-		msg, err := d.message(run, now)
-		if err != nil {
-			fail(err)
-			continue
-		}
-		msgs = append(msgs, msg)
+}
+
+// sortedKeys returns m's keys in order.
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
 	}
-	if p.DryRun {
-		return sc, decisions, 0, failures
-	}
-	sent := 0
-	for len(msgs) > 0 {
-		n := min(sendBatch, len(msgs))
-		if err := p.Queue.Send(ctx, msgs[:n]); err != nil {
-			fail(fmt.Errorf("enqueuing the event's jobs of %s/%s (%d of %d sent): %w", account, region, sent, sent+len(msgs), err))
-			break
-		}
-		sent += n
-		msgs = msgs[n:]
-	}
-	return sc, decisions, sent, failures
+	sort.Strings(keys)
+	return keys
 }
 
 // allTags reports whether every one of want is in tags with the same value.

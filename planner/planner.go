@@ -241,12 +241,8 @@ func (p *Planner) Plan(ctx context.Context) (Summary, error) {
 // planScope plans one account and region; it never fails as a whole but reports what
 // went wrong.
 func (p *Planner) planScope(ctx context.Context, log zerolog.Logger, account, region string, now time.Time, run string) (Result, int, []Failure) {
-	log = log.With().Str("account", account).Str("region", region).Logger()
-	var failures []Failure
-	fail := func(err error) {
-		log.Error().Err(err).Msg("planning failed")
-		failures = append(failures, Failure{Account: account, Region: region, Error: err.Error()})
-	}
+	sc := newScopeRun(log, account, region)
+	log, fail := sc.log, sc.fail
 	client := p.EC2(account, region)
 	inv := Inventory{Account: account, Region: region}
 
@@ -290,7 +286,7 @@ func (p *Planner) planScope(ctx context.Context, log zerolog.Logger, account, re
 		ev := log.Error().Str("reason", res.Breaker.Reason).Int("managed", res.Breaker.Managed)
 		if res.Breaker.Reason == BreakerFraction {
 			// The incomplete listing is already a failure of its own.
-			failures = append(failures, Failure{Account: account, Region: region, Error: res.Breaker.String()})
+			sc.failures = append(sc.failures, Failure{Account: account, Region: region, Error: res.Breaker.String()})
 			ev = ev.Int("deletes", res.Breaker.Deletes).Float64("max_delete_fraction", res.Breaker.Fraction)
 		}
 		ev.Msg(res.Breaker.String())
@@ -327,19 +323,9 @@ func (p *Planner) planScope(ctx context.Context, log zerolog.Logger, account, re
 	log.Info().Int("instances", res.Instances).Int("volumes", res.Volumes).Int("snapshots_seen", res.SnapshotsSeen).
 		Int("snapshot_jobs", res.Creates).Int("delete_jobs", res.Deletes).Msg("planned")
 	if p.DryRun {
-		return res, 0, failures
+		return res, 0, sc.failures
 	}
-	sent := 0
-	for len(msgs) > 0 {
-		n := min(sendBatch, len(msgs))
-		if err := p.Queue.Send(ctx, msgs[:n]); err != nil {
-			fail(fmt.Errorf("enqueuing jobs of %s/%s (%d of %d sent): %w", account, region, sent, sent+len(msgs), err))
-			break
-		}
-		sent += n
-		msgs = msgs[n:]
-	}
-	return res, sent, failures
+	return res, p.send(ctx, sc, msgs), sc.failures
 }
 
 // interleave alternates the elements of a and b, then the rest of the longer.
@@ -392,20 +378,7 @@ func listInstances(ctx context.Context, client EC2, cfg *config.Config) ([]Insta
 			in.Filters = append(in.Filters, types.Filter{Name: aws.String("tag:" + k), Values: []string{tags[k]}})
 		}
 	}
-	var out []Instance
-	pages := ec2.NewDescribeInstancesPaginator(client, in)
-	for pages.HasMorePages() {
-		page, err := pages.NextPage(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("describing instances: %w", err)
-		}
-		for _, r := range page.Reservations {
-			for _, i := range r.Instances {
-				out = append(out, instanceOf(i))
-			}
-		}
-	}
-	return out, nil
+	return describeInstances(ctx, client, in)
 }
 
 // instanceOf reads what the planner needs of an instance: its id, state, tags, root

@@ -19,7 +19,6 @@ import (
 	"github.com/snapfleet/snapfleet/internal/event"
 	"github.com/snapfleet/snapfleet/internal/job"
 	"github.com/snapfleet/snapfleet/internal/tag"
-	"github.com/snapfleet/snapfleet/queue"
 )
 
 // ErrEventScope is wrapped when an event names an account the config does not reach:
@@ -156,21 +155,12 @@ func (p *Planner) planEventScope(ctx context.Context, log zerolog.Logger, ev eve
 	}
 	markDone(ctx, client, account, decisions, sc.log)
 
-	var msgs []queue.Outgoing
 	for _, d := range decisions {
-		sc.log.Info().Str("policy", d.Policy).Str("volume", d.Volume).Str("action", d.Action).Str("key", d.Key).
-			Str("reason", d.Reason).Msg("decided")
-		if d.Action != ActionCreate {
-			continue
+		if d.Action == ActionCreate {
+			res.Creates++
 		}
-		res.Creates++
-		msg, err := d.message(run, now)
-		if err != nil {
-			sc.fail(err)
-			continue
-		}
-		msgs = append(msgs, msg)
 	}
+	msgs := sc.messages(decisions, run, now)
 	if p.DryRun {
 		return res, decisions, 0, sc.failures
 	}

@@ -169,11 +169,6 @@ func (p *Planner) Plan(ctx context.Context) (Summary, error) {
 		Scopes: []Scope{}, DryRun: p.DryRun, Force: p.Force}
 	log := p.Log.With().Str("run", run).Logger()
 
-	type scopeResult struct {
-		res      Result
-		enqueued int
-		failures []Failure
-	}
 	results := make([]scopeResult, len(p.Accounts)*len(p.Regions))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, Parallel)
@@ -194,38 +189,13 @@ func (p *Planner) Plan(ctx context.Context) (Summary, error) {
 
 	unknown := map[string]int{}
 	for _, r := range results {
-		sum.Instances += r.res.Instances
-		sum.Volumes += r.res.Volumes
-		sum.SnapshotsSeen += r.res.SnapshotsSeen
-		sum.SnapshotJobs += r.res.Creates
-		sum.DeleteJobs += r.res.Deletes
-		sum.Enqueued += r.enqueued
-		sum.Failures = append(sum.Failures, r.failures...)
-		sum.Kept += r.res.Kept
-		sum.Protected += r.res.Protected
-		sum.Held += r.res.Held
-		sum.Orphans += r.res.Orphans
-		sum.Scopes = append(sum.Scopes, Scope{Account: r.res.account, Region: r.res.region, Managed: r.res.SnapshotsSeen,
-			Orphans: r.res.Orphans, Creates: r.res.Creates, Deletes: r.res.Deletes, Kept: r.res.Kept,
-			Protected: r.res.Protected, Held: r.res.Held, Breaker: r.res.Breaker})
+		sum.add(r.res, r.enqueued, r.failures, p.DryRun)
 		for pol, n := range r.res.UnknownPolicies {
 			unknown[pol] += n
 		}
-		if p.DryRun {
-			sum.Decisions = append(sum.Decisions, r.res.Decisions...)
-		}
 	}
 	sum.Errors = len(sum.Failures)
-	names := make([]string, 0, len(unknown))
-	for pol := range unknown {
-		names = append(names, pol)
-	}
-	sort.Strings(names)
-	for _, pol := range names {
-		msg := fmt.Sprintf("policy %s has %d snapshots and is not in the config: they are never deleted (renamed or removed policy?)", pol, unknown[pol])
-		log.Warn().Str("policy", pol).Int("snapshots", unknown[pol]).Msg(msg)
-		sum.Warnings = append(sum.Warnings, msg)
-	}
+	sum.warnUnknown(unknown, log)
 	sort.Slice(sum.Scopes, func(i, j int) bool {
 		a, b := sum.Scopes[i], sum.Scopes[j]
 		return a.Account < b.Account || (a.Account == b.Account && a.Region < b.Region)
@@ -238,12 +208,90 @@ func (p *Planner) Plan(ctx context.Context) (Summary, error) {
 	return sum, ctx.Err()
 }
 
+// scopeResult is what planScope returns for one account-region.
+type scopeResult struct {
+	res      Result
+	enqueued int
+	failures []Failure
+}
+
+// add counts one account-region's plan into the summary (its decisions only in a dry run).
+func (sum *Summary) add(r Result, enqueued int, failures []Failure, dryRun bool) {
+	sum.Instances += r.Instances
+	sum.Volumes += r.Volumes
+	sum.SnapshotsSeen += r.SnapshotsSeen
+	sum.SnapshotJobs += r.Creates
+	sum.DeleteJobs += r.Deletes
+	sum.Enqueued += enqueued
+	sum.Failures = append(sum.Failures, failures...)
+	sum.Kept += r.Kept
+	sum.Protected += r.Protected
+	sum.Held += r.Held
+	sum.Orphans += r.Orphans
+	sum.Scopes = append(sum.Scopes, Scope{Account: r.account, Region: r.region, Managed: r.SnapshotsSeen,
+		Orphans: r.Orphans, Creates: r.Creates, Deletes: r.Deletes, Kept: r.Kept,
+		Protected: r.Protected, Held: r.Held, Breaker: r.Breaker})
+	if dryRun {
+		sum.Decisions = append(sum.Decisions, r.Decisions...)
+	}
+}
+
+// warnUnknown warns, policy by policy, of managed snapshots whose policy is not in the
+// config: they are never deleted.
+func (sum *Summary) warnUnknown(unknown map[string]int, log zerolog.Logger) {
+	names := make([]string, 0, len(unknown))
+	for pol := range unknown {
+		names = append(names, pol)
+	}
+	sort.Strings(names)
+	for _, pol := range names {
+		msg := fmt.Sprintf("policy %s has %d snapshots and is not in the config: they are never deleted (renamed or removed policy?)", pol, unknown[pol])
+		log.Warn().Str("policy", pol).Int("snapshots", unknown[pol]).Msg(msg)
+		sum.Warnings = append(sum.Warnings, msg)
+	}
+}
+
 // planScope plans one account and region; it never fails as a whole but reports what
 // went wrong.
 func (p *Planner) planScope(ctx context.Context, log zerolog.Logger, account, region string, now time.Time, run string) (Result, int, []Failure) {
 	sc := newScopeRun(log, account, region)
-	log, fail := sc.log, sc.fail
+	log = sc.log
 	client := p.EC2(account, region)
+	inv := p.inventory(ctx, client, sc)
+
+	res := Decide(inv, p.Config, now)
+	if res.ForeignSnapshots > 0 {
+		log.Warn().Int("snapshots", res.ForeignSnapshots).Msg("ignored snapshots of other owners returned by the listing")
+	}
+	if res.Deletes > 0 {
+		// The deletion classifier, only for the delete candidates; then decide again.
+		inv.Protections = p.classify(ctx, client, account, res.Decisions, sc.fail)
+		res = Decide(inv, p.Config, now)
+	}
+	if res.Trip(inv.SnapshotsComplete, p.Config.DeleteFraction(), p.Force) {
+		ev := log.Error().Str("reason", res.Breaker.Reason).Int("managed", res.Breaker.Managed)
+		if res.Breaker.Reason == BreakerFraction {
+			// The incomplete listing is already a failure of its own.
+			sc.failures = append(sc.failures, Failure{Account: account, Region: region, Error: res.Breaker.String()})
+			ev = ev.Int("deletes", res.Breaker.Deletes).Float64("max_delete_fraction", res.Breaker.Fraction)
+		}
+		ev.Msg(res.Breaker.String())
+	}
+
+	msgs := sc.messages(res.Decisions, run, now)
+	log.Info().Int("instances", res.Instances).Int("volumes", res.Volumes).Int("snapshots_seen", res.SnapshotsSeen).
+		Int("snapshot_jobs", res.Creates).Int("delete_jobs", res.Deletes).Msg("planned")
+	if p.DryRun {
+		return res, 0, sc.failures
+	}
+	return res, p.send(ctx, sc, msgs), sc.failures
+}
+
+// inventory lists what the decisions of one account-region need. A failed listing is
+// recorded and leaves its part out, so that Decide fails closed: no instances, no creates;
+// no complete snapshot listing, no deletes.
+func (p *Planner) inventory(ctx context.Context, client EC2, sc *scopeRun) Inventory {
+	account, region, fail := sc.account, sc.region, sc.fail
 	inv := Inventory{Account: account, Region: region}
 
 	instances, instErr := listInstances(ctx, client, p.Config)
@@ -272,30 +320,16 @@ func (p *Planner) planScope(ctx context.Context, log zerolog.Logger, account, re
 	if instErr == nil {
 		inv.Instances = instances
 	}
+	return inv
+}
 
-	res := Decide(inv, p.Config, now)
-	if res.ForeignSnapshots > 0 {
-		log.Warn().Int("snapshots", res.ForeignSnapshots).Msg("ignored snapshots of other owners returned by the listing")
-	}
-	if res.Deletes > 0 {
-		// The deletion classifier, only for the delete candidates; then decide again.
-		inv.Protections = p.classify(ctx, client, account, res.Decisions, fail)
-		res = Decide(inv, p.Config, now)
-	}
-	if res.Trip(inv.SnapshotsComplete, p.Config.DeleteFraction(), p.Force) {
-		ev := log.Error().Str("reason", res.Breaker.Reason).Int("managed", res.Breaker.Managed)
-		if res.Breaker.Reason == BreakerFraction {
-			// The incomplete listing is already a failure of its own.
-			sc.failures = append(sc.failures, Failure{Account: account, Region: region, Error: res.Breaker.String()})
-			ev = ev.Int("deletes", res.Breaker.Deletes).Float64("max_delete_fraction", res.Breaker.Fraction)
-		}
-		ev.Msg(res.Breaker.String())
-	}
-
-	// Creates and deletes take different token buckets: enqueued alternately, workers
-	// draining the queue in order feed both at once instead of one after the other.
+// messages logs each decision and encodes the jobs of the creates and deletes. Creates
+// and deletes take different token buckets: enqueued alternately, workers draining the
+// queue in order feed both at once instead of one after the other.
+func (sc *scopeRun) messages(decisions []Decision, run string, now time.Time) []queue.Outgoing {
+	log := sc.log
 	var creates, deletes []queue.Outgoing
-	for _, d := range res.Decisions {
+	for _, d := range decisions {
 		ev := log.Debug()
 		switch {
 		case d.Reason == retention.KeptFuture || d.Reason == retention.KeptUnknownTime:
@@ -310,7 +344,7 @@ func (p *Planner) planScope(ctx context.Context, log zerolog.Logger, account, re
 		}
 		msg, err := d.message(run, now)
 		if err != nil {
-			fail(err)
+			sc.fail(err)
 			continue
 		}
 		if d.Action == ActionCreate {
@@ -319,13 +353,7 @@ func (p *Planner) planScope(ctx context.Context, log zerolog.Logger, account, re
 			deletes = append(deletes, msg)
 		}
 	}
-	msgs := interleave(creates, deletes)
-	log.Info().Int("instances", res.Instances).Int("volumes", res.Volumes).Int("snapshots_seen", res.SnapshotsSeen).
-		Int("snapshot_jobs", res.Creates).Int("delete_jobs", res.Deletes).Msg("planned")
-	if p.DryRun {
-		return res, 0, sc.failures
-	}
-	return res, p.send(ctx, sc, msgs), sc.failures
+	return interleave(creates, deletes)
 }
 
 // interleave alternates the elements of a and b, then the rest of the longer.

@@ -89,84 +89,97 @@ var ErrInvalid = errors.New("invalid event")
 // Parse reads an EventBridge event of a detail-type that Handles. The error says what is
 // wrong in one line.
 func Parse(b []byte) (Event, error) {
-	bad := func(format string, args ...any) (Event, error) {
-		return Event{}, fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
-	}
 	var env envelope
 	if err := json.Unmarshal(bytes.TrimSpace(b), &env); err != nil {
-		return bad("not an EventBridge event: %v", err)
+		return invalid("not an EventBridge event: %v", err)
 	}
 	ev := Event{ID: env.ID, Source: env.Source, DetailType: env.DetailType, Account: env.Account, Region: env.Region}
 	if !job.ValidEventID(env.ID) {
-		return bad("id %q: want 1 to 64 letters, digits, - or _ (EventBridge's event id)", env.ID)
+		return invalid("id %q: want 1 to 64 letters, digits, - or _ (EventBridge's event id)", env.ID)
 	}
 	if env.Time != "" {
 		t, err := time.Parse(time.RFC3339, env.Time)
 		if err != nil {
-			return bad("time %q is not RFC 3339", env.Time)
+			return invalid("time %q is not RFC 3339", env.Time)
 		}
 		ev.Time = t.UTC()
 	}
 	if len(bytes.TrimSpace(env.Detail)) == 0 {
-		return bad("no detail")
+		return invalid("no detail")
 	}
 	switch env.DetailType {
 	case DetailStateChange:
-		ev.Kind = KindStateChange
-		if !job.ValidAccount(env.Account) {
-			return bad("account %q is not a 12-digit account id", env.Account)
-		}
-		if !job.ValidRegion(env.Region) {
-			return bad("region %q is not a region", env.Region)
-		}
-		var d struct {
-			Instance string `json:"instance-id"`
-			State    string `json:"state"`
-		}
-		if err := json.Unmarshal(env.Detail, &d); err != nil {
-			return bad("detail: %v", err)
-		}
-		if !instanceRE.MatchString(d.Instance) {
-			return bad("detail.instance-id %q is not an instance id", d.Instance)
-		}
-		if d.State == "" {
-			return bad("detail.state is missing")
-		}
-		ev.Instance, ev.State = d.Instance, d.State
+		return parseStateChange(ev, env)
 	case DetailBackupNow:
-		ev.Kind = KindBackupNow
-		var s Selector
-		dec := json.NewDecoder(bytes.NewReader(env.Detail))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&s); err != nil {
-			return bad("detail: %v", err)
-		}
-		for _, a := range s.Accounts {
-			if !job.ValidAccount(a) {
-				return bad("detail.accounts: %q is not a 12-digit account id", a)
-			}
-		}
-		for _, r := range s.Regions {
-			if !job.ValidRegion(r) {
-				return bad("detail.regions: %q is not a region", r)
-			}
-		}
-		for _, i := range s.Instances {
-			if !instanceRE.MatchString(i) {
-				return bad("detail.instances: %q is not an instance id", i)
-			}
-		}
-		for k := range s.Tags {
-			if k == "" || len(k) > 128 {
-				return bad("detail.tags: key %q must be 1 to 128 characters", k)
-			}
-		}
-		if len(s.Tags) == 0 && len(s.Instances) == 0 {
-			return bad("detail: select by tags or instances (an empty selector is a full run: use the schedule)")
-		}
-		ev.Selector = &s
+		return parseBackupNow(ev, env)
 	default:
-		return bad("detail-type %q: want %q or %q", env.DetailType, DetailStateChange, DetailBackupNow)
+		return invalid("detail-type %q: want %q or %q", env.DetailType, DetailStateChange, DetailBackupNow)
 	}
+}
+
+// invalid is Parse's error: ErrInvalid with what is wrong.
+func invalid(format string, args ...any) (Event, error) {
+	return Event{}, fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+}
+
+// parseStateChange reads the detail of an EC2 instance state-change notification.
+func parseStateChange(ev Event, env envelope) (Event, error) {
+	ev.Kind = KindStateChange
+	if !job.ValidAccount(env.Account) {
+		return invalid("account %q is not a 12-digit account id", env.Account)
+	}
+	if !job.ValidRegion(env.Region) {
+		return invalid("region %q is not a region", env.Region)
+	}
+	var d struct {
+		Instance string `json:"instance-id"`
+		State    string `json:"state"`
+	}
+	if err := json.Unmarshal(env.Detail, &d); err != nil {
+		return invalid("detail: %v", err)
+	}
+	if !instanceRE.MatchString(d.Instance) {
+		return invalid("detail.instance-id %q is not an instance id", d.Instance)
+	}
+	if d.State == "" {
+		return invalid("detail.state is missing")
+	}
+	ev.Instance, ev.State = d.Instance, d.State
+	return ev, nil
+}
+
+// parseBackupNow reads the selector of a snapfleet.BackupNow request, strictly.
+func parseBackupNow(ev Event, env envelope) (Event, error) {
+	ev.Kind = KindBackupNow
+	var s Selector
+	dec := json.NewDecoder(bytes.NewReader(env.Detail))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		return invalid("detail: %v", err)
+	}
+	for _, a := range s.Accounts {
+		if !job.ValidAccount(a) {
+			return invalid("detail.accounts: %q is not a 12-digit account id", a)
+		}
+	}
+	for _, r := range s.Regions {
+		if !job.ValidRegion(r) {
+			return invalid("detail.regions: %q is not a region", r)
+		}
+	}
+	for _, i := range s.Instances {
+		if !instanceRE.MatchString(i) {
+			return invalid("detail.instances: %q is not an instance id", i)
+		}
+	}
+	for k := range s.Tags {
+		if k == "" || len(k) > 128 {
+			return invalid("detail.tags: key %q must be 1 to 128 characters", k)
+		}
+	}
+	if len(s.Tags) == 0 && len(s.Instances) == 0 {
+		return invalid("detail: select by tags or instances (an empty selector is a full run: use the schedule)")
+	}
+	ev.Selector = &s
 	return ev, nil
 }

@@ -120,6 +120,36 @@ type mover interface {
 // moved anything: the receive/send/delete loop is used instead.
 var errMoveUnsupported = errors.New("move task not available")
 
+// replaying is the state of a Replay by receives: the messages left in the DLQ (held, to
+// release at the end) and the counts.
+type replaying struct {
+	o    ReplayOptions
+	res  *ReplayResult
+	held []Message
+	seen map[string]int // id → index in held
+}
+
+func (r *replaying) full() bool { return r.o.Max > 0 && r.res.Matched >= r.o.Max }
+
+// sort counts a received batch and returns the messages to move; the others are held.
+func (r *replaying) sort(got []Message) (move []Message) {
+	for _, m := range got {
+		if i, ok := r.seen[m.ID]; ok {
+			r.held[i] = m // its visibility ran out: counted already, keep the newer receipt
+			continue
+		}
+		if r.full() || (r.o.Match != nil && !r.o.Match(m)) {
+			r.res.Skipped++
+		} else if r.res.Matched++; !r.o.DryRun {
+			move = append(move, m)
+			continue
+		}
+		r.seen[m.ID] = len(r.held)
+		r.held = append(r.held, m)
+	}
+	return move
+}
+
 // Replay moves the dead letters of dlq that o.Match selects to dst: each batch is sent
 // first and deleted from dlq only once the send succeeded, so a crash can duplicate a
 // message (jobs are idempotent) but never lose one. Messages it does not move are made
@@ -151,13 +181,9 @@ func Replay(ctx context.Context, dlq, dst Queue, o ReplayOptions) (ReplayResult,
 	if outgoing == nil {
 		outgoing = func(m Message) Outgoing { return Outgoing{Body: m.Body, DedupID: "replay-" + m.ID} }
 	}
-	var (
-		held []Message          // left in the DLQ, released at the end
-		seen = map[string]int{} // id → index in held
-		errs []error
-	)
-	full := func() bool { return o.Max > 0 && res.Matched >= o.Max }
-	for !full() {
+	r := replaying{o: o, res: &res, seen: map[string]int{}}
+	var errs []error
+	for !r.full() {
 		got, err := dlq.Receive(ctx, sqsBatch, peekWait)
 		if err != nil {
 			errs = append(errs, err)
@@ -166,26 +192,7 @@ func Replay(ctx context.Context, dlq, dst Queue, o ReplayOptions) (ReplayResult,
 		if len(got) == 0 {
 			break
 		}
-		var move []Message
-		for _, m := range got {
-			if i, ok := seen[m.ID]; ok {
-				held[i] = m // its visibility ran out: counted already, keep the newer receipt
-				continue
-			}
-			if full() || (o.Match != nil && !o.Match(m)) {
-				res.Skipped++
-				seen[m.ID] = len(held)
-				held = append(held, m)
-				continue
-			}
-			res.Matched++
-			if o.DryRun {
-				seen[m.ID] = len(held)
-				held = append(held, m)
-				continue
-			}
-			move = append(move, m)
-		}
+		move := r.sort(got)
 		if len(move) == 0 {
 			continue
 		}
@@ -196,7 +203,7 @@ func Replay(ctx context.Context, dlq, dst Queue, o ReplayOptions) (ReplayResult,
 		if err := dst.Send(ctx, out); err != nil {
 			// Some may have been sent: they stay in the DLQ as well (a duplicate, not a loss).
 			res.Failed += len(move)
-			held = append(held, move...)
+			r.held = append(r.held, move...)
 			errs = append(errs, err)
 			continue
 		}
@@ -207,7 +214,7 @@ func Replay(ctx context.Context, dlq, dst Queue, o ReplayOptions) (ReplayResult,
 		}
 		res.Moved += len(move)
 	}
-	if err := release(context.WithoutCancel(ctx), dlq, held); err != nil {
+	if err := release(context.WithoutCancel(ctx), dlq, r.held); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {

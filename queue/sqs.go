@@ -375,23 +375,10 @@ func (q *sqsQueue) SetVisibility(ctx context.Context, m Message, d time.Duration
 	return nil
 }
 
-// Requeue sends a copy of m and deletes m, so that the copy starts again at receive
-// count 0: SQS's redrive would otherwise move a throttled job to the dead-letter queue
-// after maxReceiveCount snoozes.
-//
-// A standard queue delays the copy with DelaySeconds, at most 900 s. A FIFO queue has no
-// per-message delay, and a copy with the job's own deduplication id would be dropped
-// silently within five minutes of the original's send; so the FIFO copy gets an id of its
-// own, "requeue-" and m's message id (a Requeue repeated for the same message, after a
-// failed delete, is then dropped as the duplicate it is), and goes to m's group. Where
-// SQS cannot delay the copy for all of d (FIFO, or over 900 s) it carries a not-before
-// time, and Receive hides it again until then, as SetVisibility would: that hiding costs
-// the copy one receive of its fresh count. With maxReceiveCount 1 there is no receive to
-// spare, and the copy is visible early instead (at once on FIFO).
-//
-// Messages delivered by a Lambda event source mapping do not pass through Receive: there
-// a FIFO copy is handed to the function at once, and its job is tried (and snoozed)
-// again without waiting.
+// Requeue sends a copy of m, delayed by d, and deletes m: the copy starts again at receive
+// count 0, so that redrive does not dead-letter a job that was only throttled. On FIFO, or
+// beyond SQS's 900 s delay, the copy carries a not-before time that Receive honours; the
+// FIFO copy's deduplication id is "requeue-" and m's id (README: Failure handling).
 func (q *sqsQueue) Requeue(ctx context.Context, m Message, d time.Duration) error {
 	if q.isDLQ {
 		return fmt.Errorf("queue %s is a dead-letter queue: cannot requeue message %s", q.url, m.ID)

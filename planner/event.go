@@ -46,15 +46,7 @@ func (p *Planner) PlanEvent(ctx context.Context, ev event.Event) (Summary, error
 	if p.Config == nil || p.EC2 == nil || (!p.DryRun && p.Queue == nil) {
 		return Summary{}, errors.New("planning an event: no config, EC2 client factory or queue")
 	}
-	now := p.Now
-	if now.IsZero() {
-		now = time.Now()
-	}
-	now = now.UTC()
-	run := p.RunID
-	if run == "" {
-		run = NewRunID(now)
-	}
+	now, run := p.clock()
 	log := p.Log.With().Str("run", run).Str("event", ev.ID).Str("detail_type", ev.DetailType).Logger()
 	sum := Summary{RunID: run, Failures: []Failure{}, Warnings: []string{}, Scopes: []Scope{}, DryRun: p.DryRun, Event: &ev}
 

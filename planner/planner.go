@@ -156,15 +156,7 @@ func (p *Planner) Plan(ctx context.Context) (Summary, error) {
 	case !p.DryRun && p.Queue == nil:
 		return Summary{}, errors.New("planning: no queue to enqueue on")
 	}
-	now := p.Now
-	if now.IsZero() {
-		now = time.Now()
-	}
-	now = now.UTC()
-	run := p.RunID
-	if run == "" {
-		run = NewRunID(now)
-	}
+	now, run := p.clock()
 	sum := Summary{RunID: run, Accounts: len(p.Accounts), Regions: len(p.Regions), Failures: []Failure{}, Warnings: []string{},
 		Scopes: []Scope{}, DryRun: p.DryRun, Force: p.Force}
 	log := p.Log.With().Str("run", run).Logger()
@@ -368,6 +360,20 @@ func interleave[T any](a, b []T) []T {
 		}
 	}
 	return out
+}
+
+// clock returns the planning time (Now, or the real clock) in UTC and the run id (RunID,
+// or a new one).
+func (p *Planner) clock() (time.Time, string) {
+	now := p.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	now = now.UTC()
+	if p.RunID != "" {
+		return now, p.RunID
+	}
+	return now, NewRunID(now)
 }
 
 // NewRunID returns a run id: the planning time and a random suffix.

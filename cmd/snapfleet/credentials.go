@@ -29,13 +29,32 @@ func (e noCredentials) Error() string {
 		"or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and AWS_REGION", profile, cfgFile, credFile)
 }
 
-// explainCredentials replaces the SDK's chain of errors for missing credentials with
-// noCredentials; any other error, a role that cannot be assumed too, is left as it is.
-func explainCredentials(err error) error {
-	if err == nil || !strings.Contains(err.Error(), imdsNoRole) {
-		return err
+// missingRegion is the SDK's endpoint resolver's error when no region is set.
+const missingRegion = "Invalid Configuration: Missing Region"
+
+// noRegion is the SDK's error for a missing region, said in one line.
+type noRegion struct{ err error }
+
+func (e noRegion) Unwrap() error { return e.err }
+
+func (e noRegion) Error() string {
+	return fmt.Sprintf("no AWS region: set AWS_REGION, or region in profile %q of %s (regions: in the config chooses what is planned; the SDK's region is still needed)",
+		envOr("AWS_PROFILE", "default"), envOr("AWS_CONFIG_FILE", awsconfig.DefaultSharedConfigFilename()))
+}
+
+// explainAWSSetup replaces the SDK's chain of errors for missing credentials with
+// noCredentials, and for a missing region with noRegion; any other error, a role that
+// cannot be assumed too, is left as it is.
+func explainAWSSetup(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case strings.Contains(err.Error(), imdsNoRole):
+		return noCredentials{err}
+	case strings.Contains(err.Error(), missingRegion):
+		return noRegion{err}
 	}
-	return noCredentials{err}
+	return err
 }
 
 func envOr(name, fallback string) string {

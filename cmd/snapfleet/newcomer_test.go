@@ -165,17 +165,40 @@ func TestNoCredentials(t *testing.T) {
 	}
 }
 
-// TestExplainCredentialsOnlyMissing: a role that cannot be assumed (credentials exist) is
+// TestNoRegion: credentials but no region anywhere (the config's regions do not stand in
+// for the SDK's): one line saying what to set. The SDK fails resolving the endpoint,
+// before anything is sent.
+func TestNoRegion(t *testing.T) {
+	t.Parallel()
+	home := t.TempDir()
+	cfg := filepath.Join(home, "snapfleet.yaml")
+	if err := os.WriteFile(cfg, []byte("regions: [us-east-1]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(binary, "plan", "--dry-run", "--config", cfg)
+	cmd.Env = []string{"HOME=" + home, "AWS_EC2_METADATA_DISABLED=true", "AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing"}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	msg := stderr.String()
+	if !errors.As(err, &ee) || ee.ExitCode() != exitFailure || strings.Count(msg, "\n") != 1 ||
+		!strings.HasPrefix(msg, "snapfleet: no AWS region: set AWS_REGION") || strings.Contains(msg, "operation error") {
+		t.Errorf("%v; stderr %q, want one line: no AWS region: set AWS_REGION", err, msg)
+	}
+}
+
+// TestExplainAWSSetupOnlyMissing: a role that cannot be assumed (credentials exist) is
 // not reported as missing credentials; a missing one keeps its exit code's kind.
-func TestExplainCredentialsOnlyMissing(t *testing.T) {
+func TestExplainAWSSetupOnlyMissing(t *testing.T) {
 	t.Parallel()
 	denied := errors.New("operation error EC2: DescribeInstances, get identity: get credentials: failed to refresh cached credentials, " +
 		"operation error STS: AssumeRole, https response error StatusCode: 403, api error AccessDenied: not authorized")
-	if got := explainCredentials(denied); got != denied {
+	if got := explainAWSSetup(denied); got != denied {
 		t.Errorf("AssumeRole denied became %v", got)
 	}
 	missing := usageError{errors.New("lambda: get credentials: failed to refresh cached credentials, no EC2 IMDS role found, operation error ec2imds")}
-	got := explainCredentials(missing)
+	got := explainAWSSetup(missing)
 	var ue usageError
 	if !strings.HasPrefix(got.Error(), "no AWS credentials found") || !errors.As(got, &ue) {
 		t.Errorf("missing credentials: %v (usage error kept: %v)", got, errors.As(got, &ue))

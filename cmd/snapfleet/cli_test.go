@@ -90,7 +90,7 @@ func TestPlanDryRunText(t *testing.T) {
 	if !sawDone || !strings.Contains(r.stderr, "INF") {
 		t.Errorf("console logs have no INF \"plan done\" line:\n%s", r.stderr)
 	}
-	// The JSON default, for contrast: every line is an object with the same message.
+	// The default off a terminal (here a pipe), for contrast: every line is an object with the same message.
 	j := e.cli("plan", "--queue", "file:"+filepath.Join(t.TempDir(), "q2.db"), "--dry-run", "--now", now, "--config", e.config)
 	for _, l := range strings.Split(strings.TrimSpace(j.stderr), "\n") {
 		var m map[string]any

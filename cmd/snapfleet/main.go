@@ -50,7 +50,7 @@ var errPartial = errors.New("finished with failures")
 func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root, started := newRoot(stdout, stderr)
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	err := explainAWSSetup(root.ExecuteContext(ctx))
 	var ue usageError
 	switch {
 	case err == nil:

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-
+	"os"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -48,9 +48,9 @@ func newRoot(stdout, stderr io.Writer) (*cobra.Command, *bool) {
 				return usagef("--output: %q is not text or json (table is text)", g.output)
 			}
 			switch g.logFormat {
-			case "json", "console":
+			case "auto", "json", "console":
 			default:
-				return usagef("--log-format: %q is not json or console", g.logFormat)
+				return usagef("--log-format: %q is not auto, json or console", g.logFormat)
 			}
 			if _, err := zerolog.ParseLevel(g.logLevel); err != nil || g.logLevel == "" {
 				return usagef("--log-level: %q is not a level (debug, info, warn, error)", g.logLevel)
@@ -63,10 +63,13 @@ func newRoot(stdout, stderr io.Writer) (*cobra.Command, *bool) {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.output, "output", "text", "result format: text or json (one JSON object on stdout)")
-	pf.StringVar(&g.logFormat, "log-format", "json", "log format on stderr: json or console")
+	pf.StringVar(&g.logFormat, "log-format", "auto", "log format on stderr: json, console, or auto (console on a terminal, else json)")
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 
-	root.AddCommand(newPlanCmd(g), newWorkCmd(g), newRunCmd(g), newDLQCmd(g), newLambdaCmd())
+	root.Version = thisVersion().String()
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.AddCommand(newPlanCmd(g), newWorkCmd(g), newRunCmd(g), newDLQCmd(g), newLambdaCmd(),
+		newConfigCmd(g), newVersionCmd(g))
 	return root, started
 }
 
@@ -79,10 +82,26 @@ func (g *globals) addConfigFlags(cmd *cobra.Command) {
 func (g *globals) logger() zerolog.Logger {
 	lvl, _ := zerolog.ParseLevel(g.logLevel)
 	var w io.Writer = g.stderr
-	if g.logFormat == "console" {
+	if consoleLogs(g.logFormat, isTerminal(g.stderr)) {
 		w = zerolog.ConsoleWriter{Out: g.stderr, TimeFormat: time.RFC3339}
 	}
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
+}
+
+// consoleLogs reports whether logs are console lines: --log-format console, or auto
+// (the default) on a terminal; JSON otherwise, for collectors.
+func consoleLogs(format string, terminal bool) bool {
+	return format == "console" || format == "auto" && terminal
+}
+
+// isTerminal reports whether w is a terminal (a character device).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 // clock returns the --now time, or the real clock.

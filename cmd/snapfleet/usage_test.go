@@ -57,6 +57,11 @@ func TestBadInput(t *testing.T) {
 		{"bad idle-exit", []string{"work", "--queue", q, "--idle-exit", "soon"}, []string{"idle-exit", "soon"}},
 		{"stray argument", []string{"plan", "--dry-run", "extra"}, []string{"extra"}},
 		{"unknown command", []string{"backup"}, []string{"backup"}},
+		{"config check unknown key", []string{"config", "check", "--config", unknownKey}, []string{unknownKey, "line 4: policies[0].colour: unknown key"}},
+		{"config check bad value", []string{"config", "check", "--config", badDuration}, []string{badDuration, "policies[0].every", "fortnightly"}},
+		{"config check invalid policy", []string{"config", "check", "--config", noRule}, []string{noRule, "policies[daily].retain: no keep rule"}},
+		{"config check without --config", []string{"config", "check"}, []string{"--config"}},
+		{"config check stray argument", []string{"config", "check", "extra"}, []string{"extra"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -103,8 +103,13 @@ func TestLogFormatChoice(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer file.Close()
-	if isTerminal(file) || isTerminal(&bytes.Buffer{}) {
-		t.Error("a file or a buffer is taken for a terminal")
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	if isTerminal(file) || isTerminal(&bytes.Buffer{}) || isTerminal(null) {
+		t.Error("a file, a buffer or /dev/null is taken for a terminal")
 	}
 	pty, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
 	if err != nil {

@@ -139,7 +139,8 @@ type Function struct {
 	pub *event.Publisher
 }
 
-// New opens the queue and builds the AWS clients of s.
+// New checks the config's accounts against the credentials (cloud.Clients.CheckAccounts),
+// opens the queue and builds the AWS clients of s.
 func New(ctx context.Context, s Settings) (*Function, error) {
 	if s.Config == nil {
 		return nil, errors.New("lambda: Settings.Config is nil")
@@ -151,6 +152,9 @@ func New(ctx context.Context, s Settings) (*Function, error) {
 	}
 	clients := cloud.NewClients(s.AWS, s.Config)
 	clients.APIOptions = s.APIOptions
+	if err := clients.CheckAccounts(ctx); err != nil {
+		return nil, err
+	}
 	cfg := s.AWS.Copy()
 	cfg.APIOptions = append(cfg.APIOptions, s.APIOptions...)
 	q, err := queue.Open(ctx, s.Queue, queue.Options{AWS: cfg})

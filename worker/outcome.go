@@ -11,8 +11,7 @@ import (
 )
 
 // Reasons a message is dead-lettered or skipped. They are stable strings: operators filter
-// the dead-letter queue and the logs by them. Refusals of a delete all start with
-// "refused_".
+// the dead-letter queue and the logs by them. Refusals all start with "refused_".
 const (
 	ReasonInvalidMessage = "invalid_message"
 	ReasonUnknownAccount = "unknown_account"
@@ -28,6 +27,9 @@ const (
 	ReasonRefusedUnmanaged      = "refused_unmanaged"
 	ReasonRefusedPolicyMismatch = "refused_policy_mismatch"
 	ReasonRefusedRetention      = "refused_retention"
+	// ReasonRefusedForeignAccount: any job; the credentials for the job's account belong
+	// to another account (cloud.ForeignAccountError).
+	ReasonRefusedForeignAccount = "refused_foreign_account"
 
 	ReasonVolumeGone   = "volume_gone"
 	ReasonInstanceGone = "instance_gone"

@@ -27,6 +27,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/snapfleet/snapfleet/internal/cloud"
 	"github.com/snapfleet/snapfleet/internal/config"
 	"github.com/snapfleet/snapfleet/internal/job"
 	"github.com/snapfleet/snapfleet/internal/limit"
@@ -52,7 +53,8 @@ type Worker struct {
 	// EC2 returns the client for an account and region.
 	EC2 func(account, region string) EC2
 	// KnownAccount reports whether the worker may act in an account: the caller's own or
-	// one in the config.
+	// one in the config whose credentials are its own (cloud.Clients.Known); a
+	// *cloud.ForeignAccountError refuses the job (refused_foreign_account).
 	KnownAccount func(ctx context.Context, account string) (bool, error)
 	// Now is the clock of retention re-checks and snapshot tags; nil means time.Now.
 	Now func() time.Time
@@ -500,8 +502,12 @@ func (r *runner) handle(ctx context.Context, m queue.Message) (j job.Job, res Re
 		return j, Result{}, Permanent(ReasonInvalidMessage, err)
 	}
 	known, err := r.w.KnownAccount(ctx, j.Account)
-	if err != nil {
-		return j, Result{}, fmt.Errorf("checking account %s: %w", j.Account, err)
+	var foreign *cloud.ForeignAccountError
+	switch {
+	case errors.As(err, &foreign):
+		return j, Result{}, Permanent(ReasonRefusedForeignAccount, err)
+	case err != nil:
+		return j, Result{}, fail(fmt.Errorf("checking account %s: %w", j.Account, err))
 	}
 	if !known {
 		return j, Result{}, Permanent(ReasonUnknownAccount, fmt.Errorf("account %s is neither the caller's nor in the config", j.Account))

@@ -415,3 +415,76 @@ policies:
 		t.Errorf("planned accounts %v, want the organization's %v less %s and the management account", got, want, excluded)
 	}
 }
+
+// TestAccountWithoutRoleMustBeCaller: `accounts: [{id: "801119661308"}]` while the
+// credentials are moto's 123456789012. Planned, the caller's volumes would be snapshotted
+// under the other account's keys, and its owner checks made against the wrong account:
+// plan, plan --event, run and work exit 2 with one line naming both accounts, before any
+// job is enqueued or worked and before any EC2 call that changes anything.
+func TestAccountWithoutRoleMustBeCaller(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	const stranger = "801119661308"
+	e := newE2E(t)
+	ids, vols := e.instancesWithData(ctx, 1, map[string]string{"App": "shop"})
+	vol := vols[ids[0]][0]
+	e.config = writeFile(t, "stranger.yaml", fmt.Sprintf(`regions: [%s]
+accounts:
+  - id: %q
+policies:
+  - name: daily
+    every: 24h
+    retain: {max_age: 7d, min_keep: 1}
+`, mototest.Region, stranger))
+	before := e.snapshots(ctx)
+	ev := writeFile(t, "backup.json", fmt.Sprintf(`{"version":"0","id":"ev-1","detail-type":"snapfleet.BackupNow",
+"source":"release.pipeline","account":%q,"time":"2026-11-22T05:00:00Z","region":%q,"resources":[],
+"detail":{"accounts":[%q],"regions":[%q],"tags":{"App":"shop"}}}`, stranger, mototest.Region, stranger, mototest.Region))
+
+	// A forged job for the stranger, of the caller's volume, waits on the worker's queue.
+	dir := t.TempDir()
+	workQ := "file:" + filepath.Join(dir, "work.db")
+	q, err := queue.Open(ctx, workQ, queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := job.Encode(job.Job{V: 1, Kind: job.KindCreate, Key: job.CreateKey(stranger, mototest.Region, vol, "daily", time.Now().UTC().Truncate(24*time.Hour)),
+		Account: stranger, Region: mototest.Region, Policy: "daily", Volume: vol,
+		Instance: ids[0], Device: "/dev/xvda", Run: "run-test", PlannedAt: time.Now().UTC()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Send(ctx, []queue.Outgoing{{Body: body}}); err != nil {
+		t.Fatal(err)
+	}
+	q.Close()
+
+	for _, args := range [][]string{
+		{"plan", "--queue", "file:" + filepath.Join(dir, "plan.db")},
+		{"plan", "--queue", "file:" + filepath.Join(dir, "event.db"), "--event", ev},
+		{"run", "--queue", "file:" + filepath.Join(dir, "run.db")},
+		{"work", "--queue", workQ, "--idle-exit", "1s"},
+	} {
+		r := e.cli(append(args, "--config", e.config)...)
+		lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+		if r.code != 2 || len(lines) != 1 || !strings.Contains(lines[0], stranger) || !strings.Contains(lines[0], motoAccount) || r.stdout != "" {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q: want exit 2 and one line naming %s and %s", args[0], r.code, r.stdout, tail(r.stderr), stranger, motoAccount)
+		}
+	}
+	for _, name := range []string{"plan.db", "event.db", "run.db"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); !os.IsNotExist(err) {
+			t.Errorf("queue %s was opened (%v): nothing may be enqueued", name, err)
+		}
+	}
+	q, err = queue.Open(ctx, workQ, queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if st, err := q.Stats(ctx); err != nil || st.Visible != 1 {
+		t.Errorf("work queue %+v, %v: want the forged job still there, unworked", st, err)
+	}
+	if after := e.snapshots(ctx); len(after) != len(before) {
+		t.Errorf("%d snapshots before, %d after: want no change", len(before), len(after))
+	}
+}

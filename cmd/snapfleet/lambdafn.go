@@ -147,8 +147,9 @@ type lambdaFunction struct {
 	pub *event.Publisher
 }
 
-// newLambdaFunction opens the queue and builds the AWS clients of s; a zero Concurrency or
-// Visibility is the default.
+// newLambdaFunction checks the config's accounts against the credentials
+// (cloud.Clients.CheckAccounts), opens the queue and builds the AWS clients of s; a zero
+// Concurrency or Visibility is the default.
 func newLambdaFunction(ctx context.Context, s lambdaSettings) (*lambdaFunction, error) {
 	if s.Config == nil {
 		return nil, errors.New("lambda: lambdaSettings.Config is nil")
@@ -166,6 +167,9 @@ func newLambdaFunction(ctx context.Context, s lambdaSettings) (*lambdaFunction, 
 	}
 	clients := cloud.NewClients(s.AWS, s.Config)
 	clients.APIOptions = s.APIOptions
+	if err := clients.CheckAccounts(ctx); err != nil {
+		return nil, err
+	}
 	now := time.Now
 	if !s.Now.IsZero() {
 		fixed := s.Now

@@ -94,12 +94,27 @@ func (e *env) plan(ctx context.Context, queueURL string, dryRun, force bool) (pl
 	return p.Plan(ctx)
 }
 
-// targets are the account-regions to plan (cloud.Clients.Targets); no region is a usage
-// error.
+// targets are the account-regions to plan (cloud.Clients.Targets); no region, or a
+// listed account that is not the credentials' own, is a usage error.
 func (e *env) targets(ctx context.Context) (accounts, regions []string, err error) {
 	accounts, regions, err = e.clients.Targets(ctx, e.cfg.Regions)
 	if errors.Is(err, cloud.ErrNoRegion) {
 		return nil, nil, usageError{err}
 	}
-	return accounts, regions, err
+	return accounts, regions, e.accountError(err)
+}
+
+// checkAccounts checks the config's accounts against the credentials before any job
+// (cloud.Clients.CheckAccounts).
+func (e *env) checkAccounts(ctx context.Context) error {
+	return e.accountError(e.clients.CheckAccounts(ctx))
+}
+
+// accountError makes an account whose credentials are another's a usage error.
+func (e *env) accountError(err error) error {
+	var foreign *cloud.ForeignAccountError
+	if errors.As(err, &foreign) {
+		return usageError{err}
+	}
+	return err
 }

@@ -64,6 +64,9 @@ func newWorkCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := e.checkAccounts(cmd.Context()); err != nil {
+				return err
+			}
 			q, err := e.openQueue(cmd.Context(), queueURL, f.visibility)
 			if err != nil {
 				return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -274,5 +275,108 @@ func TestRetryerHasNoSharedQuota(t *testing.T) {
 		if _, err := r.GetRetryToken(context.Background(), throttle); err != nil {
 			t.Fatalf("retry token %d: %v", i, err)
 		}
+	}
+}
+
+// redirectRole rewrites every AssumeRole of from into one of to, as a trust chain that
+// hands out another account's credentials would.
+func redirectRole(from, to string) func(*middleware.Stack) error {
+	return func(s *middleware.Stack) error {
+		return s.Initialize.Add(middleware.InitializeMiddlewareFunc("snapfleetTestRedirectRole",
+			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+				if ar, ok := in.Parameters.(*sts.AssumeRoleInput); ok && aws.ToString(ar.RoleArn) == from {
+					cp := *ar
+					cp.RoleArn = aws.String(to)
+					in.Parameters = &cp
+				}
+				return next.HandleInitialize(ctx, in)
+			}), middleware.Before)
+	}
+}
+
+// TestForeignAccounts: an account listed without a role must be the caller's own, and a
+// role's credentials must be its account's. CheckAccounts (and Targets) name the first
+// listed account that is not, before anything is planned; Known refuses a job's account
+// whose credentials are another's. Each account's identity is asked once per process.
+func TestForeignAccounts(t *testing.T) {
+	t.Parallel()
+	s := mototest.Start(t)
+	base := s.AWSConfig(t)
+	ctx := context.Background()
+	const (
+		stranger   = "801119661308"
+		redirected = "444444444444"
+		elsewhere  = "555555555555"
+	)
+	cfg := config.Default()
+	cfg.Accounts = []config.Account{
+		{ID: mototest.Account},
+		{ID: roleAccount, RoleARN: roleARN},
+		{ID: redirected, RoleARN: "arn:aws:iam::" + redirected + ":role/x"},
+		{ID: stranger},
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	var cnt counter
+	cl := NewClients(base, cfg)
+	cl.APIOptions = append(cl.APIOptions, cnt.option,
+		redirectRole("arn:aws:iam::"+redirected+":role/x", "arn:aws:iam::"+elsewhere+":role/x"))
+
+	var foreign *ForeignAccountError
+	err := cl.CheckAccounts(ctx)
+	if !errors.As(err, &foreign) || foreign.Account != stranger || foreign.Actual != mototest.Account || foreign.Role != "" {
+		t.Fatalf("CheckAccounts: %v, want the no-role %s found to be %s", err, stranger, mototest.Account)
+	}
+	if msg := err.Error(); !strings.Contains(msg, stranger) || !strings.Contains(msg, mototest.Account) || strings.Contains(msg, "\n") {
+		t.Errorf("error %q: want one line naming %s and %s", msg, stranger, mototest.Account)
+	}
+	if _, _, err := cl.Targets(ctx, []string{mototest.Region}); !errors.As(err, &foreign) || foreign.Account != stranger {
+		t.Errorf("Targets: %v, want the ForeignAccountError of %s", err, stranger)
+	}
+	// CheckAccounts asks only about the accounts without a role: no role was assumed.
+	if n := cnt.n("AssumeRole"); n != 0 {
+		t.Errorf("CheckAccounts assumed %d roles, want none", n)
+	}
+
+	for range 3 {
+		for _, tt := range []struct {
+			account     string
+			known       bool
+			foreignedBy string // the actual account of a ForeignAccountError
+		}{
+			{mototest.Account, true, ""},
+			{roleAccount, true, ""},
+			{stranger, false, mototest.Account},
+			{redirected, false, elsewhere},
+			{"666666666666", false, ""},
+		} {
+			ok, err := cl.Known(ctx, tt.account)
+			switch {
+			case tt.foreignedBy != "":
+				if !errors.As(err, &foreign) || ok || foreign.Account != tt.account || foreign.Actual != tt.foreignedBy {
+					t.Errorf("Known(%s) = %v, %v; want a ForeignAccountError: credentials of %s", tt.account, ok, err, tt.foreignedBy)
+				}
+			case err != nil || ok != tt.known:
+				t.Errorf("Known(%s) = %v, %v; want %v", tt.account, ok, err, tt.known)
+			}
+		}
+	}
+	if msg := (&ForeignAccountError{Account: redirected, Actual: elsewhere, Role: "r"}).Error(); !strings.Contains(msg, redirected) || !strings.Contains(msg, elsewhere) {
+		t.Errorf("role mismatch error %q names neither account", msg)
+	}
+	// Once per process: the caller's identity, and each role's through its credentials.
+	if n := cnt.n("GetCallerIdentity"); n != 3 {
+		t.Errorf("GetCallerIdentity called %d times, want 3 (the caller, %s's role, %s's role)", n, roleAccount, redirected)
+	}
+	if n := cnt.n("AssumeRole"); n != 2 {
+		t.Errorf("AssumeRole called %d times, want 2", n)
+	}
+
+	// Listed without a role and the caller's own: fine.
+	own := config.Default()
+	own.Accounts = []config.Account{{ID: mototest.Account}, {ID: roleAccount, RoleARN: roleARN}}
+	if err := NewClients(base, own).CheckAccounts(ctx); err != nil {
+		t.Errorf("CheckAccounts with the caller's own account: %v", err)
 	}
 }

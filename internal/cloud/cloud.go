@@ -65,6 +65,8 @@ type Clients struct {
 	base     aws.Config
 	accounts map[string]config.Account
 	org      *config.Organization
+	// stsRegion is where STS is asked when the SDK has no region: the config's first.
+	stsRegion string
 	// APIOptions are added to every client: tests inject faults with them.
 	APIOptions []func(*middleware.Stack) error
 	// Limiter paces every EC2 call per account, region and action (NewClients builds it
@@ -78,6 +80,14 @@ type Clients struct {
 	discovered []string // the organization's accounts, once listed
 	ec2        map[string]*ec2.Client
 	creds      map[string]aws.CredentialsProvider
+	verdicts   map[string]*verdict
+}
+
+// verdict is whether an account's credentials proved to be that account's (Verify).
+type verdict struct {
+	mu   sync.Mutex
+	done bool
+	err  error // nil, or a *ForeignAccountError
 }
 
 // NewClients returns a factory over base for the accounts of cfg, with cfg's rate limits.
@@ -88,6 +98,10 @@ func NewClients(base aws.Config, cfg *config.Config) *Clients {
 		org:      cfg.Organization,
 		ec2:      map[string]*ec2.Client{},
 		creds:    map[string]aws.CredentialsProvider{},
+		verdicts: map[string]*verdict{},
+	}
+	if len(cfg.Regions) > 0 {
+		c.stsRegion = cfg.Regions[0]
 	}
 	for _, a := range cfg.Accounts {
 		c.accounts[a.ID] = a
@@ -204,8 +218,12 @@ var ErrNoRegion = errors.New("no region: set regions in the config, or AWS_REGIO
 // Targets are the account-regions to plan: the config's accounts (listed, or discovered
 // in the organization) or else the caller's own account, times the given regions or else
 // the SDK's region. An organization with no account left after the exclusions is an
-// error, not a silent plan of the caller's own account.
+// error, not a silent plan of the caller's own account; so is a listed account without a
+// role that is not the caller's (CheckAccounts).
 func (c *Clients) Targets(ctx context.Context, configRegions []string) (accounts, regions []string, err error) {
+	if err := c.CheckAccounts(ctx); err != nil {
+		return nil, nil, err
+	}
 	accounts, err = c.Accounts(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -237,9 +255,7 @@ func (c *Clients) Self(ctx context.Context) (string, error) {
 	if c.self != "" {
 		return c.self, nil
 	}
-	out, err := sts.NewFromConfig(c.base, func(o *sts.Options) {
-		o.APIOptions = append(o.APIOptions, c.APIOptions...)
-	}).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	out, err := c.sts(nil).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
 	if err != nil {
 		return "", fmt.Errorf("getting the caller's account: %w", err)
 	}
@@ -247,20 +263,122 @@ func (c *Clients) Self(ctx context.Context) (string, error) {
 	return c.self, nil
 }
 
-// Known reports whether account is the caller's own, one in the config or one of the
-// configured organization's (discovered on first use).
-func (c *Clients) Known(ctx context.Context, account string) (bool, error) {
-	if _, ok := c.accounts[account]; ok {
-		return true, nil
+// sts is an STS client with creds (nil: the base credentials), in the SDK's region or
+// else the config's first.
+func (c *Clients) sts(creds aws.CredentialsProvider) *sts.Client {
+	cfg := c.base.Copy()
+	if creds != nil {
+		cfg.Credentials = creds
 	}
-	if c.org != nil {
+	if cfg.Region == "" {
+		cfg.Region = c.stsRegion
+	}
+	return sts.NewFromConfig(cfg, func(o *sts.Options) {
+		o.APIOptions = append(o.APIOptions, c.APIOptions...)
+	})
+}
+
+// ForeignAccountError: the credentials snapfleet would act with in Account belong to
+// another account (Actual) — an account listed without a role that is not the caller's,
+// or a role whose identity is in another account.
+type ForeignAccountError struct {
+	Account, Actual string
+	// Role is the role assumed for Account; "" when it has none.
+	Role string
+}
+
+func (e *ForeignAccountError) Error() string {
+	if e.Role == "" {
+		return fmt.Sprintf("accounts: %s has no role_arn, so it must be the caller's own account, but the credentials are account %s's: give it a role_arn, or use %s's credentials",
+			e.Account, e.Actual, e.Account)
+	}
+	return fmt.Sprintf("accounts: %s: role %s gives credentials of account %s, not %s", e.Account, e.Role, e.Actual, e.Account)
+}
+
+// CheckAccounts verifies that every listed account without a role is the caller's own
+// (one GetCallerIdentity, and only if there is such an account): a *ForeignAccountError
+// names the first that is not.
+func (c *Clients) CheckAccounts(ctx context.Context) error {
+	ids := make([]string, 0, len(c.accounts))
+	for id, a := range c.accounts {
+		if a.RoleARN == "" {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		if err := c.Verify(ctx, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Verify checks that the credentials snapfleet acts with in account — the base ones
+// without a role, else the assumed role's — are account's own (STS GetCallerIdentity
+// through them). The answer is asked once per account and cached; a failure to ask is not
+// cached. A mismatch is a *ForeignAccountError.
+func (c *Clients) Verify(ctx context.Context, account string) error {
+	c.mu.Lock()
+	v, ok := c.verdicts[account]
+	if !ok {
+		v = &verdict{}
+		c.verdicts[account] = v
+	}
+	c.mu.Unlock()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.done {
+		return v.err
+	}
+	role, _ := c.role(account)
+	actual, err := c.identity(ctx, account, role)
+	if err != nil {
+		return fmt.Errorf("verifying the credentials of account %s: %w", account, err)
+	}
+	v.done = true
+	if actual != account {
+		v.err = &ForeignAccountError{Account: account, Actual: actual, Role: role}
+	}
+	return v.err
+}
+
+// identity is the account the credentials of account belong to: the caller's without a
+// role, else the role's by GetCallerIdentity through its credentials.
+func (c *Clients) identity(ctx context.Context, account, role string) (string, error) {
+	if role == "" {
+		return c.Self(ctx)
+	}
+	c.mu.Lock()
+	creds := c.credsLocked(account)
+	c.mu.Unlock()
+	out, err := c.sts(creds).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	if err != nil {
+		return "", fmt.Errorf("getting the identity of role %s: %w", role, err)
+	}
+	return aws.ToString(out.Account), nil
+}
+
+// Known reports whether snapfleet may act in account: the caller's own, one in the config
+// or one of the configured organization's (discovered on first use) — and, for a listed
+// or discovered account, whose credentials proved to be its own (Verify: a
+// *ForeignAccountError when they are another's).
+func (c *Clients) Known(ctx context.Context, account string) (bool, error) {
+	listed := false
+	if _, ok := c.accounts[account]; ok {
+		listed = true
+	} else if c.org != nil {
 		ids, err := c.Accounts(ctx)
 		if err != nil {
 			return false, err
 		}
-		if _, ok := slices.BinarySearch(ids, account); ok {
-			return true, nil
+		_, listed = slices.BinarySearch(ids, account)
+	}
+	if listed {
+		if err := c.Verify(ctx, account); err != nil {
+			return false, err
 		}
+		return true, nil
 	}
 	self, err := c.Self(ctx)
 	if err != nil {
@@ -315,9 +433,7 @@ func (c *Clients) credsLocked(account string) aws.CredentialsProvider {
 	if p, ok := c.creds[account]; ok {
 		return p
 	}
-	stsClient := sts.NewFromConfig(c.base, func(o *sts.Options) {
-		o.APIOptions = append(o.APIOptions, c.APIOptions...)
-	})
+	stsClient := c.sts(nil)
 	window := c.CredentialWindow
 	if window == 0 {
 		window = DefaultCredentialWindow

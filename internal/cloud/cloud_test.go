@@ -23,7 +23,7 @@ import (
 
 const (
 	roleAccount   = "222222222222"
-	noRoleAccount = "333333333333"
+	noRoleAccount = mototest.Account // listed without a role: it must be the caller's own
 	roleARN       = "arn:aws:iam::222222222222:role/x"
 )
 
@@ -234,9 +234,10 @@ func TestClientsFaultInjection(t *testing.T) {
 		if c, _ := Classify(err); c != Throttled {
 			t.Fatalf("Self error classified %s", c)
 		}
-		// A configured account is known without asking STS; any other needs Self.
-		if ok, err := cl.Known(ctx, roleAccount); !ok || err != nil {
-			t.Fatalf("Known(configured) = %v, %v", ok, err)
+		// A configured account is known once STS proved its credentials; any other needs
+		// Self. Neither answer is known while STS fails, nor cached.
+		if ok, err := cl.Known(ctx, roleAccount); ok || err == nil {
+			t.Fatalf("Known(configured) while STS fails = %v, %v", ok, err)
 		}
 		if ok, err := cl.Known(ctx, mototest.Account); ok || err == nil {
 			t.Fatalf("Known(self) while STS fails = %v, %v", ok, err)
@@ -244,6 +245,9 @@ func TestClientsFaultInjection(t *testing.T) {
 		failing.Store(false)
 		if self, err := cl.Self(ctx); err != nil || self != mototest.Account {
 			t.Fatalf("Self after recovery = %q, %v", self, err)
+		}
+		if ok, err := cl.Known(ctx, roleAccount); !ok || err != nil {
+			t.Fatalf("Known(configured) after recovery = %v, %v", ok, err)
 		}
 	})
 

@@ -155,3 +155,61 @@ func TestCreateRaceTwoWorkers(t *testing.T) {
 		})
 	}
 }
+
+// TestDeleteDuplicate: a delete job marked duplicate (as the planner sends for all but a
+// key's keeper) removes a duplicate creation that retention keeps (the newest of its
+// volume), because the worker's own listing of the key finds the keeper; the same job
+// naming the keeper is refused, and so is the duplicate without the mark (retention
+// decides then) and a duplicate that is shared (protections hold). Each case uses a key
+// of its own, so the ids decide which snapshot is the keeper.
+func TestDeleteDuplicate(t *testing.T) {
+	t.Parallel()
+	e := newMoto(t)
+	cfg := policyConfig(t, "policies:\n  - name: daily\n    retain: {max_age: 30d, min_keep: 2}\n")
+	// pair makes two snapshots of one key, as two racing workers do, keeper first.
+	pair := func() (keeper, dup string) {
+		j := createJob(e.volume(t), "daily", time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC))
+		a, b := e.made(t, j), e.made(t, j)
+		return min(a, b), max(a, b)
+	}
+	marked := func(id string, vol string) job.Job {
+		j := deleteJob(id, "daily")
+		j.Volume, j.Duplicate = vol, true
+		return j
+	}
+	volumeOf := func(id string) string {
+		out, err := e.setup.DescribeSnapshots(context.Background(), &ec2.DescribeSnapshotsInput{SnapshotIds: []string{id}})
+		if err != nil {
+			t.Fatalf("reading %s: %v", id, err)
+		}
+		return aws.ToString(out.Snapshots[0].VolumeId)
+	}
+
+	keeper, dup := pair()
+	vol := volumeOf(dup)
+	st, q, ids := e.run(t, cfg, time.Now, 10*time.Second,
+		encode(t, marked(keeper, vol)), encode(t, deleteJob(dup, "daily")))
+	if want := (Stats{Processed: 2, DeadLettered: 2}); st != want || !e.exists(t, keeper) || !e.exists(t, dup) {
+		t.Fatalf("keeper marked duplicate, duplicate unmarked: stats %+v, want %+v and both kept", st, want)
+	}
+	for _, id := range ids {
+		if got := q.deadReasons()[id]; got != ReasonRefusedRetention {
+			t.Errorf("reason %q, want %s", got, ReasonRefusedRetention)
+		}
+	}
+	st, _, _ = e.run(t, cfg, time.Now, 10*time.Second, encode(t, marked(dup, vol)))
+	if want := (Stats{Processed: 1, Deleted: 1}); st != want || e.exists(t, dup) || !e.exists(t, keeper) {
+		t.Errorf("duplicate marked: stats %+v, want %+v, the duplicate gone and the keeper kept", st, want)
+	}
+
+	keeper, dup = pair()
+	if _, err := e.setup.ModifySnapshotAttribute(context.Background(), &ec2.ModifySnapshotAttributeInput{
+		SnapshotId: aws.String(dup), Attribute: "createVolumePermission", OperationType: "add", UserIds: []string{"111122223333"},
+	}); err != nil {
+		t.Fatalf("sharing %s: %v", dup, err)
+	}
+	st, _, _ = e.run(t, cfg, time.Now, 10*time.Second, encode(t, marked(dup, volumeOf(dup))))
+	if want := (Stats{Processed: 1, Skipped: 1}); st != want || !e.exists(t, dup) || !e.exists(t, keeper) {
+		t.Errorf("shared duplicate marked: stats %+v, want %+v and both kept", st, want)
+	}
+}

@@ -2,6 +2,7 @@ package planner
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -57,6 +58,10 @@ const (
 	// ReasonFailClosed: retention would expire the snapshot, but something in its scope
 	// could not be read (listing error, missing start time, unparseable tag).
 	ReasonFailClosed = "fail_closed"
+	// ReasonDuplicate: a delete of a duplicate creation of a job key (two workers created
+	// for one key): another set of the key is its keeper (job.Keeper), completed. Retention
+	// does not count it; the worker re-checks the key's snapshots before it deletes.
+	ReasonDuplicate = "duplicate"
 )
 
 // Decision is what the planner decided for one volume and policy (create, skip), for one
@@ -141,6 +146,10 @@ type Snapshot struct {
 	Volume string
 	// Job is the snapfleet:job tag.
 	Job string
+	// Set is the creation of Job the snapshot belongs to and Made whether a create of Job
+	// made it (job.SetOf): only those are kept or removed as duplicates.
+	Set  string
+	Made bool
 	// Start is the StartTime; zero when missing.
 	Start time.Time
 	// State is the snapshot state (pending, completed, error, ...).
@@ -292,7 +301,8 @@ func Decide(inv Inventory, cfg *config.Config, now time.Time) Result {
 	}
 
 	res.Decisions = decideCreates(res.Decisions, inv, cfg, now, members, &res)
-	res.Decisions = decideDeletes(res.Decisions, inv, policies, now, keys, start, rows, blockedPolicy, &res)
+	dups := duplicates(inv, start, rows)
+	res.Decisions = decideDeletes(res.Decisions, inv, policies, now, keys, start, rows, blockedPolicy, dups, &res)
 	return res
 }
 
@@ -516,7 +526,7 @@ func (e explainer) of(r retention.Rules, d retention.Decision) string {
 }
 
 func decideDeletes(out []Decision, inv Inventory, policies map[string]*config.Policy, now time.Time,
-	keys []groupKey, start, rows []int32, blockedPolicy map[string]bool, res *Result) []Decision {
+	keys []groupKey, start, rows []int32, blockedPolicy map[string]bool, dups map[int32]string, res *Result) []Decision {
 	var buf []retention.Snapshot
 	// The delete key, job.DeleteKey without fmt: this loop runs once per snapshot.
 	keyPrefix := inv.Account + "/" + inv.Region + "/"
@@ -562,6 +572,7 @@ func decideDeletes(out []Decision, inv Inventory, policies map[string]*config.Po
 		// snapshot's volume is unknown, or an incomplete listing blocks every delete.
 		blocked := !inv.SnapshotsComplete || blockedPolicy[k.policy] || (k.volume == "" && !adoptedGroup(inv.Snapshots, rs))
 		buf = buf[:0]
+		var dupRows []int32
 		for _, i := range rs {
 			s := &inv.Snapshots[i]
 			switch {
@@ -573,8 +584,29 @@ func decideDeletes(out []Decision, inv Inventory, policies map[string]*config.Po
 			case s.State != "completed":
 				keep(s, ReasonNotCompleted)
 				continue
+			case dups[i] != "":
+				dupRows = append(dupRows, i) // not counted: it goes
+				continue
 			}
 			buf = append(buf, retention.Snapshot{ID: s.ID, Start: s.Start})
+		}
+		for _, i := range dupRows {
+			s := &inv.Snapshots[i]
+			detail := "a duplicate creation of job " + s.Job + "; " + dups[i] + " is kept"
+			prot, protected := inv.Protections[s.ID]
+			switch {
+			case blocked:
+				emit(s, ActionKeep, ReasonFailClosed, detail+", but its scope could not be read completely")
+			case protected && prot.Reason == ReasonFailClosed:
+				emit(s, ActionKeep, ReasonFailClosed, detail+", but "+prot.Detail)
+			case protected:
+				emit(s, ActionProtected, prot.Reason, prot.Detail)
+			default:
+				out = append(out, Decision{Account: inv.Account, Region: inv.Region, Policy: s.Policy,
+					Action: ActionDelete, Volume: s.Volume, Snapshot: s.ID, Key: keyPrefix + s.ID + "/delete",
+					Reason: ReasonDuplicate, Detail: detail, Orphan: orphan})
+				res.Deletes++
+			}
 		}
 		if len(buf) == 0 {
 			continue
@@ -629,4 +661,76 @@ func decideDeletes(out []Decision, inv Inventory, policies map[string]*config.Po
 // adoptedGroup reports whether the group's snapshots are adopted ones.
 func adoptedGroup(snaps []Snapshot, rows []int32) bool {
 	return len(rows) > 0 && snaps[rows[0]].Adopted
+}
+
+// duplicates finds the owned snapshots that are duplicate creations of their job key: two
+// workers created for one key (CreateSnapshot has no client token) and the worker that
+// saw both could not remove one. The rule is the workers' (job.Keeper): the smallest set
+// of the key none of whose snapshots failed is kept, and only once every snapshot of it
+// is completed are the others removed. It returns each duplicate's row with the
+// keeper's smallest id. A key's snapshots of one volume share its group, so only keys
+// seen twice in a group are looked at across groups (an instance's set spans volumes).
+func duplicates(inv Inventory, start, rows []int32) map[int32]string {
+	scope := inv.Account + "/" + inv.Region + "/"
+	var twice map[string]bool
+	var buf []string
+	for g := 0; g+1 < len(start); g++ {
+		buf = buf[:0]
+		for _, i := range rows[start[g]:start[g+1]] {
+			if s := &inv.Snapshots[i]; s.Made && strings.HasPrefix(s.Job, scope) {
+				buf = append(buf, s.Job)
+			}
+		}
+		if len(buf) < 2 {
+			continue
+		}
+		slices.Sort(buf)
+		for n := 1; n < len(buf); n++ {
+			if buf[n] == buf[n-1] {
+				if twice == nil {
+					twice = map[string]bool{}
+				}
+				twice[buf[n]] = true
+			}
+		}
+	}
+	if twice == nil {
+		return nil
+	}
+	byKey := map[string][]int32{}
+	for i := range inv.Snapshots {
+		if s := &inv.Snapshots[i]; s.Made && s.Owner == inv.Account && twice[s.Job] {
+			byKey[s.Job] = append(byKey[s.Job], int32(i))
+		}
+	}
+	dups := map[int32]string{}
+	for _, rs := range byKey {
+		made := make([]job.Made, len(rs))
+		for n, i := range rs {
+			s := &inv.Snapshots[i]
+			made[n] = job.Made{ID: s.ID, Set: s.Set, Failed: s.State == "error"}
+		}
+		keep, ok := job.Keeper(made)
+		if !ok {
+			continue
+		}
+		keeper, completed := "", true
+		for _, i := range rs {
+			if s := &inv.Snapshots[i]; s.Set == keep {
+				completed = completed && s.State == "completed"
+				if keeper == "" || s.ID < keeper {
+					keeper = s.ID
+				}
+			}
+		}
+		if !completed {
+			continue
+		}
+		for _, i := range rs {
+			if inv.Snapshots[i].Set != keep {
+				dups[i] = keeper
+			}
+		}
+	}
+	return dups
 }

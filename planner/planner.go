@@ -22,6 +22,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -571,6 +572,12 @@ func snapshotFrom(s types.Snapshot) Snapshot {
 			out.Protected = true
 		}
 	}
+	if out.Job != "" {
+		out.Set, out.Made = job.SetOf(out.Job, out.ID, aws.ToString(s.VolumeId), aws.ToString(s.Description))
+		if out.Set != out.ID {
+			out.Set = strings.Clone(out.Set) // not the Description's memory
+		}
+	}
 	if !volumeRE.MatchString(out.Volume) {
 		if volumeTagged {
 			out.Bad = tag.Volume
@@ -602,7 +609,7 @@ func (d Decision) message(run string, now time.Time) (queue.Outgoing, error) {
 	case d.Action == ActionCreate:
 		j.Kind, j.Instance, j.Device, j.Name = job.KindCreate, d.Instance, d.Device, d.InstanceName
 	default:
-		j.Kind, j.Snapshot = job.KindDelete, d.Snapshot
+		j.Kind, j.Snapshot, j.Duplicate = job.KindDelete, d.Snapshot, d.Reason == ReasonDuplicate
 	}
 	body, err := job.Encode(j)
 	if err != nil && j.Name != "" {

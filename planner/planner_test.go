@@ -725,6 +725,7 @@ func TestPlanUsage(t *testing.T) {
 func TestSnapshotFrom(t *testing.T) {
 	t.Parallel()
 	start := now.Add(-time.Hour)
+	dupKey := job.CreateKey(acct, region, "vol-000000000000000a1", "daily", now.Truncate(24*time.Hour))
 	base := func(tags map[string]string) types.Snapshot {
 		return types.Snapshot{SnapshotId: aws.String("snap-000000000000000a1"), OwnerId: aws.String(acct),
 			VolumeId: aws.String("vol-000000000000000a1"), StartTime: &start, State: types.SnapshotStateCompleted, Tags: toTags(tags)}
@@ -736,6 +737,13 @@ func TestSnapshotFrom(t *testing.T) {
 	}{
 		{"tags read", base(map[string]string{tag.Policy: "daily", tag.Volume: "vol-000000000000000b1", tag.Job: "k", tag.Expires: "2026-12-01T00:00:00Z"}),
 			Snapshot{Policy: "daily", Volume: "vol-000000000000000b1", Job: "k"}},
+		{"made by a create of its key", func() types.Snapshot {
+			s := base(map[string]string{tag.Policy: "daily", tag.Job: dupKey})
+			s.Description = aws.String(job.CreateDescription("daily", dupKey, ""))
+			return s
+		}(), Snapshot{Policy: "daily", Volume: "vol-000000000000000a1", Job: dupKey, Set: "snap-000000000000000a1", Made: true}},
+		{"carrying a key no create of it made", base(map[string]string{tag.Policy: "daily", tag.Job: dupKey}),
+			Snapshot{Policy: "daily", Volume: "vol-000000000000000a1", Job: dupKey}},
 		{"volume falls back to VolumeId", base(map[string]string{tag.Policy: "daily"}),
 			Snapshot{Policy: "daily", Volume: "vol-000000000000000a1"}},
 		{"bad volume tag", base(map[string]string{tag.Policy: "daily", tag.Volume: "my volume"}),

@@ -241,52 +241,70 @@ func TestCreateInstanceTagsCompleted(t *testing.T) {
 }
 
 // TestCreateInstanceRaceSettles: another worker's CreateSnapshots of the same job lands
-// between this worker's look and its own. This worker deletes its whole set — not a
-// mix of the two, which would not be one point in time — and reports the job as done.
+// between this worker's look and its own. The set with the smaller set id stays whole —
+// never a mix of the two, which would not be one point in time —, the other set goes
+// whole, whoever made it, and the job is reported as created only when this worker's set
+// stays. This worker's set id is 16 hex digits: "0" sorts before any, "g" after any.
 func TestCreateInstanceRaceSettles(t *testing.T) {
 	t.Parallel()
-	e := newMoto(t)
-	cfg := policyConfig(t, instancePolicy)
-	inst, _, _ := e.instanceWithData(t, 2)
-	j := instanceJob(inst, "crash", time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC))
-	var others []string
-	e.faults.setFail(func(op string, _ any, n int) error {
-		if op != "CreateSnapshots" || n != 1 {
-			return nil
-		}
-		e.clock.Lock()
-		defer e.clock.Unlock()
-		e.s.ShiftClock(t, -time.Minute)
-		defer e.s.ShiftClock(t, 0)
-		out, err := e.setup.CreateSnapshots(context.Background(), &ec2.CreateSnapshotsInput{
-			InstanceSpecification: &types.InstanceSpecification{InstanceId: &inst},
-			TagSpecifications: []types.TagSpecification{{ResourceType: types.ResourceTypeSnapshot, Tags: []types.Tag{
-				{Key: aws.String(tag.Policy), Value: aws.String("crash")}, {Key: aws.String(tag.Job), Value: aws.String(j.Key)}}}},
+	for _, tt := range []struct {
+		name, otherSet string
+		othersStay     bool
+	}{
+		{"the other's set is kept", "0", true},
+		{"this worker's set is kept", "g", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newMoto(t)
+			cfg := policyConfig(t, instancePolicy)
+			inst, _, _ := e.instanceWithData(t, 2)
+			j := instanceJob(inst, "crash", time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC))
+			var others []string
+			e.faults.setFail(func(op string, _ any, n int) error {
+				if op != "CreateSnapshots" || n != 1 {
+					return nil
+				}
+				out, err := e.setup.CreateSnapshots(context.Background(), &ec2.CreateSnapshotsInput{
+					InstanceSpecification: &types.InstanceSpecification{InstanceId: &inst},
+					Description:           aws.String(job.CreateDescription(j.Policy, j.Key, tt.otherSet)),
+					TagSpecifications: []types.TagSpecification{{ResourceType: types.ResourceTypeSnapshot, Tags: []types.Tag{
+						{Key: aws.String(tag.Policy), Value: aws.String("crash")}, {Key: aws.String(tag.Job), Value: aws.String(j.Key)}}}},
+				})
+				if err != nil {
+					t.Errorf("the other worker's CreateSnapshots: %v", err)
+					return nil
+				}
+				for _, s := range out.Snapshots {
+					others = append(others, aws.ToString(s.SnapshotId))
+				}
+				return nil
+			})
+			clock := time.Date(2026, 11, 22, 1, 0, 0, 0, time.UTC)
+			st, _, _ := e.run(t, cfg, func() time.Time { return clock }, 10*time.Second, encode(t, j))
+			want := Stats{Processed: 1, Created: 1}
+			if tt.othersStay {
+				want.Created = 0
+			}
+			if st != want {
+				t.Errorf("stats %+v, want %+v", st, want)
+			}
+			var left []string
+			for _, s := range e.byJob(t, j.Key) {
+				left = append(left, aws.ToString(s.SnapshotId))
+			}
+			slices.Sort(others)
+			if len(others) != 3 || len(left) != 3 {
+				t.Fatalf("snapshots carrying the key: %v, the other worker's %v; want one set of 3", left, others)
+			}
+			for _, id := range left {
+				if slices.Contains(others, id) != tt.othersStay {
+					t.Errorf("snapshots carrying the key: %v, the other worker's set %v: want one whole set, the other's: %v", left, others, tt.othersStay)
+				}
+			}
+			if n := e.faults.count("DeleteSnapshot"); n != 3 {
+				t.Errorf("%d DeleteSnapshot calls, want 3 (one set)", n)
+			}
 		})
-		if err != nil {
-			t.Errorf("the other worker's CreateSnapshots: %v", err)
-			return nil
-		}
-		for _, s := range out.Snapshots {
-			others = append(others, aws.ToString(s.SnapshotId))
-		}
-		return nil
-	})
-	clock := time.Date(2026, 11, 22, 1, 0, 0, 0, time.UTC)
-	st, _, _ := e.run(t, cfg, func() time.Time { return clock }, 10*time.Second, encode(t, j))
-	if st != (Stats{Processed: 1}) {
-		t.Errorf("stats %+v, want the job processed as already done", st)
-	}
-	var left []string
-	for _, s := range e.byJob(t, j.Key) {
-		left = append(left, aws.ToString(s.SnapshotId))
-	}
-	slices.Sort(left)
-	slices.Sort(others)
-	if len(others) != 3 || !slices.Equal(left, others) {
-		t.Errorf("snapshots carrying the key: %v, want only the other worker's set %v", left, others)
-	}
-	if n := e.faults.count("DeleteSnapshot"); n != 3 {
-		t.Errorf("%d DeleteSnapshot calls, want 3 (this worker's own set)", n)
 	}
 }

@@ -228,13 +228,14 @@ func (s *snapshots) create(ctx context.Context, j job.Job) (Result, error) {
 	if err != nil {
 		return Result{}, fail(fmt.Errorf("looking for the snapshot of job %s: %w", j.Key, err))
 	}
-	if len(found) > 0 {
-		return Result{Action: Existed, Snapshot: aws.ToString(found[0].SnapshotId)}, nil
+	if found.exists() {
+		s.removeDuplicates(ctx, api, j, found.dups, nil)
+		return Result{Action: Existed, Snapshot: found.first()}, nil
 	}
 
 	in := &ec2.CreateSnapshotInput{
 		VolumeId:          aws.String(j.Volume),
-		Description:       description(j),
+		Description:       aws.String(job.CreateDescription(j.Policy, j.Key, "")),
 		TagSpecifications: tagSpec(j, p, s.now()),
 	}
 	var out *ec2.CreateSnapshotOutput
@@ -267,11 +268,6 @@ func (s *snapshots) createOnce(ctx context.Context, what, gone string, fn func(c
 	return fail(err)
 }
 
-// description is the Description of a job's snapshots.
-func description(j job.Job) *string {
-	return aws.String(fmt.Sprintf("snapfleet %s %s", j.Policy, j.Key))
-}
-
 // tagSpec holds the tags of DESIGN.md §4 that a create call writes (createTags).
 func tagSpec(j job.Job, p config.Policy, now time.Time) []types.TagSpecification {
 	return []types.TagSpecification{{ResourceType: types.ResourceTypeSnapshot, Tags: createTags(j, p, now.UTC())}}
@@ -296,9 +292,10 @@ func (s *snapshots) createInstance(ctx context.Context, j job.Job) (Result, erro
 		return Result{}, fail(fmt.Errorf("looking for the snapshots of job %s: %w", j.Key, err))
 	}
 	inst, err := s.readInstance(ctx, api, j.Instance)
+	s.removeDuplicates(ctx, api, j, found.dups, nil)
 	if class, _ := cloud.Classify(err); class == cloud.NotFound {
-		if len(found) > 0 {
-			return Result{Action: Existed, Snapshot: aws.ToString(found[0].SnapshotId)}, nil
+		if found.exists() {
+			return Result{Action: Existed, Snapshot: found.first()}, nil
 		}
 		return Result{}, skipErr(ReasonInstanceGone, err)
 	}
@@ -307,8 +304,8 @@ func (s *snapshots) createInstance(ctx context.Context, j job.Job) (Result, erro
 	}
 	// The snapshots are named after the instance as it is named now.
 	j.Name = tagMap(inst.Tags)[tag.Name]
-	if len(found) > 0 {
-		return Result{Action: Existed, Snapshot: aws.ToString(found[0].SnapshotId)}, s.tagVolumes(ctx, api, j, inst, found)
+	if found.exists() {
+		return Result{Action: Existed, Snapshot: found.first()}, s.tagVolumes(ctx, api, j, inst, found.found())
 	}
 	spec, err := s.instanceSpec(ctx, api, p, inst)
 	if err != nil {
@@ -319,8 +316,9 @@ func (s *snapshots) createInstance(ctx context.Context, j job.Job) (Result, erro
 	}
 	in := &ec2.CreateSnapshotsInput{
 		InstanceSpecification: spec,
-		Description:           description(j),
-		TagSpecifications:     tagSpec(j, p, s.now()),
+		// The set's id tells this call's snapshots from another worker's (job.Keeper).
+		Description:       aws.String(job.CreateDescription(j.Policy, j.Key, fmt.Sprintf("%016x", rand.Uint64()))),
+		TagSpecifications: tagSpec(j, p, s.now()),
 	}
 	var out *ec2.CreateSnapshotsOutput
 	err = s.createOnce(ctx, "snapshots of instance "+j.Instance, ReasonInstanceGone, func(ctx context.Context) error {
@@ -478,57 +476,143 @@ func counts(sn types.Snapshot, tags map[string]string) bool {
 	return true
 }
 
-// jobSnapshots lists the usable snapshots that carry j's key, the keeper first: the oldest,
-// ties broken by id. A snapshot that failed is no backup and is not listed. The lookup is
-// coalesced with other jobs' of the account-region (lookups).
-func (s *snapshots) jobSnapshots(ctx context.Context, api EC2, j job.Job) ([]types.Snapshot, error) {
+// keyed is what carries a create job's key in its account-region, usable snapshots only,
+// split by the keeper rule (job.Keeper) over the creations of the key (job.SetOf).
+type keyed struct {
+	// keep is the keeper set, smallest id first; dups the usable snapshots of the other
+	// creations, which may go; other the usable snapshots carrying the key that no create
+	// of it made (job.SetOf), found but never removed as duplicates.
+	keep, dups, other []types.Snapshot
+}
+
+// exists reports whether the job's key has a usable snapshot.
+func (k keyed) exists() bool { return len(k.keep)+len(k.other) > 0 }
+
+// first is the snapshot a job that found its key reports: the keeper's smallest id.
+func (k keyed) first() string {
+	if len(k.keep) > 0 {
+		return aws.ToString(k.keep[0].SnapshotId)
+	}
+	return aws.ToString(k.other[0].SnapshotId)
+}
+
+// found is the job's snapshots that stay: the keeper set and the others.
+func (k keyed) found() []types.Snapshot { return append(slices.Clone(k.keep), k.other...) }
+
+// jobSnapshots lists the snapshots that carry j's key and splits them by the keeper rule
+// (keyed). A snapshot that failed is no backup and is not listed; it makes its set no
+// keeper. The lookup is coalesced with other jobs' of the account-region (lookups).
+func (s *snapshots) jobSnapshots(ctx context.Context, api EC2, j job.Job) (keyed, error) {
 	listed, err := s.lookup(ctx, api, j.Account, j.Region, nil, "tag:"+tag.Job, j.Key)
 	if err != nil {
-		return nil, err
+		return keyed{}, err
 	}
-	var found []types.Snapshot
+	var made []job.Made
+	sets := map[string]string{}
+	var usable []types.Snapshot
 	for _, sn := range listed {
-		if tagMap(sn.Tags)[tag.Job] == j.Key && sn.State != types.SnapshotStateError {
-			found = append(found, sn)
+		if tagMap(sn.Tags)[tag.Job] != j.Key {
+			continue
+		}
+		id := aws.ToString(sn.SnapshotId)
+		failed := sn.State == types.SnapshotStateError
+		if set, ok := job.SetOf(j.Key, id, aws.ToString(sn.VolumeId), aws.ToString(sn.Description)); ok {
+			made = append(made, job.Made{ID: id, Set: set, Failed: failed})
+			sets[id] = set
+		}
+		if !failed {
+			usable = append(usable, sn)
 		}
 	}
-	sort.Slice(found, func(a, b int) bool {
-		ta, tb := aws.ToTime(found[a].StartTime), aws.ToTime(found[b].StartTime)
-		if !ta.Equal(tb) {
-			return ta.Before(tb)
-		}
-		return aws.ToString(found[a].SnapshotId) < aws.ToString(found[b].SnapshotId)
+	slices.SortFunc(usable, func(a, b types.Snapshot) int {
+		return strings.Compare(aws.ToString(a.SnapshotId), aws.ToString(b.SnapshotId))
 	})
-	return found, nil
+	keep, ok := job.Keeper(made)
+	var k keyed
+	for _, sn := range usable {
+		set, isMade := sets[aws.ToString(sn.SnapshotId)]
+		switch {
+		case isMade && ok && set == keep:
+			k.keep = append(k.keep, sn)
+		case isMade && ok:
+			k.dups = append(k.dups, sn)
+		default:
+			k.other = append(k.other, sn)
+		}
+	}
+	return k, nil
 }
 
 // settle converges after a create: CreateSnapshot(s) has no client token, so two workers
 // that took duplicates of one job at the same moment can both have created. Each looks
-// again: the keeper is the oldest snapshot carrying the key, and every worker that did not
-// make it deletes the snapshots it made itself (it has just made them, so no retention
-// rule is involved; for an instance job the keeper's whole set stays, one point in time)
-// and reports the job as existing. A failed look is not an error: the job took effect, a
-// duplicate is the worst case.
+// again and applies the keeper rule (job.Keeper), which every observer agrees on whatever
+// it saw: it removes every duplicate it sees (removeDuplicates), its own or another's, and
+// reports the job as existing when its own creation was one of them. A failed look is not
+// an error: the job took effect, and the planner removes a duplicate left over.
 func (s *snapshots) settle(ctx context.Context, api EC2, j job.Job, made ...string) (Result, error) {
 	created := Result{Action: Created, Snapshot: made[0]}
-	found, err := s.jobSnapshots(ctx, api, j)
-	if err != nil || len(found) == 0 || slices.Contains(made, aws.ToString(found[0].SnapshotId)) {
+	k, err := s.jobSnapshots(ctx, api, j)
+	if err != nil {
 		return created, nil
 	}
-	for _, sn := range found[1:] {
+	s.removeDuplicates(ctx, api, j, k.dups, made)
+	mine := func(ss []types.Snapshot) bool {
+		return slices.ContainsFunc(ss, func(sn types.Snapshot) bool { return slices.Contains(made, aws.ToString(sn.SnapshotId)) })
+	}
+	if len(k.keep) == 0 || mine(k.keep) || !mine(k.dups) {
+		return created, nil
+	}
+	return Result{Action: Existed, Snapshot: k.first()}, nil
+}
+
+// removeDuplicates deletes the duplicate creations of j's key that a listing found
+// (keyed.dups; the keeper set exists and is usable): those of this job's own creation
+// (made) at once, another's after the checks any delete makes — no AWS Backup or DLM tag,
+// not shared, not locked; EC2 refuses one in use by an AMI. A failure is not the job's:
+// the planner removes what is left (a delete job marked duplicate).
+func (s *snapshots) removeDuplicates(ctx context.Context, api EC2, j job.Job, dups []types.Snapshot, made []string) {
+	for _, sn := range dups {
 		id := aws.ToString(sn.SnapshotId)
-		if !slices.Contains(made, id) {
+		if !slices.Contains(made, id) && !s.unprotected(ctx, api, j, sn) {
 			continue
 		}
-		err := s.call(ctx, func(ctx context.Context) error {
+		_ = s.call(ctx, func(ctx context.Context) error {
 			_, err := api.DeleteSnapshot(ctx, &ec2.DeleteSnapshotInput{SnapshotId: aws.String(id)})
 			return err
 		})
-		if err != nil {
-			return created, nil
+	}
+}
+
+// unprotected reports whether nothing outside snapfleet protects the snapshot: no AWS
+// Backup or DLM tag, no share, no lock. A check that fails says protected (fail closed).
+func (s *snapshots) unprotected(ctx context.Context, api EC2, j job.Job, sn types.Snapshot) bool {
+	for k := range tagMap(sn.Tags) {
+		if tag.Protected(k) {
+			return false
 		}
 	}
-	return Result{Action: Existed, Snapshot: aws.ToString(found[0].SnapshotId)}, nil
+	id := aws.ToString(sn.SnapshotId)
+	if who, err := s.sharedWith(ctx, api, id); err != nil || who != "" {
+		return false
+	}
+	state, err := s.lockState(ctx, api, j.Account, j.Region, id)
+	return err == nil && state == ""
+}
+
+// duplicate reports whether snap is a duplicate creation of the create key it carries
+// (snapfleet:job) in j's account-region, from a listing of that key made now: a usable
+// keeper set of the key exists (job.Keeper) and snap is not in it. A delete job marked
+// duplicate is a hint; this decides.
+func (s *snapshots) duplicate(ctx context.Context, api EC2, j job.Job, snap *types.Snapshot) (bool, error) {
+	key := tagMap(snap.Tags)[tag.Job]
+	if !strings.HasPrefix(key, j.Account+"/"+j.Region+"/") {
+		return false, nil
+	}
+	k, err := s.jobSnapshots(ctx, api, job.Job{Account: j.Account, Region: j.Region, Key: key})
+	if err != nil {
+		return false, err
+	}
+	return slices.ContainsFunc(k.dups, func(sn types.Snapshot) bool { return aws.ToString(sn.SnapshotId) == j.Snapshot }), nil
 }
 
 // createTags are the tags of DESIGN.md §4, sorted by key. snapfleet's own keys win over a
@@ -708,9 +792,17 @@ func (s *snapshots) delete(ctx context.Context, j job.Job) (Result, error) {
 	if !seen {
 		return Result{}, fmt.Errorf("listing snapshots of volume %s: snapshot %s is not in it; not deleting on a partial listing", volume, j.Snapshot)
 	}
+	// A duplicate creation of its job key goes whatever retention says (DESIGN.md §6.5): a
+	// keeper of the same key stays. Only the delete jobs marked duplicate ask.
+	dup := false
+	if j.Duplicate {
+		if dup, err = s.duplicate(ctx, api, j, snap); err != nil {
+			return Result{}, fail(fmt.Errorf("looking for the keeper of snapshot %s: %w", j.Snapshot, err))
+		}
+	}
 	now := s.now()
 	rules := retention.FromPolicy(p)
-	if kept, d := keptBy(group, rules, now, j.Snapshot); kept {
+	if kept, d := keptBy(group, rules, now, j.Snapshot); kept && !dup {
 		// The orphans' floor is lower: it applies only when the volume is really gone.
 		orphan := rules.Orphaned()
 		if keptAsOrphan, _ := keptBy(group, orphan, now, j.Snapshot); keptAsOrphan {

@@ -1048,8 +1048,9 @@ func TestCreateDuplicatesInOneBatch(t *testing.T) {
 }
 
 // TestCreateRaceSettles: another worker creates the job's snapshot between this worker's
-// look and its CreateSnapshot. This worker sees two afterwards, deletes the one it made
-// (not the older one) and reports the job as already done.
+// look and its CreateSnapshot. This worker sees two afterwards and keeps the one with the
+// smaller id (job.Keeper), whoever made it: one snapshot is left, and the job is reported
+// as created only when the one left is this worker's.
 func TestCreateRaceSettles(t *testing.T) {
 	t.Parallel()
 	e := newMoto(t)
@@ -1060,21 +1061,43 @@ func TestCreateRaceSettles(t *testing.T) {
 	var other string
 	e.faults.setFail(func(op string, _ any, n int) error {
 		if op == "CreateSnapshot" && n == 1 {
-			other = e.snap(t, vol, time.Minute, map[string]string{tag.Policy: "daily", tag.Volume: vol, tag.Job: j.Key})
+			other = e.made(t, j)
 		}
 		return nil
 	})
 	st, _, _ := e.run(t, cfg, func() time.Time { return clock }, 10*time.Second, encode(t, j))
-	if st.Created != 0 || st.Processed != 1 || st.DeadLettered != 0 {
-		t.Errorf("stats %+v, want the job processed as already done", st)
-	}
 	left := e.byJob(t, j.Key)
-	if len(left) != 1 || aws.ToString(left[0].SnapshotId) != other {
-		t.Errorf("snapshots carrying the key: %d, want only the other worker's %s", len(left), other)
+	if len(left) != 1 {
+		t.Fatalf("%d snapshots carry the key, want 1", len(left))
+	}
+	mine := aws.ToString(left[0].SnapshotId) != other
+	if mine && aws.ToString(left[0].SnapshotId) > other || !mine && st.Created != 0 || mine && st.Created != 1 {
+		t.Errorf("left %s (this worker's: %v, the other's %s), stats %+v: want the smaller id kept, created only if it is this worker's", aws.ToString(left[0].SnapshotId), mine, other, st)
+	}
+	if st.Processed != 1 || st.DeadLettered != 0 {
+		t.Errorf("stats %+v, want the job processed", st)
 	}
 	if n := e.faults.count("DeleteSnapshot"); n != 1 {
-		t.Errorf("%d DeleteSnapshot calls, want 1 (this worker's own duplicate)", n)
+		t.Errorf("%d DeleteSnapshot calls, want 1 (the duplicate)", n)
 	}
+}
+
+// made creates a snapshot of j's volume as another worker's create of j would.
+func (e *motoEnv) made(t *testing.T, j job.Job) string {
+	t.Helper()
+	out, err := e.setup.CreateSnapshot(context.Background(), &ec2.CreateSnapshotInput{
+		VolumeId:    aws.String(j.Volume),
+		Description: aws.String(job.CreateDescription(j.Policy, j.Key, "")),
+		TagSpecifications: []types.TagSpecification{{ResourceType: types.ResourceTypeSnapshot, Tags: []types.Tag{
+			{Key: aws.String(tag.Policy), Value: aws.String(j.Policy)},
+			{Key: aws.String(tag.Volume), Value: aws.String(j.Volume)},
+			{Key: aws.String(tag.Job), Value: aws.String(j.Key)},
+		}}},
+	})
+	if err != nil {
+		t.Fatalf("creating the other worker's snapshot: %v", err)
+	}
+	return aws.ToString(out.SnapshotId)
 }
 
 // TestDeleteListsOnce: a delete job naming its volume (as the planner's do) re-reads the

@@ -39,17 +39,21 @@ const MaxSize = 1024
 // instance) for one policy period, or delete one expired snapshot. Fields that do not
 // apply to a kind are empty.
 type Job struct {
-	V         int       `json:"v"`
-	Kind      string    `json:"kind"`
-	Key       string    `json:"key"`
-	Account   string    `json:"account"`
-	Region    string    `json:"region"`
-	Policy    string    `json:"policy"`
-	Volume    string    `json:"volume,omitempty"`
-	Instance  string    `json:"instance,omitempty"`
-	Device    string    `json:"device,omitempty"`
-	Name      string    `json:"name,omitempty"` // the instance's Name tag (snapshot.create only, optional)
-	Snapshot  string    `json:"snapshot,omitempty"`
+	V        int    `json:"v"`
+	Kind     string `json:"kind"`
+	Key      string `json:"key"`
+	Account  string `json:"account"`
+	Region   string `json:"region"`
+	Policy   string `json:"policy"`
+	Volume   string `json:"volume,omitempty"`
+	Instance string `json:"instance,omitempty"`
+	Device   string `json:"device,omitempty"`
+	Name     string `json:"name,omitempty"` // the instance's Name tag (snapshot.create only, optional)
+	Snapshot string `json:"snapshot,omitempty"`
+	// Duplicate (snapshot.delete only): the planner found the snapshot to be a duplicate
+	// creation of its snapfleet:job key (Keeper). A hint: the worker removes it without
+	// retention's consent only if its own listing of the key says so too.
+	Duplicate bool      `json:"duplicate,omitempty"`
 	Run       string    `json:"run"`
 	PlannedAt time.Time `json:"planned_at"`
 }
@@ -251,8 +255,8 @@ func (j Job) Validate() error {
 		if !ValidName(j.Name) {
 			return bad("name", "not valid UTF-8, longer than %d characters or with a control character", MaxName)
 		}
-		if j.Snapshot != "" {
-			return bad("snapshot", "not allowed in %s", j.Kind)
+		if j.Snapshot != "" || j.Duplicate {
+			return bad("snapshot", "snapshot and duplicate are not allowed in %s", j.Kind)
 		}
 		if err := checkCreateKey(j, j.Volume, "volume"); err != nil {
 			return err
@@ -261,8 +265,8 @@ func (j Job) Validate() error {
 		if !instanceRE.MatchString(j.Instance) {
 			return bad("instance", "%q is not an instance id", j.Instance)
 		}
-		if j.Volume != "" || j.Device != "" || j.Snapshot != "" || j.Name != "" {
-			return bad("volume", "volume, device, name and snapshot are not allowed in %s (the worker reads the instance)", j.Kind)
+		if j.Volume != "" || j.Device != "" || j.Snapshot != "" || j.Name != "" || j.Duplicate {
+			return bad("volume", "volume, device, name, snapshot and duplicate are not allowed in %s (the worker reads the instance)", j.Kind)
 		}
 		if err := checkCreateKey(j, j.Instance, "instance"); err != nil {
 			return err

@@ -3,11 +3,13 @@
 moto stamps snapshots and volumes with utcnow() imported into
 moto.ec2.models.elastic_block_store. This wrapper replaces that name with real time plus an
 offset in seconds read, at every call, from the file named by SNAPFLEET_MOTO_CLOCK, so a
-test can give snapshots different StartTimes. All arguments go to moto_server.
+test can give snapshots different StartTimes; "=T" in the file stops the clock at the Unix
+time T. All arguments go to moto_server.
 """
 import datetime
 import os
 import sys
+import time
 
 import moto.ec2.models.elastic_block_store as ebs
 from moto.core.utils import utcnow as real_utcnow
@@ -20,7 +22,11 @@ def shifted_utcnow():
     if CLOCK:
         try:
             with open(CLOCK) as f:
-                offset = float(f.read().strip() or 0)
+                text = f.read().strip()
+            if text.startswith("="):
+                offset = float(text[1:]) - time.time()
+            else:
+                offset = float(text or 0)
         except (OSError, ValueError):
             offset = 0.0
     return real_utcnow() + datetime.timedelta(seconds=offset)

@@ -155,14 +155,27 @@ func (s *Server) Stop() {
 // StartTime = now + d.
 func (s *Server) ShiftClock(t testing.TB, d time.Duration) {
 	t.Helper()
+	s.writeClock(t, strconv.FormatFloat(d.Seconds(), 'f', 3, 64))
+}
+
+// StopClock stops moto's EBS clock at at: every snapshot created afterwards, until the
+// next ShiftClock, gets StartTime at (the same second for all: a race within one second).
+// Only for a server of the test's own.
+func (s *Server) StopClock(t testing.TB, at time.Time) {
+	t.Helper()
+	s.writeClock(t, "="+strconv.FormatFloat(float64(at.UnixMilli())/1000, 'f', 3, 64))
+}
+
+func (s *Server) writeClock(t testing.TB, text string) {
+	t.Helper()
 	// Write and rename: moto reads the file at every snapshot, and a read between the
 	// truncation and the write of an in-place WriteFile would see no offset at all.
 	tmp := s.clock + ".new"
-	if err := os.WriteFile(tmp, []byte(strconv.FormatFloat(d.Seconds(), 'f', 3, 64)), 0o644); err != nil {
-		t.Fatalf("shifting moto's clock: %v", err)
+	if err := os.WriteFile(tmp, []byte(text), 0o644); err != nil {
+		t.Fatalf("setting moto's clock: %v", err)
 	}
 	if err := os.Rename(tmp, s.clock); err != nil {
-		t.Fatalf("shifting moto's clock: %v", err)
+		t.Fatalf("setting moto's clock: %v", err)
 	}
 }
 

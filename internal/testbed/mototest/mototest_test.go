@@ -36,3 +36,30 @@ func TestShiftClockMovesSnapshotStartTime(t *testing.T) {
 		t.Fatalf("state %s", out.Snapshots[0].State)
 	}
 }
+
+// TestStopClock: snapshots made while the clock is stopped all get its time.
+func TestStopClock(t *testing.T) {
+	t.Parallel()
+	s := Start(t)
+	c := ec2.NewFromConfig(s.AWSConfig(t))
+	ctx := context.Background()
+	vol, err := c.CreateVolume(ctx, &ec2.CreateVolumeInput{AvailabilityZone: aws.String(Region + "a"), Size: aws.Int32(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 22, 1, 2, 3, 0, time.UTC)
+	s.StopClock(t, at)
+	for range 2 {
+		snap, err := c.CreateSnapshot(ctx, &ec2.CreateSnapshotInput{VolumeId: vol.VolumeId})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := c.DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{SnapshotIds: []string{*snap.SnapshotId}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := aws.ToTime(out.Snapshots[0].StartTime); !got.Equal(at) {
+			t.Fatalf("snapshot StartTime %v, want %v", got, at)
+		}
+	}
+}

@@ -12,8 +12,8 @@ import (
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/snapfleet/snapfleet/internal/job"
-	"github.com/snapfleet/snapfleet/internal/mototest"
 	"github.com/snapfleet/snapfleet/internal/tag"
+	"github.com/snapfleet/snapfleet/internal/testbed/mototest"
 )
 
 // raceHold orders two workers' calls for each job key into the interleaving of issue 12:

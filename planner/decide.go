@@ -528,8 +528,6 @@ func (e explainer) of(r retention.Rules, d retention.Decision) string {
 func decideDeletes(out []Decision, inv Inventory, policies map[string]*config.Policy, now time.Time,
 	keys []groupKey, start, rows []int32, blockedPolicy map[string]bool, dups map[int32]string, res *Result) []Decision {
 	var buf []retention.Snapshot
-	// The delete key, job.DeleteKey without fmt: this loop runs once per snapshot.
-	keyPrefix := inv.Account + "/" + inv.Region + "/"
 	explain := explainer{}
 	for g, k := range keys {
 		rs := rows[start[g]:start[g+1]]
@@ -603,7 +601,7 @@ func decideDeletes(out []Decision, inv Inventory, policies map[string]*config.Po
 				emit(s, ActionProtected, prot.Reason, prot.Detail)
 			default:
 				out = append(out, Decision{Account: inv.Account, Region: inv.Region, Policy: s.Policy,
-					Action: ActionDelete, Volume: s.Volume, Snapshot: s.ID, Key: keyPrefix + s.ID + "/delete",
+					Action: ActionDelete, Volume: s.Volume, Snapshot: s.ID, Key: job.DeleteKey(inv.Account, inv.Region, s.ID),
 					Reason: ReasonDuplicate, Detail: detail, Orphan: orphan})
 				res.Deletes++
 			}
@@ -649,7 +647,7 @@ func decideDeletes(out []Decision, inv Inventory, policies map[string]*config.Po
 			default:
 				out = append(out, Decision{Account: inv.Account, Region: inv.Region, Policy: s.Policy,
 					Action: ActionDelete, Volume: s.Volume, Snapshot: s.ID,
-					Key: keyPrefix + s.ID + "/delete", Reason: d.Reason, Detail: explain.of(rules, d),
+					Key: job.DeleteKey(inv.Account, inv.Region, s.ID), Reason: d.Reason, Detail: explain.of(rules, d),
 					Orphan: orphan, Adopted: s.Adopted})
 				res.Deletes++
 			}

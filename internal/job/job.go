@@ -119,9 +119,10 @@ var eventIDRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 // '-' or '_' (an EventBridge event id is a UUID).
 func ValidEventID(s string) bool { return eventIDRE.MatchString(s) }
 
-// DeleteKey is the idempotency key of a delete job.
+// DeleteKey is the idempotency key of a delete job. The planner calls it once per delete
+// candidate: it concatenates rather than formats.
 func DeleteKey(account, region, snapshot string) string {
-	return fmt.Sprintf("%s/%s/%s/delete", account, region, snapshot)
+	return account + "/" + region + "/" + snapshot + "/delete"
 }
 
 // GroupID is the FIFO message group of a job: its account, region and volume (the

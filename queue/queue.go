@@ -95,7 +95,8 @@ type Queue interface {
 	// Options.MaxReceive); 0 means none (no RedrivePolicy, or a dead-letter queue).
 	MaxReceive(ctx context.Context) (int, error)
 	// DeadLetter moves a message to the dead-letter queue with its body unchanged and the
-	// reason, the last error and the attempt count attached, then deletes it here.
+	// reason, the last error and the attempt count attached, then deletes it here. An
+	// empty body (possible only in the embedded queue's file) becomes EmptyBody.
 	DeadLetter(ctx context.Context, m Message, reason, lastErr string) error
 	// DLQ opens the dead-letter queue of this queue.
 	DLQ(ctx context.Context) (Queue, error)

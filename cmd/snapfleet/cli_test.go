@@ -41,6 +41,45 @@ func TestRunDeadLetters(t *testing.T) {
 	}
 }
 
+// TestEmptyMessageDoesNotWedge: one message with an empty body in the embedded queue's
+// file, ahead of the planned jobs, is dead-lettered (placeholder body, invalid_message)
+// while the jobs behind it run, and `run` and `work --idle-exit` end with their JSON
+// summary instead of failing every receive once the message has been received 5 times.
+func TestEmptyMessageDoesNotWedge(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, cmd := range []string{"run", "work"} {
+		t.Run(cmd, func(t *testing.T) {
+			t.Parallel()
+			e := newE2E(t)
+			_, vols := e.instancesWithData(ctx, 2, nil)
+			db := "file:" + filepath.Join(t.TempDir(), "snapfleet.db")
+			e.sendRaw(ctx, db, "")
+			now := e.at(0)
+			var r map[string]any
+			if cmd == "run" {
+				r = e.jsonCLI(1, "run", "--queue", db, "--now", now, "--visibility", "2s")
+				r = r["work"].(map[string]any)
+			} else {
+				e.jsonCLI(0, "plan", "--queue", db, "--now", now)
+				r = e.jsonCLI(0, "work", "--queue", db, "--now", now, "--visibility", "2s", "--idle-exit", "2s")
+			}
+			for path, want := range map[string]int{"created": 4, "dead_lettered": 1} {
+				if got := num(t, r, path); got != want {
+					t.Errorf("%s: work.%s = %d, want %d", cmd, path, got, want)
+				}
+			}
+			if n := len(managedByVolume(e.snapshots(ctx))); n != len(vols)*2 {
+				t.Errorf("%d volumes have a managed snapshot, want %d", n, len(vols)*2)
+			}
+			l := e.dlqList(db)
+			if l.Total != 1 || l.Messages[0].Error != "invalid_message" {
+				t.Fatalf("dead letters: %+v, want one invalid_message", l.Messages)
+			}
+		})
+	}
+}
+
 // TestPlanDryRunText: `plan --dry-run` in text lists every decision — policy, action,
 // volume, snapshot, instance, reason — and enqueues nothing; with --log-format console
 // the logs on stderr are lines for people, not JSON.

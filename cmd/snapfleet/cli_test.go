@@ -7,7 +7,10 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/snapfleet/snapfleet/internal/job"
+	"github.com/snapfleet/snapfleet/internal/mototest"
 	"github.com/snapfleet/snapfleet/internal/tag"
 )
 
@@ -77,6 +80,41 @@ func TestEmptyMessageDoesNotWedge(t *testing.T) {
 				t.Fatalf("dead letters: %+v, want one invalid_message", l.Messages)
 			}
 		})
+	}
+}
+
+// TestEmbeddedRefusesBadStrings: on the embedded queue (which, unlike SQS, stores any
+// bytes), create jobs whose strings hold a byte that is not UTF-8 or an escaped NUL are
+// dead-lettered as invalid_message, and nothing is created.
+func TestEmbeddedRefusesBadStrings(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newE2E(t)
+	ids, vols := e.instancesWithData(ctx, 1, nil)
+	now := e.at(0)
+	var bodies []string
+	for i, run := range []string{`"run":"r\xff"`, `"run":"r\u0000"`} {
+		b, err := job.Encode(job.Job{
+			V: 1, Kind: job.KindCreate, Key: job.CreateKey(mototest.Account, mototest.Region, vols[ids[0]][i], "daily", e.start.Truncate(24*time.Hour)),
+			Account: mototest.Account, Region: mototest.Region, Policy: "daily", Volume: vols[ids[0]][i], Instance: ids[0],
+			Device: "/dev/xvda", Run: "r", PlannedAt: e.start,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		bodies = append(bodies, strings.Replace(string(b), `"run":"r"`, run, 1))
+	}
+	db := "file:" + filepath.Join(t.TempDir(), "snapfleet.db")
+	e.sendRaw(ctx, db, bodies...)
+	r := e.jsonCLI(0, "work", "--queue", db, "--now", now, "--idle-exit", "1s")
+	if num(t, r, "dead_lettered") != 2 || num(t, r, "created") != 0 {
+		t.Errorf("work: %v, want 2 dead-lettered and none created", r)
+	}
+	if n := len(managedByVolume(e.snapshots(ctx))); n != 0 {
+		t.Errorf("%d volumes got a snapshot from a job with bad strings", n)
+	}
+	if got := e.dlqList(db).reasons(); got["invalid_message"] != 2 {
+		t.Errorf("dead letters by reason %v, want 2 invalid_message", got)
 	}
 }
 

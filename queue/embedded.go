@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -94,6 +96,9 @@ func openEmbedded(ctx context.Context, url, path string, o Options) (Queue, erro
 		d.(*embedded).owner = true
 		return d, nil
 	}
+	if dir := filepath.Dir(path); !isDir(dir) {
+		return nil, fmt.Errorf("%w %s: directory %s does not exist", ErrNoQueue, url, dir)
+	}
 	// WAL lets readers and one writer share the file across processes; every transaction
 	// takes the write lock at BEGIN (immediate), so two writers never deadlock on a lock
 	// upgrade, and waits for it up to the busy timeout.
@@ -139,6 +144,11 @@ func openEmbedded(ctx context.Context, url, path string, o Options) (Queue, erro
 		return nil, fmt.Errorf("creating the schema of queue %s: %w", url, err)
 	}
 	return e, nil
+}
+
+func isDir(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.IsDir()
 }
 
 // addColumn adds column to table unless it has it.

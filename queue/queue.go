@@ -122,6 +122,9 @@ type Options struct {
 // ErrBadURL is returned for a queue address that is neither an SQS URL nor file:PATH.
 var ErrBadURL = errors.New("bad queue URL")
 
+// ErrNoQueue is returned by Open for a file: address whose directory does not exist.
+var ErrNoQueue = errors.New("no such queue")
+
 // CheckURL checks the form of a queue address without opening it: file:PATH (the path
 // without '?' or '#'; PATH#dlq names its dead-letter queue), or an http(s) SQS queue URL
 // scheme://host/ACCOUNT/NAME. Its error wraps ErrBadURL.

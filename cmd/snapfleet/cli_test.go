@@ -9,6 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
 	"github.com/snapfleet/snapfleet/internal/job"
 	"github.com/snapfleet/snapfleet/internal/mototest"
 	"github.com/snapfleet/snapfleet/internal/tag"
@@ -115,6 +119,54 @@ func TestEmbeddedRefusesBadStrings(t *testing.T) {
 	}
 	if got := e.dlqList(db).reasons(); got["invalid_message"] != 2 {
 		t.Errorf("dead letters by reason %v, want 2 invalid_message", got)
+	}
+}
+
+// TestUnusableQueue: an SQS jobs queue that does not exist, or has no RedrivePolicy (a
+// poison message would bounce forever), is refused by plan, work and run at start: exit
+// 2, one line naming the queue, nothing sent or received.
+func TestUnusableQueue(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newE2E(t)
+	e.instancesWithData(ctx, 1, nil)
+	bare, err := e.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("no-redrive")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	noRedrive := aws.ToString(bare.QueueUrl)
+	missing := strings.TrimSuffix(noRedrive, "no-redrive") + "no-such-queue"
+	now := e.at(0)
+	for _, tc := range []struct {
+		url  string
+		want string
+	}{{noRedrive, "has no RedrivePolicy: set one"}, {missing, "does not exist"}} {
+		for _, cmd := range [][]string{
+			{"plan", "--queue", tc.url},
+			{"work", "--queue", tc.url, "--idle-exit", "1s"},
+			{"run", "--queue", tc.url},
+		} {
+			start := time.Now()
+			r := e.cli(append(cmd, "--now", now, "--config", e.config)...)
+			if r.code != exitUsage {
+				t.Errorf("%v: exit %d after %s, want %d\n%s", cmd, r.code, time.Since(start), exitUsage, tail(r.stderr))
+				continue
+			}
+			if strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, tc.url) || !strings.Contains(r.stderr, tc.want) {
+				t.Errorf("%v: stderr %q is not one line naming the queue and %q", cmd, r.stderr, tc.want)
+			}
+			if r.stdout != "" {
+				t.Errorf("%v: stdout %q", cmd, r.stdout)
+			}
+		}
+	}
+	out, err := e.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: &noRedrive,
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages}})
+	if err != nil || out.Attributes["ApproximateNumberOfMessages"] != "0" {
+		t.Errorf("the queue without a RedrivePolicy holds %v messages (%v), want 0", out.Attributes, err)
+	}
+	if n := len(managedByVolume(e.snapshots(ctx))); n != 0 {
+		t.Errorf("%d volumes were snapshotted", n)
 	}
 }
 

@@ -27,29 +27,11 @@ func readEvent(path string) (event.Event, error) {
 
 // planEvent plans an event's snapshots (planner.PlanEvent) onto the queue.
 func (e *env) planEvent(ctx context.Context, queueURL string, dryRun bool, ev event.Event) (planner.Summary, error) {
-	accounts, regions, err := e.targets(ctx)
+	p, closeQ, err := e.planner(ctx, queueURL, dryRun)
 	if err != nil {
 		return planner.Summary{}, err
 	}
-	now := e.now()
-	p := &planner.Planner{
-		Config:   e.cfg,
-		Accounts: accounts,
-		Regions:  regions,
-		EC2:      func(account, region string) planner.EC2 { return e.clients.EC2(account, region) },
-		Now:      now,
-		RunID:    planner.NewRunID(now),
-		DryRun:   dryRun,
-		Log:      e.log,
-	}
-	if !dryRun {
-		q, err := e.openQueue(ctx, queueURL, 0)
-		if err != nil {
-			return planner.Summary{}, err
-		}
-		defer q.Close()
-		p.Queue = q
-	}
+	defer closeQ()
 	s, err := p.PlanEvent(ctx, ev)
 	if errors.Is(err, planner.ErrEventScope) {
 		return s, usageError{err}

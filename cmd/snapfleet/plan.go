@@ -78,31 +78,41 @@ func newPlanCmd(g *globals) *cobra.Command {
 // plan resolves the accounts and regions and runs the planner once; force lets deletes
 // through the circuit breaker's fraction.
 func (e *env) plan(ctx context.Context, queueURL string, dryRun, force bool) (planner.Summary, error) {
-	accounts, regions, err := e.targets(ctx)
+	p, closeQ, err := e.planner(ctx, queueURL, dryRun)
 	if err != nil {
 		return planner.Summary{}, err
 	}
+	defer closeQ()
+	p.Force = force
+	return p.Plan(ctx)
+}
+
+// planner opens the jobs queue (unless dryRun: none), then resolves the accounts and
+// regions: a queue that cannot be used is bad usage found before any listing.
+func (e *env) planner(ctx context.Context, queueURL string, dryRun bool) (*planner.Planner, func(), error) {
 	now := e.now()
 	p := &planner.Planner{
-		Config:   e.cfg,
-		Accounts: accounts,
-		Regions:  regions,
-		EC2:      func(account, region string) planner.EC2 { return e.clients.EC2(account, region) },
-		Now:      now,
-		RunID:    planner.NewRunID(now),
-		DryRun:   dryRun,
-		Force:    force,
-		Log:      e.log,
+		Config: e.cfg,
+		EC2:    func(account, region string) planner.EC2 { return e.clients.EC2(account, region) },
+		Now:    now,
+		RunID:  planner.NewRunID(now),
+		DryRun: dryRun,
+		Log:    e.log,
 	}
+	closeQ := func() {}
 	if !dryRun {
-		q, err := e.openQueue(ctx, queueURL, 0)
+		q, err := e.openJobs(ctx, queueURL, 0)
 		if err != nil {
-			return planner.Summary{}, err
+			return nil, nil, err
 		}
-		defer q.Close()
-		p.Queue = q
+		p.Queue, closeQ = q, func() { q.Close() }
 	}
-	return p.Plan(ctx)
+	var err error
+	if p.Accounts, p.Regions, err = e.targets(ctx); err != nil {
+		closeQ()
+		return nil, nil, err
+	}
+	return p, closeQ, nil
 }
 
 // targets are the account-regions to plan (cloud.Clients.Targets); no region is a usage

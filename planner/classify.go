@@ -57,7 +57,12 @@ func (p *Planner) classify(ctx context.Context, client EC2, account string, ds [
 	case class == cloud.Unsupported:
 		p.Log.Warn().Str("account", account).Err(err).Msg("DescribeLockedSnapshots does not exist at this endpoint: no snapshot is taken as locked")
 	default:
-		fail(fmt.Errorf("reading snapshot locks in %s (no deletes planned there): %w", account, err))
+		if status, ok := cloud.Unanswered(err); ok {
+			// The decoder's complaint about the body says nothing to an operator.
+			p.Log.Debug().Str("account", account).Err(err).Msg("DescribeLockedSnapshots answer")
+			err = fmt.Errorf("the endpoint could not answer DescribeLockedSnapshots (HTTP %d with a body that is not EC2's)", status)
+		}
+		fail(fmt.Errorf("reading snapshot locks in %s (no deletes planned in this account-region): %w", account, err))
 		return closeAll("snapshot locks could not be read")
 	}
 

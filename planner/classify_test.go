@@ -3,6 +3,8 @@ package planner
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"slices"
 	"sort"
 	"strings"
@@ -13,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/smithy-go/middleware"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/snapfleet/snapfleet/internal/tag"
 	"github.com/snapfleet/snapfleet/internal/testbed/mototest"
@@ -292,6 +295,20 @@ policies:
 	if len(got) != 0 || sum.Errors != 1 || !strings.Contains(sum.Failures[0].Error, "snapshot locks") {
 		t.Fatalf("failing lock check: deletes %v, summary %+v", got, sum)
 	}
+	// Plain moto has no DescribeLockedSnapshots and answers with an HTML error page: no
+	// deletes, and an error that says so rather than an XML parser's.
+	sum, got = plan(plainMoto)
+	if len(got) != 0 || sum.Errors != 1 {
+		t.Fatalf("lock API answering HTML: deletes %v, summary %+v", got, sum)
+	}
+	for _, want := range []string{"could not answer DescribeLockedSnapshots", "HTTP 500", "no deletes planned"} {
+		if !strings.Contains(sum.Failures[0].Error, want) {
+			t.Errorf("lock API answering HTML: error %q does not say %q", sum.Failures[0].Error, want)
+		}
+	}
+	if strings.Contains(sum.Failures[0].Error, "attribute value") {
+		t.Errorf("lock API answering HTML: error %q is an XML parser's", sum.Failures[0].Error)
+	}
 	// The endpoint says the action does not exist: no locks.
 	sum, got = plan(fault("InvalidAction", "DescribeLockedSnapshots"))
 	if want := sorted(old1, old2, locked); !slices.Equal(got, want) || sum.Errors != 0 {
@@ -354,4 +371,19 @@ func TestAdoptionThroughMoto(t *testing.T) {
 	if sum, got := plan("max_delete_fraction: 0.4\n"+adopt, true); !slices.Equal(got, []string{legacy}) || sum.Errors != 0 {
 		t.Fatalf("forced: deletes %v, summary %+v", got, sum)
 	}
+}
+
+// plainMoto answers DescribeLockedSnapshots as moto 5.2 does without the patch of
+// internal/mototest: HTTP 500 with Flask's HTML error page.
+func plainMoto(s *middleware.Stack) error {
+	return s.Deserialize.Add(middleware.DeserializeMiddlewareFunc("plainMoto", func(ctx context.Context, in middleware.DeserializeInput, next middleware.DeserializeHandler) (middleware.DeserializeOutput, middleware.Metadata, error) {
+		if middleware.GetOperationName(ctx) != "DescribeLockedSnapshots" {
+			return next.HandleDeserialize(ctx, in)
+		}
+		page := "<!doctype html>\n<html lang=en>\n<title>500 Internal Server Error</title>\n<h1>Internal Server Error</h1>\n" +
+			"<p>The server encountered an internal error and was unable to complete your request.</p>\n"
+		resp := &smithyhttp.Response{Response: &http.Response{StatusCode: 500, Status: "500 INTERNAL SERVER ERROR",
+			Header: http.Header{"Content-Type": {"text/html; charset=utf-8"}}, Body: io.NopCloser(strings.NewReader(page))}}
+		return middleware.DeserializeOutput{RawResponse: resp}, middleware.Metadata{}, nil
+	}), middleware.After)
 }

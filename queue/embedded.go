@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -94,6 +96,9 @@ func openEmbedded(ctx context.Context, url, path string, o Options) (Queue, erro
 		d.(*embedded).owner = true
 		return d, nil
 	}
+	if dir := filepath.Dir(path); !isDir(dir) {
+		return nil, fmt.Errorf("%w %s: directory %s does not exist", ErrNoQueue, url, dir)
+	}
 	// WAL lets readers and one writer share the file across processes; every transaction
 	// takes the write lock at BEGIN (immediate), so two writers never deadlock on a lock
 	// upgrade, and waits for it up to the busy timeout.
@@ -139,6 +144,11 @@ func openEmbedded(ctx context.Context, url, path string, o Options) (Queue, erro
 		return nil, fmt.Errorf("creating the schema of queue %s: %w", url, err)
 	}
 	return e, nil
+}
+
+func isDir(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.IsDir()
 }
 
 // addColumn adds column to table unless it has it.
@@ -248,6 +258,9 @@ func (e *embedded) receive(ctx context.Context, n int) ([]Message, error) {
 	var msgs []Message
 	err := e.inTx(ctx, func(tx *sql.Tx) error {
 		msgs = msgs[:0]
+		if err := e.nameNullIDs(ctx, tx); err != nil {
+			return err
+		}
 		if !e.isDLQ {
 			if err := e.redrive(ctx, tx); err != nil {
 				return fmt.Errorf("moving messages received %d times to the dead-letter queue: %w", e.maxReceive, err)
@@ -264,7 +277,7 @@ func (e *embedded) receive(ctx context.Context, n int) ([]Message, error) {
 			m := Message{ID: string(gm.ID), Body: gm.Body}
 			var created string
 			var first sql.NullString
-			if err := tx.QueryRowContext(ctx, `select received, created, snapfleet_first_received from goqite where id = ?`, gm.ID).
+			if err := tx.QueryRowContext(ctx, `select received, coalesce(created, ''), snapfleet_first_received from goqite where id = ?`, gm.ID).
 				Scan(&m.Attempts, &created, &first); err != nil {
 				return err
 			}
@@ -291,6 +304,18 @@ func (e *embedded) receive(ctx context.Context, n int) ([]Message, error) {
 	return msgs, err
 }
 
+// nameNullIDs gives an id to this queue's messages that have none. goqite's own table
+// cannot hold such a row, but a file made by hand (not strict) can: goqite would pick it
+// first on every receive and then fail to find it by its id, so that no message behind it
+// were ever received.
+func (e *embedded) nameNullIDs(ctx context.Context, tx *sql.Tx) error {
+	_, err := tx.ExecContext(ctx, `update goqite set id = 'm_' || lower(hex(randomblob(16))) where id is null and queue = ?`, e.name)
+	if err != nil {
+		return fmt.Errorf("naming messages without an id: %w", err)
+	}
+	return nil
+}
+
 // deadLetterFields fills m's dead-letter attributes from snapfleet_dead_letter.
 func (e *embedded) deadLetterFields(ctx context.Context, tx *sql.Tx, m *Message) error {
 	var failedAt, sentAt, firstReceived string
@@ -315,7 +340,7 @@ func (e *embedded) deadLetterFields(ctx context.Context, tx *sql.Tx, m *Message)
 // dead-letter queue, as SQS does on a receive.
 func (e *embedded) redrive(ctx context.Context, tx *sql.Tx) error {
 	now := time.Now().UTC().Format(timeLayout)
-	rows, err := tx.QueryContext(ctx, `select id, received, created from goqite
+	rows, err := tx.QueryContext(ctx, `select id, received, coalesce(created, '') from goqite
 		where queue = ? and ? >= timeout and received >= ? order by created limit ?`,
 		e.name, now, e.maxReceive, embeddedRedriveMax)
 	if err != nil {
@@ -349,13 +374,21 @@ func (e *embedded) redrive(ctx context.Context, tx *sql.Tx) error {
 	return nil
 }
 
-// moveToDLQ moves message id of this queue to the dead-letter queue, body unchanged.
+// EmptyBody is the body a dead letter carries in place of an empty one (or, in a damaged
+// file, a NULL one): a body goqite cannot store, and nothing a reader could take for a job.
+const EmptyBody = "<empty body>"
+
+// moveToDLQ moves message id of this queue to the dead-letter queue, body unchanged but
+// for an empty one, which becomes EmptyBody.
 func (e *embedded) moveToDLQ(ctx context.Context, tx *sql.Tx, id, reason, lastErr string, attempts int, created string) error {
 	var body []byte
 	var first sql.NullString
 	if err := tx.QueryRowContext(ctx, `select body, snapfleet_first_received from goqite where queue = ? and id = ?`, e.name, id).
 		Scan(&body, &first); err != nil {
 		return fmt.Errorf("reading message %s: %w", id, err)
+	}
+	if len(body) == 0 {
+		body = []byte(EmptyBody)
 	}
 	dead, err := e.dead.SendAndGetIDTx(ctx, tx, goqite.Message{Body: body})
 	if err != nil {
@@ -492,7 +525,7 @@ func (e *embedded) DeadLetter(ctx context.Context, m Message, reason, lastErr st
 	}
 	err = e.inTx(ctx, func(tx *sql.Tx) error {
 		var created string
-		err := tx.QueryRowContext(ctx, `select created from goqite where queue = ? and id = ? and received = ?`, e.name, id, received).Scan(&created)
+		err := tx.QueryRowContext(ctx, `select coalesce(created, '') from goqite where queue = ? and id = ? and received = ?`, e.name, id, received).Scan(&created)
 		if errors.Is(err, sql.ErrNoRows) {
 			return e.notInFlight(ctx, tx, id)
 		}
@@ -522,7 +555,7 @@ func (e *embedded) Requeue(ctx context.Context, m Message, d time.Duration) erro
 		var body []byte
 		var created string
 		var first sql.NullString
-		err := tx.QueryRowContext(ctx, `select body, created, snapfleet_first_received from goqite where queue = ? and id = ? and received = ?`,
+		err := tx.QueryRowContext(ctx, `select body, coalesce(created, ''), snapfleet_first_received from goqite where queue = ? and id = ? and received = ?`,
 			e.name, id, received).Scan(&body, &created, &first)
 		if errors.Is(err, sql.ErrNoRows) {
 			return e.notInFlight(ctx, tx, id)

@@ -95,7 +95,8 @@ type Queue interface {
 	// Options.MaxReceive); 0 means none (no RedrivePolicy, or a dead-letter queue).
 	MaxReceive(ctx context.Context) (int, error)
 	// DeadLetter moves a message to the dead-letter queue with its body unchanged and the
-	// reason, the last error and the attempt count attached, then deletes it here.
+	// reason, the last error and the attempt count attached, then deletes it here. An
+	// empty body (possible only in the embedded queue's file) becomes EmptyBody.
 	DeadLetter(ctx context.Context, m Message, reason, lastErr string) error
 	// DLQ opens the dead-letter queue of this queue.
 	DLQ(ctx context.Context) (Queue, error)
@@ -120,6 +121,9 @@ type Options struct {
 
 // ErrBadURL is returned for a queue address that is neither an SQS URL nor file:PATH.
 var ErrBadURL = errors.New("bad queue URL")
+
+// ErrNoQueue is returned by Open for a file: address whose directory does not exist.
+var ErrNoQueue = errors.New("no such queue")
 
 // CheckURL checks the form of a queue address without opening it: file:PATH (the path
 // without '?' or '#'; PATH#dlq names its dead-letter queue), or an http(s) SQS queue URL

@@ -8,7 +8,6 @@ import (
 
 	"github.com/snapfleet/snapfleet/internal/event"
 	"github.com/snapfleet/snapfleet/planner"
-	"github.com/snapfleet/snapfleet/queue"
 	"github.com/snapfleet/snapfleet/worker"
 )
 
@@ -28,18 +27,11 @@ func readEvent(path string) (event.Event, error) {
 
 // planEvent plans an event's snapshots (planner.PlanEvent) onto the queue.
 func (e *env) planEvent(ctx context.Context, queueURL string, dryRun bool, ev event.Event) (planner.Summary, error) {
-	accounts, regions, err := e.targets(ctx)
+	p, closeQ, err := e.planner(ctx, queueURL, dryRun, false)
 	if err != nil {
 		return planner.Summary{}, err
 	}
-	var q queue.Queue
-	if !dryRun {
-		if q, err = e.openQueue(ctx, queueURL, 0); err != nil {
-			return planner.Summary{}, err
-		}
-		defer q.Close()
-	}
-	p := e.newPlanner(accounts, regions, q, dryRun, false)
+	defer closeQ()
 	s, err := p.PlanEvent(ctx, ev)
 	if errors.Is(err, planner.ErrEventScope) {
 		return s, usageError{err}

@@ -79,19 +79,32 @@ func newPlanCmd(g *globals) *cobra.Command {
 // plan resolves the accounts and regions and runs the planner once; force lets deletes
 // through the circuit breaker's fraction.
 func (e *env) plan(ctx context.Context, queueURL string, dryRun, force bool) (planner.Summary, error) {
-	accounts, regions, err := e.targets(ctx)
+	p, closeQ, err := e.planner(ctx, queueURL, dryRun, force)
 	if err != nil {
 		return planner.Summary{}, err
 	}
-	var q queue.Queue
-	if !dryRun {
-		if q, err = e.openQueue(ctx, queueURL, 0); err != nil {
-			return planner.Summary{}, err
-		}
-		defer q.Close()
-	}
-	p := e.newPlanner(accounts, regions, q, dryRun, force)
+	defer closeQ()
 	return p.Plan(ctx)
+}
+
+// planner opens the jobs queue (unless dryRun: none), then resolves the accounts and
+// regions: a queue that cannot be used is bad usage found before any listing.
+func (e *env) planner(ctx context.Context, queueURL string, dryRun, force bool) (*planner.Planner, func(), error) {
+	var q queue.Queue
+	closeQ := func() {}
+	if !dryRun {
+		var err error
+		if q, err = e.openJobs(ctx, queueURL, 0); err != nil {
+			return nil, nil, err
+		}
+		closeQ = func() { q.Close() }
+	}
+	accounts, regions, err := e.targets(ctx)
+	if err != nil {
+		closeQ()
+		return nil, nil, err
+	}
+	return e.newPlanner(accounts, regions, q, dryRun, force), closeQ, nil
 }
 
 // targets are the account-regions to plan (cloud.Clients.Targets); no region, or a

@@ -154,11 +154,36 @@ func (e *env) openQueue(ctx context.Context, url string, visibility time.Duratio
 		return nil, err
 	}
 	q, err := queue.Open(ctx, url, queue.Options{AWS: e.clients.Config(), Visibility: visibility})
-	if errors.Is(err, queue.ErrBadURL) {
+	if errors.Is(err, queue.ErrBadURL) || errors.Is(err, queue.ErrNoQueue) {
 		return nil, usagef("--queue: %v", err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("opening queue %s: %w", url, err)
+	}
+	return q, nil
+}
+
+// openJobs opens --queue as the jobs queue of plan, work or run: it must exist and move a
+// message that fails every receive to a dead-letter queue (an SQS queue needs a
+// RedrivePolicy; the embedded queue has its own), or a poison message would bounce
+// forever. Either lack is bad usage, found before any job is sent or received.
+func (e *env) openJobs(ctx context.Context, url string, visibility time.Duration) (queue.Queue, error) {
+	q, err := e.openQueue(ctx, url, visibility)
+	if err != nil {
+		return nil, err
+	}
+	n, err := q.MaxReceive(ctx)
+	switch class, _ := cloud.Classify(err); {
+	case class == cloud.NotFound:
+		err = usagef("--queue: queue %s does not exist", url)
+	case err != nil:
+		err = fmt.Errorf("reading the RedrivePolicy of queue %s: %w", url, err)
+	case n == 0:
+		err = usagef("--queue: queue %s has no RedrivePolicy: set one naming a dead-letter queue (deadLetterTargetArn) and a maxReceiveCount", url)
+	}
+	if err != nil {
+		q.Close()
+		return nil, err
 	}
 	return q, nil
 }

@@ -38,7 +38,7 @@ func newRunCmd(g *globals) *cobra.Command {
 			}
 			e.publishSummary(cmd.Context(), res.Plan)
 			if !dryRun {
-				q, err := e.openQueue(cmd.Context(), queueURL, f.visibility)
+				q, err := e.openJobs(cmd.Context(), queueURL, f.visibility)
 				if err != nil {
 					return err
 				}

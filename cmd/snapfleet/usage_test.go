@@ -29,6 +29,8 @@ func TestBadInput(t *testing.T) {
 	badDuration := write("duration.yaml", "policies:\n  - name: daily\n    every: fortnightly\n    retain: {max_age: 30d}\n")
 	dupPolicy := write("dup.yaml", "policies:\n  - name: daily\n    retain: {max_age: 30d}\n  - name: daily\n    retain: {keep_last: 3}\n")
 	noRule := write("norule.yaml", "policies:\n  - name: daily\n    retain: {min_keep: 2}\n")
+	noPolicies := write("nopolicies.yaml", "policies: []\n")
+	nanFraction := write("nan.yaml", "max_delete_fraction: .nan\n")
 	q := "file:" + filepath.Join(dir, "q.db")
 
 	tests := []struct {
@@ -41,6 +43,11 @@ func TestBadInput(t *testing.T) {
 		{"bad duration", []string{"plan", "--dry-run", "--config", badDuration}, []string{badDuration, `line 3: policies[0].every: bad duration "fortnightly"`}},
 		{"duplicate policy", []string{"run", "--queue", q, "--config", dupPolicy}, []string{dupPolicy, "duplicate policy name", "daily"}},
 		{"no keep rule", []string{"work", "--queue", q, "--config", noRule}, []string{noRule, "retain"}},
+		{"empty policies", []string{"run", "--queue", q, "--config", noPolicies}, []string{noPolicies, "policies: no policies"}},
+		{"NaN max_delete_fraction", []string{"plan", "--dry-run", "--config", nanFraction}, []string{nanFraction, "max_delete_fraction", "NaN"}},
+		{"work queue in a missing directory", []string{"work", "--queue", "file:/no-such-dir/q.db"}, []string{"--queue", "file:/no-such-dir/q.db", "does not exist"}},
+		{"plan queue in a missing directory", []string{"plan", "--queue", "file:/no-such-dir/q.db"}, []string{"--queue", "file:/no-such-dir/q.db", "does not exist"}},
+		{"run queue in a missing directory", []string{"run", "--queue", "file:/no-such-dir/q.db"}, []string{"--queue", "file:/no-such-dir/q.db", "does not exist"}},
 		{"missing config", []string{"plan", "--dry-run", "--config", filepath.Join(dir, "nope.yaml")}, []string{"nope.yaml"}},
 		{"bad --now", []string{"plan", "--dry-run", "--now", "yesterday"}, []string{"--now", "yesterday"}},
 		{"bad --output", []string{"plan", "--dry-run", "--output", "xml"}, []string{"--output", "xml"}},

@@ -67,7 +67,7 @@ func newWorkCmd(g *globals) *cobra.Command {
 			if err := e.checkAccounts(cmd.Context()); err != nil {
 				return err
 			}
-			q, err := e.openQueue(cmd.Context(), queueURL, f.visibility)
+			q, err := e.openJobs(cmd.Context(), queueURL, f.visibility)
 			if err != nil {
 				return err
 			}

@@ -20,7 +20,7 @@ const (
 	Unknown Class = iota
 	// Throttled: back off and retry; never a dead letter.
 	Throttled
-	// NotFound: the snapshot or volume does not exist (any more).
+	// NotFound: the snapshot, volume, instance or SQS queue does not exist (any more).
 	NotFound
 	// InUse: the snapshot is used by an AMI; skip with a reason.
 	InUse
@@ -53,37 +53,39 @@ type code struct {
 
 // codes classifies AWS error codes — the one place they are matched.
 var codes = map[string]code{
-	"RequestLimitExceeded":                  {Throttled, 0},
-	"Throttling":                            {Throttled, 0},
-	"ThrottlingException":                   {Throttled, 0},
-	"TooManyRequestsException":              {Throttled, 0},
-	"RequestThrottled":                      {Throttled, 0},
-	"SnapshotCreationPerVolumeRateExceeded": {Throttled, 15 * time.Second},
-	"ConcurrentSnapshotLimitExceeded":       {Throttled, 30 * time.Second},
-	"PendingSnapshotLimitExceeded":          {Throttled, 30 * time.Second},
-	"InvalidSnapshot.NotFound":              {NotFound, 0},
-	"InvalidVolume.NotFound":                {NotFound, 0},
-	"InvalidSnapshotID.NotFound":            {NotFound, 0},
-	"InvalidVolumeID.NotFound":              {NotFound, 0},
-	"InvalidInstanceID.NotFound":            {NotFound, 0},
-	"InvalidSnapshot.InUse":                 {InUse, 0},
-	"UnauthorizedOperation":                 {Denied, 0},
-	"AccessDenied":                          {Denied, 0},
-	"AccessDeniedException":                 {Denied, 0},
-	"AuthFailure":                           {Denied, 0},
-	"InvalidClientTokenId":                  {Denied, 0},
-	"ExpiredToken":                          {Transient, 0},
-	"OptInRequired":                         {Denied, 0},
-	"InvalidParameterValue":                 {Invalid, 0},
-	"InvalidParameter":                      {Invalid, 0},
-	"MissingParameter":                      {Invalid, 0},
-	"IncorrectState":                        {Transient, 0},
-	"InternalError":                         {Transient, 0},
-	"InvalidAction":                         {Unsupported, 0},
-	"UnsupportedOperation":                  {Unsupported, 0},
-	"InternalFailure":                       {Transient, 0},
-	"ServiceUnavailable":                    {Transient, 0},
-	"Unavailable":                           {Transient, 0},
+	"RequestLimitExceeded":                    {Throttled, 0},
+	"Throttling":                              {Throttled, 0},
+	"ThrottlingException":                     {Throttled, 0},
+	"TooManyRequestsException":                {Throttled, 0},
+	"RequestThrottled":                        {Throttled, 0},
+	"SnapshotCreationPerVolumeRateExceeded":   {Throttled, 15 * time.Second},
+	"ConcurrentSnapshotLimitExceeded":         {Throttled, 30 * time.Second},
+	"PendingSnapshotLimitExceeded":            {Throttled, 30 * time.Second},
+	"InvalidSnapshot.NotFound":                {NotFound, 0},
+	"InvalidVolume.NotFound":                  {NotFound, 0},
+	"InvalidSnapshotID.NotFound":              {NotFound, 0},
+	"InvalidVolumeID.NotFound":                {NotFound, 0},
+	"InvalidInstanceID.NotFound":              {NotFound, 0},
+	"AWS.SimpleQueueService.NonExistentQueue": {NotFound, 0}, // SQS, query protocol
+	"QueueDoesNotExist":                       {NotFound, 0}, // SQS, JSON protocol
+	"InvalidSnapshot.InUse":                   {InUse, 0},
+	"UnauthorizedOperation":                   {Denied, 0},
+	"AccessDenied":                            {Denied, 0},
+	"AccessDeniedException":                   {Denied, 0},
+	"AuthFailure":                             {Denied, 0},
+	"InvalidClientTokenId":                    {Denied, 0},
+	"ExpiredToken":                            {Transient, 0},
+	"OptInRequired":                           {Denied, 0},
+	"InvalidParameterValue":                   {Invalid, 0},
+	"InvalidParameter":                        {Invalid, 0},
+	"MissingParameter":                        {Invalid, 0},
+	"IncorrectState":                          {Transient, 0},
+	"InternalError":                           {Transient, 0},
+	"InvalidAction":                           {Unsupported, 0},
+	"UnsupportedOperation":                    {Unsupported, 0},
+	"InternalFailure":                         {Transient, 0},
+	"ServiceUnavailable":                      {Transient, 0},
+	"Unavailable":                             {Transient, 0},
 }
 
 // Classify returns the class of err and, for throttling, the least wait before retrying.
@@ -123,4 +125,16 @@ func Code(err error) string {
 		return ae.ErrorCode()
 	}
 	return ""
+}
+
+// Unanswered reports whether err is an HTTP response that carries no AWS error, and its
+// status: a body that could not be read as the API's (an emulator's or a proxy's HTML
+// error page), so the endpoint did not answer the call at all.
+func Unanswered(err error) (status int, ok bool) {
+	var ae smithy.APIError
+	var re *smithyhttp.ResponseError
+	if err == nil || errors.As(err, &ae) || !errors.As(err, &re) {
+		return 0, false
+	}
+	return re.HTTPStatusCode(), true
 }

@@ -399,6 +399,9 @@ func Parse(r io.Reader) (*Config, error) {
 		return nil, err
 	}
 	if len(c.Policies) == 0 {
+		if len(doc.Content) > 0 && mapValue(doc.Content[0], "policies") != nil {
+			return nil, errors.New("policies: no policies (omit the key for the built-in default)")
+		}
 		c.Policies = []Policy{DefaultPolicy()}
 	}
 	if err := c.fill(); err != nil {
@@ -551,7 +554,7 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("limits.%s.per_second: %v is not positive", name, b.PerSecond)
 		}
 	}
-	if f := c.MaxDeleteFraction; f != nil && (*f <= 0 || *f > 1) {
+	if f := c.MaxDeleteFraction; f != nil && !(*f > 0 && *f <= 1) { // NaN too
 		return fmt.Errorf("max_delete_fraction: %v is not in (0, 1]", *f)
 	}
 	if err := c.validateEvents(); err != nil {

@@ -160,6 +160,11 @@ func Decode(b []byte) (Job, error) {
 	if len(b) > MaxSize {
 		return j, fmt.Errorf("%w: %d bytes, over %d", ErrInvalid, len(b), MaxSize)
 	}
+	// encoding/json would turn each bad byte into U+FFFD and carry on; SQS refuses such a
+	// body when it is sent, the embedded queue does not.
+	if !utf8.Valid(b) {
+		return j, fmt.Errorf("%w: not valid UTF-8", ErrInvalid)
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&j); err != nil {
@@ -235,8 +240,8 @@ func (j Job) Validate() error {
 	if !ValidPolicyName(j.Policy) {
 		return bad("policy", "%q is not a policy name", j.Policy)
 	}
-	if j.Run == "" || len(j.Run) > 64 {
-		return bad("run", "missing or longer than 64")
+	if j.Run == "" || len(j.Run) > 64 || strings.IndexFunc(j.Run, unicode.IsControl) >= 0 {
+		return bad("run", "missing, longer than 64 or with a control character")
 	}
 	if j.PlannedAt.IsZero() {
 		return bad("planned_at", "missing")

@@ -235,6 +235,12 @@ func TestDecodeInvalid(t *testing.T) {
 		{"field name in title case", replace(t, deleteMsg, `"snapshot":`, `"Snapshot":`), "unknown field"},
 		{"duplicate field", replace(t, createMsg, `"v":1,`, `"v":1,"v":1,`), "duplicate"},
 		{"duplicate field, last valid", replace(t, deleteMsg, `"account":"111111111111"`, `"account":"222222222222","account":"111111111111"`), "duplicate"},
+		{"run with a non-UTF-8 byte", replace(t, createMsg, `"run":"r1"`, "\"run\":\"r\xff1\""), "UTF-8"},
+		{"name with a non-UTF-8 byte", replace(t, createMsg, `"device":"/dev/xvda",`, "\"device\":\"/dev/xvda\",\"name\":\"web\xc3\x281\","), "UTF-8"},
+		{"non-UTF-8 byte outside strings", []byte(createMsg[:len(createMsg)-1] + "\xff}"), "UTF-8"},
+		{"run with NUL", replace(t, createMsg, `"run":"r1"`, `"run":"r\u00001"`), "run"},
+		{"run with a control character", replace(t, deleteMsg, `"run":"r1"`, `"run":"r\u001b[31m"`), "run"},
+		{"name with NUL", replace(t, createMsg, `"device":"/dev/xvda",`, `"device":"/dev/xvda","name":"web\u0000",`), "name"},
 		{"trailing object", []byte(createMsg + createMsg), "trailing"},
 		{"trailing garbage", []byte(createMsg + " x"), "trailing"},
 		{"truncated", []byte(createMsg[:len(createMsg)-1]), "EOF"},
@@ -402,6 +408,10 @@ func FuzzDecode(f *testing.F) {
 		strings.Replace(createMsg, `"device":"/dev/xvda",`, `"device":"/dev/xvda","name":"web-1",`, 1),
 		strings.Replace(createMsg, `"device":"/dev/xvda",`, `"device":"/dev/xvda","name":"\u00e9\u2028<&>",`, 1),
 		strings.Replace(instanceMsg, `"run":`, `"name":"web-1","run":`, 1),
+		strings.Replace(createMsg, `"run":"r1"`, "\"run\":\"r\xff1\"", 1),
+		strings.Replace(createMsg, `"run":"r1"`, `"run":"r\u00001"`, 1),
+		strings.Replace(deleteMsg, `"run":"r1"`, `"run":"r\ud8001"`, 1),
+		strings.Replace(createMsg, `"device":"/dev/xvda",`, "\"device\":\"/dev/xvda\",\"name\":\"\xed\xa0\x80\",", 1),
 	} {
 		f.Add([]byte(s))
 	}

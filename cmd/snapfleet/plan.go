@@ -87,9 +87,14 @@ func (e *env) plan(ctx context.Context, queueURL string, dryRun, force bool) (pl
 	return p.Plan(ctx)
 }
 
-// planner opens the jobs queue (unless dryRun: none), then resolves the accounts and
-// regions: a queue that cannot be used is bad usage found before any listing.
+// planner checks the configured accounts against the credentials, opens the jobs queue
+// (unless dryRun: none), then resolves the accounts and regions: a foreign account or a
+// queue that cannot be used is bad usage found before any listing, and a foreign account
+// before the queue is even opened.
 func (e *env) planner(ctx context.Context, queueURL string, dryRun, force bool) (*planner.Planner, func(), error) {
+	if err := e.checkAccounts(ctx); err != nil {
+		return nil, nil, err
+	}
 	var q queue.Queue
 	closeQ := func() {}
 	if !dryRun {

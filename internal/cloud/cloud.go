@@ -221,6 +221,13 @@ var ErrNoRegion = errors.New("no region: set regions in the config, or AWS_REGIO
 // error, not a silent plan of the caller's own account; so is a listed account without a
 // role that is not the caller's (CheckAccounts).
 func (c *Clients) Targets(ctx context.Context, configRegions []string) (accounts, regions []string, err error) {
+	regions = configRegions
+	if len(regions) == 0 {
+		if c.base.Region == "" {
+			return nil, nil, ErrNoRegion // before any call: STS would need a region too
+		}
+		regions = []string{c.base.Region}
+	}
 	if err := c.CheckAccounts(ctx); err != nil {
 		return nil, nil, err
 	}
@@ -237,13 +244,6 @@ func (c *Clients) Targets(ctx context.Context, configRegions []string) (accounts
 			return nil, nil, err
 		}
 		accounts = []string{self}
-	}
-	regions = configRegions
-	if len(regions) == 0 {
-		if c.base.Region == "" {
-			return nil, nil, ErrNoRegion
-		}
-		regions = []string{c.base.Region}
 	}
 	return accounts, regions, nil
 }

@@ -144,6 +144,26 @@ func TestParseValid(t *testing.T) {
 			}
 			return nil
 		}},
+		// Issue 12.1: without an orphans key the newest snapshot of a gone volume is kept
+		// even under retain.min_keep 0; only an explicit orphans.min_keep 0 lets it go.
+		{"orphans.min_keep defaults to at least 1 under min_keep 0", policy("    retain: {max_age: 30d, min_keep: 0}\n"), func(c *Config) error {
+			if f := c.Policies[0].OrphanFloor(); f != 1 {
+				return fmt.Errorf("orphan floor %d, want 1", f)
+			}
+			return nil
+		}},
+		{"orphans.min_keep 1 under min_keep 0", policy("    retain: {max_age: 30d, min_keep: 0}\n    orphans: {min_keep: 1}\n"), func(c *Config) error {
+			if f := c.Policies[0].OrphanFloor(); f != 1 {
+				return fmt.Errorf("orphan floor %d, want 1", f)
+			}
+			return nil
+		}},
+		{"explicit orphans.min_keep 0 under min_keep 0", policy("    retain: {max_age: 30d, min_keep: 0}\n    orphans: {min_keep: 0}\n"), func(c *Config) error {
+			if f := c.Policies[0].OrphanFloor(); f != 0 {
+				return fmt.Errorf("orphan floor %d, want 0", f)
+			}
+			return nil
+		}},
 		{"max_delete_fraction 1", "max_delete_fraction: 1\n", func(c *Config) error {
 			if c.DeleteFraction() != 1 {
 				return fmt.Errorf("fraction %v", c.DeleteFraction())

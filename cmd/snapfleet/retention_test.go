@@ -219,7 +219,7 @@ func TestRetentionGFS(t *testing.T) {
 	}
 	q.Close()
 
-	w := e.jsonCLI(0, "work", "--queue", db, "--now", now, "--idle-exit", "2s", "--visibility", "5s", "--concurrency", "4")
+	w := e.jsonCLI(0, "work", "--queue", db, "--now", now, "--allow-clock-skew", "--idle-exit", "2s", "--visibility", "5s", "--concurrency", "4")
 	if num(t, w, "deleted") != 31 || num(t, w, "dead_lettered") != 1 {
 		t.Fatalf("workers: %v, want 31 deleted and the forged delete dead-lettered", w)
 	}

@@ -18,6 +18,8 @@ type workFlags struct {
 	visibility    time.Duration
 	shutdownGrace time.Duration
 	healthAddr    string // work only
+	// allowClockSkew turns off the worker's clock check before deletes (--now on purpose).
+	allowClockSkew bool
 
 	// observe is the worker's Observe (the health server), or nil.
 	observe func(worker.Observation)
@@ -27,6 +29,7 @@ func (f *workFlags) add(cmd *cobra.Command) {
 	cmd.Flags().IntVar(&f.concurrency, "concurrency", 4, "jobs handled at once")
 	cmd.Flags().DurationVar(&f.visibility, "visibility", 30*time.Second, "visibility timeout of a received job; a heartbeat extends it while the job runs")
 	cmd.Flags().DurationVar(&f.shutdownGrace, "shutdown-grace", 20*time.Second, "on SIGINT/SIGTERM, how long in-flight jobs may finish before they are released")
+	cmd.Flags().BoolVar(&f.allowClockSkew, "allow-clock-skew", false, "delete even when the worker's clock (real or --now) is more than 5m from AWS's (tests, replays with --now)")
 }
 
 func (f *workFlags) check() error {
@@ -98,6 +101,11 @@ func newWorkCmd(g *globals) *cobra.Command {
 // work runs a worker on q until it is told to stop, idles out or (drain) empties the queue.
 func (e *env) work(ctx context.Context, q queue.Queue, f *workFlags, drain bool) (worker.Stats, error) {
 	pub := event.NewPublisher(e.clients.Config(), e.cfg.Events.Bus)
+	awsNow := e.clients.AWSNow
+	if f.allowClockSkew {
+		awsNow = nil
+		e.log.Warn().Msg("--allow-clock-skew: deletes go on whatever AWS's clock says")
+	}
 	w := &worker.Worker{
 		Queue:           event.PublishFailures(q, pub, e.log),
 		Config:          e.cfg,
@@ -105,6 +113,7 @@ func (e *env) work(ctx context.Context, q queue.Queue, f *workFlags, drain bool)
 		KnownAccount:    e.clients.Known,
 		Limiter:         e.clients.Limiter,
 		Now:             e.now,
+		AWSNow:          awsNow,
 		Concurrency:     f.concurrency,
 		Visibility:      f.visibility,
 		IdleExit:        f.idleExit,

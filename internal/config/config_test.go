@@ -660,3 +660,32 @@ policies:
 	// daily 1d 30d 2 [running]
 	// line 3: policies[0].retain.bogus: unknown key
 }
+
+// TestParseClock: --now and SNAPFLEET_NOW take an RFC 3339 time within MinClock … MaxClock;
+// an empty value and the far ends of RFC 3339 are refused (issue 12.5).
+func TestParseClock(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		in, err string
+	}{
+		{"2026-11-22T01:00:00Z", ""},
+		{"2006-01-01T00:00:00Z", ""},
+		{"2199-12-31T23:59:59+00:00", ""},
+		{"2026-11-22T01:00:00.5+02:00", ""},
+		{"", "empty"},
+		{"yesterday", "not an RFC 3339 time"},
+		{"9999-12-31T23:59:59Z", "outside 2006-01-01T00:00:00Z … 2200-01-01T00:00:00Z"},
+		{"0000-01-01T00:00:00Z", "outside"},
+		{"2005-12-31T23:59:59Z", "outside"},
+		{"2200-01-01T00:00:00Z", "outside"},
+		{"2006-01-01T00:30:00+01:00", "outside"}, // 2005-12-31T23:30Z
+	} {
+		_, err := ParseClock(tt.in)
+		if tt.err == "" && err != nil {
+			t.Errorf("ParseClock(%q) = %v, want no error", tt.in, err)
+		}
+		if tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)) {
+			t.Errorf("ParseClock(%q) = %v, want an error with %q", tt.in, err, tt.err)
+		}
+	}
+}

@@ -43,14 +43,16 @@ const (
 
 // Environment variables FromEnv reads.
 const (
-	EnvMode        = "SNAPFLEET_LAMBDA"
-	EnvConfig      = "SNAPFLEET_CONFIG"
-	EnvConfigYAML  = "SNAPFLEET_CONFIG_YAML"
-	EnvQueue       = "SNAPFLEET_QUEUE"
-	EnvNow         = "SNAPFLEET_NOW"
-	EnvConcurrency = "SNAPFLEET_CONCURRENCY"
-	EnvVisibility  = "SNAPFLEET_VISIBILITY"
-	EnvLogLevel    = "SNAPFLEET_LOG_LEVEL"
+	EnvMode       = "SNAPFLEET_LAMBDA"
+	EnvConfig     = "SNAPFLEET_CONFIG"
+	EnvConfigYAML = "SNAPFLEET_CONFIG_YAML"
+	EnvQueue      = "SNAPFLEET_QUEUE"
+	EnvNow        = "SNAPFLEET_NOW"
+	// EnvAllowClockSkew=true is --allow-clock-skew: deletes go on whatever AWS's clock says.
+	EnvAllowClockSkew = "SNAPFLEET_ALLOW_CLOCK_SKEW"
+	EnvConcurrency    = "SNAPFLEET_CONCURRENCY"
+	EnvVisibility     = "SNAPFLEET_VISIBILITY"
+	EnvLogLevel       = "SNAPFLEET_LOG_LEVEL"
 )
 
 // Settings configure the handlers.
@@ -62,6 +64,9 @@ type Settings struct {
 	Queue string
 	// Now replaces the clock (tests, and parity with --now); zero means the real clock.
 	Now time.Time
+	// AllowClockSkew turns off the worker's check of its clock against AWS's before a
+	// delete (parity with --allow-clock-skew).
+	AllowClockSkew bool
 	// Concurrency is how many records of a batch run at once; default 10 (a full batch).
 	Concurrency int
 	// Visibility is what the worker's heartbeat extends a running job's message to;
@@ -105,8 +110,13 @@ func FromEnv(getenv func(string) string) (Settings, error) {
 		}
 	}
 	if v := getenv(EnvNow); v != "" {
-		if s.Now, err = time.Parse(time.RFC3339, v); err != nil {
-			return s, fmt.Errorf("%s=%q: not an RFC 3339 time", EnvNow, v)
+		if s.Now, err = config.ParseClock(v); err != nil {
+			return s, fmt.Errorf("%s=%q: %w", EnvNow, v, err)
+		}
+	}
+	if v := getenv(EnvAllowClockSkew); v != "" {
+		if s.AllowClockSkew, err = strconv.ParseBool(v); err != nil {
+			return s, fmt.Errorf("%s=%q: not true or false", EnvAllowClockSkew, v)
 		}
 	}
 	if v := getenv(EnvConcurrency); v != "" {
@@ -304,7 +314,12 @@ func (f *Function) Work(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 	if conc <= 0 {
 		conc = 10
 	}
+	awsNow := f.clients.AWSNow
+	if f.s.AllowClockSkew {
+		awsNow = nil
+	}
 	w := &worker.Worker{
+		AWSNow:       awsNow,
 		Queue:        event.PublishFailures(f.q, f.pub, f.s.Log),
 		Config:       f.s.Config,
 		EC2:          func(account, region string) worker.EC2 { return f.clients.EC2(account, region) },

@@ -481,6 +481,9 @@ func TestFromEnv(t *testing.T) {
 		{EnvConcurrency, "0", EnvConcurrency},
 		{EnvVisibility, "5ms", EnvVisibility},
 		{EnvNow, "yesterday", EnvNow},
+		{EnvAllowClockSkew, "sure", EnvAllowClockSkew},
+		{EnvNow, "9999-12-31T23:59:59Z", EnvNow + `="9999-12-31T23:59:59Z": outside`},
+		{EnvNow, "0000-01-01T00:00:00Z", EnvNow + `="0000-01-01T00:00:00Z": outside`},
 		{EnvLogLevel, "loud", EnvLogLevel},
 	} {
 		if _, err := FromEnv(with(tc.k, tc.v)); err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -22,10 +22,10 @@ type globals struct {
 	configPath string
 	now        string
 	// nowAt is --now parsed (zero: the real clock); set once the flags are checked.
-	nowAt time.Time
-	output     string
-	logFormat  string
-	logLevel   string
+	nowAt     time.Time
+	output    string
+	logFormat string
+	logLevel  string
 
 	stdout, stderr io.Writer
 }

@@ -630,7 +630,11 @@ func (c *Config) Validate() error {
 				return fmt.Errorf("%s.orphans.min_keep: %d is negative", key, *o)
 			}
 			if *o > r.LiveFloor() {
-				return fmt.Errorf("%s.orphans.min_keep: %d is more than retain.min_keep %d; it can only lower the floor for gone volumes", key, *o, r.LiveFloor())
+				live := fmt.Sprintf("retain.min_keep %d", r.Floor())
+				if r.Floor() == 0 {
+					live = "the live floor 1 (retain.min_keep 0 still keeps the newest)"
+				}
+				return fmt.Errorf("%s.orphans.min_keep: %d is more than %s; it can only lower the floor for gone volumes", key, *o, live)
 			}
 		}
 		if p.Adopt != nil {

@@ -283,6 +283,7 @@ func TestParseInvalid(t *testing.T) {
 		{"keep_daily not a number", policy("    retain: {keep_daily: seven}\n"), []string{"policies[0].retain.keep_daily", "seven", "an integer"}},
 		{"negative orphans.min_keep", policy("    retain: {max_age: 1d}\n    orphans: {min_keep: -1}\n"), []string{"policies[p].orphans.min_keep", "-1"}},
 		{"orphans.min_keep above the floor", policy("    retain: {max_age: 1d, min_keep: 2}\n    orphans: {min_keep: 3}\n"), []string{"policies[p].orphans.min_keep", "3", "only lower"}},
+		{"orphans.min_keep above the live floor under min_keep 0", policy("    retain: {max_age: 1d, min_keep: 0}\n    orphans: {min_keep: 2}\n"), []string{"policies[p].orphans.min_keep", "2", "live floor 1", "only lower"}},
 		{"unknown consistency", policy("    retain: {max_age: 1d}\n    consistency: crash\n"), []string{"policies[p].consistency", `"crash"`}},
 		{"exclude_boot per volume", policy("    retain: {max_age: 1d}\n    exclude_boot: true\n"), []string{"policies[p].exclude_boot", "consistency: instance"}},
 		{"empty adopt", policy("    retain: {max_age: 1d}\n    adopt: {}\n"), []string{"policies[p].adopt.tags", "empty"}},

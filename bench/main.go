@@ -398,7 +398,7 @@ func measure(ctx context.Context, o options, w *world, ep *awslimits.Server, sc 
 			if r := snapfleet(ctx, o, w.env(nil), "plan", "--config", cfgPath, "--queue", q, "--now", nowArg); r.code != 0 {
 				return "", fmt.Errorf("preparing: plan exit %d: %s", r.code, tail(r.stderr))
 			}
-			if r := snapfleet(ctx, o, w.env(nil), "work", "--config", cfgPath, "--queue", q, "--now", nowArg, "--idle-exit", "2s", "--concurrency", "16"); r.code != 0 {
+			if r := snapfleet(ctx, o, w.env(nil), "work", "--config", cfgPath, "--queue", q, "--now", nowArg, "--allow-clock-skew", "--idle-exit", "2s", "--concurrency", "16"); r.code != 0 {
 				return "", fmt.Errorf("preparing: work exit %d: %s", r.code, tail(r.stderr))
 			}
 		}
@@ -435,7 +435,7 @@ func measure(ctx context.Context, o options, w *world, ep *awslimits.Server, sc 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r := snapfleet(ctx, o, e, "work", "--config", cfgPath, "--queue", q, "--now", nowArg,
+			r := snapfleet(ctx, o, e, "work", "--config", cfgPath, "--queue", q, "--now", nowArg, "--allow-clock-skew",
 				"--idle-exit", "2s", "--concurrency", strconv.Itoa(o.concurrency), "--output", "json")
 			mu.Lock()
 			defer mu.Unlock()

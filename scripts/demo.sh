@@ -72,11 +72,15 @@ queue_url=$(aws sqs create-queue --queue-name snapfleet-jobs --attributes \
   --query QueueUrl --output text)
 
 # plan_and_work [--now T]: one plan, then two workers until the queue has been idle 2 s.
+# With --now the workers' clock is moved on purpose, away from moto's Date: they pass
+# --allow-clock-skew, as a replay would (README: Safety).
 plan_and_work() {
+  local skew=()
+  if [ $# -gt 0 ]; then skew=(--allow-clock-skew); fi
   "$bin" plan --config "$config" --queue "$queue_url" --output json "$@" 2>>"$demo/plan.log"
-  "$bin" work --config "$config" --queue "$queue_url" --idle-exit 2s --output json "$@" 2>>"$demo/work1.log" >"$demo/work1.json" &
+  "$bin" work --config "$config" --queue "$queue_url" --idle-exit 2s --output json "$@" "${skew[@]}" 2>>"$demo/work1.log" >"$demo/work1.json" &
   local w1=$!
-  "$bin" work --config "$config" --queue "$queue_url" --idle-exit 2s --output json "$@" 2>>"$demo/work2.log" >"$demo/work2.json" &
+  "$bin" work --config "$config" --queue "$queue_url" --idle-exit 2s --output json "$@" "${skew[@]}" 2>>"$demo/work2.log" >"$demo/work2.json" &
   local w2=$!
   wait $w1 $w2
   echo "worker 1: $(tr -d ' \n' <"$demo/work1.json")"

@@ -8,7 +8,8 @@ type Observation struct {
 	Polled   bool
 	Received int
 	// Kind, Outcome and Reason of a settled message. Outcome is one of success, skipped,
-	// dead_lettered, snoozed, retry, released; Reason is the dead-letter or skip reason.
+	// dead_lettered, snoozed, retry, released; Reason is the dead-letter, skip or snooze
+	// reason (a throttled snooze has none).
 	// Err is the queue's error settling it (a dead letter with an Err did not happen).
 	Kind, Outcome, Reason string
 	Err                   error

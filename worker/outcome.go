@@ -36,6 +36,10 @@ const (
 	ReasonExcluded     = "excluded"
 	ReasonProtected    = "protected"
 	ReasonInUse        = "in_use"
+
+	// ReasonClockSkew: a delete waits because the worker's clock (real or --now) is more
+	// than MaxClockSkew from AWS's; a snooze, never a dead letter.
+	ReasonClockSkew = "clock_skew"
 )
 
 // Action says what a successful handler did, so that a redelivered job that found its
@@ -148,10 +152,13 @@ func Skip(reason string) error { return &SkipError{Reason: reason} }
 func skipErr(reason string, err error) error { return &SkipError{Reason: reason, Err: err} }
 
 // SnoozeError puts the job back on the queue for Delay without counting it as a failure
-// of the worker: throttling. A snoozed job is never dead-lettered by the worker.
+// of the worker or the job: throttling, a skewed clock. A snoozed job is never
+// dead-lettered by the worker.
 type SnoozeError struct {
 	Delay time.Duration
-	Err   error
+	// Reason, when set, names why in the log (e.g. clock_skew); throttling has none.
+	Reason string
+	Err    error
 }
 
 func (e *SnoozeError) Error() string {
@@ -162,6 +169,11 @@ func (e *SnoozeError) Unwrap() error { return e.Err }
 
 // Snooze releases the message to the queue again after d.
 func Snooze(d time.Duration, err error) error { return &SnoozeError{Delay: d, Err: err} }
+
+// snoozeFor is Snooze with a reason.
+func snoozeFor(reason string, d time.Duration, err error) error {
+	return &SnoozeError{Delay: d, Reason: reason, Err: err}
+}
 
 // outcome is how the worker settles a message; decided in one place, outcomeOf.
 type outcome int
@@ -195,7 +207,7 @@ func outcomeOf(err error) (o outcome, reason string, delay time.Duration) {
 	case errors.As(err, &skip):
 		return outSkip, skip.Reason, 0
 	case errors.As(err, &snooze):
-		return outSnooze, "", snooze.Delay
+		return outSnooze, snooze.Reason, snooze.Delay
 	default:
 		return outRetry, "", 0
 	}

@@ -66,9 +66,12 @@ var defaultBackoff = backoff{
 
 // snapshots holds the snapshot handlers.
 type snapshots struct {
-	cfg     *config.Config
-	ec2     func(account, region string) EC2
-	now     func() time.Time
+	cfg *config.Config
+	ec2 func(account, region string) EC2
+	now func() time.Time
+	// awsNow, when set, is AWS's clock per account-region: deletes wait while now is
+	// skewed from it (checkClock).
+	awsNow  func(account, region string) (time.Time, bool)
 	backoff backoff
 	// inFlight serialises jobs of one key in this process: a duplicate delivered in the
 	// same batch waits and then finds the snapshot instead of making another.
@@ -692,7 +695,8 @@ const copiedVolume = "vol-ffffffff"
 // snapfleet may: the message is a hint, never an order (DESIGN.md §6.1–6.4, 6.7). The
 // snapshot must be owned by the job's account and managed by the job's policy — or be a
 // legacy snapshot that policy adopts in the worker's own config —; retention, recomputed
-// over the volume's snapshots with the worker's config and clock, must expire it (with
+// over the volume's snapshots with the worker's config and clock (once that clock agrees
+// with AWS's: checkClock), must expire it (with
 // the orphans' floor only when DescribeVolumes says the volume is gone); and it must not
 // be protected (AWS Backup or DLM tags, shared, locked, used by an AMI).
 func (s *snapshots) delete(ctx context.Context, j job.Job) (Result, error) {
@@ -801,6 +805,9 @@ func (s *snapshots) delete(ctx context.Context, j job.Job) (Result, error) {
 		}
 	}
 	now := s.now()
+	if err := s.checkClock(j, now); err != nil {
+		return Result{}, err
+	}
 	rules := retention.FromPolicy(p)
 	if kept, d := keptBy(group, rules, now, j.Snapshot); kept && !dup {
 		// The orphans' floor is lower: it applies only when the volume is really gone.
@@ -847,6 +854,32 @@ func (s *snapshots) delete(ctx context.Context, j job.Job) (Result, error) {
 		return Result{}, fail(err)
 	}
 	return Result{Action: Deleted, Snapshot: j.Snapshot}, nil
+}
+
+// MaxClockSkew is how far the worker's clock may be from AWS's for a delete to go on:
+// retention measured on a clock off by more could expire a young snapshot.
+const MaxClockSkew = 5 * time.Minute
+
+// clockSkewDelay is how long a delete waits on the queue when the clocks disagree.
+const clockSkewDelay = 5 * time.Minute
+
+// checkClock snoozes a delete (clock_skew) when AWS's clock in the job's account-region
+// — the Date of its latest EC2 response, which the delete's own listing has just fetched —
+// is unknown or more than MaxClockSkew from now, the worker's clock. Not the job's fault:
+// it is not dead-lettered, and a worker with a good clock will do it.
+func (s *snapshots) checkClock(j job.Job, now time.Time) error {
+	if s.awsNow == nil {
+		return nil
+	}
+	at, ok := s.awsNow(j.Account, j.Region)
+	if !ok {
+		return snoozeFor(ReasonClockSkew, clockSkewDelay, fmt.Errorf("not deleting snapshot %s: AWS's clock in %s/%s is unknown (its responses carry no Date)", j.Snapshot, j.Account, j.Region))
+	}
+	if skew := now.Sub(at); skew > MaxClockSkew || skew < -MaxClockSkew {
+		return snoozeFor(ReasonClockSkew, clockSkewDelay, fmt.Errorf("not deleting snapshot %s: the worker's clock %s is %s from AWS's %s, more than %s (fix the clock; --allow-clock-skew if --now is meant)",
+			j.Snapshot, now.UTC().Format(time.RFC3339), skew.Round(time.Second), at.UTC().Format(time.RFC3339), MaxClockSkew))
+	}
+	return nil
 }
 
 // keptBy reports whether retention keeps snapshot id of group, and its decision.

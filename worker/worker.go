@@ -58,6 +58,12 @@ type Worker struct {
 	KnownAccount func(ctx context.Context, account string) (bool, error)
 	// Now is the clock of retention re-checks and snapshot tags; nil means time.Now.
 	Now func() time.Time
+	// AWSNow, when set, is AWS's clock for an account-region (cloud.Clients.AWSNow: the
+	// Date of its latest EC2 response). A delete whose account-region's AWS clock is
+	// unknown or more than MaxClockSkew from Now is snoozed (clock_skew) before retention
+	// is re-checked: nothing is deleted or refused on a wrong clock. Nil turns the guard
+	// off (--allow-clock-skew: tests and replays that move Now on purpose).
+	AWSNow func(account, region string) (time.Time, bool)
 	// Concurrency is how many jobs run at once; default 4.
 	Concurrency int
 	// Limiter, when set, is the rate limiter of the EC2 clients (cloud.Clients.Limiter):
@@ -230,7 +236,7 @@ func (w *Worker) newRunner(ctx context.Context) (*runner, error) {
 		if w.backoff != nil {
 			b = *w.backoff
 		}
-		h = (&snapshots{cfg: w.Config, ec2: w.EC2, now: now, backoff: b, locks: lockCache{ttl: w.lockTTL}, lim: w.Limiter}).mux()
+		h = (&snapshots{cfg: w.Config, ec2: w.EC2, now: now, backoff: b, locks: lockCache{ttl: w.lockTTL}, lim: w.Limiter, awsNow: w.AWSNow}).mux()
 	}
 	qctx := context.WithoutCancel(ctx)
 	jobCtx, stop := context.WithCancel(qctx)

@@ -334,7 +334,7 @@ func TestChaosKill9(t *testing.T) {
 	c.proxy.Add(slow)
 	victims := faultproxy.Start(t, c.moto.Endpoint)
 	victims.Add(slow)
-	args := []string{"--now", now, "--visibility", "5s", "--concurrency", "4"}
+	args := []string{"--now", now, "--allow-clock-skew", "--visibility", "5s", "--concurrency", "4"}
 	began := time.Now()
 	w := []*proc{c.spawnVia(victims, "worker 1", args...), c.spawn("worker 2", args...), c.spawn("worker 3", args...)}
 	creates := func() int {
@@ -395,7 +395,7 @@ func TestChaosSIGTERM(t *testing.T) {
 	now := c.plan(len(vols))
 	// The first four creates (the stopping worker's) hang far past the grace period.
 	c.proxy.Add(faultproxy.Rule{Action: "CreateSnapshot", Latency: 5 * time.Minute, Limit: 4})
-	a := c.spawn("worker A", "--now", now, "--visibility", "60s", "--shutdown-grace", "3s", "--concurrency", "4")
+	a := c.spawn("worker A", "--now", now, "--allow-clock-skew", "--visibility", "60s", "--shutdown-grace", "3s", "--concurrency", "4")
 	c.waitFor("worker A to hold four jobs", 30*time.Second, func() bool { return c.proxy.Count("CreateSnapshot").Calls >= 4 })
 
 	stopped := time.Now()
@@ -410,7 +410,7 @@ func TestChaosSIGTERM(t *testing.T) {
 		t.Errorf("worker A logged no released message:\n%s", tail(a.err.String()))
 	}
 
-	b := c.spawn("worker B", "--now", now, "--visibility", "60s", "--concurrency", "4")
+	b := c.spawn("worker B", "--now", now, "--allow-clock-skew", "--visibility", "60s", "--concurrency", "4")
 	c.waitFor("worker B to drain the queue", 30*time.Second, c.drained)
 	took := time.Since(stopped)
 	if took > 30*time.Second {
@@ -437,7 +437,7 @@ func TestChaosLostResponse(t *testing.T) {
 	now := c.plan(len(vols))
 	c.proxy.Add(faultproxy.Rule{Action: "CreateSnapshot", Every: 2, Fault: faultproxy.LoseResponse})
 	c.proxy.Add(faultproxy.Rule{Action: "CreateSnapshot", Every: 3, Fault: faultproxy.DropResponse})
-	w := c.spawn("worker", "--now", now, "--visibility", "5s", "--concurrency", "4")
+	w := c.spawn("worker", "--now", now, "--allow-clock-skew", "--visibility", "5s", "--concurrency", "4")
 	c.waitFor("the queue to drain", 60*time.Second, c.drained)
 	s := w.stop(10 * time.Second)
 
@@ -469,7 +469,7 @@ func TestChaosThrottlingStorm(t *testing.T) {
 	c.proxy.Add(faultproxy.Rule{Action: faultproxy.All, Latency: 50 * time.Millisecond})
 	c.proxy.Add(faultproxy.Rule{Action: faultproxy.All, Every: 2, Fault: faultproxy.Throttle, For: 10 * time.Second})
 	began := time.Now()
-	args := []string{"--now", now, "--visibility", "5s", "--concurrency", "2"}
+	args := []string{"--now", now, "--allow-clock-skew", "--visibility", "5s", "--concurrency", "2"}
 	w := []*proc{c.spawn("worker 1", args...), c.spawn("worker 2", args...), c.spawn("worker 3", args...)}
 	c.waitFor("the queue to drain", 90*time.Second, c.drained)
 	drained := time.Since(began)
@@ -504,7 +504,7 @@ func TestChaosOutage(t *testing.T) {
 	const outage = 20 * time.Second
 	c.proxy.Add(faultproxy.Rule{Action: faultproxy.All, Fault: faultproxy.Outage, For: outage})
 	began := time.Now()
-	args := []string{"--now", now, "--visibility", "5s", "--concurrency", "4"}
+	args := []string{"--now", now, "--allow-clock-skew", "--visibility", "5s", "--concurrency", "4"}
 	w := []*proc{c.spawn("worker 1", args...), c.spawn("worker 2", args...)}
 
 	time.Sleep(outage - time.Since(began))
@@ -582,7 +582,7 @@ func TestChaosPoison(t *testing.T) {
 		t.Fatalf("sending the batch: %v %v", err, out)
 	}
 
-	w := c.spawn("worker", "--now", now, "--visibility", "5s", "--concurrency", "10")
+	w := c.spawn("worker", "--now", now, "--allow-clock-skew", "--visibility", "5s", "--concurrency", "10")
 	c.waitFor("the queue to drain", 30*time.Second, c.drained)
 	s := w.stop(10 * time.Second)
 	if s.Processed != 10 || s.Created != len(good) || s.DeadLettered != len(poison) || s.Retried != 0 {

@@ -35,7 +35,7 @@ func TestInstanceConsistency(t *testing.T) {
 	db := "file:" + filepath.Join(t.TempDir(), "snapfleet.db")
 
 	now := e.at(0)
-	r := e.jsonCLI(0, "run", "--queue", db, "--now", now)
+	r := e.jsonCLI(0, "run", "--queue", db, "--now", now, "--allow-clock-skew")
 	if num(t, r, "plan.snapshot_jobs") != 2 || num(t, r, "work.created") != 2 || num(t, r, "work.dead_lettered") != 0 {
 		t.Fatalf("run: %v, want 2 instance jobs created", r)
 	}
@@ -54,15 +54,15 @@ func TestInstanceConsistency(t *testing.T) {
 			}
 		}
 	}
-	if r := e.jsonCLI(0, "run", "--queue", db, "--now", now); num(t, r, "plan.enqueued") != 0 || num(t, r, "work.created") != 0 {
+	if r := e.jsonCLI(0, "run", "--queue", db, "--now", now, "--allow-clock-skew"); num(t, r, "plan.enqueued") != 0 || num(t, r, "work.created") != 0 {
 		t.Fatalf("second run in the period did work: %v", r)
 	}
 
 	now = e.at(31 * day)
-	if r := e.jsonCLI(0, "run", "--queue", db, "--now", now); num(t, r, "work.created") != 2 || num(t, r, "work.deleted") != 0 {
+	if r := e.jsonCLI(0, "run", "--queue", db, "--now", now, "--allow-clock-skew"); num(t, r, "work.created") != 2 || num(t, r, "work.deleted") != 0 {
 		t.Fatalf("day-31 run: %v, want 2 created and nothing deleted", r)
 	}
-	if r := e.jsonCLI(0, "run", "--queue", db, "--now", now); num(t, r, "plan.delete_jobs") != 4 || num(t, r, "work.deleted") != 4 {
+	if r := e.jsonCLI(0, "run", "--queue", db, "--now", now, "--allow-clock-skew"); num(t, r, "plan.delete_jobs") != 4 || num(t, r, "work.deleted") != 4 {
 		t.Fatalf("second day-31 run: %v, want the 4 day-0 snapshots deleted", r)
 	}
 	for vol, ss := range e.eventSnapshots(ctx) {

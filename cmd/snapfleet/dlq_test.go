@@ -240,7 +240,7 @@ func testReplayRoundTrip(t *testing.T, backend string) {
 		t.Fatalf("plan: %v, want %d enqueued", p, f.daily+f.weekly)
 	}
 	e.sendRaw(ctx, url, "this is not a job")
-	w := e.workers(2, url, "--now", now) // the test config: no policy weekly
+	w := e.workers(2, url, "--now", now, "--allow-clock-skew") // the test config: no policy weekly
 	if w["created"] != f.daily || w["dead_lettered"] != f.weekly+1 {
 		t.Fatalf("workers without weekly: %v, want %d created, %d dead-lettered", w, f.daily, f.weekly+1)
 	}
@@ -320,7 +320,7 @@ func testReplayRoundTrip(t *testing.T, backend string) {
 	}
 
 	// Fixed config: the replayed jobs succeed, the retired volume's is skipped.
-	w = e.workers(2, url, "--now", now, "--config", weekly)
+	w = e.workers(2, url, "--now", now, "--allow-clock-skew", "--config", weekly)
 	if w["created"] != f.weekly-1 || w["skipped"] != 1 || w["dead_lettered"] != 0 || w["processed"] != f.weekly {
 		t.Fatalf("workers with weekly: %v, want %d created, 1 skipped (volume_gone), none dead-lettered", w, f.weekly-1)
 	}
@@ -381,7 +381,7 @@ func testReplayRefusedDelete(t *testing.T, backend string) {
 	for _, d := range []time.Duration{0, 31 * day} {
 		now := e.at(d)
 		e.jsonCLI(0, "plan", "--queue", url, "--now", now)
-		if w := e.workers(1, url, "--now", now); w["created"] != 2 || w["dead_lettered"] != 0 {
+		if w := e.workers(1, url, "--now", now, "--allow-clock-skew"); w["created"] != 2 || w["dead_lettered"] != 0 {
 			t.Fatalf("day %d: workers %v, want 2 created", d/day, w)
 		}
 	}
@@ -402,7 +402,7 @@ func testReplayRefusedDelete(t *testing.T, backend string) {
 		t.Fatalf("day-31 plan: %v, want %d delete jobs (the day-0 snapshots)", p, len(old))
 	}
 	// Workers that do not know the policy dead-letter the deletes while they are safe.
-	if w := e.workers(1, url, "--now", now, "--config", other); w["dead_lettered"] != len(old) || w["deleted"] != 0 {
+	if w := e.workers(1, url, "--now", now, "--allow-clock-skew", "--config", other); w["dead_lettered"] != len(old) || w["deleted"] != 0 {
 		t.Fatalf("workers without the policy: %v, want %d dead-lettered", w, len(old))
 	}
 	if l := e.dlqList(url); l.reasons()["unknown_policy"] != len(old) || l.Total != len(old) {
@@ -423,7 +423,7 @@ func testReplayRefusedDelete(t *testing.T, backend string) {
 	// The workers, now with the policy, re-check and refuse; EC2 is watched for deletes.
 	proxy := faultproxy.Start(t, e.moto.Endpoint)
 	e.env = proxy.Env()
-	w := e.workers(1, url, "--now", now)
+	w := e.workers(1, url, "--now", now, "--allow-clock-skew")
 	e.env = nil
 	if w["dead_lettered"] != len(old) || w["deleted"] != 0 || w["processed"] != len(old) {
 		t.Fatalf("workers with the policy: %v, want the %d replayed deletes refused", w, len(old))
@@ -474,7 +474,7 @@ func TestDLQFIFO(t *testing.T) {
 		junk = append(junk, fmt.Sprintf(`{"v":1,"kind":"snapshot.resize","key":"junk-%d"}`, i))
 	}
 	e.sendRaw(ctx, url, junk...)
-	if w := e.workers(1, url, "--now", now); w["dead_lettered"] != f.weekly+len(junk) {
+	if w := e.workers(1, url, "--now", now, "--allow-clock-skew"); w["dead_lettered"] != f.weekly+len(junk) {
 		t.Fatalf("workers without weekly: %v, want %d dead-lettered", w, f.weekly+len(junk))
 	}
 	l := e.dlqList(url)
@@ -490,7 +490,7 @@ func TestDLQFIFO(t *testing.T) {
 	if num(t, r, "moved") != f.weekly || num(t, r, "skipped") != len(junk) {
 		t.Fatalf("replay = %v, want %d moved, %d skipped", r, f.weekly, len(junk))
 	}
-	if w := e.workers(1, url, "--now", now, "--config", weekly); w["created"] != f.weekly || w["dead_lettered"] != 0 {
+	if w := e.workers(1, url, "--now", now, "--allow-clock-skew", "--config", weekly); w["created"] != f.weekly || w["dead_lettered"] != 0 {
 		t.Fatalf("workers with weekly: %v, want %d created: a replayed FIFO message was dropped as a duplicate?", w, f.weekly)
 	}
 	if l := e.dlqList(url); l.Total != len(junk) {

@@ -167,7 +167,7 @@ func TestEventStateChange(t *testing.T) {
 			t.Fatalf("delivery %d: plan %v, want 2 jobs for the instance's 2 volumes", i+1, p)
 		}
 	}
-	w := e.workers(2, url, "--now", now)
+	w := e.workers(2, url, "--now", now, "--allow-clock-skew")
 	if w["created"] != 2 || w["dead_lettered"] != 0 || w["processed"] != 4 {
 		t.Fatalf("workers %v: want 4 jobs processed, 2 snapshots created", w)
 	}
@@ -253,7 +253,7 @@ func TestEventBackupNow(t *testing.T) {
 	if num(t, p, "instances") != 2 || num(t, p, "enqueued") != 4 {
 		t.Fatalf("plan %v, want 4 jobs for 2 instances", p)
 	}
-	if w := e.workers(1, url, "--now", now); w["created"] != 4 || w["dead_lettered"] != 0 {
+	if w := e.workers(1, url, "--now", now, "--allow-clock-skew"); w["created"] != 4 || w["dead_lettered"] != 0 {
 		t.Fatalf("workers %v, want 4 created", w)
 	}
 	byVol := e.eventSnapshots(ctx)
@@ -377,7 +377,7 @@ func TestOutcomeRun(t *testing.T) {
 	read := e.busQueue(ctx, "ops")
 	ids, _ := e.instancesWithData(ctx, 2, map[string]string{"AutoBackup": "true"})
 	db := "file:" + filepath.Join(t.TempDir(), "snapfleet.db")
-	r := e.jsonCLI(0, "run", "--queue", db, "--now", e.at(0))
+	r := e.jsonCLI(0, "run", "--queue", db, "--now", e.at(0), "--allow-clock-skew")
 	created := num(t, r, "work.created")
 	if created < 2*len(ids) {
 		t.Fatalf("run %v, want at least %d created", r, 2*len(ids))

@@ -67,7 +67,7 @@ func TestPipelineFIFO(t *testing.T) {
 			t.Errorf("%s job %s: MessageGroupId %q, MessageDeduplicationId %q; want account/region/volume and the job key", m.job.Kind, m.job.Key, m.group, m.dedup)
 		}
 	}
-	if w := e.workers(2, url, "--now", now); w["created"] != want || w["dead_lettered"] != 0 {
+	if w := e.workers(2, url, "--now", now, "--allow-clock-skew"); w["created"] != want || w["dead_lettered"] != 0 {
 		t.Fatalf("workers: %v, want %d created", w, want)
 	}
 	e.checkOnePerVolume(ctx, f)

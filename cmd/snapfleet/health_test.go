@@ -82,7 +82,7 @@ func TestWorkHealthEndpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cmd := exec.Command(binary, "work", "--queue", url, "--config", e.config, "--now", e.at(0),
+	cmd := exec.Command(binary, "work", "--queue", url, "--config", e.config, "--now", e.at(0), "--allow-clock-skew",
 		"--visibility", "10s", "--output", "json", "--health-addr", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), e.moto.Env()...)
 	var stdout, stderr syncBuffer

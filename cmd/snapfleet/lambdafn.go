@@ -44,14 +44,16 @@ const (
 
 // Environment variables lambdaFromEnv reads.
 const (
-	envMode        = "SNAPFLEET_LAMBDA"
-	envConfig      = "SNAPFLEET_CONFIG"
-	envConfigYAML  = "SNAPFLEET_CONFIG_YAML"
-	envQueue       = "SNAPFLEET_QUEUE"
-	envNow         = "SNAPFLEET_NOW"
-	envConcurrency = "SNAPFLEET_CONCURRENCY"
-	envVisibility  = "SNAPFLEET_VISIBILITY"
-	envLogLevel    = "SNAPFLEET_LOG_LEVEL"
+	envMode       = "SNAPFLEET_LAMBDA"
+	envConfig     = "SNAPFLEET_CONFIG"
+	envConfigYAML = "SNAPFLEET_CONFIG_YAML"
+	envQueue      = "SNAPFLEET_QUEUE"
+	envNow        = "SNAPFLEET_NOW"
+	// envAllowClockSkew=true is --allow-clock-skew: deletes go on whatever AWS's clock says.
+	envAllowClockSkew = "SNAPFLEET_ALLOW_CLOCK_SKEW"
+	envConcurrency    = "SNAPFLEET_CONCURRENCY"
+	envVisibility     = "SNAPFLEET_VISIBILITY"
+	envLogLevel       = "SNAPFLEET_LOG_LEVEL"
 )
 
 // lambdaSettings configure the handlers.
@@ -63,6 +65,9 @@ type lambdaSettings struct {
 	Queue string
 	// Now replaces the clock (tests, and parity with --now); zero means the real clock.
 	Now time.Time
+	// AllowClockSkew turns off the worker's check of its clock against AWS's before a
+	// delete (parity with --allow-clock-skew).
+	AllowClockSkew bool
 	// Concurrency is how many records of a batch run at once (defaultBatchConcurrency).
 	Concurrency int
 	// Visibility is what the worker's heartbeat extends a running job's message to;
@@ -106,8 +111,13 @@ func lambdaFromEnv(getenv func(string) string) (lambdaSettings, error) {
 		}
 	}
 	if v := getenv(envNow); v != "" {
-		if s.Now, err = time.Parse(time.RFC3339, v); err != nil {
-			return s, fmt.Errorf("%s=%q: not an RFC 3339 time", envNow, v)
+		if s.Now, err = config.ParseClock(v); err != nil {
+			return s, fmt.Errorf("%s=%q: %w", envNow, v, err)
+		}
+	}
+	if v := getenv(envAllowClockSkew); v != "" {
+		if s.AllowClockSkew, err = strconv.ParseBool(v); err != nil {
+			return s, fmt.Errorf("%s=%q: not true or false", envAllowClockSkew, v)
 		}
 	}
 	if v := getenv(envConcurrency); v != "" {
@@ -308,7 +318,7 @@ func (f *lambdaFunction) Work(ctx context.Context, ev events.SQSEvent) (events.S
 		}
 		msgs = append(msgs, recordMessage(r))
 	}
-	w := f.e.newWorker(f.q, f.pub, &workFlags{concurrency: f.s.Concurrency, visibility: f.s.Visibility}, false)
+	w := f.e.newWorker(f.q, f.pub, &workFlags{concurrency: f.s.Concurrency, visibility: f.s.Visibility, allowClockSkew: f.s.AllowClockSkew}, false)
 	res, err := w.HandleBatch(ctx, msgs)
 	if err != nil {
 		return events.SQSEventResponse{}, fmt.Errorf("handling a batch of %d messages: %w", len(msgs), err)

@@ -481,6 +481,9 @@ func TestFromEnv(t *testing.T) {
 		{envConcurrency, "0", envConcurrency},
 		{envVisibility, "5ms", envVisibility},
 		{envNow, "yesterday", envNow},
+		{envAllowClockSkew, "sure", envAllowClockSkew},
+		{envNow, "9999-12-31T23:59:59Z", envNow + `="9999-12-31T23:59:59Z": outside`},
+		{envNow, "0000-01-01T00:00:00Z", envNow + `="0000-01-01T00:00:00Z": outside`},
 		{envLogLevel, "loud", envLogLevel},
 	} {
 		if _, err := lambdaFromEnv(with(tc.k, tc.v)); err == nil || !strings.Contains(err.Error(), tc.want) {

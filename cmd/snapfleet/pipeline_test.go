@@ -39,7 +39,7 @@ func TestPipelineSQS(t *testing.T) {
 			t.Errorf("plan %s = %d, want %d", k, got, v)
 		}
 	}
-	work := e.workers(3, url, "--now", now)
+	work := e.workers(3, url, "--now", now, "--allow-clock-skew")
 	if work["created"] != want || work["dead_lettered"] != 0 {
 		t.Fatalf("workers: %v, want %d created and no dead letters", work, want)
 	}
@@ -59,7 +59,7 @@ func TestPipelineSQS(t *testing.T) {
 	if p := e.jsonCLI(0, "plan", "--queue", url, "--now", now); num(t, p, "snapshot_jobs") != want-1 || num(t, p, "delete_jobs") != 0 {
 		t.Fatalf("day-20 plan: %v", p)
 	}
-	if w := e.workers(1, url, "--now", now); w["created"] != want-1 {
+	if w := e.workers(1, url, "--now", now, "--allow-clock-skew"); w["created"] != want-1 {
 		t.Fatalf("day-20 workers: %v", w)
 	}
 
@@ -69,7 +69,7 @@ func TestPipelineSQS(t *testing.T) {
 	if num(t, p, "snapshot_jobs") != want-1 || num(t, p, "delete_jobs") != want-1 {
 		t.Fatalf("day-31 plan: %v, want %d creates and %d deletes", p, want-1, want-1)
 	}
-	if w := e.workers(2, url, "--now", now); w["created"] != want-1 || w["deleted"] != want-1 || w["dead_lettered"] != 0 {
+	if w := e.workers(2, url, "--now", now, "--allow-clock-skew"); w["created"] != want-1 || w["deleted"] != want-1 || w["dead_lettered"] != 0 {
 		t.Fatalf("day-31 workers: %v", w)
 	}
 	e.queueEmpty(ctx, url)
@@ -150,23 +150,23 @@ func TestRunEmbedded(t *testing.T) {
 	want := len(f.selected)
 
 	now := e.at(0)
-	r := e.jsonCLI(0, "run", "--queue", db, "--now", now)
+	r := e.jsonCLI(0, "run", "--queue", db, "--now", now, "--allow-clock-skew")
 	if num(t, r, "plan.snapshot_jobs") != want || num(t, r, "work.created") != want || num(t, r, "work.dead_lettered") != 0 {
 		t.Fatalf("run: %v, want %d created", r, want)
 	}
 	first := e.checkOnePerVolume(ctx, f)
-	if r := e.jsonCLI(0, "run", "--queue", db, "--now", now); num(t, r, "plan.enqueued") != 0 || num(t, r, "work.created") != 0 {
+	if r := e.jsonCLI(0, "run", "--queue", db, "--now", now, "--allow-clock-skew"); num(t, r, "plan.enqueued") != 0 || num(t, r, "work.created") != 0 {
 		t.Fatalf("second run in the period did work: %v", r)
 	}
 	orphan := e.dropDataVolume(ctx, &f)
 
 	now = e.at(20 * day)
-	if r := e.jsonCLI(0, "run", "--queue", db, "--now", now); num(t, r, "work.created") != want-1 || num(t, r, "work.deleted") != 0 {
+	if r := e.jsonCLI(0, "run", "--queue", db, "--now", now, "--allow-clock-skew"); num(t, r, "work.created") != want-1 || num(t, r, "work.deleted") != 0 {
 		t.Fatalf("day-20 run: %v, want %d created and nothing deleted", r, want-1)
 	}
 
 	now = e.at(31 * day)
-	dry := e.jsonCLI(0, "run", "--queue", db, "--dry-run", "--now", now)
+	dry := e.jsonCLI(0, "run", "--queue", db, "--dry-run", "--now", now, "--allow-clock-skew")
 	if num(t, dry, "plan.delete_jobs") != want-1 || num(t, dry, "plan.enqueued") != 0 {
 		t.Fatalf("day-31 dry run: %v, want %d deletes planned, nothing enqueued", dry, want-1)
 	}
@@ -175,7 +175,7 @@ func TestRunEmbedded(t *testing.T) {
 			t.Errorf("day-31 dry run: work.%s = %d, want 0 (nothing worked)", k, n)
 		}
 	}
-	r = e.jsonCLI(0, "run", "--queue", db, "--now", now)
+	r = e.jsonCLI(0, "run", "--queue", db, "--now", now, "--allow-clock-skew")
 	if num(t, r, "plan.snapshot_jobs") != want-1 || num(t, r, "plan.delete_jobs") != want-1 ||
 		num(t, r, "work.created") != want-1 || num(t, r, "work.deleted") != want-1 || num(t, r, "work.dead_lettered") != 0 {
 		t.Fatalf("day-31 run: %v, want %d created and %d deleted", r, want-1, want-1)
@@ -235,7 +235,7 @@ func TestHostileMessages(t *testing.T) {
 	}
 	before := e.snapshots(ctx)
 
-	w := e.workers(1, url, "--now", nowFlag)
+	w := e.workers(1, url, "--now", nowFlag, "--allow-clock-skew")
 	if w["created"] != 1 || w["deleted"] != 0 || w["dead_lettered"] != 6 {
 		t.Fatalf("worker: %v, want 1 created, 0 deleted, 6 dead-lettered", w)
 	}

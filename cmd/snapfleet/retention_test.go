@@ -219,7 +219,7 @@ func TestRetentionGFS(t *testing.T) {
 	}
 	q.Close()
 
-	w := e.jsonCLI(0, "work", "--queue", db, "--now", now, "--idle-exit", "2s", "--visibility", "5s", "--concurrency", "4")
+	w := e.jsonCLI(0, "work", "--queue", db, "--now", now, "--allow-clock-skew", "--idle-exit", "2s", "--visibility", "5s", "--concurrency", "4")
 	if num(t, w, "deleted") != 31 || num(t, w, "dead_lettered") != 1 {
 		t.Fatalf("workers: %v, want 31 deleted and the forged delete dead-lettered", w)
 	}
@@ -468,5 +468,81 @@ policies:
 	table := e.cli("plan", "--dry-run", "--now", now, "--force", "--config", e.config, "--output", "table")
 	if !strings.Contains(table.stdout, mototest.Account+"  "+west) || !strings.Contains(table.stdout, "incomplete_listing") || table.code != 1 {
 		t.Errorf("table dry run (exit %d) does not name eu-west-1's breaker:\n%s", table.code, table.stdout)
+	}
+}
+
+// TestGoneVolumeNewestKeptWithoutOrphansOptIn is issue 12.1 end to end: under
+// `retain: {max_age: 30d, min_keep: 0}` and no orphans key, the only snapshot of a deleted
+// volume, 40 days old, is kept by `run` (the newest of a volume, live or gone) and a forged
+// delete of it without a volume field is refused; with `orphans: {min_keep: 0}`, the
+// explicit opt-in, `run` deletes it. The real clock is used: no --now.
+func TestGoneVolumeNewestKeptWithoutOrphansOptIn(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newE2E(t)
+	const policy = "policies:\n  - {name: p, every: 24h, retain: {max_age: 30d, min_keep: 0}%s}\n"
+	e.setConfig(fmt.Sprintf(policy, ""))
+	vol, err := e.ec2.CreateVolume(ctx, &ec2.CreateVolumeInput{AvailabilityZone: aws.String(mototest.Region + "a"), Size: aws.Int32(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := aws.ToString(vol.VolumeId)
+	only := e.snapshotAt(ctx, v, time.Now().Add(-40*day), map[string]string{tag.Policy: "p", tag.Volume: v})
+	e.moto.ShiftClock(t, 0)
+	if _, err := e.ec2.DeleteVolume(ctx, &ec2.DeleteVolumeInput{VolumeId: aws.String(v)}); err != nil {
+		t.Fatal(err)
+	}
+	db := "file:" + filepath.Join(t.TempDir(), "q.db")
+
+	r := e.jsonCLI(0, "run", "--queue", db, "--force") // past the breaker: only retention may keep it
+	if num(t, r, "plan.delete_jobs") != 0 || num(t, r, "work.deleted") != 0 {
+		t.Fatalf("run without orphans: %v, want the only snapshot of the gone volume kept", r)
+	}
+	if _, ok := e.snapshots(ctx)[only]; !ok {
+		t.Fatalf("snapshot %s, the newest of gone volume %s, was deleted without the orphans opt-in", only, v)
+	}
+
+	q, err := queue.Open(ctx, db, queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := job.Encode(job.Job{V: 1, Kind: job.KindDelete, Key: job.DeleteKey(mototest.Account, mototest.Region, only),
+		Account: mototest.Account, Region: mototest.Region, Policy: "p", Snapshot: only, Run: "forged", PlannedAt: time.Now().UTC()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Send(ctx, []queue.Outgoing{{Body: forged}}); err != nil {
+		t.Fatal(err)
+	}
+	q.Close()
+	w := e.jsonCLI(0, "work", "--queue", db, "--idle-exit", "2s", "--visibility", "5s")
+	if num(t, w, "deleted") != 0 || num(t, w, "dead_lettered") != 1 {
+		t.Fatalf("forged delete without volume: %v, want it refused and dead-lettered", w)
+	}
+	if _, ok := e.snapshots(ctx)[only]; !ok {
+		t.Fatalf("a forged delete without volume deleted %s, the newest of gone volume %s", only, v)
+	}
+	if q, err = queue.Open(ctx, db, queue.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	dlq, err := q.DLQ(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := dlq.Receive(ctx, 10, time.Second)
+	if err != nil || len(msgs) != 1 || msgs[0].Reason != "refused_retention" || !strings.Contains(msgs[0].LastError, "newest") {
+		t.Fatalf("dead letters %+v (%v), want the forged delete refused_retention as the newest of its volume", msgs, err)
+	}
+
+	// The explicit opt-in lets the newest of a gone volume expire.
+	e.setConfig(fmt.Sprintf(policy, ", orphans: {min_keep: 0}"))
+	optin := "file:" + filepath.Join(t.TempDir(), "optin.db")
+	r = e.jsonCLI(0, "run", "--queue", optin, "--force")
+	if num(t, r, "plan.delete_jobs") != 1 || num(t, r, "work.deleted") != 1 {
+		t.Fatalf("run with orphans.min_keep 0: %v, want the gone volume's snapshot deleted", r)
+	}
+	if _, ok := e.snapshots(ctx)[only]; ok {
+		t.Fatalf("snapshot %s still exists under orphans.min_keep 0", only)
 	}
 }

@@ -22,9 +22,11 @@ import (
 type globals struct {
 	configPath string
 	now        string
-	output     string
-	logFormat  string
-	logLevel   string
+	// nowAt is --now parsed (zero: the real clock); set once the flags are checked.
+	nowAt     time.Time
+	output    string
+	logFormat string
+	logLevel  string
 
 	stdout, stderr io.Writer
 }
@@ -55,6 +57,14 @@ func newRoot(stdout, stderr io.Writer) (*cobra.Command, *bool) {
 			}
 			if _, err := zerolog.ParseLevel(g.logLevel); err != nil || g.logLevel == "" {
 				return usagef("--log-level: %q is not a level (debug, info, warn, error)", g.logLevel)
+			}
+			if f := cmd.Flags().Lookup("now"); f != nil && f.Changed {
+				// Given, even as --now=, it must be a time in range: never the real clock by accident.
+				t, err := config.ParseClock(g.now)
+				if err != nil {
+					return usagef("--now %q: %v", g.now, err)
+				}
+				g.nowAt = t
 			}
 			return nil
 		},
@@ -104,16 +114,13 @@ func isTerminal(w io.Writer) bool {
 	return isatty.IsTerminal(f.Fd())
 }
 
-// clock returns the --now time, or the real clock.
-func (g *globals) clock() (func() time.Time, error) {
-	if g.now == "" {
-		return time.Now, nil
+// clock returns the --now time (checked by the root's PersistentPreRunE), or the real clock.
+func (g *globals) clock() func() time.Time {
+	if g.nowAt.IsZero() {
+		return time.Now
 	}
-	t, err := time.Parse(time.RFC3339, g.now)
-	if err != nil {
-		return nil, usagef("--now: %q is not an RFC 3339 time (e.g. 2026-11-22T01:00:00Z)", g.now)
-	}
-	return func() time.Time { return t }, nil
+	t := g.nowAt
+	return func() time.Time { return t }
 }
 
 // env is what a command needs from its flags: the config, the clock, AWS clients.
@@ -125,10 +132,7 @@ type env struct {
 }
 
 func (g *globals) setup(ctx context.Context) (*env, error) {
-	now, err := g.clock()
-	if err != nil {
-		return nil, err
-	}
+	now := g.clock()
 	cfg, err := config.Load(g.configPath)
 	if err != nil {
 		return nil, usageError{err}

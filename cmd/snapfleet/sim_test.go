@@ -65,7 +65,7 @@ func TestPipelineOnSim(t *testing.T) {
 		num(t, p, "delete_jobs") != 0 || num(t, p, "errors") != 0 {
 		t.Fatalf("plan: %v, want %d snapshot jobs", p, want)
 	}
-	if w := e.workers(2, q, "--now", now); w["created"] != want || w["dead_lettered"] != 0 {
+	if w := e.workers(2, q, "--now", now, "--allow-clock-skew"); w["created"] != want || w["dead_lettered"] != 0 {
 		t.Fatalf("workers: %v, want %d created", w, want)
 	}
 	first := e.checkOnePerVolume(ctx, f)
@@ -77,13 +77,13 @@ func TestPipelineOnSim(t *testing.T) {
 	if p := e.jsonCLI(0, "plan", "--queue", q, "--now", now); num(t, p, "snapshot_jobs") != want || num(t, p, "delete_jobs") != 0 {
 		t.Fatalf("day-31 plan: %v, want %d creates and no deletes (day 0 is the newest)", p, want)
 	}
-	if w := e.workers(1, q, "--now", now); w["created"] != want {
+	if w := e.workers(1, q, "--now", now, "--allow-clock-skew"); w["created"] != want {
 		t.Fatalf("day-31 workers: %v", w)
 	}
 	if p := e.jsonCLI(0, "plan", "--queue", q, "--now", now); num(t, p, "snapshot_jobs") != 0 || num(t, p, "delete_jobs") != want {
 		t.Fatalf("second day-31 plan: %v, want %d deletes", p, want)
 	}
-	if w := e.workers(2, q, "--now", now); w["deleted"] != want || w["dead_lettered"] != 0 {
+	if w := e.workers(2, q, "--now", now, "--allow-clock-skew"); w["deleted"] != want || w["dead_lettered"] != 0 {
 		t.Fatalf("day-31 deletes: %v", w)
 	}
 	e.queueEmpty(ctx, q)

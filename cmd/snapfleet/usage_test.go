@@ -50,6 +50,12 @@ func TestBadInput(t *testing.T) {
 		{"run queue in a missing directory", []string{"run", "--queue", "file:/no-such-dir/q.db"}, []string{"--queue", "file:/no-such-dir/q.db", "does not exist"}},
 		{"missing config", []string{"plan", "--dry-run", "--config", filepath.Join(dir, "nope.yaml")}, []string{"nope.yaml"}},
 		{"bad --now", []string{"plan", "--dry-run", "--now", "yesterday"}, []string{"--now", "yesterday"}},
+		// Issue 12.5: an empty --now is not the real clock, and the far ends of RFC 3339 are refused.
+		{"empty --now=", []string{"plan", "--dry-run", "--now="}, []string{"--now", `""`, "empty"}},
+		{"empty --now", []string{"work", "--queue", q, "--now", ""}, []string{"--now", `""`, "empty"}},
+		{"--now year 9999", []string{"work", "--queue", q, "--now", "9999-12-31T23:59:59Z"}, []string{"--now", "9999-12-31T23:59:59Z", "outside 2006-01-01T00:00:00Z … 2200-01-01T00:00:00Z"}},
+		{"--now year 0", []string{"run", "--queue", q, "--now", "0000-01-01T00:00:00Z"}, []string{"--now", "0000-01-01T00:00:00Z", "outside"}},
+		{"--now before 2006", []string{"plan", "--queue", q, "--now", "1999-12-31T23:59:59Z"}, []string{"--now", "1999-12-31T23:59:59Z", "outside"}},
 		{"bad --output", []string{"plan", "--dry-run", "--output", "xml"}, []string{"--output", "xml"}},
 		{"bad --queue", []string{"work", "--queue", "amqp://x"}, []string{"--queue", "amqp://x"}},
 		{"plan bad --queue", []string{"plan", "--queue", "ftp://x"}, []string{"--queue", `"ftp://x"`}},

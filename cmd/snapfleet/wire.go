@@ -62,6 +62,11 @@ func (e *env) newPlanner(accounts, regions []string, q queue.Queue, dryRun, forc
 // newWorker builds the worker of work, run and the Lambda worker: the one place it is
 // built. Its dead letters are published to events.bus through pub (nil: none).
 func (e *env) newWorker(q queue.Queue, pub *event.Publisher, f *workFlags, drain bool) *worker.Worker {
+	awsNow := e.clients.AWSNow
+	if f.allowClockSkew {
+		awsNow = nil
+		e.log.Warn().Msg("--allow-clock-skew: deletes go on whatever AWS's clock says")
+	}
 	return &worker.Worker{
 		Queue:           event.PublishFailures(q, pub, e.log),
 		Config:          e.cfg,
@@ -69,6 +74,7 @@ func (e *env) newWorker(q queue.Queue, pub *event.Publisher, f *workFlags, drain
 		KnownAccount:    e.clients.Known,
 		Limiter:         e.clients.Limiter,
 		Now:             e.now,
+		AWSNow:          awsNow,
 		Concurrency:     f.concurrency,
 		Visibility:      f.visibility,
 		IdleExit:        f.idleExit,

@@ -18,6 +18,8 @@ type workFlags struct {
 	visibility    time.Duration
 	shutdownGrace time.Duration
 	healthAddr    string // work only
+	// allowClockSkew turns off the worker's clock check before deletes (--now on purpose).
+	allowClockSkew bool
 
 	// observe is the worker's Observe (the health server), or nil.
 	observe func(worker.Observation)
@@ -27,6 +29,7 @@ func (f *workFlags) add(cmd *cobra.Command) {
 	cmd.Flags().IntVar(&f.concurrency, "concurrency", defaultConcurrency, "jobs handled at once")
 	cmd.Flags().DurationVar(&f.visibility, "visibility", defaultVisibility, "visibility timeout of a received job; a heartbeat extends it while the job runs")
 	cmd.Flags().DurationVar(&f.shutdownGrace, "shutdown-grace", 20*time.Second, "on SIGINT/SIGTERM, how long in-flight jobs may finish before they are released")
+	cmd.Flags().BoolVar(&f.allowClockSkew, "allow-clock-skew", false, "delete even when the worker's clock (real or --now) is more than 5m from AWS's (tests, replays with --now)")
 }
 
 func (f *workFlags) check() error {

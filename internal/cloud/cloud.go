@@ -2,7 +2,8 @@
 // standard sources, the accounts (the config's list, or discovered with Organizations),
 // EC2 clients per account and region (assuming the account's role when there is one, with
 // credentials cached and refreshed before they expire), client-side rate limits on every
-// EC2 call, the caller's own account, and the one table that classifies AWS error codes.
+// EC2 call, AWS's clock as EC2's responses date it, the caller's own account, and the one
+// table that classifies AWS error codes.
 package cloud
 
 import (
@@ -74,6 +75,9 @@ type Clients struct {
 	Limiter *limit.Limiter
 	// CredentialWindow replaces DefaultCredentialWindow (tests).
 	CredentialWindow time.Duration
+
+	// clock is AWS's clock per account-region, from the Date of EC2's responses (AWSNow).
+	clock awsClock
 
 	mu         sync.Mutex
 	self       string
@@ -403,6 +407,7 @@ func (c *Clients) EC2(account, region string) *ec2.Client {
 	}
 	cl := ec2.NewFromConfig(cfg, func(o *ec2.Options) {
 		o.APIOptions = append(o.APIOptions, c.APIOptions...)
+		o.APIOptions = append(o.APIOptions, clockMiddleware(&c.clock, account, region))
 		if c.Limiter != nil {
 			o.APIOptions = append(o.APIOptions, limitMiddleware(c.Limiter, account, region))
 		}

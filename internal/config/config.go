@@ -222,8 +222,10 @@ func (p Policy) PerInstance() bool { return p.Consistency == ConsistencyInstance
 
 // Orphans holds the floor for the snapshots of a volume that is gone.
 type Orphans struct {
-	// MinKeep replaces retain.min_keep for a gone volume; it can only lower it. 0 lets
-	// every snapshot of a gone volume expire, the newest too. Nil: retain.min_keep.
+	// MinKeep replaces retain.min_keep for a gone volume; it can only lower the live
+	// floor (retain.min_keep, and never below the newest: at least 1). 0 lets every
+	// snapshot of a gone volume expire, the newest too: the explicit opt-in. Nil: the
+	// live floor, so the newest of a gone volume is kept even under retain.min_keep 0.
 	MinKeep *int `yaml:"min_keep"`
 }
 
@@ -232,10 +234,12 @@ type Adopt struct {
 	Tags map[string]string `yaml:"tags"`
 }
 
-// OrphanFloor is the effective orphans.min_keep: retain.min_keep's floor unless set.
+// OrphanFloor is the effective orphans.min_keep: unless set, the live floor — retain.min_keep,
+// and at least 1, since the newest snapshot of a volume is kept whatever min_keep says.
+// Only an explicit orphans.min_keep below that lowers it for gone volumes (DESIGN.md §6.3).
 func (p Policy) OrphanFloor() int {
 	if p.Orphans.MinKeep == nil {
-		return p.Retain.Floor()
+		return p.Retain.LiveFloor()
 	}
 	return *p.Orphans.MinKeep
 }
@@ -299,6 +303,10 @@ func (r Retain) Floor() int {
 	}
 	return *r.MinKeep
 }
+
+// LiveFloor is how many snapshots of a live volume are never deleted: min_keep, and at
+// least the newest one (retain.min_keep 0 never lets the newest go).
+func (r Retain) LiveFloor() int { return max(1, r.Floor()) }
 
 // DefaultPolicyName names the policy used when the config has none.
 const DefaultPolicyName = "default"
@@ -624,8 +632,12 @@ func (c *Config) Validate() error {
 			if *o < 0 {
 				return fmt.Errorf("%s.orphans.min_keep: %d is negative", key, *o)
 			}
-			if *o > r.Floor() {
-				return fmt.Errorf("%s.orphans.min_keep: %d is more than retain.min_keep %d; it can only lower the floor for gone volumes", key, *o, r.Floor())
+			if *o > r.LiveFloor() {
+				live := fmt.Sprintf("retain.min_keep %d", r.Floor())
+				if r.Floor() == 0 {
+					live = "the live floor 1 (retain.min_keep 0 still keeps the newest)"
+				}
+				return fmt.Errorf("%s.orphans.min_keep: %d is more than %s; it can only lower the floor for gone volumes", key, *o, live)
 			}
 		}
 		if p.Adopt != nil {

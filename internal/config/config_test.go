@@ -142,6 +142,26 @@ func TestParseValid(t *testing.T) {
 			}
 			return nil
 		}},
+		// Issue 12.1: without an orphans key the newest snapshot of a gone volume is kept
+		// even under retain.min_keep 0; only an explicit orphans.min_keep 0 lets it go.
+		{"orphans.min_keep defaults to at least 1 under min_keep 0", policy("    retain: {max_age: 30d, min_keep: 0}\n"), func(c *Config) error {
+			if f := c.Policies[0].OrphanFloor(); f != 1 {
+				return fmt.Errorf("orphan floor %d, want 1", f)
+			}
+			return nil
+		}},
+		{"orphans.min_keep 1 under min_keep 0", policy("    retain: {max_age: 30d, min_keep: 0}\n    orphans: {min_keep: 1}\n"), func(c *Config) error {
+			if f := c.Policies[0].OrphanFloor(); f != 1 {
+				return fmt.Errorf("orphan floor %d, want 1", f)
+			}
+			return nil
+		}},
+		{"explicit orphans.min_keep 0 under min_keep 0", policy("    retain: {max_age: 30d, min_keep: 0}\n    orphans: {min_keep: 0}\n"), func(c *Config) error {
+			if f := c.Policies[0].OrphanFloor(); f != 0 {
+				return fmt.Errorf("orphan floor %d, want 0", f)
+			}
+			return nil
+		}},
 		{"max_delete_fraction 1", "max_delete_fraction: 1\n", func(c *Config) error {
 			if c.DeleteFraction() != 1 {
 				return fmt.Errorf("fraction %v", c.DeleteFraction())
@@ -261,6 +281,7 @@ func TestParseInvalid(t *testing.T) {
 		{"keep_daily not a number", policy("    retain: {keep_daily: seven}\n"), []string{"policies[0].retain.keep_daily", "seven", "an integer"}},
 		{"negative orphans.min_keep", policy("    retain: {max_age: 1d}\n    orphans: {min_keep: -1}\n"), []string{"policies[p].orphans.min_keep", "-1"}},
 		{"orphans.min_keep above the floor", policy("    retain: {max_age: 1d, min_keep: 2}\n    orphans: {min_keep: 3}\n"), []string{"policies[p].orphans.min_keep", "3", "only lower"}},
+		{"orphans.min_keep above the live floor under min_keep 0", policy("    retain: {max_age: 1d, min_keep: 0}\n    orphans: {min_keep: 2}\n"), []string{"policies[p].orphans.min_keep", "2", "live floor 1", "only lower"}},
 		{"unknown consistency", policy("    retain: {max_age: 1d}\n    consistency: crash\n"), []string{"policies[p].consistency", `"crash"`}},
 		{"exclude_boot per volume", policy("    retain: {max_age: 1d}\n    exclude_boot: true\n"), []string{"policies[p].exclude_boot", "consistency: instance"}},
 		{"empty adopt", policy("    retain: {max_age: 1d}\n    adopt: {}\n"), []string{"policies[p].adopt.tags", "empty"}},
@@ -643,4 +664,33 @@ policies:
 	// Output:
 	// daily 1d 30d 2 [running]
 	// line 3: policies[0].retain.bogus: unknown key
+}
+
+// TestParseClock: --now and SNAPFLEET_NOW take an RFC 3339 time within MinClock … MaxClock;
+// an empty value and the far ends of RFC 3339 are refused (issue 12.5).
+func TestParseClock(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		in, err string
+	}{
+		{"2026-11-22T01:00:00Z", ""},
+		{"2006-01-01T00:00:00Z", ""},
+		{"2199-12-31T23:59:59+00:00", ""},
+		{"2026-11-22T01:00:00.5+02:00", ""},
+		{"", "empty"},
+		{"yesterday", "not an RFC 3339 time"},
+		{"9999-12-31T23:59:59Z", "outside 2006-01-01T00:00:00Z … 2200-01-01T00:00:00Z"},
+		{"0000-01-01T00:00:00Z", "outside"},
+		{"2005-12-31T23:59:59Z", "outside"},
+		{"2200-01-01T00:00:00Z", "outside"},
+		{"2006-01-01T00:30:00+01:00", "outside"}, // 2005-12-31T23:30Z
+	} {
+		_, err := ParseClock(tt.in)
+		if tt.err == "" && err != nil {
+			t.Errorf("ParseClock(%q) = %v, want no error", tt.in, err)
+		}
+		if tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)) {
+			t.Errorf("ParseClock(%q) = %v, want an error with %q", tt.in, err, tt.err)
+		}
+	}
 }

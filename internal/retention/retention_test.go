@@ -131,7 +131,8 @@ func TestFromPolicy(t *testing.T) {
 	}{
 		{"default policy", config.DefaultPolicy(), Rules{MaxAge: 30 * day, MinKeep: 1, OrphanMinKeep: 1}},
 		{"min_keep unset is 1", config.Policy{Retain: config.Retain{KeepLast: 7}}, Rules{KeepLast: 7, MinKeep: 1, OrphanMinKeep: 1}},
-		{"min_keep 0", config.Policy{Retain: config.Retain{KeepLast: 7, MinKeep: &zero}}, Rules{KeepLast: 7}},
+		{"min_keep 0 keeps the newest of a gone volume", config.Policy{Retain: config.Retain{KeepLast: 7, MinKeep: &zero}}, Rules{KeepLast: 7, OrphanMinKeep: 1}},
+		{"min_keep 0 with orphans.min_keep 0", config.Policy{Retain: config.Retain{KeepLast: 7, MinKeep: &zero}, Orphans: config.Orphans{MinKeep: &zero}}, Rules{KeepLast: 7}},
 		{"all set", config.Policy{Retain: config.Retain{MaxAge: config.Duration(36 * time.Hour), KeepLast: 5, KeepHourly: 24,
 			KeepDaily: 7, KeepWeekly: 4, KeepMonthly: 12, KeepYearly: 3, MinKeep: &three}, Orphans: config.Orphans{MinKeep: &zero}},
 			Rules{MaxAge: 36 * time.Hour, KeepLast: 5, KeepHourly: 24, KeepDaily: 7, KeepWeekly: 4, KeepMonthly: 12, KeepYearly: 3, MinKeep: 3}},
@@ -358,6 +359,34 @@ func TestDecideOrphans(t *testing.T) {
 	for _, tt := range tests {
 		if v := verdicts(Decide(daily, tt.rules, now)); !reflect.DeepEqual(v, tt.want) {
 			t.Errorf("%s: %v, want %v", tt.name, v, tt.want)
+		}
+	}
+}
+
+// TestGoneVolumeNewestNeedsOptIn is issue 12.1: under retain.min_keep 0 and no orphans key,
+// the only snapshot of a gone volume is kept (the newest is never deleted without the
+// orphans opt-in); an explicit orphans.min_keep 0 lets it expire.
+func TestGoneVolumeNewestNeedsOptIn(t *testing.T) {
+	t.Parallel()
+	only := []Snapshot{ago("a", 40*day)}
+	for _, tt := range []struct {
+		doc  string
+		want map[string]string
+	}{
+		{"policies:\n  - {name: p, every: 24h, retain: {max_age: 30d, min_keep: 0}}\n", map[string]string{"a": "keep:newest"}},
+		{"policies:\n  - {name: p, every: 24h, retain: {max_age: 30d, min_keep: 0}, orphans: {min_keep: 1}}\n", map[string]string{"a": "keep:newest"}},
+		{"policies:\n  - {name: p, every: 24h, retain: {max_age: 30d, min_keep: 0}, orphans: {min_keep: 0}}\n", map[string]string{"a": "delete:expired"}},
+	} {
+		c, err := config.Parse(strings.NewReader(tt.doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rules := FromPolicy(c.Policies[0])
+		if v := verdicts(Decide(only, rules, now)); !reflect.DeepEqual(v, map[string]string{"a": "keep:newest"}) {
+			t.Errorf("%s live volume: %v, want the newest kept", tt.doc, v)
+		}
+		if v := verdicts(Decide(only, rules.Orphaned(), now)); !reflect.DeepEqual(v, tt.want) {
+			t.Errorf("%s gone volume: %v, want %v", tt.doc, v, tt.want)
 		}
 	}
 }

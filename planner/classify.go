@@ -11,6 +11,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/snapfleet/snapfleet/internal/cloud"
+
+	"github.com/snapfleet/snapfleet/internal/reason"
 )
 
 // classify is the deletion classifier, asked only about the delete candidates of one
@@ -29,7 +31,7 @@ func (p *Planner) classify(ctx context.Context, client EC2, account string, ds [
 	closeAll := func(why string) map[string]Protection {
 		for _, id := range cands {
 			if _, ok := prot[id]; !ok {
-				prot[id] = Protection{Reason: ReasonFailClosed, Detail: why}
+				prot[id] = Protection{Reason: reason.FailClosed, Detail: why}
 			}
 		}
 		return prot
@@ -42,7 +44,7 @@ func (p *Planner) classify(ctx context.Context, client EC2, account string, ds [
 	}
 	for _, id := range cands {
 		if ami, ok := images[id]; ok {
-			prot[id] = Protection{Reason: ReasonAMI, Detail: "used by " + ami}
+			prot[id] = Protection{Reason: reason.InUse, Detail: "used by " + ami}
 		}
 	}
 
@@ -51,7 +53,7 @@ func (p *Planner) classify(ctx context.Context, client EC2, account string, ds [
 	case err == nil:
 		for id, state := range locks {
 			if _, done := prot[id]; !done {
-				prot[id] = Protection{Reason: ReasonLocked, Detail: "lock state " + state}
+				prot[id] = Protection{Reason: reason.Locked, Detail: "lock state " + state}
 			}
 		}
 	case class == cloud.Unsupported:
@@ -80,7 +82,7 @@ func (p *Planner) classify(ctx context.Context, client EC2, account string, ds [
 			if class, _ := cloud.Classify(err); class == cloud.NotFound {
 				continue // gone already: the worker will find it gone
 			}
-			prot[id] = Protection{Reason: ReasonFailClosed, Detail: "its shares could not be read"}
+			prot[id] = Protection{Reason: reason.FailClosed, Detail: "its shares could not be read"}
 			failed++
 			if firstErr == nil {
 				firstErr = err
@@ -88,7 +90,7 @@ func (p *Planner) classify(ctx context.Context, client EC2, account string, ds [
 			continue
 		}
 		if who := sharedWith(out.CreateVolumePermissions); who != "" {
-			prot[id] = Protection{Reason: ReasonShared, Detail: "shared with " + who}
+			prot[id] = Protection{Reason: reason.Shared, Detail: "shared with " + who}
 		}
 	}
 	if failed > 0 {

@@ -19,6 +19,8 @@ import (
 
 	"github.com/snapfleet/snapfleet/internal/tag"
 	"github.com/snapfleet/snapfleet/internal/testbed/mototest"
+
+	"github.com/snapfleet/snapfleet/internal/reason"
 )
 
 var _ EC2 = (*ec2.Client)(nil)
@@ -76,13 +78,13 @@ func TestDecideOrphansAdoptionProtections(t *testing.T) {
 				"snap-000000000000000b1": "keep newest", "snap-000000000000000b2": "delete expired"}},
 		{"protections turn deletes into protected, or fail closed", "policies:\n  - name: daily\n    retain: {max_age: 30d}\n",
 			Inventory{Snapshots: snaps[:5], Volumes: vols, SnapshotsComplete: true, Protections: map[string]Protection{
-				"snap-000000000000000a2": {Reason: ReasonAMI, Detail: "used by ami-1"},
-				"snap-000000000000000a3": {Reason: ReasonFailClosed, Detail: "its shares could not be read"},
-				"snap-000000000000000b2": {Reason: ReasonShared, Detail: "shared with 111122223333"},
-				"snap-000000000000000a1": {Reason: ReasonLocked, Detail: "kept anyway: protection only matters for deletes"},
+				"snap-000000000000000a2": {Reason: reason.InUse, Detail: "used by ami-1"},
+				"snap-000000000000000a3": {Reason: reason.FailClosed, Detail: "its shares could not be read"},
+				"snap-000000000000000b2": {Reason: reason.Shared, Detail: "shared with 111122223333"},
+				"snap-000000000000000a1": {Reason: reason.Locked, Detail: "kept anyway: protection only matters for deletes"},
 			}},
 			map[string]string{
-				"snap-000000000000000a1": "keep newest", "snap-000000000000000a2": "protected used_by_ami", "snap-000000000000000a3": "keep fail_closed",
+				"snap-000000000000000a1": "keep newest", "snap-000000000000000a2": "protected in_use", "snap-000000000000000a3": "keep fail_closed",
 				"snap-000000000000000b1": "keep newest", "snap-000000000000000b2": "protected shared"}},
 	}
 	for _, tt := range tests {
@@ -94,7 +96,7 @@ func TestDecideOrphansAdoptionProtections(t *testing.T) {
 				t.Fatalf("decisions\n got %v\nwant %v", got, tt.want)
 			}
 			for _, d := range res.Decisions {
-				if (d.Action == ActionDelete || d.Action == ActionKeep) && d.Reason != ReasonFailClosed && d.Reason != ReasonUnknownVolume && d.Detail == "" {
+				if (d.Action == ActionDelete || d.Action == ActionKeep) && d.Reason != reason.FailClosed && d.Reason != reason.UnknownVolume && d.Detail == "" {
 					t.Errorf("%s %s has no detail", d.Action, d.Snapshot)
 				}
 				if d.Volume == gone && tt.inv.Volumes != nil && !d.Orphan {
@@ -155,7 +157,7 @@ func TestTrip(t *testing.T) {
 		n := map[string]int{}
 		for _, d := range r.Decisions {
 			n[d.Action]++
-			if d.Action == ActionHeld && (d.Key != "" || d.Reason != ReasonCircuitBreaker) {
+			if d.Action == ActionHeld && (d.Key != "" || d.Reason != reason.CircuitBreaker) {
 				t.Errorf("%s: held decision %+v keeps its key or reason", tt.name, d)
 			}
 		}
@@ -279,7 +281,7 @@ policies:
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]string{amiSnap: "protected used_by_ami", shared: "protected shared", locked: "protected locked",
+	want := map[string]string{amiSnap: "protected in_use", shared: "protected shared", locked: "protected locked",
 		old1: "delete expired", old2: "delete expired", young: "keep newest"}
 	if got := detailed(dry.Decisions); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("dry run\n got %v\nwant %v", got, want)

@@ -10,6 +10,8 @@ import (
 	"github.com/snapfleet/snapfleet/internal/job"
 	"github.com/snapfleet/snapfleet/internal/retention"
 	"github.com/snapfleet/snapfleet/internal/tag"
+
+	"github.com/snapfleet/snapfleet/internal/reason"
 )
 
 // Actions of a decision.
@@ -24,44 +26,6 @@ const (
 	// ActionHeld: retention expires the snapshot, but the circuit breaker held every
 	// delete of its account-region.
 	ActionHeld = "held"
-)
-
-// Reasons of the planner's own decisions; retention adds its reasons (retention.Kept*,
-// retention.Expired) to keep and delete decisions.
-const (
-	// ReasonDue: the volume has no snapshot of the policy in the current period.
-	ReasonDue = "due"
-	// ReasonDone: a snapshot of the current period exists (dated in it, at most clockSkew
-	// after now) or one carries this period's job key.
-	ReasonDone = "done"
-	// ReasonExcluded: an exclude tag of the policy is on the instance or the volume.
-	ReasonExcluded = "excluded"
-	// ReasonBootExcluded: the root volume of an instance whose policy has exclude_boot.
-	ReasonBootExcluded = "exclude_boot"
-	// ReasonProtected: AWS Backup or DLM manage the snapshot (aws:backup:*, aws:dlm:*).
-	// The decision's action is ActionProtected, like the classifier's reasons below.
-	ReasonProtected = "aws_backup_or_dlm"
-	// ReasonAMI: an AMI of the account names the snapshot in its block device mappings.
-	ReasonAMI = "used_by_ami"
-	// ReasonLocked: the snapshot is locked (EBS snapshot lock).
-	ReasonLocked = "locked"
-	// ReasonShared: the snapshot is shared with other accounts (createVolumePermission).
-	ReasonShared = "shared"
-	// ReasonCircuitBreaker: the account-region's deletes are held (ActionHeld).
-	ReasonCircuitBreaker = "circuit_breaker"
-	// ReasonUnknownVolume: an adopted snapshot names no usable volume; never deleted.
-	ReasonUnknownVolume = "unknown_volume"
-	// ReasonUnknownPolicy: the snapshot's policy is not in the config; never deleted.
-	ReasonUnknownPolicy = "unknown_policy"
-	// ReasonNotCompleted: a pending or failed snapshot neither counts nor goes.
-	ReasonNotCompleted = "not_completed"
-	// ReasonFailClosed: retention would expire the snapshot, but something in its scope
-	// could not be read (listing error, missing start time, unparseable tag).
-	ReasonFailClosed = "fail_closed"
-	// ReasonDuplicate: a delete of a duplicate creation of a job key (two workers created
-	// for one key): another set of the key is its keeper (job.Keeper), completed. Retention
-	// does not count it; the worker re-checks the key's snapshots before it deletes.
-	ReasonDuplicate = "duplicate"
 )
 
 // Decision is what the planner decided for one volume and policy (create, skip), for one
@@ -109,7 +73,7 @@ type Inventory struct {
 	// and then no snapshot counts as an orphan (the live rules are the stricter ones).
 	Volumes map[string]bool
 	// Protections are what the deletion classifier found, by snapshot id: an AMI, a
-	// lock, a share — or ReasonFailClosed when it could not tell.
+	// lock, a share — or reason.FailClosed when it could not tell.
 	Protections map[string]Protection
 }
 
@@ -229,7 +193,7 @@ func (r *Result) Trip(complete bool, fraction float64, force bool) bool {
 	for i := range r.Decisions {
 		d := &r.Decisions[i]
 		if d.Action == ActionDelete {
-			d.Action, d.Reason, d.Key = ActionHeld, ReasonCircuitBreaker, ""
+			d.Action, d.Reason, d.Key = ActionHeld, reason.CircuitBreaker, ""
 			r.Held++
 		}
 	}
@@ -351,11 +315,11 @@ func decideCreates(out []Decision, inv Inventory, cfg *config.Config, now time.T
 			key := job.CreateKey(inv.Account, inv.Region, vol, p.Name, cur.start)
 			switch {
 			case c.excluded:
-				d.Action, d.Reason = ActionSkip, ReasonExcluded
+				d.Action, d.Reason = ActionSkip, reason.Excluded
 			case done(inv.Snapshots, members(groupKey{p.Name, vol}), cur, key):
-				d.Action, d.Reason = ActionSkip, ReasonDone
+				d.Action, d.Reason = ActionSkip, reason.Done
 			default:
-				d.Action, d.Reason, d.Key = ActionCreate, ReasonDue, key
+				d.Action, d.Reason, d.Key = ActionCreate, reason.Due, key
 				res.Creates++
 			}
 			out = append(out, d)
@@ -385,7 +349,7 @@ func decideInstances(out []Decision, inv Inventory, p *config.Policy, cur period
 			for _, a := range in.Volumes {
 				volumes[a.Volume] = true
 			}
-			d.Action, d.Reason = ActionSkip, ReasonExcluded
+			d.Action, d.Reason = ActionSkip, reason.Excluded
 			out = append(out, d)
 			continue
 		}
@@ -410,9 +374,9 @@ func decideInstances(out []Decision, inv Inventory, p *config.Policy, cur period
 		}
 		d.Detail = "volumes " + strings.Join(vols, " ")
 		if allDone || keyed {
-			d.Action, d.Reason = ActionSkip, ReasonDone
+			d.Action, d.Reason = ActionSkip, reason.Done
 		} else {
-			d.Action, d.Reason, d.Key = ActionCreate, ReasonDue, key
+			d.Action, d.Reason, d.Key = ActionCreate, reason.Due, key
 			res.Creates++
 		}
 		out = append(out, d)
@@ -425,9 +389,9 @@ func decideInstances(out []Decision, inv Inventory, p *config.Policy, cur period
 func volumeSkip(p *config.Policy, in *Instance, a Attachment, volumeTags map[string]map[string]string) string {
 	switch {
 	case p.Select.Excludes(volumeTags[a.Volume]):
-		return ReasonExcluded
+		return reason.Excluded
 	case p.ExcludeBoot && in.Root != "" && a.Device == in.Root:
-		return ReasonBootExcluded
+		return reason.BootExcluded
 	}
 	return ""
 }
@@ -552,7 +516,7 @@ func decideDeletes(out []Decision, inv Inventory, policies map[string]*config.Po
 			// Adopted snapshots without a usable VolumeId (copies name vol-ffffffff) have no
 			// volume to count them against: kept, and they block nothing.
 			for _, i := range rs {
-				keep(&inv.Snapshots[i], ReasonUnknownVolume)
+				keep(&inv.Snapshots[i], reason.UnknownVolume)
 			}
 			continue
 		}
@@ -562,7 +526,7 @@ func decideDeletes(out []Decision, inv Inventory, policies map[string]*config.Po
 			}
 			res.UnknownPolicies[k.policy] += len(rs)
 			for _, i := range rs {
-				keep(&inv.Snapshots[i], ReasonUnknownPolicy)
+				keep(&inv.Snapshots[i], reason.UnknownPolicy)
 			}
 			continue
 		}
@@ -575,12 +539,12 @@ func decideDeletes(out []Decision, inv Inventory, policies map[string]*config.Po
 			s := &inv.Snapshots[i]
 			switch {
 			case s.Protected:
-				emit(s, ActionProtected, ReasonProtected, "AWS Backup or DLM tag")
+				emit(s, ActionProtected, reason.Protected, "AWS Backup or DLM tag")
 				continue
 			case s.Bad != "" || s.Start.IsZero():
 				blocked = true
 			case s.State != "completed":
-				keep(s, ReasonNotCompleted)
+				keep(s, reason.NotCompleted)
 				continue
 			case dups[i] != "":
 				dupRows = append(dupRows, i) // not counted: it goes
@@ -594,15 +558,15 @@ func decideDeletes(out []Decision, inv Inventory, policies map[string]*config.Po
 			prot, protected := inv.Protections[s.ID]
 			switch {
 			case blocked:
-				emit(s, ActionKeep, ReasonFailClosed, detail+", but its scope could not be read completely")
-			case protected && prot.Reason == ReasonFailClosed:
-				emit(s, ActionKeep, ReasonFailClosed, detail+", but "+prot.Detail)
+				emit(s, ActionKeep, reason.FailClosed, detail+", but its scope could not be read completely")
+			case protected && prot.Reason == reason.FailClosed:
+				emit(s, ActionKeep, reason.FailClosed, detail+", but "+prot.Detail)
 			case protected:
 				emit(s, ActionProtected, prot.Reason, prot.Detail)
 			default:
 				out = append(out, Decision{Account: inv.Account, Region: inv.Region, Policy: s.Policy,
 					Action: ActionDelete, Volume: s.Volume, Snapshot: s.ID, Key: job.DeleteKey(inv.Account, inv.Region, s.ID),
-					Reason: ReasonDuplicate, Detail: detail, Orphan: orphan})
+					Reason: reason.Duplicate, Detail: detail, Orphan: orphan})
 				res.Deletes++
 			}
 		}
@@ -639,9 +603,9 @@ func decideDeletes(out []Decision, inv Inventory, policies map[string]*config.Po
 			case d.Keep:
 				emit(s, ActionKeep, d.Reason, explain.of(rules, d))
 			case blocked:
-				emit(s, ActionKeep, ReasonFailClosed, "expired ("+explain.of(rules, d)+"), but its scope could not be read completely")
-			case protected && prot.Reason == ReasonFailClosed:
-				emit(s, ActionKeep, ReasonFailClosed, "expired ("+explain.of(rules, d)+"), but "+prot.Detail)
+				emit(s, ActionKeep, reason.FailClosed, "expired ("+explain.of(rules, d)+"), but its scope could not be read completely")
+			case protected && prot.Reason == reason.FailClosed:
+				emit(s, ActionKeep, reason.FailClosed, "expired ("+explain.of(rules, d)+"), but "+prot.Detail)
 			case protected:
 				emit(s, ActionProtected, prot.Reason, prot.Detail)
 			default:

@@ -11,6 +11,8 @@ import (
 
 	"github.com/snapfleet/snapfleet/internal/config"
 	"github.com/snapfleet/snapfleet/internal/job"
+
+	"github.com/snapfleet/snapfleet/internal/reason"
 )
 
 const (
@@ -395,8 +397,8 @@ policies:
 			want: []string{
 				"default delete snap-000000000000000a2 expired",
 				"default keep snap-000000000000000a1 newest",
-				"default protected snap-000000000000000a0 aws_backup_or_dlm",
-				"default protected snap-000000000000000a3 aws_backup_or_dlm",
+				"default protected snap-000000000000000a0 protected",
+				"default protected snap-000000000000000a3 protected",
 			},
 		},
 		{
@@ -508,7 +510,7 @@ policies:
 					SnapshotsComplete: true}
 				res := Decide(inv, cfg, tt.now)
 				d := res.Decisions[0]
-				if got := d.Action == ActionSkip && d.Reason == ReasonDone; got != tt.wantDone {
+				if got := d.Action == ActionSkip && d.Reason == reason.Done; got != tt.wantDone {
 					t.Fatalf("decision %+v, want done=%v", d, tt.wantDone)
 				}
 				if !tt.wantDone {
@@ -640,10 +642,10 @@ policies:
 // one (the worker reads the instance).
 func TestMessageName(t *testing.T) {
 	t.Parallel()
-	vol := Decision{Account: acct, Region: region, Policy: "daily", Action: ActionCreate, Reason: ReasonDue,
+	vol := Decision{Account: acct, Region: region, Policy: "daily", Action: ActionCreate, Reason: reason.Due,
 		Volume: "vol-00000010", Instance: "i-00000001", Device: "/dev/xvda",
 		Key: job.CreateKey(acct, region, "vol-00000010", "daily", now.Truncate(day))}
-	inst := Decision{Account: acct, Region: region, Policy: "daily", Action: ActionCreate, Reason: ReasonDue,
+	inst := Decision{Account: acct, Region: region, Policy: "daily", Action: ActionCreate, Reason: reason.Due,
 		Instance: "i-00000001", Key: job.CreateKey(acct, region, "i-00000001", "daily", now.Truncate(day))}
 	tests := []struct {
 		name string

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/snapfleet/snapfleet/internal/job"
+
+	"github.com/snapfleet/snapfleet/internal/reason"
 )
 
 // TestDecideDuplicates: snapshots sharing a snapfleet:job key that creates of it made
@@ -61,8 +63,8 @@ func TestDecideDuplicates(t *testing.T) {
 				"default keep snap-000000000000000b1 newest", "default keep snap-000000000000000b2 newest"}},
 		{"a duplicate the classifier protects stays",
 			[]Snapshot{made("snap-000000000000000b2", v1, vkey, ""), made("snap-000000000000000b1", v1, vkey, "")},
-			map[string]Protection{"snap-000000000000000b2": {Reason: ReasonAMI, Detail: "used by ami-1"}},
-			[]string{"default keep snap-000000000000000b1 newest", "default protected snap-000000000000000b2 used_by_ami"}},
+			map[string]Protection{"snap-000000000000000b2": {Reason: reason.InUse, Detail: "used by ami-1"}},
+			[]string{"default keep snap-000000000000000b1 newest", "default protected snap-000000000000000b2 in_use"}},
 		{"another account's key is not this scope's",
 			[]Snapshot{with(made("snap-000000000000000b2", v1, vkey, ""), func(s *Snapshot) { s.Owner = other }), made("snap-000000000000000b1", v1, vkey, "")},
 			nil,
@@ -89,7 +91,7 @@ func TestDecideDuplicates(t *testing.T) {
 				if err != nil {
 					t.Fatalf("decoding %s: %v", msg.Body, err)
 				}
-				if j.Duplicate != (d.Reason == ReasonDuplicate) || j.Key != job.DeleteKey(acct, region, d.Snapshot) {
+				if j.Duplicate != (d.Reason == reason.Duplicate) || j.Key != job.DeleteKey(acct, region, d.Snapshot) {
 					t.Errorf("delete job %+v for decision %+v: duplicate only when the reason is", j, d)
 				}
 			}

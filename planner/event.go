@@ -19,19 +19,13 @@ import (
 	"github.com/snapfleet/snapfleet/internal/event"
 	"github.com/snapfleet/snapfleet/internal/job"
 	"github.com/snapfleet/snapfleet/internal/tag"
+
+	"github.com/snapfleet/snapfleet/internal/reason"
 )
 
 // ErrEventScope is wrapped when an event names an account the config does not reach:
 // bad input, never planned.
 var ErrEventScope = errors.New("event outside the configured accounts")
-
-// Reasons of event decisions, besides ReasonExcluded and ReasonDone.
-const (
-	// ReasonEvent: the volume is snapshotted for the event.
-	ReasonEvent = "event"
-	// ReasonNotOptedIn: the instance of a state change does not carry the opt-in tag.
-	ReasonNotOptedIn = "not_opted_in"
-)
 
 // PlanEvent plans the snapshots an event asks for, in the events policy (config
 // EventPolicy): for an EC2 state change to stopping or stopped, every volume of the
@@ -142,7 +136,7 @@ func (p *Planner) planEventScope(ctx context.Context, log zerolog.Logger, ev eve
 	decisions := decideEvent(found, volTags, &pol, tgt, ev.ID, &res)
 	if ev.Kind == event.KindStateChange {
 		for _, id := range notOptedIn(tgt.instances, found, tgt.want) {
-			sc.log.Info().Str("instance", id).Str("reason", ReasonNotOptedIn).Msg("instance does not opt in to snapshots on stop")
+			sc.log.Info().Str("instance", id).Str("reason", reason.NotOptedIn).Msg("instance does not opt in to snapshots on stop")
 		}
 	}
 	markDone(ctx, client, account, decisions, sc.log)
@@ -196,7 +190,7 @@ func decideEvent(found []Instance, volTags map[string]map[string]string, pol *co
 		d0 := Decision{Account: account, Region: region, Policy: pol.Name, Instance: inst.ID, InstanceName: inst.Tags[tag.Name]}
 		if !allTags(tgt.want, inst.Tags) || (len(tgt.instances) > 0 && !slices.Contains(tgt.instances, inst.ID)) {
 			// The server's filter is a hint: the tags decide.
-			d0.Action, d0.Reason = ActionSkip, ReasonNotOptedIn
+			d0.Action, d0.Reason = ActionSkip, reason.NotOptedIn
 			decisions = append(decisions, d0)
 			continue
 		}
@@ -212,25 +206,25 @@ func decideEvent(found []Instance, volTags map[string]map[string]string, pol *co
 			}
 			d := d0
 			d.Volume, d.Device = a.Volume, a.Device
-			reason := volumeSkip(pol, &inst, a, volTags)
+			skip := volumeSkip(pol, &inst, a, volTags)
 			if pol.Select.Excludes(inst.Tags) {
-				reason = ReasonExcluded
+				skip = reason.Excluded
 			}
 			switch {
-			case reason != "":
-				d.Action, d.Reason = ActionSkip, reason
+			case skip != "":
+				d.Action, d.Reason = ActionSkip, skip
 			case pol.PerInstance():
 				vols = append(vols, a.Volume)
 				continue
 			default:
-				d.Action, d.Reason, d.Key = ActionCreate, ReasonEvent, job.EventKey(account, region, a.Volume, pol.Name, eventID)
+				d.Action, d.Reason, d.Key = ActionCreate, reason.Event, job.EventKey(account, region, a.Volume, pol.Name, eventID)
 			}
 			decisions = append(decisions, d)
 		}
 		if len(vols) > 0 {
 			d := d0
 			d.Detail = "volumes " + strings.Join(vols, " ")
-			d.Action, d.Reason, d.Key = ActionCreate, ReasonEvent, job.EventKey(account, region, inst.ID, pol.Name, eventID)
+			d.Action, d.Reason, d.Key = ActionCreate, reason.Event, job.EventKey(account, region, inst.ID, pol.Name, eventID)
 			decisions = append(decisions, d)
 		}
 	}
@@ -261,7 +255,7 @@ func markDone(ctx context.Context, client EC2, account string, decisions []Decis
 	}
 	for i := range decisions {
 		if d := &decisions[i]; d.Action == ActionCreate && done[d.Key] {
-			d.Action, d.Reason = ActionSkip, ReasonDone
+			d.Action, d.Reason = ActionSkip, reason.Done
 		}
 	}
 }

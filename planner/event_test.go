@@ -11,6 +11,8 @@ import (
 	"github.com/snapfleet/snapfleet/internal/job"
 	"github.com/snapfleet/snapfleet/internal/tag"
 	"github.com/snapfleet/snapfleet/internal/testbed/mototest"
+
+	"github.com/snapfleet/snapfleet/internal/reason"
 )
 
 // TestPlanEventThroughMoto: the opt-in tag and the events policy of the config, the
@@ -70,7 +72,7 @@ events:
 	for _, d := range sum.Decisions {
 		reasons[d.Volume] = d.Reason
 	}
-	if sum.SnapshotJobs != 0 || reasons[vols[0]] != ReasonDone || reasons[vols[1]] != ReasonExcluded {
+	if sum.SnapshotJobs != 0 || reasons[vols[0]] != reason.Done || reasons[vols[1]] != reason.Excluded {
 		t.Errorf("second delivery: %d jobs, reasons %v; want none, done and excluded", sum.SnapshotJobs, reasons)
 	}
 

@@ -37,6 +37,8 @@ import (
 	"github.com/snapfleet/snapfleet/internal/retention"
 	"github.com/snapfleet/snapfleet/internal/tag"
 	"github.com/snapfleet/snapfleet/queue"
+
+	"github.com/snapfleet/snapfleet/internal/reason"
 )
 
 // EC2 is what the planner calls, with the SDK's exact signatures so its paginators work.
@@ -609,7 +611,7 @@ func (d Decision) message(run string, now time.Time) (queue.Outgoing, error) {
 	case d.Action == ActionCreate:
 		j.Kind, j.Instance, j.Device, j.Name = job.KindCreate, d.Instance, d.Device, d.InstanceName
 	default:
-		j.Kind, j.Snapshot, j.Duplicate = job.KindDelete, d.Snapshot, d.Reason == ReasonDuplicate
+		j.Kind, j.Snapshot, j.Duplicate = job.KindDelete, d.Snapshot, d.Reason == reason.Duplicate
 	}
 	body, err := job.Encode(j)
 	if err != nil && j.Name != "" {

@@ -27,6 +27,8 @@ import (
 	"github.com/snapfleet/snapfleet/internal/tag"
 	"github.com/snapfleet/snapfleet/internal/testbed/mototest"
 	"github.com/snapfleet/snapfleet/queue"
+
+	"github.com/snapfleet/snapfleet/internal/reason"
 )
 
 var _ EC2 = (*ec2.Client)(nil)
@@ -693,7 +695,7 @@ func TestPlanOddTimesThroughMoto(t *testing.T) {
 	}
 	wantDecisions := map[string]string{
 		future: "keep " + retention.KeptFuture, newest: "keep " + retention.KeptNewest, older: "delete " + retention.Expired,
-		undated: "keep " + retention.KeptUnknownTime, rootNewest: "keep " + retention.KeptNewest, blocked: "keep " + ReasonFailClosed,
+		undated: "keep " + retention.KeptUnknownTime, rootNewest: "keep " + retention.KeptNewest, blocked: "keep " + reason.FailClosed,
 	}
 	if got := detailed(dry.Decisions); fmt.Sprint(got) != fmt.Sprint(wantDecisions) {
 		t.Fatalf("decisions %v, want %v", got, wantDecisions)

@@ -20,6 +20,8 @@ import (
 	"github.com/snapfleet/snapfleet/internal/testbed/mototest"
 	"github.com/snapfleet/snapfleet/internal/testbed/sim"
 	"github.com/snapfleet/snapfleet/queue"
+
+	"github.com/snapfleet/snapfleet/internal/reason"
 )
 
 // A backend opens a fresh, empty queue with a dead-letter queue for each test. maxReceive
@@ -476,8 +478,8 @@ func testRedrive(t *testing.T, b backend) {
 	}
 	wantStats(t, q, queue.Stats{})
 	got := receiveN(t, dlq(t, q), 1, 10*time.Second)[0]
-	if string(got.Body) != "crashes the worker" || got.Reason != queue.ReasonExhaustedRetries || got.Attempts < 2 {
-		t.Errorf("dead letter = body %q reason %q attempts %d, want %q %q ≥ 2", got.Body, got.Reason, got.Attempts, "crashes the worker", queue.ReasonExhaustedRetries)
+	if string(got.Body) != "crashes the worker" || got.Reason != reason.ExhaustedRetries || got.Attempts < 2 {
+		t.Errorf("dead letter = body %q reason %q attempts %d, want %q %q ≥ 2", got.Body, got.Reason, got.Attempts, "crashes the worker", reason.ExhaustedRetries)
 	}
 	// moto keeps the message's own first receive, from the jobs queue, when it redrives.
 	near(t, "FirstReceivedAt of the dead letter", got.FirstReceivedAt, start, received)

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/snapfleet/snapfleet/queue"
+
+	"github.com/snapfleet/snapfleet/internal/reason"
 )
 
 // insertRaw puts rows straight into the goqite table of the file at path, as a damaged
@@ -72,8 +74,8 @@ func TestEmbeddedEmptyBody(t *testing.T) {
 		}
 		reasons[d.Reason] = true
 	}
-	if !reasons["invalid_message"] || !reasons[queue.ReasonExhaustedRetries] {
-		t.Errorf("dead letter reasons %v, want invalid_message and %s", reasons, queue.ReasonExhaustedRetries)
+	if !reasons["invalid_message"] || !reasons[reason.ExhaustedRetries] {
+		t.Errorf("dead letter reasons %v, want invalid_message and %s", reasons, reason.ExhaustedRetries)
 	}
 }
 
@@ -172,8 +174,8 @@ func FuzzEmbeddedDeadLetter(f *testing.F) {
 			}
 			reasons[m.Reason]++
 		}
-		if len(dead) != 2 || reasons["invalid_message"] != 1 || reasons[queue.ReasonExhaustedRetries] != 1 {
-			t.Errorf("dead letters by reason %v, want one invalid_message and one %s", reasons, queue.ReasonExhaustedRetries)
+		if len(dead) != 2 || reasons["invalid_message"] != 1 || reasons[reason.ExhaustedRetries] != 1 {
+			t.Errorf("dead letters by reason %v, want one invalid_message and one %s", reasons, reason.ExhaustedRetries)
 		}
 	})
 }

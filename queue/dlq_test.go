@@ -15,6 +15,8 @@ import (
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/snapfleet/snapfleet/queue"
+
+	"github.com/snapfleet/snapfleet/internal/reason"
 )
 
 // dlqCases are Peek and Replay; TestConformance runs them on every backend.
@@ -199,7 +201,7 @@ func testRedriveReason(t *testing.T, b backend) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 1 || got[0].Reason != queue.ReasonExhaustedRetries || got[0].Attempts < 2 || got[0].LastError != "" {
+	if len(got) != 1 || got[0].Reason != reason.ExhaustedRetries || got[0].Attempts < 2 || got[0].LastError != "" {
 		t.Fatalf("Peek = %+v, want one exhausted_retries dead letter with attempts ≥ 2", got)
 	}
 }

@@ -16,6 +16,8 @@ import (
 	"maragu.dev/goqite"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/snapfleet/snapfleet/internal/reason"
 )
 
 // The embedded queue keeps its messages in goqite's table in one SQLite file: the jobs
@@ -323,7 +325,7 @@ func (e *embedded) deadLetterFields(ctx context.Context, tx *sql.Tx, m *Message)
 		Scan(&m.Reason, &m.LastError, &m.Attempts, &failedAt, &sentAt, &firstReceived)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		m.Reason = ReasonExhaustedRetries // sent to the DLQ by hand: nothing more is known
+		m.Reason = reason.ExhaustedRetries // sent to the DLQ by hand: nothing more is known
 		return nil
 	case err != nil:
 		return fmt.Errorf("reading dead-letter attributes of %s: %w", m.ID, err)
@@ -367,7 +369,7 @@ func (e *embedded) redrive(ctx context.Context, tx *sql.Tx) error {
 		return err
 	}
 	for _, m := range ms {
-		if err := e.moveToDLQ(ctx, tx, m.id, ReasonExhaustedRetries, "", m.received, m.created); err != nil {
+		if err := e.moveToDLQ(ctx, tx, m.id, reason.ExhaustedRetries, "", m.received, m.created); err != nil {
 			return err
 		}
 	}

@@ -47,19 +47,13 @@ type Message struct {
 	FirstReceivedAt time.Time
 	// Dead-letter attributes, set on messages read from a dead-letter queue. A message
 	// moved there by the queue's own redrive (not by snapfleet) has Reason
-	// ReasonExhaustedRetries, Attempts from the receive count, no LastError or FailedAt,
+	// reason.ExhaustedRetries, Attempts from the receive count, no LastError or FailedAt,
 	// and FirstReceivedAt only where the backend keeps it (embedded; SQS: the dead
 	// letter's own ApproximateFirstReceiveTimestamp, which moto keeps from the jobs queue).
 	Reason    string
 	LastError string
 	FailedAt  time.Time
 }
-
-// ReasonExhaustedRetries is the reason of a message that failed on every receive: the
-// worker dead-letters a job that fails on its last receive with this reason and the
-// error, and a message the queue moved to the DLQ by itself after too many receives (a
-// worker that crashed on it each time) reads back with it.
-const ReasonExhaustedRetries = "exhausted_retries"
 
 // Stats is an approximate count of a queue's messages.
 type Stats struct {

@@ -17,6 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/snapfleet/snapfleet/internal/reason"
 )
 
 // sqsAPI is the part of the SQS client the backend uses, with the SDK's exact signatures.
@@ -298,10 +300,10 @@ func (q *sqsQueue) message(m types.Message) Message {
 	if t := attrTime(attrSentAt); !t.IsZero() {
 		msg.SentAt = t
 	}
-	reason := attr(attrReason)
-	if q.isDLQ && reason != "" {
+	why := attr(attrReason)
+	if q.isDLQ && why != "" {
 		// Dead-lettered by snapfleet: a new message, whose own first receive is a listing's.
-		msg.Reason = reason
+		msg.Reason = why
 		msg.LastError = attr(attrError)
 		if n, err := strconv.Atoi(attr(attrAttempts)); err == nil {
 			msg.Attempts = n
@@ -314,11 +316,11 @@ func (q *sqsQueue) message(m types.Message) Message {
 	// its own, or a requeued copy's original's. A message with a reason on the jobs queue
 	// came back from the DLQ with its attributes (a move task): they are an earlier round's.
 	msg.FirstReceivedAt = firstReceived
-	if t := attrTime(attrFirstReceived); !t.IsZero() && reason == "" {
+	if t := attrTime(attrFirstReceived); !t.IsZero() && why == "" {
 		msg.FirstReceivedAt = t
 	}
 	if q.isDLQ {
-		msg.Reason = ReasonExhaustedRetries
+		msg.Reason = reason.ExhaustedRetries
 	}
 	return msg
 }

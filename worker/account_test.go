@@ -12,6 +12,8 @@ import (
 	"github.com/snapfleet/snapfleet/internal/cloud"
 	"github.com/snapfleet/snapfleet/internal/config"
 	"github.com/snapfleet/snapfleet/internal/job"
+
+	"github.com/snapfleet/snapfleet/internal/reason"
 )
 
 // inAccount is j moved to account, with its key.
@@ -83,8 +85,8 @@ func TestForeignAccountRefused(t *testing.T) {
 	}
 	reasons := q.deadReasons()
 	for _, id := range ids[:4] {
-		if reasons[id] != ReasonRefusedForeignAccount {
-			t.Errorf("message %s: reason %q, want %s", id, reasons[id], ReasonRefusedForeignAccount)
+		if reasons[id] != reason.RefusedForeignAccount {
+			t.Errorf("message %s: reason %q, want %s", id, reasons[id], reason.RefusedForeignAccount)
 		}
 	}
 	if !e.exists(t, old) {

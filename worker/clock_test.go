@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/snapfleet/snapfleet/internal/cloud"
+
+	"github.com/snapfleet/snapfleet/internal/reason"
 )
 
 // TestDeleteClockSkew (issue 12.5): the worker compares its clock with AWS's — the Date
@@ -42,9 +44,9 @@ func TestDeleteClockSkew(t *testing.T) {
 		{"6 minutes ahead", young, 6 * time.Minute},
 	} {
 		_, err := guarded(at(tc.skew)).delete(ctx, deleteJob(tc.snap, "daily"))
-		o, reason, delay := outcomeOf(err)
-		if o != outSnooze || reason != ReasonClockSkew || delay != clockSkewDelay {
-			t.Errorf("%s: outcome %v %q %v (%v), want snoozed for clock_skew", tc.name, o, reason, delay, err)
+		o, why, delay := outcomeOf(err)
+		if o != outSnooze || why != reason.ClockSkew || delay != clockSkewDelay {
+			t.Errorf("%s: outcome %v %q %v (%v), want snoozed for clock_skew", tc.name, o, why, delay, err)
 		}
 		if err != nil && !strings.Contains(err.Error(), "from AWS's") {
 			t.Errorf("%s: error %q does not name AWS's clock", tc.name, err)
@@ -58,7 +60,7 @@ func TestDeleteClockSkew(t *testing.T) {
 	// clock), and 60 days ahead deletes the young snapshot (a replay's --now).
 	off := &snapshots{cfg: cfg, ec2: api, now: at(-60 * 24 * time.Hour), backoff: defaultBackoff}
 	var perm *PermanentError
-	if _, err := off.delete(ctx, deleteJob(old, "daily")); !errors.As(err, &perm) || perm.Reason != ReasonRefusedRetention {
+	if _, err := off.delete(ctx, deleteJob(old, "daily")); !errors.As(err, &perm) || perm.Reason != reason.RefusedRetention {
 		t.Errorf("guard off, clock behind: %v, want refused_retention", err)
 	}
 	off.now = at(60 * 24 * time.Hour)
@@ -76,8 +78,8 @@ func TestDeleteClockSkew(t *testing.T) {
 func TestCheckClockUnknown(t *testing.T) {
 	t.Parallel()
 	s := &snapshots{awsNow: func(string, string) (time.Time, bool) { return time.Time{}, false }}
-	if o, reason, _ := outcomeOf(s.checkClock(deleteJob("snap-0123456789abcdef0", "daily"), time.Now())); o != outSnooze || reason != ReasonClockSkew {
-		t.Errorf("unknown AWS clock: %v %q, want snoozed for clock_skew", o, reason)
+	if o, why, _ := outcomeOf(s.checkClock(deleteJob("snap-0123456789abcdef0", "daily"), time.Now())); o != outSnooze || why != reason.ClockSkew {
+		t.Errorf("unknown AWS clock: %v %q, want snoozed for clock_skew", o, why)
 	}
 	if err := (&snapshots{}).checkClock(deleteJob("snap-0123456789abcdef0", "daily"), time.Time{}); err != nil {
 		t.Errorf("guard off: %v", err)

@@ -8,6 +8,8 @@ import (
 
 	"github.com/snapfleet/snapfleet/internal/job"
 	"github.com/snapfleet/snapfleet/worker"
+
+	"github.com/snapfleet/snapfleet/internal/reason"
 )
 
 // A handler reports what it did as a Result, or says with its error what becomes of the
@@ -19,7 +21,7 @@ func ExampleMux() {
 		case "vol-00000000000000001":
 			return worker.Result{Action: worker.Created, Snapshot: "snap-00000000000000001"}, nil
 		case "vol-00000000000000002":
-			return worker.Result{}, worker.Skip(worker.ReasonVolumeGone)
+			return worker.Result{}, worker.Skip(reason.VolumeGone)
 		default:
 			return worker.Result{}, worker.Snooze(15*time.Second, errors.New("SnapshotCreationPerVolumeRateExceeded"))
 		}

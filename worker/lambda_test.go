@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/snapfleet/snapfleet/internal/job"
+
+	"github.com/snapfleet/snapfleet/internal/reason"
 )
 
 // TestHandleBatchOutcomes routes every outcome of a delivered batch: done messages are left
@@ -34,7 +36,7 @@ func TestHandleBatchOutcomes(t *testing.T) {
 		case vols[0]:
 			return Result{Action: Created, Snapshot: "snap-0000000000000000a"}, nil
 		case vols[1]:
-			return Result{}, Skip(ReasonVolumeGone)
+			return Result{}, Skip(reason.VolumeGone)
 		case vols[2]:
 			return Result{}, Snooze(15*time.Second, errors.New("SnapshotCreationPerVolumeRateExceeded"))
 		case vols[3]:
@@ -71,7 +73,7 @@ func TestHandleBatchOutcomes(t *testing.T) {
 	if len(deleted) != 0 {
 		t.Errorf("deleted %v: finished messages are the event source mapping's to delete", deleted)
 	}
-	if len(dead) != 1 || dead[0].id != ids[0] || dead[0].reason != ReasonInvalidMessage {
+	if len(dead) != 1 || dead[0].id != ids[0] || dead[0].reason != reason.InvalidMessage {
 		t.Errorf("dead letters = %+v, want the poison message with invalid_message", dead)
 	}
 	if left != 5 {

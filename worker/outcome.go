@@ -7,39 +7,8 @@ import (
 	"time"
 
 	"github.com/snapfleet/snapfleet/internal/job"
-	"github.com/snapfleet/snapfleet/queue"
-)
 
-// Reasons a message is dead-lettered or skipped. They are stable strings: operators filter
-// the dead-letter queue and the logs by them. Refusals all start with "refused_".
-const (
-	ReasonInvalidMessage = "invalid_message"
-	ReasonUnknownAccount = "unknown_account"
-	ReasonUnknownPolicy  = "unknown_policy"
-	ReasonAccessDenied   = "access_denied"
-	ReasonInvalidRequest = "invalid_request"
-	// ReasonExhaustedRetries: a retryable failure on the queue's last receive of the
-	// message (the worker dead-letters it with the error), or a message the queue's own
-	// redrive moved (a worker that crashed on it each time).
-	ReasonExhaustedRetries = queue.ReasonExhaustedRetries
-
-	ReasonRefusedForeign        = "refused_foreign"
-	ReasonRefusedUnmanaged      = "refused_unmanaged"
-	ReasonRefusedPolicyMismatch = "refused_policy_mismatch"
-	ReasonRefusedRetention      = "refused_retention"
-	// ReasonRefusedForeignAccount: any job; the credentials for the job's account belong
-	// to another account (cloud.ForeignAccountError).
-	ReasonRefusedForeignAccount = "refused_foreign_account"
-
-	ReasonVolumeGone   = "volume_gone"
-	ReasonInstanceGone = "instance_gone"
-	ReasonExcluded     = "excluded"
-	ReasonProtected    = "protected"
-	ReasonInUse        = "in_use"
-
-	// ReasonClockSkew: a delete waits because the worker's clock (real or --now) is more
-	// than MaxClockSkew from AWS's; a snooze, never a dead letter.
-	ReasonClockSkew = "clock_skew"
+	"github.com/snapfleet/snapfleet/internal/reason"
 )
 
 // Action says what a successful handler did, so that a redelivered job that found its
@@ -104,7 +73,7 @@ func (m *Mux) RegisterFunc(kind string, f func(context.Context, job.Job) (Result
 func (m *Mux) Handle(ctx context.Context, j job.Job) (Result, error) {
 	h, ok := m.handlers[j.Kind]
 	if !ok {
-		return Result{}, Permanent(ReasonInvalidMessage, fmt.Errorf("no handler for kind %q", j.Kind))
+		return Result{}, Permanent(reason.InvalidMessage, fmt.Errorf("no handler for kind %q", j.Kind))
 	}
 	return h.Handle(ctx, j)
 }

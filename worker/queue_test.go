@@ -10,6 +10,8 @@ import (
 
 	"github.com/snapfleet/snapfleet/internal/job"
 	"github.com/snapfleet/snapfleet/queue"
+
+	"github.com/snapfleet/snapfleet/internal/reason"
 )
 
 // The real backends satisfy the worker's Queue.
@@ -79,7 +81,7 @@ func (q *fakeQueue) Receive(ctx context.Context, max int, wait time.Duration) ([
 			}
 			if q.maxReceive > 0 && m.attempts >= q.maxReceive {
 				q.msgs = slices.DeleteFunc(q.msgs, func(x *fakeMsg) bool { return x == m })
-				q.dead = append(q.dead, deadLetter{m.id, queue.ReasonExhaustedRetries, ""})
+				q.dead = append(q.dead, deadLetter{m.id, reason.ExhaustedRetries, ""})
 				continue
 			}
 			m.attempts++

@@ -14,6 +14,8 @@ import (
 	"github.com/snapfleet/snapfleet/internal/job"
 	"github.com/snapfleet/snapfleet/internal/tag"
 	"github.com/snapfleet/snapfleet/internal/testbed/mototest"
+
+	"github.com/snapfleet/snapfleet/internal/reason"
 )
 
 // raceHold orders two workers' calls for each job key into the interleaving of issue 12:
@@ -193,8 +195,8 @@ func TestDeleteDuplicate(t *testing.T) {
 		t.Fatalf("keeper marked duplicate, duplicate unmarked: stats %+v, want %+v and both kept", st, want)
 	}
 	for _, id := range ids {
-		if got := q.deadReasons()[id]; got != ReasonRefusedRetention {
-			t.Errorf("reason %q, want %s", got, ReasonRefusedRetention)
+		if got := q.deadReasons()[id]; got != reason.RefusedRetention {
+			t.Errorf("reason %q, want %s", got, reason.RefusedRetention)
 		}
 	}
 	st, _, _ = e.run(t, cfg, time.Now, 10*time.Second, encode(t, marked(dup, vol)))

@@ -14,6 +14,8 @@ import (
 
 	"github.com/snapfleet/snapfleet/internal/config"
 	"github.com/snapfleet/snapfleet/internal/tag"
+
+	"github.com/snapfleet/snapfleet/internal/reason"
 )
 
 // The filter-ignoring fake answers the delete's extra checks as AWS does for a volume that
@@ -122,8 +124,8 @@ func TestDeleteGFS(t *testing.T) {
 	if want := (Stats{Processed: 2, Deleted: 1, DeadLettered: 1}); st != want {
 		t.Fatalf("stats = %+v, want %+v", st, want)
 	}
-	if got := q.deadReasons()[qids[0]]; got != ReasonRefusedRetention {
-		t.Errorf("forged delete of the weekly keeper: reason %q, want %s", got, ReasonRefusedRetention)
+	if got := q.deadReasons()[qids[0]]; got != reason.RefusedRetention {
+		t.Errorf("forged delete of the weekly keeper: reason %q, want %s", got, reason.RefusedRetention)
 	}
 	if !e.exists(t, ids[weekly]) || e.exists(t, ids[expired]) {
 		t.Errorf("weekly keeper exists %v (want true), expired exists %v (want false)", e.exists(t, ids[weekly]), e.exists(t, ids[expired]))
@@ -154,15 +156,15 @@ func TestDeleteOrphans(t *testing.T) {
 	if want := (Stats{Processed: 2, Deleted: 1, DeadLettered: 1}); st != want {
 		t.Fatalf("stats = %+v, want %+v", st, want)
 	}
-	if got := q.deadReasons()[ids[0]]; got != ReasonRefusedRetention {
-		t.Errorf("newest of a live volume: reason %q, want %s", got, ReasonRefusedRetention)
+	if got := q.deadReasons()[ids[0]]; got != reason.RefusedRetention {
+		t.Errorf("newest of a live volume: reason %q, want %s", got, reason.RefusedRetention)
 	}
 	if !e.exists(t, liveNewest) || e.exists(t, goneNewest) {
 		t.Errorf("live newest exists %v (want true), orphan exists %v (want false)", e.exists(t, liveNewest), e.exists(t, goneNewest))
 	}
 
 	st, q, ids = e.run(t, config.Default(), time.Now, 10*time.Second, encode(t, deleteJob(keptNewest, "default")))
-	if st.DeadLettered != 1 || q.deadReasons()[ids[0]] != ReasonRefusedRetention || !e.exists(t, keptNewest) {
+	if st.DeadLettered != 1 || q.deadReasons()[ids[0]] != reason.RefusedRetention || !e.exists(t, keptNewest) {
 		t.Errorf("orphan without the opt-in: stats %+v, reasons %v", st, q.deadReasons())
 	}
 	// Asked only when the orphans' floor would delete what the live rules keep: for the
@@ -185,7 +187,7 @@ func TestDeleteAdopted(t *testing.T) {
 
 	plain := policyConfig(t, "policies:\n  - name: default\n    retain: {max_age: 30d}\n")
 	st, q, ids := e.run(t, plain, time.Now, 10*time.Second, encode(t, deleteJob(legacy, "default")))
-	if st.DeadLettered != 1 || q.deadReasons()[ids[0]] != ReasonRefusedUnmanaged || !e.exists(t, legacy) {
+	if st.DeadLettered != 1 || q.deadReasons()[ids[0]] != reason.RefusedUnmanaged || !e.exists(t, legacy) {
 		t.Fatalf("legacy snapshot without adopt: stats %+v, reasons %v", st, q.deadReasons())
 	}
 
@@ -198,8 +200,8 @@ func TestDeleteAdopted(t *testing.T) {
 	if e.exists(t, legacy) || !e.exists(t, onlyLegacy) {
 		t.Errorf("adopted expired exists %v (want false); adopted newest exists %v (want true)", e.exists(t, legacy), e.exists(t, onlyLegacy))
 	}
-	if got := q.deadReasons()[ids[1]]; got != ReasonRefusedRetention {
-		t.Errorf("the newest adopted snapshot of a volume: reason %q, want %s", got, ReasonRefusedRetention)
+	if got := q.deadReasons()[ids[1]]; got != reason.RefusedRetention {
+		t.Errorf("the newest adopted snapshot of a volume: reason %q, want %s", got, reason.RefusedRetention)
 	}
 }
 

@@ -24,6 +24,8 @@ import (
 	"github.com/snapfleet/snapfleet/internal/limit"
 	"github.com/snapfleet/snapfleet/internal/retention"
 	"github.com/snapfleet/snapfleet/internal/tag"
+
+	"github.com/snapfleet/snapfleet/internal/reason"
 )
 
 // EC2 is the part of the EC2 API the worker uses, with the SDK's exact signatures so that
@@ -173,9 +175,9 @@ func fail(err error) error {
 	}
 	switch class, _ := cloud.Classify(err); class {
 	case cloud.Denied:
-		return Permanent(ReasonAccessDenied, err)
+		return Permanent(reason.AccessDenied, err)
 	case cloud.Invalid:
-		return Permanent(ReasonInvalidRequest, err)
+		return Permanent(reason.InvalidRequest, err)
 	}
 	return err
 }
@@ -222,7 +224,7 @@ func filter(name string, values ...string) types.Filter {
 func (s *snapshots) create(ctx context.Context, j job.Job) (Result, error) {
 	p, ok := s.cfg.Policy(j.Policy)
 	if !ok {
-		return Result{}, Permanent(ReasonUnknownPolicy, fmt.Errorf("policy %q is not in the worker's config", j.Policy))
+		return Result{}, Permanent(reason.UnknownPolicy, fmt.Errorf("policy %q is not in the worker's config", j.Policy))
 	}
 	api := s.ec2(j.Account, j.Region)
 	defer s.inFlight.lock(j.Key)()
@@ -242,7 +244,7 @@ func (s *snapshots) create(ctx context.Context, j job.Job) (Result, error) {
 		TagSpecifications: tagSpec(j, p, s.now()),
 	}
 	var out *ec2.CreateSnapshotOutput
-	err = s.createOnce(ctx, "snapshot of "+j.Volume, ReasonVolumeGone, func(ctx context.Context) error {
+	err = s.createOnce(ctx, "snapshot of "+j.Volume, reason.VolumeGone, func(ctx context.Context) error {
 		var err error
 		out, err = api.CreateSnapshot(ctx, in, noSDKRetry)
 		return err
@@ -285,7 +287,7 @@ func tagSpec(j job.Job, p config.Policy, now time.Time) []types.TagSpecification
 func (s *snapshots) createInstance(ctx context.Context, j job.Job) (Result, error) {
 	p, ok := s.cfg.Policy(j.Policy)
 	if !ok {
-		return Result{}, Permanent(ReasonUnknownPolicy, fmt.Errorf("policy %q is not in the worker's config", j.Policy))
+		return Result{}, Permanent(reason.UnknownPolicy, fmt.Errorf("policy %q is not in the worker's config", j.Policy))
 	}
 	api := s.ec2(j.Account, j.Region)
 	defer s.inFlight.lock(j.Key)()
@@ -300,7 +302,7 @@ func (s *snapshots) createInstance(ctx context.Context, j job.Job) (Result, erro
 		if found.exists() {
 			return Result{Action: Existed, Snapshot: found.first()}, nil
 		}
-		return Result{}, skipErr(ReasonInstanceGone, err)
+		return Result{}, skipErr(reason.InstanceGone, err)
 	}
 	if err != nil {
 		return Result{}, fail(fmt.Errorf("reading instance %s: %w", j.Instance, err))
@@ -315,7 +317,7 @@ func (s *snapshots) createInstance(ctx context.Context, j job.Job) (Result, erro
 		return Result{}, fail(fmt.Errorf("reading the volumes of instance %s: %w", j.Instance, err))
 	}
 	if spec == nil {
-		return Result{}, skipErr(ReasonExcluded, fmt.Errorf("policy %s excludes instance %s or every one of its volumes", j.Policy, j.Instance))
+		return Result{}, skipErr(reason.Excluded, fmt.Errorf("policy %s excludes instance %s or every one of its volumes", j.Policy, j.Instance))
 	}
 	in := &ec2.CreateSnapshotsInput{
 		InstanceSpecification: spec,
@@ -324,7 +326,7 @@ func (s *snapshots) createInstance(ctx context.Context, j job.Job) (Result, erro
 		TagSpecifications: tagSpec(j, p, s.now()),
 	}
 	var out *ec2.CreateSnapshotsOutput
-	err = s.createOnce(ctx, "snapshots of instance "+j.Instance, ReasonInstanceGone, func(ctx context.Context) error {
+	err = s.createOnce(ctx, "snapshots of instance "+j.Instance, reason.InstanceGone, func(ctx context.Context) error {
 		var err error
 		out, err = api.CreateSnapshots(ctx, in, noSDKRetry)
 		return err
@@ -680,14 +682,6 @@ func snapshotName(source, device string, at time.Time) string {
 	return source + rest
 }
 
-// Reasons of the delete handler's skips, besides ReasonProtected and ReasonInUse.
-const (
-	// ReasonShared: the snapshot is shared with other accounts (createVolumePermission).
-	ReasonShared = "shared"
-	// ReasonLocked: the snapshot is locked (EBS snapshot lock).
-	ReasonLocked = "locked"
-)
-
 // copiedVolume is the VolumeId AWS gives a copied snapshot: no volume at all.
 const copiedVolume = "vol-ffffffff"
 
@@ -702,7 +696,7 @@ const copiedVolume = "vol-ffffffff"
 func (s *snapshots) delete(ctx context.Context, j job.Job) (Result, error) {
 	p, ok := s.cfg.Policy(j.Policy)
 	if !ok {
-		return Result{}, Permanent(ReasonUnknownPolicy, fmt.Errorf("policy %q is not in the worker's config", j.Policy))
+		return Result{}, Permanent(reason.UnknownPolicy, fmt.Errorf("policy %q is not in the worker's config", j.Policy))
 	}
 	api := s.ec2(j.Account, j.Region)
 	gone := Result{Action: Gone, Snapshot: j.Snapshot}
@@ -754,7 +748,7 @@ func (s *snapshots) delete(ctx context.Context, j job.Job) (Result, error) {
 	}
 
 	if owner := aws.ToString(snap.OwnerId); owner != j.Account {
-		return Result{}, Permanent(ReasonRefusedForeign, fmt.Errorf("snapshot %s is owned by %q, not %s", j.Snapshot, owner, j.Account))
+		return Result{}, Permanent(reason.RefusedForeign, fmt.Errorf("snapshot %s is owned by %q, not %s", j.Snapshot, owner, j.Account))
 	}
 	tags := tagMap(snap.Tags)
 	policy, managed := tags[tag.Policy]
@@ -763,20 +757,20 @@ func (s *snapshots) delete(ctx context.Context, j job.Job) (Result, error) {
 	case adopted:
 		policy = p.Name
 	case !managed:
-		return Result{}, Permanent(ReasonRefusedUnmanaged, fmt.Errorf("snapshot %s has no %s tag and policy %s does not adopt it", j.Snapshot, tag.Policy, j.Policy))
+		return Result{}, Permanent(reason.RefusedUnmanaged, fmt.Errorf("snapshot %s has no %s tag and policy %s does not adopt it", j.Snapshot, tag.Policy, j.Policy))
 	case policy != j.Policy:
 		if _, known := s.cfg.Policy(policy); !known {
-			return Result{}, Permanent(ReasonUnknownPolicy, fmt.Errorf("snapshot %s belongs to policy %q, not in the worker's config", j.Snapshot, policy))
+			return Result{}, Permanent(reason.UnknownPolicy, fmt.Errorf("snapshot %s belongs to policy %q, not in the worker's config", j.Snapshot, policy))
 		}
-		return Result{}, Permanent(ReasonRefusedPolicyMismatch, fmt.Errorf("snapshot %s belongs to policy %q, the job names %q", j.Snapshot, policy, j.Policy))
+		return Result{}, Permanent(reason.RefusedPolicyMismatch, fmt.Errorf("snapshot %s belongs to policy %q, the job names %q", j.Snapshot, policy, j.Policy))
 	}
 	for k := range tags {
 		if tag.Protected(k) {
-			return Result{}, skipErr(ReasonProtected, fmt.Errorf("snapshot %s carries %s", j.Snapshot, k))
+			return Result{}, skipErr(reason.Protected, fmt.Errorf("snapshot %s carries %s", j.Snapshot, k))
 		}
 	}
 	if snap.StartTime == nil || snap.StartTime.IsZero() {
-		return Result{}, Permanent(ReasonRefusedRetention, fmt.Errorf("snapshot %s has no start time", j.Snapshot))
+		return Result{}, Permanent(reason.RefusedRetention, fmt.Errorf("snapshot %s has no start time", j.Snapshot))
 	}
 
 	// The volume's snapshots of this policy, grouped as the planner groups them: managed
@@ -786,7 +780,7 @@ func (s *snapshots) delete(ctx context.Context, j job.Job) (Result, error) {
 		volume = aws.ToString(snap.VolumeId)
 	}
 	if volume == "" || volume == copiedVolume {
-		return Result{}, Permanent(ReasonRefusedRetention, fmt.Errorf("snapshot %s names no volume", j.Snapshot))
+		return Result{}, Permanent(reason.RefusedRetention, fmt.Errorf("snapshot %s names no volume", j.Snapshot))
 	}
 	group, seen, err := s.volumeGroup(ctx, api, j, p, volume, managed && tags[tag.Volume] == "", listed)
 	if err != nil {
@@ -813,14 +807,14 @@ func (s *snapshots) delete(ctx context.Context, j job.Job) (Result, error) {
 		// The orphans' floor is lower: it applies only when the volume is really gone.
 		orphan := rules.Orphaned()
 		if keptAsOrphan, _ := keptBy(group, orphan, now, j.Snapshot); keptAsOrphan {
-			return Result{}, Permanent(ReasonRefusedRetention, fmt.Errorf("snapshot %s of volume %s is kept: %s", j.Snapshot, volume, rules.Explain(d)))
+			return Result{}, Permanent(reason.RefusedRetention, fmt.Errorf("snapshot %s of volume %s is kept: %s", j.Snapshot, volume, rules.Explain(d)))
 		}
 		exists, err := s.volumeExists(ctx, api, volume)
 		if err != nil {
 			return Result{}, fail(fmt.Errorf("checking whether volume %s still exists: %w", volume, err))
 		}
 		if exists {
-			return Result{}, Permanent(ReasonRefusedRetention, fmt.Errorf("snapshot %s of volume %s is kept: %s (the volume exists, so the orphans' floor does not apply)", j.Snapshot, volume, rules.Explain(d)))
+			return Result{}, Permanent(reason.RefusedRetention, fmt.Errorf("snapshot %s of volume %s is kept: %s (the volume exists, so the orphans' floor does not apply)", j.Snapshot, volume, rules.Explain(d)))
 		}
 	}
 
@@ -831,12 +825,12 @@ func (s *snapshots) delete(ctx context.Context, j job.Job) (Result, error) {
 		}
 		return Result{}, fail(fmt.Errorf("reading the shares of snapshot %s: %w", j.Snapshot, err))
 	} else if who != "" {
-		return Result{}, skipErr(ReasonShared, fmt.Errorf("snapshot %s is shared with %s", j.Snapshot, who))
+		return Result{}, skipErr(reason.Shared, fmt.Errorf("snapshot %s is shared with %s", j.Snapshot, who))
 	}
 	if state, err := s.lockState(ctx, api, j.Account, j.Region, j.Snapshot); err != nil {
 		return Result{}, fail(fmt.Errorf("reading the lock of snapshot %s: %w", j.Snapshot, err))
 	} else if state != "" {
-		return Result{}, skipErr(ReasonLocked, fmt.Errorf("snapshot %s is locked (%s)", j.Snapshot, state))
+		return Result{}, skipErr(reason.Locked, fmt.Errorf("snapshot %s is locked (%s)", j.Snapshot, state))
 	}
 
 	err = s.call(ctx, func(ctx context.Context) error {
@@ -849,7 +843,7 @@ func (s *snapshots) delete(ctx context.Context, j job.Job) (Result, error) {
 		case cloud.NotFound:
 			return gone, nil
 		case cloud.InUse:
-			return Result{}, skipErr(ReasonInUse, err)
+			return Result{}, skipErr(reason.InUse, err)
 		}
 		return Result{}, fail(err)
 	}
@@ -873,10 +867,10 @@ func (s *snapshots) checkClock(j job.Job, now time.Time) error {
 	}
 	at, ok := s.awsNow(j.Account, j.Region)
 	if !ok {
-		return snoozeFor(ReasonClockSkew, clockSkewDelay, fmt.Errorf("not deleting snapshot %s: AWS's clock in %s/%s is unknown (its responses carry no Date)", j.Snapshot, j.Account, j.Region))
+		return snoozeFor(reason.ClockSkew, clockSkewDelay, fmt.Errorf("not deleting snapshot %s: AWS's clock in %s/%s is unknown (its responses carry no Date)", j.Snapshot, j.Account, j.Region))
 	}
 	if skew := now.Sub(at); skew > MaxClockSkew || skew < -MaxClockSkew {
-		return snoozeFor(ReasonClockSkew, clockSkewDelay, fmt.Errorf("not deleting snapshot %s: the worker's clock %s is %s from AWS's %s, more than %s (fix the clock; --allow-clock-skew if --now is meant)",
+		return snoozeFor(reason.ClockSkew, clockSkewDelay, fmt.Errorf("not deleting snapshot %s: the worker's clock %s is %s from AWS's %s, more than %s (fix the clock; --allow-clock-skew if --now is meant)",
 			j.Snapshot, now.UTC().Format(time.RFC3339), skew.Round(time.Second), at.UTC().Format(time.RFC3339), MaxClockSkew))
 	}
 	return nil

@@ -23,6 +23,8 @@ import (
 	"github.com/snapfleet/snapfleet/internal/tag"
 	"github.com/snapfleet/snapfleet/internal/testbed/mototest"
 	"github.com/snapfleet/snapfleet/queue"
+
+	"github.com/snapfleet/snapfleet/internal/reason"
 )
 
 // The SDK's client satisfies the worker's EC2 interface.
@@ -385,8 +387,8 @@ func TestDeleteExpired(t *testing.T) {
 	if !e.exists(t, newest) {
 		t.Errorf("newest snapshot %s was deleted", newest)
 	}
-	if got := q.deadReasons()[ids[1]]; got != ReasonRefusedRetention {
-		t.Errorf("delete of the newest: dead-letter reason %q, want %s", got, ReasonRefusedRetention)
+	if got := q.deadReasons()[ids[1]]; got != reason.RefusedRetention {
+		t.Errorf("delete of the newest: dead-letter reason %q, want %s", got, reason.RefusedRetention)
 	}
 
 	st, _, _ = e.run(t, config.Default(), time.Now, 10*time.Second, encode(t, deleteJob(old, "default")))
@@ -415,8 +417,8 @@ func TestDeleteFallsBackToVolumeID(t *testing.T) {
 	if e.exists(t, old) || !e.exists(t, newest) || !e.exists(t, older) {
 		t.Errorf("exists: old %v newest %v older %v; want only old deleted", e.exists(t, old), e.exists(t, newest), e.exists(t, older))
 	}
-	if got := q.deadReasons()[ids[1]]; got != ReasonRefusedRetention {
-		t.Errorf("delete of the newest: reason %q, want %s", got, ReasonRefusedRetention)
+	if got := q.deadReasons()[ids[1]]; got != reason.RefusedRetention {
+		t.Errorf("delete of the newest: reason %q, want %s", got, reason.RefusedRetention)
 	}
 }
 
@@ -443,30 +445,30 @@ policies:
 		{"unmanaged", "default", func(t *testing.T, e *motoEnv, vol string) string {
 			e.managed(t, vol, "default", 0)
 			return e.snap(t, vol, 40*24*time.Hour, map[string]string{"Name": "hand-made"})
-		}, ReasonRefusedUnmanaged, false},
+		}, reason.RefusedUnmanaged, false},
 		{"inside max_age", "default", func(t *testing.T, e *motoEnv, vol string) string {
 			id := e.managed(t, vol, "default", 10*24*time.Hour)
 			e.managed(t, vol, "default", 0)
 			return id
-		}, ReasonRefusedRetention, false},
+		}, reason.RefusedRetention, false},
 		{"newest, however old", "default", func(t *testing.T, e *motoEnv, vol string) string {
 			e.managed(t, vol, "default", 90*24*time.Hour)
 			return e.managed(t, vol, "default", 60*24*time.Hour)
-		}, ReasonRefusedRetention, false},
+		}, reason.RefusedRetention, false},
 		{"within min_keep", "weekly", func(t *testing.T, e *motoEnv, vol string) string {
 			e.managed(t, vol, "weekly", 40*24*time.Hour)
 			id := e.managed(t, vol, "weekly", 50*24*time.Hour)
 			e.managed(t, vol, "weekly", 60*24*time.Hour) // third: outside the floor, but not named
 			return id
-		}, ReasonRefusedRetention, false},
+		}, reason.RefusedRetention, false},
 		{"other policy's snapshot", "weekly", func(t *testing.T, e *motoEnv, vol string) string {
 			e.managed(t, vol, "default", 0)
 			return e.managed(t, vol, "default", 40*24*time.Hour)
-		}, ReasonRefusedPolicyMismatch, false},
+		}, reason.RefusedPolicyMismatch, false},
 		{"policy not in config", "default", func(t *testing.T, e *motoEnv, vol string) string {
 			e.managed(t, vol, "retired", 0)
 			return e.managed(t, vol, "retired", 40*24*time.Hour)
-		}, ReasonUnknownPolicy, false},
+		}, reason.UnknownPolicy, false},
 		{"foreign owner", "default", func(t *testing.T, e *motoEnv, _ string) string {
 			// moto lists default-AMI snapshots of other owners to every caller.
 			out, err := e.setup.DescribeSnapshots(context.Background(), &ec2.DescribeSnapshotsInput{})
@@ -480,7 +482,7 @@ policies:
 			}
 			t.Fatal("moto lists no snapshot of another owner; the foreign case needs one")
 			return ""
-		}, ReasonRefusedForeign, false},
+		}, reason.RefusedForeign, false},
 	}
 	m := startMoto(t)
 	for _, tt := range tests {
@@ -553,13 +555,13 @@ func TestDeleteProtected(t *testing.T) {
 				}
 				return nil
 			})
-		}, 1, ReasonInUse},
+		}, 1, reason.InUse},
 		{"DLM", func(t *testing.T, e *motoEnv, id string) {
 			e.tagAWS(t, id, "aws:dlm:lifecycle-policy-id")
-		}, 0, ReasonProtected},
+		}, 0, reason.Protected},
 		{"AWS Backup", func(t *testing.T, e *motoEnv, id string) {
 			e.tagAWS(t, id, "aws:backup:source-resource")
-		}, 0, ReasonProtected},
+		}, 0, reason.Protected},
 	}
 	m := startMoto(t)
 	for _, tt := range tests {
@@ -732,8 +734,8 @@ func TestAccessDenied(t *testing.T) {
 	if want := (Stats{Processed: 1, DeadLettered: 1}); st != want {
 		t.Errorf("stats = %+v, want %+v", st, want)
 	}
-	if got := q.deadReasons()[ids[0]]; got != ReasonAccessDenied {
-		t.Errorf("reason %q, want %s", got, ReasonAccessDenied)
+	if got := q.deadReasons()[ids[0]]; got != reason.AccessDenied {
+		t.Errorf("reason %q, want %s", got, reason.AccessDenied)
 	}
 }
 
@@ -886,19 +888,19 @@ func TestChecksHoldWithoutFilters(t *testing.T) {
 				fakeSnap("snap-00000000000000001", testAccount, 40*day, managed(vol)),
 				fakeSnap("snap-000000000000000f1", foreign, 0, managed(vol)),
 			},
-			j: deleteJob("snap-00000000000000001", "default"), stats: Stats{Processed: 1, DeadLettered: 1}, reason: ReasonRefusedRetention},
+			j: deleteJob("snap-00000000000000001", "default"), stats: Stats{Processed: 1, DeadLettered: 1}, reason: reason.RefusedRetention},
 		{name: "another volume's newer snapshot does not count",
 			snaps: []types.Snapshot{
 				fakeSnap("snap-00000000000000001", testAccount, 40*day, managed(vol)),
 				fakeSnap("snap-00000000000000002", testAccount, 0, managed("vol-0000000000000000b")),
 			},
-			j: deleteJob("snap-00000000000000001", "default"), stats: Stats{Processed: 1, DeadLettered: 1}, reason: ReasonRefusedRetention},
+			j: deleteJob("snap-00000000000000001", "default"), stats: Stats{Processed: 1, DeadLettered: 1}, reason: reason.RefusedRetention},
 		{name: "another policy's newer snapshot does not count",
 			snaps: []types.Snapshot{
 				fakeSnap("snap-00000000000000001", testAccount, 40*day, managed(vol)),
 				fakeSnap("snap-00000000000000002", testAccount, 0, map[string]string{tag.Policy: "weekly", tag.Volume: vol}),
 			},
-			j: deleteJob("snap-00000000000000001", "default"), stats: Stats{Processed: 1, DeadLettered: 1}, reason: ReasonRefusedRetention},
+			j: deleteJob("snap-00000000000000001", "default"), stats: Stats{Processed: 1, DeadLettered: 1}, reason: reason.RefusedRetention},
 		{name: "a failed newer snapshot does not count",
 			snaps: []types.Snapshot{
 				fakeSnap("snap-00000000000000001", testAccount, 40*day, managed(vol)),
@@ -908,7 +910,7 @@ func TestChecksHoldWithoutFilters(t *testing.T) {
 					return s
 				}(),
 			},
-			j: deleteJob("snap-00000000000000001", "default"), stats: Stats{Processed: 1, DeadLettered: 1}, reason: ReasonRefusedRetention},
+			j: deleteJob("snap-00000000000000001", "default"), stats: Stats{Processed: 1, DeadLettered: 1}, reason: reason.RefusedRetention},
 		{name: "a pending newer snapshot does not count (it may still fail)",
 			snaps: []types.Snapshot{
 				fakeSnap("snap-00000000000000001", testAccount, 40*day, managed(vol)),
@@ -918,19 +920,19 @@ func TestChecksHoldWithoutFilters(t *testing.T) {
 					return s
 				}(),
 			},
-			j: deleteJob("snap-00000000000000001", "default"), stats: Stats{Processed: 1, DeadLettered: 1}, reason: ReasonRefusedRetention},
+			j: deleteJob("snap-00000000000000001", "default"), stats: Stats{Processed: 1, DeadLettered: 1}, reason: reason.RefusedRetention},
 		{name: "a newer snapshot managed by AWS Backup does not count",
 			snaps: []types.Snapshot{
 				fakeSnap("snap-00000000000000001", testAccount, 40*day, managed(vol)),
 				fakeSnap("snap-00000000000000002", testAccount, 0, map[string]string{tag.Policy: "default", tag.Volume: vol, "aws:backup:source-resource": vol}),
 			},
-			j: deleteJob("snap-00000000000000001", "default"), stats: Stats{Processed: 1, DeadLettered: 1}, reason: ReasonRefusedRetention},
+			j: deleteJob("snap-00000000000000001", "default"), stats: Stats{Processed: 1, DeadLettered: 1}, reason: reason.RefusedRetention},
 		{name: "no start time: never deleted",
 			snaps: []types.Snapshot{
 				fakeSnap("snap-00000000000000001", testAccount, -1, managed(vol)),
 				fakeSnap("snap-00000000000000002", testAccount, 0, managed(vol)),
 			},
-			j: deleteJob("snap-00000000000000001", "default"), stats: Stats{Processed: 1, DeadLettered: 1}, reason: ReasonRefusedRetention},
+			j: deleteJob("snap-00000000000000001", "default"), stats: Stats{Processed: 1, DeadLettered: 1}, reason: reason.RefusedRetention},
 		{name: "target missing from the listing: retried, not deleted",
 			snaps: []types.Snapshot{
 				fakeSnap("snap-00000000000000001", testAccount, 40*day, managed(vol)),
@@ -1016,7 +1018,7 @@ func TestEmbeddedQueue(t *testing.T) {
 	for _, m := range msgs {
 		reasons[m.Reason] = true
 	}
-	if len(msgs) != 2 || !reasons[ReasonRefusedUnmanaged] || !reasons[ReasonInvalidMessage] {
+	if len(msgs) != 2 || !reasons[reason.RefusedUnmanaged] || !reasons[reason.InvalidMessage] {
 		t.Errorf("DLQ holds %d messages with reasons %v, want refused_unmanaged and invalid_message", len(msgs), reasons)
 	}
 }
@@ -1134,7 +1136,7 @@ func TestDeleteListsOnce(t *testing.T) {
 	if want := (Stats{Processed: 1, DeadLettered: 1}); st != want || !e.exists(t, lone) {
 		t.Errorf("forged volume: stats = %+v, want %+v and %s kept", st, want, lone)
 	}
-	if got := q.deadReasons()[ids[0]]; got != ReasonRefusedRetention {
-		t.Errorf("forged volume: reason %q, want %s", got, ReasonRefusedRetention)
+	if got := q.deadReasons()[ids[0]]; got != reason.RefusedRetention {
+		t.Errorf("forged volume: reason %q, want %s", got, reason.RefusedRetention)
 	}
 }

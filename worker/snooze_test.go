@@ -16,6 +16,8 @@ import (
 
 	"github.com/snapfleet/snapfleet/internal/job"
 	"github.com/snapfleet/snapfleet/queue"
+
+	"github.com/snapfleet/snapfleet/internal/reason"
 )
 
 // snoozeThenCreate snoozes every job n times, then succeeds; calls counts its calls.
@@ -70,8 +72,8 @@ func TestRetryStillExhausts(t *testing.T) {
 	if want := (Stats{Processed: 3, Retried: 2, DeadLettered: 1}); st != want {
 		t.Errorf("stats = %+v, want %+v", st, want)
 	}
-	if _, _, dead, _ := q.state(); len(dead) != 1 || dead[0] != (deadLetter{ids[0], ReasonExhaustedRetries, "something odd"}) {
-		t.Errorf("dead letters %+v, want %s %s with its error", dead, ids[0], ReasonExhaustedRetries)
+	if _, _, dead, _ := q.state(); len(dead) != 1 || dead[0] != (deadLetter{ids[0], reason.ExhaustedRetries, "something odd"}) {
+		t.Errorf("dead letters %+v, want %s %s with its error", dead, ids[0], reason.ExhaustedRetries)
 	}
 	if rq := q.requeues(); len(rq) != 0 {
 		t.Errorf("requeues %+v, want none", rq)
@@ -145,12 +147,12 @@ func TestRetryExhaustsWithLastError(t *testing.T) {
 				t.Fatalf("listing the DLQ: %v", err)
 			}
 			wantErr := fmt.Sprintf("attempt %d: connection reset by peer", maxReceive)
-			if len(got) != 1 || got[0].Reason != ReasonExhaustedRetries || got[0].Attempts != maxReceive ||
+			if len(got) != 1 || got[0].Reason != reason.ExhaustedRetries || got[0].Attempts != maxReceive ||
 				!strings.Contains(got[0].LastError, wantErr) {
 				for _, m := range got {
 					t.Logf("dead letter %s: reason %s, attempts %d, last error %q", m.ID, m.Reason, m.Attempts, m.LastError)
 				}
-				t.Fatalf("%d dead letters, want one %s with attempts %d and last error %q", len(got), ReasonExhaustedRetries, maxReceive, wantErr)
+				t.Fatalf("%d dead letters, want one %s with attempts %d and last error %q", len(got), reason.ExhaustedRetries, maxReceive, wantErr)
 			}
 			if s, err := q.Stats(ctx); err != nil || s.Total() != 0 {
 				t.Errorf("%s holds %+v (%v), want nothing", q.URL(), s, err)

@@ -32,6 +32,8 @@ import (
 	"github.com/snapfleet/snapfleet/internal/job"
 	"github.com/snapfleet/snapfleet/internal/limit"
 	"github.com/snapfleet/snapfleet/queue"
+
+	"github.com/snapfleet/snapfleet/internal/reason"
 )
 
 // Queue is the part of queue.Queue the worker uses.
@@ -505,21 +507,21 @@ func (r *runner) handle(ctx context.Context, m queue.Message) (j job.Job, res Re
 	}()
 	j, err = job.Decode(m.Body)
 	if err != nil {
-		return j, Result{}, Permanent(ReasonInvalidMessage, err)
+		return j, Result{}, Permanent(reason.InvalidMessage, err)
 	}
 	known, err := r.w.KnownAccount(ctx, j.Account)
 	var foreign *cloud.ForeignAccountError
 	switch {
 	case errors.As(err, &foreign):
-		return j, Result{}, Permanent(ReasonRefusedForeignAccount, err)
+		return j, Result{}, Permanent(reason.RefusedForeignAccount, err)
 	case err != nil:
 		return j, Result{}, fail(fmt.Errorf("checking account %s: %w", j.Account, err))
 	}
 	if !known {
-		return j, Result{}, Permanent(ReasonUnknownAccount, fmt.Errorf("account %s is neither the caller's nor in the config", j.Account))
+		return j, Result{}, Permanent(reason.UnknownAccount, fmt.Errorf("account %s is neither the caller's nor in the config", j.Account))
 	}
 	if _, ok := r.w.Config.Policy(j.Policy); !ok {
-		return j, Result{}, Permanent(ReasonUnknownPolicy, fmt.Errorf("policy %q is not in the worker's config", j.Policy))
+		return j, Result{}, Permanent(reason.UnknownPolicy, fmt.Errorf("policy %q is not in the worker's config", j.Policy))
 	}
 	// Fairness: a job may wait for its account-region's rate limit up to a quarter of the
 	// visibility timeout; beyond that it is snoozed back to the queue (limit.WaitError)
@@ -568,7 +570,7 @@ func (r *runner) lastReceives(ctx context.Context, m queue.Message) bool {
 
 // exhausted reports whether m is on its last receive: a failed attempt now would only
 // hide it until the queue's redrive moved it to the dead-letter queue without its error,
-// so the worker dead-letters it itself (ReasonExhaustedRetries, with the last error).
+// so the worker dead-letters it itself (reason.ExhaustedRetries, with the last error).
 func (r *runner) exhausted(ctx context.Context, m queue.Message) bool {
 	n := r.maxReceive(ctx, m)
 	return n > 0 && m.Attempts >= n
@@ -597,14 +599,14 @@ func (r *runner) settle(m queue.Message, j job.Job, res Result, err error, took 
 	if !mine {
 		return // released by drain already
 	}
-	o, reason, delay := outcomeOf(err)
+	o, why, delay := outcomeOf(err)
 	ctx, cancel := context.WithTimeout(r.qctx, queueOpTimeout)
 	defer cancel()
 	switch {
 	case o == outRetry && r.jobCtx.Err() != nil:
 		o = outRelease
 	case o == outRetry && r.exhausted(ctx, m):
-		o, reason = outDeadLetter, ReasonExhaustedRetries
+		o, why = outDeadLetter, reason.ExhaustedRetries
 	}
 
 	var qerr error
@@ -613,7 +615,7 @@ func (r *runner) settle(m queue.Message, j job.Job, res Result, err error, took 
 	case outSuccess, outSkip:
 		qerr = r.w.Queue.Delete(ctx, []queue.Message{m})
 	case outDeadLetter:
-		qerr = r.w.Queue.DeadLetter(ctx, m, reason, err.Error())
+		qerr = r.w.Queue.DeadLetter(ctx, m, why, err.Error())
 	case outSnooze:
 		// A snooze is not a failure: it does not grow with the attempts (which count
 		// deferrals and pacing too). AWS's throttling is backed off where the calls are
@@ -654,7 +656,7 @@ func (r *runner) settle(m queue.Message, j job.Job, res Result, err error, took 
 		r.stats.Retried++
 	}
 	r.mu.Unlock()
-	r.observe(Observation{Kind: j.Kind, Outcome: o.String(), Reason: reason, Err: qerr})
+	r.observe(Observation{Kind: j.Kind, Outcome: o.String(), Reason: why, Err: qerr})
 
 	snapshot := res.Snapshot
 	if snapshot == "" {
@@ -676,8 +678,8 @@ func (r *runner) settle(m queue.Message, j job.Job, res Result, err error, took 
 		Str("account", j.Account).Str("region", j.Region).Str("policy", j.Policy).
 		Str("volume", j.Volume).Str("snapshot", snapshot).
 		Str("outcome", o.String()).Str("message_id", m.ID).Int("attempts", m.Attempts).Dur("took", took)
-	if reason != "" {
-		ev = ev.Str("reason", reason)
+	if why != "" {
+		ev = ev.Str("why", why)
 	}
 	if res.Action != "" {
 		ev = ev.Str("action", string(res.Action))

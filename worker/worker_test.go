@@ -18,6 +18,8 @@ import (
 	"github.com/snapfleet/snapfleet/internal/config"
 	"github.com/snapfleet/snapfleet/internal/job"
 	"github.com/snapfleet/snapfleet/queue"
+
+	"github.com/snapfleet/snapfleet/internal/reason"
 )
 
 const (
@@ -94,8 +96,8 @@ func TestOutcomeOf(t *testing.T) {
 		{"nil", nil, outSuccess, "", 0},
 		{"permanent", Permanent("refused_x", errors.New("no")), outDeadLetter, "refused_x", 0},
 		{"wrapped permanent", fmt.Errorf("doing: %w", Permanent("r", nil)), outDeadLetter, "r", 0},
-		{"skip", Skip(ReasonVolumeGone), outSkip, ReasonVolumeGone, 0},
-		{"wrapped skip", fmt.Errorf("x: %w", skipErr(ReasonInUse, errors.New("ami"))), outSkip, ReasonInUse, 0},
+		{"skip", Skip(reason.VolumeGone), outSkip, reason.VolumeGone, 0},
+		{"wrapped skip", fmt.Errorf("x: %w", skipErr(reason.InUse, errors.New("ami"))), outSkip, reason.InUse, 0},
 		{"snooze", Snooze(17*time.Second, errors.New("slow down")), outSnooze, "", 17 * time.Second},
 		{"plain", errors.New("boom"), outRetry, "", 0},
 		{"context", context.Canceled, outRetry, "", 0},
@@ -133,9 +135,9 @@ func TestRouting(t *testing.T) {
 			stats: Stats{Processed: 1}, deleted: true},
 		{name: "deleted", result: Result{Action: Deleted}, stats: Stats{Processed: 1, Deleted: 1}, deleted: true},
 		{name: "gone", result: Result{Action: Gone}, stats: Stats{Processed: 1}, deleted: true},
-		{name: "skip", err: Skip(ReasonVolumeGone), stats: Stats{Processed: 1, Skipped: 1}, deleted: true},
-		{name: "permanent", err: Permanent(ReasonRefusedRetention, errors.New("kept")),
-			stats: Stats{Processed: 1, DeadLettered: 1}, dead: ReasonRefusedRetention},
+		{name: "skip", err: Skip(reason.VolumeGone), stats: Stats{Processed: 1, Skipped: 1}, deleted: true},
+		{name: "permanent", err: Permanent(reason.RefusedRetention, errors.New("kept")),
+			stats: Stats{Processed: 1, DeadLettered: 1}, dead: reason.RefusedRetention},
 		{name: "snooze", err: Snooze(20*time.Second, errors.New("throttled")),
 			stats: Stats{Processed: 1, Retried: 1}, minVis: 20 * time.Second, wantVisOp: true},
 		{name: "snooze at attempt 1000 is never dead-lettered", attempts: 999, err: Snooze(20*time.Second, errors.New("throttled")),
@@ -147,9 +149,9 @@ func TestRouting(t *testing.T) {
 		{name: "retry on the last receive but one", attempts: 3, maxReceive: 5, err: errors.New("something odd"),
 			stats: Stats{Processed: 1, Retried: 1}, minVis: 8 * retryBase, wantVisOp: true},
 		{name: "retry on the last receive is dead-lettered", attempts: 4, maxReceive: 5, err: errors.New("something odd"),
-			stats: Stats{Processed: 1, DeadLettered: 1}, dead: ReasonExhaustedRetries},
-		{name: "permanent on the last receive keeps its reason", attempts: 4, maxReceive: 5, err: Permanent(ReasonAccessDenied, errors.New("no")),
-			stats: Stats{Processed: 1, DeadLettered: 1}, dead: ReasonAccessDenied},
+			stats: Stats{Processed: 1, DeadLettered: 1}, dead: reason.ExhaustedRetries},
+		{name: "permanent on the last receive keeps its reason", attempts: 4, maxReceive: 5, err: Permanent(reason.AccessDenied, errors.New("no")),
+			stats: Stats{Processed: 1, DeadLettered: 1}, dead: reason.AccessDenied},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -200,15 +202,15 @@ func TestRejectedBeforeAnyAWSCall(t *testing.T) {
 		body   []byte
 		reason string
 	}{
-		{"not json", []byte("rm -rf /"), ReasonInvalidMessage},
-		{"empty", []byte{}, ReasonInvalidMessage},
-		{"unknown field", []byte(`{"v":1,"kind":"snapshot.delete","force":true}`), ReasonInvalidMessage},
-		{"unknown version", []byte(`{"v":2,"kind":"snapshot.create","key":"k","account":"123456789012","region":"us-east-1","policy":"default","volume":"vol-0123456789abcdef0","run":"r","planned_at":"2026-11-22T01:00:03Z"}`), ReasonInvalidMessage},
-		{"create without instance", bytes.Replace(encode(t, valid), []byte(`"instance":"i-0123456789abcdef0",`), nil, 1), ReasonInvalidMessage},
-		{"create without device", bytes.Replace(encode(t, valid), []byte(`"device":"/dev/xvda",`), nil, 1), ReasonInvalidMessage},
-		{"unknown account", encode(t, otherAccount), ReasonUnknownAccount},
-		{"unknown policy create", encode(t, unknownPolicy), ReasonUnknownPolicy},
-		{"unknown policy delete", encode(t, unknownPolicyDelete), ReasonUnknownPolicy},
+		{"not json", []byte("rm -rf /"), reason.InvalidMessage},
+		{"empty", []byte{}, reason.InvalidMessage},
+		{"unknown field", []byte(`{"v":1,"kind":"snapshot.delete","force":true}`), reason.InvalidMessage},
+		{"unknown version", []byte(`{"v":2,"kind":"snapshot.create","key":"k","account":"123456789012","region":"us-east-1","policy":"default","volume":"vol-0123456789abcdef0","run":"r","planned_at":"2026-11-22T01:00:03Z"}`), reason.InvalidMessage},
+		{"create without instance", bytes.Replace(encode(t, valid), []byte(`"instance":"i-0123456789abcdef0",`), nil, 1), reason.InvalidMessage},
+		{"create without device", bytes.Replace(encode(t, valid), []byte(`"device":"/dev/xvda",`), nil, 1), reason.InvalidMessage},
+		{"unknown account", encode(t, otherAccount), reason.UnknownAccount},
+		{"unknown policy create", encode(t, unknownPolicy), reason.UnknownPolicy},
+		{"unknown policy delete", encode(t, unknownPolicyDelete), reason.UnknownPolicy},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -638,7 +640,7 @@ func TestOutcomeLog(t *testing.T) {
 	j := deleteJob("snap-0123456789abcdef0", "default")
 	ids := q.add(0, encode(t, j))
 	w := testWorker(q, HandlerFunc(func(context.Context, job.Job) (Result, error) {
-		return Result{}, Permanent(ReasonRefusedUnmanaged, errors.New("no snapfleet:policy tag"))
+		return Result{}, Permanent(reason.RefusedUnmanaged, errors.New("no snapfleet:policy tag"))
 	}))
 	w.Log = zerolog.New(&buf)
 	runFor(t, w, 5*time.Second)
@@ -652,7 +654,7 @@ func TestOutcomeLog(t *testing.T) {
 		want := map[string]any{
 			"level": "error", "run": j.Run, "kind": j.Kind, "key": j.Key, "account": j.Account,
 			"region": j.Region, "policy": j.Policy, "snapshot": j.Snapshot,
-			"reason": ReasonRefusedUnmanaged, "outcome": "dead_lettered",
+			"reason": reason.RefusedUnmanaged, "outcome": "dead_lettered",
 			"message_id": ids[0], "message": "job dead_lettered",
 		}
 		for k, v := range want {

@@ -24,6 +24,8 @@ import (
 	"github.com/snapfleet/snapfleet/internal/testbed/mototest"
 	"github.com/snapfleet/snapfleet/queue"
 	"github.com/snapfleet/snapfleet/worker"
+
+	"github.com/snapfleet/snapfleet/internal/reason"
 )
 
 // The chaos tests run real snapfleet processes against moto with a faultproxy in front of
@@ -610,7 +612,7 @@ func TestChaosPoison(t *testing.T) {
 				continue
 			}
 			seen[name] = true
-			if m.Reason != worker.ReasonInvalidMessage || m.Attempts != 1 || m.LastError == "" {
+			if m.Reason != reason.InvalidMessage || m.Attempts != 1 || m.LastError == "" {
 				t.Errorf("%s: reason %q, attempts %d, error %q; want invalid_message on attempt 1 with the error", name, m.Reason, m.Attempts, m.LastError)
 			}
 		}

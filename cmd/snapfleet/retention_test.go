@@ -133,7 +133,7 @@ func TestRetentionGFS(t *testing.T) {
 	e.tag(ctx, amiSnap, tag.Volume, v)
 	now := gfsAnchor.Add(10 * time.Minute).Format(time.RFC3339)
 
-	want := map[string]string{amiSnap: "protected used_by_ami"}
+	want := map[string]string{amiSnap: "protected in_use"}
 	kept := map[string]bool{}
 	for _, i := range gfsKept {
 		kept[days[i]] = true
@@ -175,7 +175,7 @@ func TestRetentionGFS(t *testing.T) {
 		}
 	}
 	table := e.cli("plan", "--dry-run", "--now", now, "--config", e.config, "--output", "table")
-	for _, s := range []string{"keep_weekly", "newest of its ISO week, within keep_weekly 4", "used_by_ami", "used by " + aws.ToString(img.ImageId),
+	for _, s := range []string{"keep_weekly", "newest of its ISO week, within keep_weekly 4", "in_use", "used by " + aws.ToString(img.ImageId),
 		"BREAKER", "max_delete_fraction", mototest.Account + " " + mototest.Region} {
 		if !strings.Contains(table.stdout, s) {
 			t.Errorf("table output lacks %q:\n%s", s, table.stdout)

@@ -55,7 +55,8 @@ func imports(t *testing.T) map[string][]string {
 
 // TestLayout holds the dependency rules of DESIGN.md §1: cmd wires everything and only
 // cmd builds the planner and the worker; planner and worker never import each other; queue
-// knows nothing of EC2; the job message imports only the standard library; the rigs under
+// knows nothing of EC2; the job message imports only the standard library and the reason
+// codes nothing; the rigs under
 // internal/testbed are imported by tests and bench/ only.
 func TestLayout(t *testing.T) {
 	t.Parallel()
@@ -67,6 +68,8 @@ func TestLayout(t *testing.T) {
 			switch {
 			case dir == "internal/job" && strings.Contains(strings.SplitN(im, "/", 2)[0], "."):
 				broken = "the job message imports only the standard library"
+			case dir == "internal/reason":
+				broken = "the reason codes import nothing"
 			case strings.HasPrefix(dir, "queue") && strings.Contains(im, "service/ec2"):
 				broken = "queue knows nothing of EC2"
 			case !ok:

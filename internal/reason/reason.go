@@ -1,0 +1,90 @@
+// Package reason is the one list of the reason codes snapfleet reports: the plan's
+// decisions (plan --dry-run, the planner's logs), the worker's skips and snoozes, and the
+// dead letters (dlq list). They are stable strings: operators filter logs and the
+// dead-letter queue by them, and README's tables list them. A protection has one name
+// wherever it is found, by the planner or by the worker. The package imports nothing.
+package reason
+
+// The plan's create decisions.
+const (
+	// Due: the volume has no snapshot of the policy in the current period.
+	Due = "due"
+	// Done: a snapshot of the current period exists (dated in it, at most the planner's
+	// clock allowance after now) or one carries this period's job key.
+	Done = "done"
+	// Event: the volume is snapshotted for an event (plan --event).
+	Event = "event"
+	// NotOptedIn: the instance of a state change does not carry the opt-in tag.
+	NotOptedIn = "not_opted_in"
+	// Excluded: an exclude tag of the policy is on the instance or the volume (the worker
+	// skips a create for it too).
+	Excluded = "excluded"
+	// BootExcluded: the root volume of an instance whose policy has exclude_boot.
+	BootExcluded = "exclude_boot"
+)
+
+// The plan's keep and delete decisions, besides retention's own (retention.Kept*,
+// retention.Expired).
+const (
+	// CircuitBreaker: the account-region's deletes are held.
+	CircuitBreaker = "circuit_breaker"
+	// UnknownVolume: an adopted snapshot names no usable volume; never deleted.
+	UnknownVolume = "unknown_volume"
+	// UnknownPolicy: the snapshot's (or the job's) policy is not in the config; never
+	// deleted, and a job naming it is dead-lettered.
+	UnknownPolicy = "unknown_policy"
+	// NotCompleted: a pending or failed snapshot neither counts nor goes.
+	NotCompleted = "not_completed"
+	// FailClosed: retention would expire the snapshot, but something in its scope could
+	// not be read (listing error, missing start time, unparseable tag).
+	FailClosed = "fail_closed"
+	// Duplicate: a delete of a duplicate creation of a job key (two workers created for
+	// one key): another set of the key is its keeper (job.Keeper), completed. Retention
+	// does not count it; the worker re-checks the key's snapshots before it deletes.
+	Duplicate = "duplicate"
+)
+
+// External protections: the planner shows the snapshot as protected, the worker skips its
+// delete; never retried, never dead-lettered.
+const (
+	// Protected: AWS Backup or DLM manage the snapshot (aws:backup:*, aws:dlm:* tags).
+	Protected = "protected"
+	// InUse: an AMI uses the snapshot (the planner reads the account's AMIs; the worker
+	// gets InvalidSnapshot.InUse).
+	InUse = "in_use"
+	// Locked: the snapshot is locked (EBS snapshot lock).
+	Locked = "locked"
+	// Shared: the snapshot is shared with other accounts (createVolumePermission).
+	Shared = "shared"
+)
+
+// The worker's other skips and snoozes.
+const (
+	// VolumeGone: a create's volume no longer exists.
+	VolumeGone = "volume_gone"
+	// InstanceGone: an instance job's instance no longer exists.
+	InstanceGone = "instance_gone"
+	// ClockSkew: a delete waits because the worker's clock (real or --now) is more than
+	// 5 minutes from AWS's; a snooze, never a dead letter.
+	ClockSkew = "clock_skew"
+)
+
+// Dead letters. Refusals of a delete all start with "refused_".
+const (
+	InvalidMessage = "invalid_message"
+	UnknownAccount = "unknown_account"
+	AccessDenied   = "access_denied"
+	InvalidRequest = "invalid_request"
+	// ExhaustedRetries: a retryable failure on the queue's last receive of the message
+	// (the worker dead-letters it with the error), or a message the queue's own redrive
+	// moved (a worker that crashed on it each time).
+	ExhaustedRetries = "exhausted_retries"
+
+	RefusedForeign        = "refused_foreign"
+	RefusedUnmanaged      = "refused_unmanaged"
+	RefusedPolicyMismatch = "refused_policy_mismatch"
+	RefusedRetention      = "refused_retention"
+	// RefusedForeignAccount: the credentials for the job's account belong to another
+	// account (cloud.ForeignAccountError).
+	RefusedForeignAccount = "refused_foreign_account"
+)

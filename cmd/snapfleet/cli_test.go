@@ -142,12 +142,14 @@ func TestUnusableQueue(t *testing.T) {
 		want string
 	}{{noRedrive, "has no RedrivePolicy: set one"}, {missing, "does not exist"}} {
 		for _, cmd := range [][]string{
-			{"plan", "--queue", tc.url},
-			{"work", "--queue", tc.url, "--idle-exit", "1s"},
-			{"run", "--queue", tc.url},
+			{"plan", "--queue", tc.url, "--now", now},
+			{"work", "--queue", tc.url, "--idle-exit", "1s", "--now", now},
+			{"run", "--queue", tc.url, "--now", now},
+			{"dlq", "list", "--queue", tc.url},
+			{"dlq", "replay", "--queue", tc.url},
 		} {
 			start := time.Now()
-			r := e.cli(append(cmd, "--now", now, "--config", e.config)...)
+			r := e.cli(append(cmd, "--config", e.config)...)
 			if r.code != exitUsage {
 				t.Errorf("%v: exit %d after %s, want %d\n%s", cmd, r.code, time.Since(start), exitUsage, tail(r.stderr))
 				continue

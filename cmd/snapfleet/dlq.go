@@ -30,13 +30,14 @@ func newDLQCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// openDLQ opens the jobs queue at url and its dead-letter queue.
+// openDLQ opens the jobs queue at url and its dead-letter queue; a jobs queue that does
+// not exist or names no dead-letter queue is bad usage (openJobs).
 func (g *globals) openDLQ(ctx context.Context, url string) (jobs, dlq queue.Queue, err error) {
 	e, err := g.setup(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	jobs, err = e.openQueue(ctx, url, dlqVisibility)
+	jobs, err = e.openJobs(ctx, url, dlqVisibility)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -36,13 +36,9 @@ func (c *Config) Validate() error {
 func (c *Config) validateRegions() error {
 	seen := map[string]bool{}
 	for i, r := range c.Regions {
-		if !regionRE.MatchString(r) {
-			return fmt.Errorf("regions[%d]: %q is not a region name", i, r)
+		if err := checkName(seen, regionRE, fmt.Sprintf("regions[%d]", i), r, "%q is not a region name", "%q is listed twice"); err != nil {
+			return err
 		}
-		if seen[r] {
-			return fmt.Errorf("regions[%d]: %q is listed twice", i, r)
-		}
-		seen[r] = true
 	}
 	return nil
 }
@@ -51,13 +47,9 @@ func (c *Config) validateAccounts() error {
 	ids := map[string]bool{}
 	for i, a := range c.Accounts {
 		key := fmt.Sprintf("accounts[%d]", i)
-		if !accountRE.MatchString(a.ID) {
-			return fmt.Errorf("%s.id: %q is not a 12-digit account id (quote it in YAML)", key, a.ID)
+		if err := checkName(ids, accountRE, key+".id", a.ID, "%q is not a 12-digit account id (quote it in YAML)", "%q is listed twice"); err != nil {
+			return err
 		}
-		if ids[a.ID] {
-			return fmt.Errorf("%s.id: %q is listed twice", key, a.ID)
-		}
-		ids[a.ID] = true
 		if a.RoleARN != "" {
 			m := roleRE.FindStringSubmatch(a.RoleARN)
 			if m == nil {
@@ -126,15 +118,11 @@ func (c *Config) validatePolicies() error {
 	names := map[string]bool{}
 	adopter := ""
 	for i, p := range c.Policies {
-		key := fmt.Sprintf("policies[%d]", i)
-		if !policyRE.MatchString(p.Name) {
-			return fmt.Errorf("%s.name: %q must match [a-z0-9-]+ (at most 64)", key, p.Name)
+		err := checkName(names, policyRE, fmt.Sprintf("policies[%d].name", i), p.Name, "%q must match [a-z0-9-]+ (at most 64)", "duplicate policy name %q")
+		if err != nil {
+			return err
 		}
-		if names[p.Name] {
-			return fmt.Errorf("%s.name: duplicate policy name %q", key, p.Name)
-		}
-		names[p.Name] = true
-		key = fmt.Sprintf("policies[%s]", p.Name)
+		key := fmt.Sprintf("policies[%s]", p.Name)
 		if err := p.validate(key); err != nil {
 			return err
 		}
@@ -226,6 +214,19 @@ func (p Policy) validateRetain(key string) error {
 			return fmt.Errorf("%s.orphans.min_keep: %d is more than %s; it can only lower the floor for gone volumes", key, *o, live)
 		}
 	}
+	return nil
+}
+
+// checkName checks the name v at key: it matches re, else the error is bad; it is not in
+// seen, else the error is dup. It adds v to seen. bad and dup format v with %q.
+func checkName(seen map[string]bool, re *regexp.Regexp, key, v, bad, dup string) error {
+	if !re.MatchString(v) {
+		return fmt.Errorf("%s: "+bad, key, v)
+	}
+	if seen[v] {
+		return fmt.Errorf("%s: "+dup, key, v)
+	}
+	seen[v] = true
 	return nil
 }
 

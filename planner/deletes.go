@@ -11,8 +11,7 @@ import (
 	"github.com/snapfleet/snapfleet/internal/retention"
 )
 
-// deleter decides the owned snapshots of one scope, group by group: keep, protected or
-// delete.
+// deleter holds what decideDeletes needs across the groups of one scope.
 type deleter struct {
 	inv      *Inventory
 	res      *Result
@@ -33,6 +32,8 @@ type group struct {
 	orphan bool
 }
 
+// decideDeletes appends a decision for each owned snapshot of the scope, group by group:
+// keep, protected or delete.
 func decideDeletes(out []Decision, inv *Inventory, cfg *config.Config, now time.Time, gs *groups, res *Result) []Decision {
 	d := deleter{inv: inv, res: res, out: out, now: now, gs: gs, explain: explainer{},
 		policies: make(map[string]*config.Policy, len(cfg.Policies))}

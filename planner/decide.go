@@ -2,13 +2,11 @@ package planner
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/snapfleet/snapfleet/internal/config"
 	"github.com/snapfleet/snapfleet/internal/job"
-	"github.com/snapfleet/snapfleet/internal/retention"
 	"github.com/snapfleet/snapfleet/internal/tag"
 
 	"github.com/snapfleet/snapfleet/internal/reason"
@@ -201,26 +199,37 @@ func (r *Result) Trip(complete bool, fraction float64, force bool) bool {
 	return true
 }
 
-type groupKey struct{ policy, volume string }
-
 // Decide plans one account and region: a create for each selected volume that has no
 // snapshot of the policy in the current period, a delete for each owned, managed
 // snapshot that retention expires; keep and skip decisions say why nothing happens to the
 // rest. It reads nothing but its arguments.
 func Decide(inv Inventory, cfg *config.Config, now time.Time) Result {
 	res := Result{Decisions: make([]Decision, 0, len(inv.Snapshots)+len(inv.Instances)*2)}
-	policies := make(map[string]*config.Policy, len(cfg.Policies))
-	for i := range cfg.Policies {
-		policies[cfg.Policies[i].Name] = &cfg.Policies[i]
-	}
+	gs := groupSnapshots(inv, &res)
+	res.Decisions = decideCreates(res.Decisions, inv, cfg, now, gs, &res)
+	res.Decisions = decideDeletes(res.Decisions, &inv, cfg, now, gs, &res)
+	return res
+}
 
-	// Group the owned, managed snapshots by (policy, volume) in compressed rows: gid[i]
-	// is snapshot i's group (-1 when ignored), rows[start[g]:start[g+1]] its members.
-	gid := make([]int32, len(inv.Snapshots))
-	index := make(map[groupKey]int32, len(inv.Snapshots)/8+1)
-	var keys []groupKey
+type groupKey struct{ policy, volume string }
+
+// groups holds the owned snapshots grouped by (policy, volume) in compressed rows: group
+// g has key keys[g] and its members' indexes in Inventory.Snapshots are
+// rows[start[g]:start[g+1]].
+type groups struct {
+	index map[groupKey]int32
+	keys  []groupKey
+	start []int32
+	rows  []int32
+	// blockedPolicy holds the policies with a snapshot whose volume is unknown.
+	blockedPolicy map[string]bool
+}
+
+// groupSnapshots groups the owned snapshots, counting them and the foreign ones in res.
+func groupSnapshots(inv Inventory, res *Result) *groups {
+	gid := make([]int32, len(inv.Snapshots)) // snapshot i's group, -1 when ignored
+	gs := &groups{index: make(map[groupKey]int32, len(inv.Snapshots)/8+1), blockedPolicy: map[string]bool{}}
 	var counts []int32
-	blockedPolicy := map[string]bool{}
 	for i := range inv.Snapshots {
 		s := &inv.Snapshots[i]
 		if s.Owner != inv.Account {
@@ -231,53 +240,54 @@ func Decide(inv Inventory, cfg *config.Config, now time.Time) Result {
 		res.SnapshotsSeen++
 		if s.Volume == "" && !s.Adopted {
 			// Which volume it belongs to is unknown: it could be the newest of any.
-			blockedPolicy[s.Policy] = true
+			gs.blockedPolicy[s.Policy] = true
 		}
 		k := groupKey{s.Policy, s.Volume}
-		g, ok := index[k]
+		g, ok := gs.index[k]
 		if !ok {
-			g = int32(len(keys))
-			index[k] = g
-			keys = append(keys, k)
+			g = int32(len(gs.keys))
+			gs.index[k] = g
+			gs.keys = append(gs.keys, k)
 			counts = append(counts, 0)
 		}
 		counts[g]++
 		gid[i] = g
 	}
-	start := make([]int32, len(keys)+1)
+	gs.start = make([]int32, len(gs.keys)+1)
 	for g, c := range counts {
-		start[g+1] = start[g] + c
+		gs.start[g+1] = gs.start[g] + c
 	}
-	rows := make([]int32, start[len(keys)])
-	fill := append([]int32(nil), start[:len(keys)]...)
+	gs.rows = make([]int32, gs.start[len(gs.keys)])
+	fill := append([]int32(nil), gs.start[:len(gs.keys)]...)
 	for i, g := range gid {
 		if g >= 0 {
-			rows[fill[g]] = int32(i)
+			gs.rows[fill[g]] = int32(i)
 			fill[g]++
 		}
 	}
-	members := func(k groupKey) []int32 {
-		g, ok := index[k]
-		if !ok {
-			return nil
-		}
-		return rows[start[g]:start[g+1]]
-	}
-
-	res.Decisions = decideCreates(res.Decisions, inv, cfg, now, members, &res)
-	dups := duplicates(inv, start, rows)
-	res.Decisions = decideDeletes(res.Decisions, inv, policies, now, keys, start, rows, blockedPolicy, dups, &res)
-	return res
+	return gs
 }
 
-func decideCreates(out []Decision, inv Inventory, cfg *config.Config, now time.Time, members func(groupKey) []int32, res *Result) []Decision {
+// members returns the rows of group g.
+func (gs *groups) members(g int) []int32 { return gs.rows[gs.start[g]:gs.start[g+1]] }
+
+// of returns the rows of the group with key k; nil when there is none.
+func (gs *groups) of(k groupKey) []int32 {
+	g, ok := gs.index[k]
+	if !ok {
+		return nil
+	}
+	return gs.members(int(g))
+}
+
+func decideCreates(out []Decision, inv Inventory, cfg *config.Config, now time.Time, gs *groups, res *Result) []Decision {
 	selectedInstances := map[string]bool{}
 	volumes := map[string]bool{}
 	for pi := range cfg.Policies {
 		p := &cfg.Policies[pi]
 		cur := currentPeriod(p, now)
 		if p.PerInstance() {
-			out = decideInstances(out, inv, p, cur, members, selectedInstances, volumes, res)
+			out = decideInstances(out, inv, p, cur, gs, selectedInstances, volumes, res)
 			continue
 		}
 		type candidate struct {
@@ -316,7 +326,7 @@ func decideCreates(out []Decision, inv Inventory, cfg *config.Config, now time.T
 			switch {
 			case c.excluded:
 				d.Action, d.Reason = ActionSkip, reason.Excluded
-			case done(inv.Snapshots, members(groupKey{p.Name, vol}), cur, key):
+			case done(inv.Snapshots, gs.of(groupKey{p.Name, vol}), cur, key):
 				d.Action, d.Reason = ActionSkip, reason.Done
 			default:
 				d.Action, d.Reason, d.Key = ActionCreate, reason.Due, key
@@ -336,7 +346,7 @@ func decideCreates(out []Decision, inv Inventory, cfg *config.Config, now time.T
 // every volume it would snapshot has a snapshot of the period, or when any of them carries
 // the instance's job key (a volume attached later waits for the next period: CreateSnapshots
 // cannot be repeated for one volume under the same key).
-func decideInstances(out []Decision, inv Inventory, p *config.Policy, cur period, members func(groupKey) []int32,
+func decideInstances(out []Decision, inv Inventory, p *config.Policy, cur period, gs *groups,
 	selected, volumes map[string]bool, res *Result) []Decision {
 	for ii := range inv.Instances {
 		in := &inv.Instances[ii]
@@ -365,7 +375,7 @@ func decideInstances(out []Decision, inv Inventory, p *config.Policy, cur period
 				continue
 			}
 			vols = append(vols, a.Volume)
-			rows := members(groupKey{p.Name, a.Volume})
+			rows := gs.of(groupKey{p.Name, a.Volume})
 			allDone = allDone && done(inv.Snapshots, rows, cur, key)
 			keyed = keyed || carries(inv.Snapshots, rows, key)
 		}
@@ -463,236 +473,4 @@ func carries(snaps []Snapshot, rows []int32, key string) bool {
 		}
 	}
 	return false
-}
-
-// explainer caches retention's explanations: a scope has few distinct ones, and this step
-// would otherwise format a string for each of up to millions of snapshots.
-type explainer map[explainKey]string
-
-type explainKey struct {
-	rules  retention.Rules
-	reason string
-	kept   [10]string
-}
-
-func (e explainer) of(r retention.Rules, d retention.Decision) string {
-	k := explainKey{rules: r, reason: d.Reason}
-	if len(d.Rules) > len(k.kept) {
-		return r.Explain(d)
-	}
-	copy(k.kept[:], d.Rules)
-	if s, ok := e[k]; ok {
-		return s
-	}
-	s := r.Explain(d)
-	e[k] = s
-	return s
-}
-
-func decideDeletes(out []Decision, inv Inventory, policies map[string]*config.Policy, now time.Time,
-	keys []groupKey, start, rows []int32, blockedPolicy map[string]bool, dups map[int32]string, res *Result) []Decision {
-	var buf []retention.Snapshot
-	explain := explainer{}
-	for g, k := range keys {
-		rs := rows[start[g]:start[g+1]]
-		orphan := inv.Volumes != nil && k.volume != "" && !inv.Volumes[k.volume]
-		if orphan {
-			res.Orphans += len(rs)
-		}
-		emit := func(s *Snapshot, action, reason, detail string) {
-			out = append(out, Decision{Account: inv.Account, Region: inv.Region, Policy: s.Policy,
-				Action: action, Volume: s.Volume, Snapshot: s.ID, Reason: reason, Detail: detail,
-				Orphan: orphan, Adopted: s.Adopted})
-			switch action {
-			case ActionKeep:
-				res.Kept++
-			case ActionProtected:
-				res.Protected++
-			}
-		}
-		keep := func(s *Snapshot, reason string) { emit(s, ActionKeep, reason, "") }
-		p, known := policies[k.policy]
-		if k.volume == "" && known && len(rs) > 0 && inv.Snapshots[rs[0]].Adopted {
-			// Adopted snapshots without a usable VolumeId (copies name vol-ffffffff) have no
-			// volume to count them against: kept, and they block nothing.
-			for _, i := range rs {
-				keep(&inv.Snapshots[i], reason.UnknownVolume)
-			}
-			continue
-		}
-		if !known {
-			if res.UnknownPolicies == nil {
-				res.UnknownPolicies = map[string]int{}
-			}
-			res.UnknownPolicies[k.policy] += len(rs)
-			for _, i := range rs {
-				keep(&inv.Snapshots[i], reason.UnknownPolicy)
-			}
-			continue
-		}
-		// Fail closed: anything unreadable in the group, or in the policy's scope when a
-		// snapshot's volume is unknown, or an incomplete listing blocks every delete.
-		blocked := !inv.SnapshotsComplete || blockedPolicy[k.policy] || (k.volume == "" && !adoptedGroup(inv.Snapshots, rs))
-		buf = buf[:0]
-		var dupRows []int32
-		for _, i := range rs {
-			s := &inv.Snapshots[i]
-			switch {
-			case s.Protected:
-				emit(s, ActionProtected, reason.Protected, "AWS Backup or DLM tag")
-				continue
-			case s.Bad != "" || s.Start.IsZero():
-				blocked = true
-			case s.State != "completed":
-				keep(s, reason.NotCompleted)
-				continue
-			case dups[i] != "":
-				dupRows = append(dupRows, i) // not counted: it goes
-				continue
-			}
-			buf = append(buf, retention.Snapshot{ID: s.ID, Start: s.Start})
-		}
-		for _, i := range dupRows {
-			s := &inv.Snapshots[i]
-			detail := "a duplicate creation of job " + s.Job + "; " + dups[i] + " is kept"
-			prot, protected := inv.Protections[s.ID]
-			switch {
-			case blocked:
-				emit(s, ActionKeep, reason.FailClosed, detail+", but its scope could not be read completely")
-			case protected && prot.Reason == reason.FailClosed:
-				emit(s, ActionKeep, reason.FailClosed, detail+", but "+prot.Detail)
-			case protected:
-				emit(s, ActionProtected, prot.Reason, prot.Detail)
-			default:
-				out = append(out, Decision{Account: inv.Account, Region: inv.Region, Policy: s.Policy,
-					Action: ActionDelete, Volume: s.Volume, Snapshot: s.ID, Key: job.DeleteKey(inv.Account, inv.Region, s.ID),
-					Reason: reason.Duplicate, Detail: detail, Orphan: orphan})
-				res.Deletes++
-			}
-		}
-		if len(buf) == 0 {
-			continue
-		}
-		// retention.Decide answers by ID; map the IDs back to the group's snapshots.
-		var byID map[string]*Snapshot
-		if len(rs) > 16 {
-			byID = make(map[string]*Snapshot, len(rs))
-			for _, i := range rs {
-				byID[inv.Snapshots[i].ID] = &inv.Snapshots[i]
-			}
-		}
-		lookup := func(id string) *Snapshot {
-			if byID != nil {
-				return byID[id]
-			}
-			for _, i := range rs {
-				if inv.Snapshots[i].ID == id {
-					return &inv.Snapshots[i]
-				}
-			}
-			return nil
-		}
-		rules := retention.FromPolicy(*p)
-		if orphan {
-			rules = rules.Orphaned()
-		}
-		for _, d := range retention.Decide(buf, rules, now) {
-			s := lookup(d.ID)
-			prot, protected := inv.Protections[s.ID]
-			switch {
-			case d.Keep:
-				emit(s, ActionKeep, d.Reason, explain.of(rules, d))
-			case blocked:
-				emit(s, ActionKeep, reason.FailClosed, "expired ("+explain.of(rules, d)+"), but its scope could not be read completely")
-			case protected && prot.Reason == reason.FailClosed:
-				emit(s, ActionKeep, reason.FailClosed, "expired ("+explain.of(rules, d)+"), but "+prot.Detail)
-			case protected:
-				emit(s, ActionProtected, prot.Reason, prot.Detail)
-			default:
-				out = append(out, Decision{Account: inv.Account, Region: inv.Region, Policy: s.Policy,
-					Action: ActionDelete, Volume: s.Volume, Snapshot: s.ID,
-					Key: job.DeleteKey(inv.Account, inv.Region, s.ID), Reason: d.Reason, Detail: explain.of(rules, d),
-					Orphan: orphan, Adopted: s.Adopted})
-				res.Deletes++
-			}
-		}
-	}
-	return out
-}
-
-// adoptedGroup reports whether the group's snapshots are adopted ones.
-func adoptedGroup(snaps []Snapshot, rows []int32) bool {
-	return len(rows) > 0 && snaps[rows[0]].Adopted
-}
-
-// duplicates finds the owned snapshots that are duplicate creations of their job key: two
-// workers created for one key (CreateSnapshot has no client token) and the worker that
-// saw both could not remove one. The rule is the workers' (job.Keeper): the smallest set
-// of the key none of whose snapshots failed is kept, and only once every snapshot of it
-// is completed are the others removed. It returns each duplicate's row with the
-// keeper's smallest id. A key's snapshots of one volume share its group, so only keys
-// seen twice in a group are looked at across groups (an instance's set spans volumes).
-func duplicates(inv Inventory, start, rows []int32) map[int32]string {
-	scope := inv.Account + "/" + inv.Region + "/"
-	var twice map[string]bool
-	var buf []string
-	for g := 0; g+1 < len(start); g++ {
-		buf = buf[:0]
-		for _, i := range rows[start[g]:start[g+1]] {
-			if s := &inv.Snapshots[i]; s.Made && strings.HasPrefix(s.Job, scope) {
-				buf = append(buf, s.Job)
-			}
-		}
-		if len(buf) < 2 {
-			continue
-		}
-		slices.Sort(buf)
-		for n := 1; n < len(buf); n++ {
-			if buf[n] == buf[n-1] {
-				if twice == nil {
-					twice = map[string]bool{}
-				}
-				twice[buf[n]] = true
-			}
-		}
-	}
-	if twice == nil {
-		return nil
-	}
-	byKey := map[string][]int32{}
-	for i := range inv.Snapshots {
-		if s := &inv.Snapshots[i]; s.Made && s.Owner == inv.Account && twice[s.Job] {
-			byKey[s.Job] = append(byKey[s.Job], int32(i))
-		}
-	}
-	dups := map[int32]string{}
-	for _, rs := range byKey {
-		made := make([]job.Made, len(rs))
-		for n, i := range rs {
-			s := &inv.Snapshots[i]
-			made[n] = job.Made{ID: s.ID, Set: s.Set, Failed: s.State == "error"}
-		}
-		keep, ok := job.Keeper(made)
-		if !ok {
-			continue
-		}
-		keeper, completed := "", true
-		for _, i := range rs {
-			if s := &inv.Snapshots[i]; s.Set == keep {
-				completed = completed && s.State == "completed"
-				if keeper == "" || s.ID < keeper {
-					keeper = s.ID
-				}
-			}
-		}
-		if !completed {
-			continue
-		}
-		for _, i := range rs {
-			if inv.Snapshots[i].Set != keep {
-				dups[i] = keeper
-			}
-		}
-	}
-	return dups
 }

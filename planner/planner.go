@@ -19,23 +19,17 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"regexp"
-	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/rs/zerolog"
 
 	"github.com/snapfleet/snapfleet/internal/config"
 	"github.com/snapfleet/snapfleet/internal/event"
 	"github.com/snapfleet/snapfleet/internal/job"
 	"github.com/snapfleet/snapfleet/internal/retention"
-	"github.com/snapfleet/snapfleet/internal/tag"
 	"github.com/snapfleet/snapfleet/queue"
 
 	"github.com/snapfleet/snapfleet/internal/reason"
@@ -282,42 +276,6 @@ func (p *Planner) planScope(ctx context.Context, log zerolog.Logger, account, re
 	return res, p.send(ctx, sc, msgs), sc.failures
 }
 
-// inventory lists what the decisions of one account-region need. A failed listing is
-// recorded and leaves its part out, so that Decide fails closed: no instances, no creates;
-// no complete snapshot listing, no deletes.
-func (p *Planner) inventory(ctx context.Context, client EC2, sc *scopeRun) Inventory {
-	account, region, fail := sc.account, sc.region, sc.fail
-	inv := Inventory{Account: account, Region: region}
-
-	instances, instErr := listInstances(ctx, client, p.Config)
-	if instErr != nil {
-		fail(fmt.Errorf("listing instances in %s/%s: %w", account, region, instErr))
-	}
-	snaps, err := listSnapshots(ctx, client, p.Config)
-	if err != nil {
-		fail(fmt.Errorf("listing snapshots in %s/%s (no deletes planned there): %w", account, region, err))
-	} else {
-		inv.Snapshots, inv.SnapshotsComplete = snaps, true
-	}
-	// The volumes: their exclude tags decide creates, their existence tells orphans.
-	keys := excludeKeys(p.Config)
-	if (instErr == nil && len(keys) > 0) || len(inv.Snapshots) > 0 {
-		vols, tags, err := listVolumes(ctx, client, keys)
-		if err != nil {
-			// Exclusions cannot be told: no creates rather than snapshots of excluded
-			// volumes. Orphans cannot be told: the live volumes' (stricter) rules apply.
-			fail(fmt.Errorf("listing volumes in %s/%s: %w", account, region, err))
-			instances = nil
-		} else {
-			inv.Volumes, inv.VolumeTags = vols, tags
-		}
-	}
-	if instErr == nil {
-		inv.Instances = instances
-	}
-	return inv
-}
-
 // messages logs each decision and encodes the jobs of the creates and deletes. Creates
 // and deletes take different token buckets: enqueued alternately, workers draining the
 // queue in order feed both at once instead of one after the other.
@@ -384,220 +342,6 @@ func NewRunID(now time.Time) string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b)
-}
-
-// listInstances lists the instances in the states of any policy, filtering by tag on the
-// server when there is a single policy (with several, Decide filters).
-func listInstances(ctx context.Context, client EC2, cfg *config.Config) ([]Instance, error) {
-	states := map[string]bool{}
-	var stateList []string
-	for _, p := range cfg.Policies {
-		for _, s := range p.Select.InstanceStates {
-			if !states[s] {
-				states[s] = true
-				stateList = append(stateList, s)
-			}
-		}
-	}
-	sort.Strings(stateList)
-	in := &ec2.DescribeInstancesInput{
-		Filters:    []types.Filter{{Name: aws.String("instance-state-name"), Values: stateList}},
-		MaxResults: aws.Int32(1000),
-	}
-	if len(cfg.Policies) == 1 {
-		tags := cfg.Policies[0].Select.InstanceTags
-		keys := make([]string, 0, len(tags))
-		for k := range tags {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			in.Filters = append(in.Filters, types.Filter{Name: aws.String("tag:" + k), Values: []string{tags[k]}})
-		}
-	}
-	return describeInstances(ctx, client, in)
-}
-
-// instanceOf reads what the planner needs of an instance: its id, state, tags, root
-// device and EBS volumes.
-func instanceOf(i types.Instance) Instance {
-	inst := Instance{ID: aws.ToString(i.InstanceId), Tags: tagMap(i.Tags), Root: aws.ToString(i.RootDeviceName)}
-	if i.State != nil {
-		inst.State = string(i.State.Name)
-	}
-	for _, m := range i.BlockDeviceMappings {
-		if m.Ebs != nil && aws.ToString(m.Ebs.VolumeId) != "" {
-			inst.Volumes = append(inst.Volumes, Attachment{Volume: aws.ToString(m.Ebs.VolumeId), Device: aws.ToString(m.DeviceName)})
-		}
-	}
-	return inst
-}
-
-// excludeKeys returns the tag keys of every policy's exclude_tags, sorted.
-func excludeKeys(cfg *config.Config) []string {
-	seen := map[string]bool{}
-	var keys []string
-	for _, p := range cfg.Policies {
-		for k := range p.Select.ExcludeTags {
-			if !seen[k] {
-				seen[k] = true
-				keys = append(keys, k)
-			}
-		}
-	}
-	sort.Strings(keys)
-	return keys
-}
-
-// listVolumes lists every volume of the account-region: which exist (for orphans), and
-// the tags of those that carry any of keys (for exclusions).
-func listVolumes(ctx context.Context, client EC2, keys []string) (map[string]bool, map[string]map[string]string, error) {
-	exists := map[string]bool{}
-	tags := map[string]map[string]string{}
-	pages := ec2.NewDescribeVolumesPaginator(client, &ec2.DescribeVolumesInput{MaxResults: aws.Int32(500)})
-	for pages.HasMorePages() {
-		page, err := pages.NextPage(ctx)
-		if err != nil {
-			return nil, nil, fmt.Errorf("describing volumes: %w", err)
-		}
-		for _, v := range page.Volumes {
-			id := aws.ToString(v.VolumeId)
-			exists[id] = true
-			for _, t := range v.Tags {
-				if slices.Contains(keys, aws.ToString(t.Key)) {
-					tags[id] = tagMap(v.Tags)
-					break
-				}
-			}
-		}
-	}
-	return exists, tags, nil
-}
-
-// listSnapshots lists the snapshots carrying snapfleet:policy that the caller owns, and
-// the legacy snapshots the config adopts (every adopt tag, no snapfleet:policy). The owner
-// is checked again by Decide: a listing may return other owners' snapshots.
-func listSnapshots(ctx context.Context, client EC2, cfg *config.Config) ([]Snapshot, error) {
-	var out []Snapshot
-	err := describeSnapshots(ctx, client, []types.Filter{{Name: aws.String("tag-key"), Values: []string{tag.Policy}}}, func(s types.Snapshot) {
-		out = append(out, snapshotFrom(s))
-	})
-	if err != nil {
-		return nil, err
-	}
-	for _, p := range cfg.Policies {
-		if p.Adopt == nil {
-			continue
-		}
-		keys := make([]string, 0, len(p.Adopt.Tags))
-		for k := range p.Adopt.Tags {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		var filters []types.Filter
-		for _, k := range keys {
-			filters = append(filters, types.Filter{Name: aws.String("tag:" + k), Values: []string{p.Adopt.Tags[k]}})
-		}
-		err := describeSnapshots(ctx, client, filters, func(s types.Snapshot) {
-			tags := tagMap(s.Tags)
-			if _, managed := tags[tag.Policy]; managed || !p.Adopts(tags) {
-				return // listed above, or a filter the server ignored
-			}
-			sn := snapshotFrom(s)
-			sn.Policy, sn.Adopted = p.Name, true
-			if sn.Volume == copiedVolume {
-				sn.Volume = ""
-			}
-			out = append(out, sn)
-		})
-		if err != nil {
-			return nil, fmt.Errorf("listing snapshots adopted by policy %s: %w", p.Name, err)
-		}
-	}
-	return out, nil
-}
-
-// copiedVolume is the VolumeId AWS gives a copied snapshot: no volume at all.
-const copiedVolume = "vol-ffffffff"
-
-func describeSnapshots(ctx context.Context, client EC2, filters []types.Filter, each func(types.Snapshot)) error {
-	pages := ec2.NewDescribeSnapshotsPaginator(client, &ec2.DescribeSnapshotsInput{
-		OwnerIds:   []string{"self"},
-		Filters:    filters,
-		MaxResults: aws.Int32(1000),
-	})
-	for pages.HasMorePages() {
-		page, err := pages.NextPage(ctx)
-		if err != nil {
-			return fmt.Errorf("describing snapshots: %w", err)
-		}
-		for _, s := range page.Snapshots {
-			each(s)
-		}
-	}
-	return nil
-}
-
-var (
-	volumeRE = regexp.MustCompile(`^vol-[0-9a-f]{8,17}$`)
-)
-
-// snapshotFrom reads what Decide needs from a listed snapshot. An unparseable snapfleet
-// tag is named in Bad and blocks deletes in its scope.
-func snapshotFrom(s types.Snapshot) Snapshot {
-	out := Snapshot{
-		ID:     aws.ToString(s.SnapshotId),
-		Owner:  aws.ToString(s.OwnerId),
-		Volume: aws.ToString(s.VolumeId),
-		Start:  aws.ToTime(s.StartTime),
-		State:  string(s.State),
-	}
-	volumeTagged := false
-	for _, t := range s.Tags {
-		k, v := aws.ToString(t.Key), aws.ToString(t.Value)
-		switch {
-		case k == tag.Policy:
-			out.Policy = v
-			if !job.ValidPolicyName(v) {
-				out.Bad = tag.Policy
-			}
-		case k == tag.Volume:
-			volumeTagged = true
-			out.Volume = v
-		case k == tag.Job:
-			out.Job = v
-		case k == tag.Expires:
-			if _, err := time.Parse(time.RFC3339, v); err != nil {
-				out.Bad = tag.Expires
-			}
-		case tag.Protected(k):
-			out.Protected = true
-		}
-	}
-	if out.Job != "" {
-		out.Set, out.Made = job.SetOf(out.Job, out.ID, aws.ToString(s.VolumeId), aws.ToString(s.Description))
-		if out.Set != out.ID {
-			out.Set = strings.Clone(out.Set) // not the Description's memory
-		}
-	}
-	if !volumeRE.MatchString(out.Volume) {
-		if volumeTagged {
-			out.Bad = tag.Volume
-		}
-		out.Volume = ""
-	}
-	return out
-}
-
-func tagMap(tags []types.Tag) map[string]string {
-	if len(tags) == 0 {
-		return nil
-	}
-	m := make(map[string]string, len(tags))
-	for _, t := range tags {
-		m[aws.ToString(t.Key)] = aws.ToString(t.Value)
-	}
-	return m
 }
 
 // message is the job of a create or delete decision, encoded for the queue: a create

@@ -23,37 +23,57 @@ import (
 
 // create makes the snapshot of a create job unless one carrying its key exists.
 func (s *snapshots) create(ctx context.Context, j job.Job) (Result, error) {
-	p, ok := s.cfg.Policy(j.Policy)
-	if !ok {
-		return Result{}, Permanent(reason.UnknownPolicy, fmt.Errorf("policy %q is not in the worker's config", j.Policy))
-	}
-	api := s.ec2(j.Account, j.Region)
-	defer s.inFlight.lock(j.Key)()
-
-	found, err := s.jobSnapshots(ctx, api, j)
+	c, unlock, err := s.startCreate(ctx, j, "snapshot")
 	if err != nil {
-		return Result{}, fail(fmt.Errorf("looking for the snapshot of job %s: %w", j.Key, err))
+		return Result{}, err
 	}
-	if found.exists() {
-		s.removeDuplicates(ctx, api, j, found.dups, nil)
-		return Result{Action: Existed, Snapshot: found.first()}, nil
+	defer unlock()
+	if c.found.exists() {
+		s.removeDuplicates(ctx, c.api, j, c.found.dups, nil)
+		return Result{Action: Existed, Snapshot: c.found.first()}, nil
 	}
 
 	in := &ec2.CreateSnapshotInput{
 		VolumeId:          aws.String(j.Volume),
 		Description:       aws.String(job.CreateDescription(j.Policy, j.Key, "")),
-		TagSpecifications: tagSpec(j, p, s.now()),
+		TagSpecifications: tagSpec(j, c.policy, s.now()),
 	}
 	var out *ec2.CreateSnapshotOutput
 	err = s.createOnce(ctx, "snapshot of "+j.Volume, reason.VolumeGone, func(ctx context.Context) error {
 		var err error
-		out, err = api.CreateSnapshot(ctx, in, noSDKRetry)
+		out, err = c.api.CreateSnapshot(ctx, in, noSDKRetry)
 		return err
 	})
 	if err != nil {
 		return Result{}, err
 	}
-	return s.settle(ctx, api, j, aws.ToString(out.SnapshotId))
+	return s.settle(ctx, c.api, j, aws.ToString(out.SnapshotId))
+}
+
+// createStart is what a create handler starts from (startCreate).
+type createStart struct {
+	policy config.Policy
+	api    EC2
+	// found is what already carries the job's key.
+	found keyed
+}
+
+// startCreate begins a create job: it reads the job's policy, takes the job key's lock
+// (inFlight) and looks for the snapshots that carry the key; what names them in the
+// error. The caller holds the lock until it returns (unlock); on an error it is not held.
+func (s *snapshots) startCreate(ctx context.Context, j job.Job, what string) (c createStart, unlock func(), err error) {
+	p, err := policyOf(s.cfg, j.Policy)
+	if err != nil {
+		return createStart{}, nil, err
+	}
+	api := s.ec2(j.Account, j.Region)
+	unlock = s.inFlight.lock(j.Key)
+	found, err := s.jobSnapshots(ctx, api, j)
+	if err != nil {
+		unlock()
+		return createStart{}, nil, fail(fmt.Errorf("looking for the %s of job %s: %w", what, j.Key, err))
+	}
+	return createStart{policy: p, api: api, found: found}, unlock, nil
 }
 
 // createOnce runs a CreateSnapshot(s) call through s.call; fn must pass noSDKRetry. The

@@ -25,22 +25,16 @@ import (
 // completed by a redelivery when that step was interrupted. The policy of the worker's
 // own config decides which volumes are left out (exclude tags, exclude_boot).
 func (s *snapshots) createInstance(ctx context.Context, j job.Job) (Result, error) {
-	p, ok := s.cfg.Policy(j.Policy)
-	if !ok {
-		return Result{}, Permanent(reason.UnknownPolicy, fmt.Errorf("policy %q is not in the worker's config", j.Policy))
-	}
-	api := s.ec2(j.Account, j.Region)
-	defer s.inFlight.lock(j.Key)()
-
-	found, err := s.jobSnapshots(ctx, api, j)
+	c, unlock, err := s.startCreate(ctx, j, "snapshots")
 	if err != nil {
-		return Result{}, fail(fmt.Errorf("looking for the snapshots of job %s: %w", j.Key, err))
+		return Result{}, err
 	}
-	inst, err := s.readInstance(ctx, api, j.Instance)
-	s.removeDuplicates(ctx, api, j, found.dups, nil)
+	defer unlock()
+	inst, err := s.readInstance(ctx, c.api, j.Instance)
+	s.removeDuplicates(ctx, c.api, j, c.found.dups, nil)
 	if class, _ := cloud.Classify(err); class == cloud.NotFound {
-		if found.exists() {
-			return Result{Action: Existed, Snapshot: found.first()}, nil
+		if c.found.exists() {
+			return Result{Action: Existed, Snapshot: c.found.first()}, nil
 		}
 		return Result{}, skipErr(reason.InstanceGone, err)
 	}
@@ -49,10 +43,16 @@ func (s *snapshots) createInstance(ctx context.Context, j job.Job) (Result, erro
 	}
 	// The snapshots are named after the instance as it is named now.
 	j.Name = tagMap(inst.Tags)[tag.Name]
-	if found.exists() {
-		return Result{Action: Existed, Snapshot: found.first()}, s.tagVolumes(ctx, api, j, inst, found.found())
+	if c.found.exists() {
+		return Result{Action: Existed, Snapshot: c.found.first()}, s.tagVolumes(ctx, c.api, j, inst, c.found.found())
 	}
-	spec, err := s.instanceSpec(ctx, api, p, inst)
+	return s.snapshotInstance(ctx, c, j, inst)
+}
+
+// snapshotInstance is createInstance's act: CreateSnapshots over the volumes the policy
+// keeps, then settle and tagVolumes.
+func (s *snapshots) snapshotInstance(ctx context.Context, c createStart, j job.Job, inst types.Instance) (Result, error) {
+	spec, err := s.instanceSpec(ctx, c.api, c.policy, inst)
 	if err != nil {
 		return Result{}, fail(fmt.Errorf("reading the volumes of instance %s: %w", j.Instance, err))
 	}
@@ -63,12 +63,12 @@ func (s *snapshots) createInstance(ctx context.Context, j job.Job) (Result, erro
 		InstanceSpecification: spec,
 		// The set's id tells this call's snapshots from another worker's (job.Keeper).
 		Description:       aws.String(job.CreateDescription(j.Policy, j.Key, fmt.Sprintf("%016x", rand.Uint64()))),
-		TagSpecifications: tagSpec(j, p, s.now()),
+		TagSpecifications: tagSpec(j, c.policy, s.now()),
 	}
 	var out *ec2.CreateSnapshotsOutput
 	err = s.createOnce(ctx, "snapshots of instance "+j.Instance, reason.InstanceGone, func(ctx context.Context) error {
 		var err error
-		out, err = api.CreateSnapshots(ctx, in, noSDKRetry)
+		out, err = c.api.CreateSnapshots(ctx, in, noSDKRetry)
 		return err
 	})
 	if err != nil {
@@ -83,11 +83,11 @@ func (s *snapshots) createInstance(ctx context.Context, j job.Job) (Result, erro
 	if len(made) == 0 {
 		return Result{}, fmt.Errorf("creating snapshots of instance %s: CreateSnapshots returned no snapshot", j.Instance)
 	}
-	res, _ := s.settle(ctx, api, j, made...)
+	res, _ := s.settle(ctx, c.api, j, made...)
 	if res.Action == Existed {
 		return res, nil
 	}
-	return res, s.tagVolumes(ctx, api, j, inst, snaps)
+	return res, s.tagVolumes(ctx, c.api, j, inst, snaps)
 }
 
 // readInstance reads one instance; a missing one is a NotFound error.
@@ -136,37 +136,50 @@ func (s *snapshots) instanceSpec(ctx context.Context, api EC2, p config.Policy, 
 		}
 	}
 	if len(p.Select.ExcludeTags) > 0 && len(ids) > 0 {
-		var out *ec2.DescribeVolumesOutput
-		err := s.call(ctx, func(ctx context.Context) error {
-			var err error
-			out, err = api.DescribeVolumes(ctx, &ec2.DescribeVolumesInput{VolumeIds: ids})
-			return err
-		})
+		n, err := s.excludeTagged(ctx, api, p, inst, ids, spec)
 		if err != nil {
 			return nil, err
 		}
-		for _, v := range out.Volumes {
-			if !p.Select.Excludes(tagMap(v.Tags)) {
-				continue
-			}
-			isRoot := false
-			for _, a := range v.Attachments {
-				isRoot = isRoot || (aws.ToString(a.InstanceId) == aws.ToString(inst.InstanceId) && aws.ToString(a.Device) == root)
-			}
-			switch {
-			case isRoot && !p.ExcludeBoot:
-				spec.ExcludeBootVolume = aws.Bool(true)
-				left--
-			case !isRoot:
-				spec.ExcludeDataVolumeIds = append(spec.ExcludeDataVolumeIds, aws.ToString(v.VolumeId))
-				left--
-			}
-		}
+		left -= n
 	}
 	if left <= 0 {
 		return nil, nil
 	}
 	return spec, nil
+}
+
+// excludeTagged leaves out of spec the volumes among ids that carry an exclude tag of p,
+// and says how many it left out.
+func (s *snapshots) excludeTagged(ctx context.Context, api EC2, p config.Policy, inst types.Instance, ids []string, spec *types.InstanceSpecification) (int, error) {
+	var out *ec2.DescribeVolumesOutput
+	err := s.call(ctx, func(ctx context.Context) error {
+		var err error
+		out, err = api.DescribeVolumes(ctx, &ec2.DescribeVolumesInput{VolumeIds: ids})
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	root := aws.ToString(inst.RootDeviceName)
+	n := 0
+	for _, v := range out.Volumes {
+		if !p.Select.Excludes(tagMap(v.Tags)) {
+			continue
+		}
+		isRoot := false
+		for _, a := range v.Attachments {
+			isRoot = isRoot || (aws.ToString(a.InstanceId) == aws.ToString(inst.InstanceId) && aws.ToString(a.Device) == root)
+		}
+		switch {
+		case isRoot && !p.ExcludeBoot:
+			spec.ExcludeBootVolume = aws.Bool(true)
+			n++
+		case !isRoot:
+			spec.ExcludeDataVolumeIds = append(spec.ExcludeDataVolumeIds, aws.ToString(v.VolumeId))
+			n++
+		}
+	}
+	return n, nil
 }
 
 // tagVolumes writes the per-volume tags of DESIGN.md §4 — snapfleet:volume,

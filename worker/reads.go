@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/snapfleet/snapfleet/internal/cloud"
+	"github.com/snapfleet/snapfleet/internal/config"
 	"github.com/snapfleet/snapfleet/internal/job"
 	"github.com/snapfleet/snapfleet/internal/tag"
 )
@@ -47,6 +48,20 @@ func (s *snapshots) listSnapshots(ctx context.Context, api EC2, account string, 
 // may hold other volumes' snapshots too.
 func (s *snapshots) managedSnapshots(ctx context.Context, api EC2, j job.Job, volume string) ([]types.Snapshot, error) {
 	return s.lookup(ctx, api, j.Account, j.Region, []types.Filter{filter("tag:"+tag.Policy, j.Policy)}, "tag:"+tag.Volume, volume)
+}
+
+// adoptedSnapshots lists the snapshots on volume that carry p's adopt tags.
+func (s *snapshots) adoptedSnapshots(ctx context.Context, api EC2, account string, p config.Policy, volume string) ([]types.Snapshot, error) {
+	q := []types.Filter{filter("volume-id", volume)}
+	keys := make([]string, 0, len(p.Adopt.Tags))
+	for k := range p.Adopt.Tags {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		q = append(q, filter("tag:"+k, p.Adopt.Tags[k]))
+	}
+	return s.listSnapshots(ctx, api, account, &ec2.DescribeSnapshotsInput{Filters: q})
 }
 
 // volumeExists asks DescribeVolumes whether the volume still exists.

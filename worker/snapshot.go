@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -172,6 +173,16 @@ func fail(err error) error {
 		return Permanent(reason.InvalidRequest, err)
 	}
 	return err
+}
+
+// policyOf is the policy a job names, from the worker's config: one it does not know is
+// permanent (unknown_policy).
+func policyOf(cfg *config.Config, name string) (config.Policy, error) {
+	p, ok := cfg.Policy(name)
+	if !ok {
+		return config.Policy{}, Permanent(reason.UnknownPolicy, fmt.Errorf("policy %q is not in the worker's config", name))
+	}
+	return p, nil
 }
 
 func tagMap(tags []types.Tag) map[string]string {

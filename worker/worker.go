@@ -520,8 +520,8 @@ func (r *runner) handle(ctx context.Context, m queue.Message) (j job.Job, res Re
 	if !known {
 		return j, Result{}, Permanent(reason.UnknownAccount, fmt.Errorf("account %s is neither the caller's nor in the config", j.Account))
 	}
-	if _, ok := r.w.Config.Policy(j.Policy); !ok {
-		return j, Result{}, Permanent(reason.UnknownPolicy, fmt.Errorf("policy %q is not in the worker's config", j.Policy))
+	if _, err := policyOf(r.w.Config, j.Policy); err != nil {
+		return j, Result{}, err
 	}
 	// Fairness: a job may wait for its account-region's rate limit up to a quarter of the
 	// visibility timeout; beyond that it is snoozed back to the queue (limit.WaitError)

@@ -190,7 +190,7 @@ func (r *runner) logSettled(m queue.Message, j job.Job, res Result, err error, t
 		Str("volume", j.Volume).Str("snapshot", snapshot).
 		Str("outcome", s.o.String()).Str("message_id", m.ID).Int("attempts", m.Attempts).Dur("took", took)
 	if s.why != "" {
-		ev = ev.Str("why", s.why)
+		ev = ev.Str("reason", s.why)
 	}
 	if res.Action != "" {
 		ev = ev.Str("action", string(res.Action))

@@ -1,7 +1,6 @@
 package awslimits
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/snapfleet/snapfleet/internal/testbed/relay"
 )
 
 // Options tune a Server.
@@ -256,7 +257,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 2*time.Minute)
 	defer cancel()
 	fstart := time.Now()
-	resp, respBody, err := s.forward(ctx, r, body)
+	resp, respBody, err := relay.Forward(ctx, s.client, s.target, r, body)
 	s.timeUpstream(service+":"+action, time.Since(fstart))
 	if err != nil {
 		http.Error(w, "awslimits: forwarding: "+err.Error(), http.StatusBadGateway)
@@ -265,16 +266,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if resp.StatusCode == http.StatusOK {
 		s.record(service, account, region, action, form, respBody)
 	}
-	for k, vs := range resp.Header {
-		if hopByHop[http.CanonicalHeaderKey(k)] {
-			continue
-		}
-		for _, v := range vs {
-			w.Header().Add(k, v)
-		}
-	}
-	w.WriteHeader(resp.StatusCode)
-	_, _ = w.Write(respBody)
+	relay.Reply(w, resp, respBody)
 }
 
 func (s *Server) jitter() time.Duration {
@@ -319,38 +311,6 @@ func (s *Server) record(service, account, region, action string, form url.Values
 		s.keys[string(k[1])] = m[1]
 		s.assumes[m[1]]++
 	}
-}
-
-var hopByHop = map[string]bool{
-	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Transfer-Encoding": true,
-	"Te": true, "Trailer": true, "Upgrade": true, "Content-Length": true,
-}
-
-func (s *Server) forward(ctx context.Context, r *http.Request, body []byte) (*http.Response, []byte, error) {
-	u := *s.target
-	u.Path = strings.TrimSuffix(s.target.Path, "/") + r.URL.Path
-	u.RawQuery = r.URL.RawQuery
-	out, err := http.NewRequestWithContext(ctx, r.Method, u.String(), bytes.NewReader(body))
-	if err != nil {
-		return nil, nil, err
-	}
-	for k, vs := range r.Header {
-		if hopByHop[http.CanonicalHeaderKey(k)] {
-			continue
-		}
-		out.Header[k] = append([]string(nil), vs...)
-	}
-	out.Host = r.Host // the SigV4 signature covers the host the client used
-	resp, err := s.client.Do(out)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, nil, err
-	}
-	return resp, b, nil
 }
 
 // writeError answers as EC2 answers a failed call.

@@ -25,6 +25,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/snapfleet/snapfleet/internal/testbed/relay"
 )
 
 // Fault is what the proxy does to a call a rule picks, besides its latency.
@@ -405,7 +407,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	// AWS takes effect even when the caller has gone.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 2*time.Minute)
 	defer cancel()
-	resp, respBody, err := p.forward(ctx, r, body)
+	resp, respBody, err := relay.Forward(ctx, p.client, p.target, r, body)
 	if err != nil {
 		http.Error(w, "faultproxy: forwarding: "+err.Error(), http.StatusBadGateway)
 		return
@@ -423,49 +425,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		reset(w)
 		return
 	}
-	for k, vs := range resp.Header {
-		if hopByHop[http.CanonicalHeaderKey(k)] {
-			continue
-		}
-		for _, v := range vs {
-			w.Header().Add(k, v)
-		}
-	}
-	w.WriteHeader(resp.StatusCode)
-	_, _ = w.Write(respBody)
-}
-
-var hopByHop = map[string]bool{
-	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Transfer-Encoding": true,
-	"Te": true, "Trailer": true, "Upgrade": true, "Content-Length": true,
-}
-
-// forward sends r with body to the target and reads the whole answer.
-func (p *Proxy) forward(ctx context.Context, r *http.Request, body []byte) (*http.Response, []byte, error) {
-	u := *p.target
-	u.Path = strings.TrimSuffix(p.target.Path, "/") + r.URL.Path
-	u.RawQuery = r.URL.RawQuery
-	out, err := http.NewRequestWithContext(ctx, r.Method, u.String(), bytes.NewReader(body))
-	if err != nil {
-		return nil, nil, err
-	}
-	for k, vs := range r.Header {
-		if hopByHop[http.CanonicalHeaderKey(k)] {
-			continue
-		}
-		out.Header[k] = append([]string(nil), vs...)
-	}
-	out.Host = r.Host // the SigV4 signature covers the host the client used
-	resp, err := p.client.Do(out)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, nil, err
-	}
-	return resp, b, nil
+	relay.Reply(w, resp, respBody)
 }
 
 // wait sleeps for d; false when the client went away or the proxy closed first.

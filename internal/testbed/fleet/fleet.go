@@ -19,9 +19,12 @@ import (
 	"github.com/snapfleet/snapfleet/internal/testbed/mototest"
 )
 
-// DataDevice is where an instance's first data volume is attached; the next ones follow
-// (/dev/sdg, ...).
-const DataDevice = "/dev/sdf"
+// RootDevice is the root device name moto gives every instance; DataDevice is where an
+// instance's first data volume is attached, the next ones follow (/dev/sdg, ...).
+const (
+	RootDevice = "/dev/sda1"
+	DataDevice = "/dev/sdf"
+)
 
 // Fleet is one account-region of a moto server, with the test that builds in it.
 type Fleet struct {
@@ -57,7 +60,7 @@ func (f *Fleet) In(account, region string) *Fleet {
 // Instance is one running instance and its volumes.
 type Instance struct {
 	ID   string
-	Root string   // attached at /dev/xvda
+	Root string   // attached at RootDevice
 	Data []string // attached at DataDevice, /dev/sdg, ...
 }
 
@@ -71,7 +74,7 @@ func (f *Fleet) Instances(ctx context.Context, n, data int, tags map[string]stri
 	in := &ec2.RunInstancesInput{
 		ImageId: aws.String("ami-0123456789abcdef0"), MinCount: aws.Int32(int32(n)), MaxCount: aws.Int32(int32(n)),
 		InstanceType: types.InstanceTypeT3Micro, Placement: &types.Placement{AvailabilityZone: aws.String(f.Region + "a")},
-		BlockDeviceMappings: []types.BlockDeviceMapping{{DeviceName: aws.String("/dev/xvda"), Ebs: &types.EbsBlockDevice{VolumeSize: aws.Int32(8)}}},
+		BlockDeviceMappings: []types.BlockDeviceMapping{{DeviceName: aws.String(RootDevice), Ebs: &types.EbsBlockDevice{VolumeSize: aws.Int32(8)}}},
 	}
 	for i := range data {
 		in.BlockDeviceMappings = append(in.BlockDeviceMappings, types.BlockDeviceMapping{
@@ -88,7 +91,7 @@ func (f *Fleet) Instances(ctx context.Context, n, data int, tags map[string]stri
 	for _, ri := range run.Instances {
 		got := Instance{ID: aws.ToString(ri.InstanceId)}
 		for _, m := range ri.BlockDeviceMappings {
-			if aws.ToString(m.DeviceName) == "/dev/xvda" {
+			if aws.ToString(m.DeviceName) == aws.ToString(ri.RootDeviceName) {
 				got.Root = aws.ToString(m.Ebs.VolumeId)
 			} else {
 				got.Data = append(got.Data, aws.ToString(m.Ebs.VolumeId))

@@ -32,11 +32,14 @@ func TestFleet(t *testing.T) {
 	for _, m := range in.BlockDeviceMappings {
 		got[aws.ToString(m.DeviceName)] = aws.ToString(m.Ebs.VolumeId)
 	}
-	want := map[string]string{"/dev/xvda": ins[0].Root, "/dev/sdf": ins[0].Data[0], "/dev/sdg": ins[0].Data[1]}
+	want := map[string]string{RootDevice: ins[0].Root, "/dev/sdf": ins[0].Data[0], "/dev/sdg": ins[0].Data[1]}
 	for dev, v := range want {
 		if got[dev] != v {
 			t.Errorf("%s holds %q, want %q (all: %v)", dev, got[dev], v, got)
 		}
+	}
+	if aws.ToString(in.RootDeviceName) != RootDevice {
+		t.Errorf("root device %q, want %q", aws.ToString(in.RootDeviceName), RootDevice)
 	}
 	if len(in.Tags) != 1 || aws.ToString(in.Tags[0].Key) != "Tier" {
 		t.Errorf("instance tags %v, want Tier", in.Tags)

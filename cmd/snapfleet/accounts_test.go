@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,7 +10,6 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -21,14 +19,12 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/organizations"
 	orgtypes "github.com/aws/aws-sdk-go-v2/service/organizations/types"
 
-	"github.com/snapfleet/snapfleet/internal/cloud"
-	"github.com/snapfleet/snapfleet/internal/config"
 	"github.com/snapfleet/snapfleet/internal/job"
 	"github.com/snapfleet/snapfleet/internal/tag"
+	testfleet "github.com/snapfleet/snapfleet/internal/testbed/fleet"
 	"github.com/snapfleet/snapfleet/internal/testbed/mototest"
 	"github.com/snapfleet/snapfleet/queue"
 )
@@ -37,8 +33,6 @@ var (
 	fleetAccounts = []string{"111111111111", "222222222222", "333333333333"}
 	fleetRegions  = []string{"us-east-1", "eu-west-1"}
 )
-
-func roleOf(account string) string { return "arn:aws:iam::" + account + ":role/x" }
 
 // stsProxy sits in front of moto's STS: it counts AssumeRole calls by role and answers
 // AccessDenied for the denied roles (moto lets anyone assume any role).
@@ -98,85 +92,39 @@ func copyCounts(m map[string]int) map[string]int {
 	return c
 }
 
-// fleetWorld is a moto server with volumes in several accounts and regions.
+// fleetWorld is a moto server with volumes in several accounts and regions, and STS
+// behind a proxy for the snapfleet processes.
 type fleetWorld struct {
-	t       *testing.T
-	moto    *mototest.Server
-	clients *cloud.Clients
+	*e2e
 	sts     *stsProxy
-	config  string
 	volumes map[string][]string // "account/region" → volume ids
 }
 
 func newFleetWorld(t *testing.T, cfgYAML string, denied ...string) *fleetWorld {
 	t.Helper()
-	s := mototest.Start(t)
-	path := filepath.Join(t.TempDir(), "snapfleet.yaml")
-	if err := os.WriteFile(path, []byte(cfgYAML), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg := config.Default()
-	for _, a := range fleetAccounts {
-		cfg.Accounts = append(cfg.Accounts, config.Account{ID: a, RoleARN: roleOf(a)})
-	}
-	return &fleetWorld{t: t, moto: s, clients: cloud.NewClients(s.AWSConfig(t), cfg), sts: startSTSProxy(t, s.Endpoint, denied...),
-		config: path, volumes: map[string][]string{}}
+	e := newE2E(t)
+	e.setConfig(cfgYAML)
+	w := &fleetWorld{e2e: e, sts: startSTSProxy(t, e.moto.Endpoint, denied...), volumes: map[string][]string{}}
+	e.env = append(e.env, "AWS_ENDPOINT_URL_STS="+w.sts.URL)
+	return w
 }
 
 // build runs n instances (a root volume each) in every account-region, through the role.
 func (w *fleetWorld) build(ctx context.Context, n int) {
-	t := w.t
-	t.Helper()
 	for _, a := range fleetAccounts {
 		for _, r := range fleetRegions {
-			c := w.clients.EC2(a, r)
-			imgs, err := c.DescribeImages(ctx, &ec2.DescribeImagesInput{})
-			if err != nil || len(imgs.Images) == 0 {
-				t.Fatalf("images of %s/%s: %v", a, r, err)
-			}
-			run, err := c.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: imgs.Images[0].ImageId,
-				MinCount: aws.Int32(int32(n)), MaxCount: aws.Int32(int32(n)), InstanceType: types.InstanceTypeT3Micro})
-			if err != nil {
-				t.Fatalf("instances in %s/%s: %v", a, r, err)
-			}
-			for _, in := range run.Instances {
-				for _, m := range in.BlockDeviceMappings {
-					w.volumes[a+"/"+r] = append(w.volumes[a+"/"+r], aws.ToString(m.Ebs.VolumeId))
-				}
-			}
-			if len(w.volumes[a+"/"+r]) != n {
-				t.Fatalf("%s/%s: volumes %v, want %d", a, r, w.volumes[a+"/"+r], n)
+			for _, in := range w.fleet.In(a, r).Instances(ctx, n, 0, nil) {
+				w.volumes[a+"/"+r] = append(w.volumes[a+"/"+r], in.Root)
 			}
 		}
 	}
 }
 
-// cli runs snapfleet with moto's environment and STS behind the proxy.
-func (w *fleetWorld) cli(args ...string) result {
-	w.t.Helper()
-	cmd := exec.Command(binary, args...)
-	cmd.Env = append(append(os.Environ(), w.moto.Env()...), "AWS_ENDPOINT_URL_STS="+w.sts.URL)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errb.String()}
-	if ee, ok := err.(*exec.ExitError); ok {
-		r.code = ee.ExitCode()
-	} else if err != nil {
-		w.t.Fatalf("running snapfleet %v: %v", args, err)
-	}
-	return r
-}
-
+// jsonCLI runs a command with --output json and the world's config, wants exit code want,
+// and decodes stdout into v.
 func (w *fleetWorld) jsonCLI(want int, v any, args ...string) {
 	w.t.Helper()
-	r := w.cli(append(args, "--output", "json", "--config", w.config)...)
-	if r.code != want {
-		w.t.Fatalf("snapfleet %v: exit %d, want %d\nstdout: %s\nstderr: %s", args, r.code, want, r.stdout, tail(r.stderr))
-	}
-	if err := json.Unmarshal([]byte(r.stdout), v); err != nil {
-		w.t.Fatalf("snapfleet %v: stdout is not JSON: %v\n%s", args, err, r.stdout)
-	}
+	w.runInto(want, v, append(args, "--config", w.config)...)
 }
 
 // managed returns the volumes of the snapshots snapfleet made in an account-region,
@@ -184,7 +132,7 @@ func (w *fleetWorld) jsonCLI(want int, v any, args ...string) {
 func (w *fleetWorld) managed(ctx context.Context, account, region string) []string {
 	t := w.t
 	t.Helper()
-	out, err := w.clients.EC2(account, region).DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{OwnerIds: []string{account}})
+	out, err := w.fleet.In(account, region).EC2.DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{OwnerIds: []string{account}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +167,7 @@ func fleetConfig(accounts []string) string {
 	var b strings.Builder
 	b.WriteString("regions: [us-east-1, eu-west-1]\naccounts:\n")
 	for _, a := range accounts {
-		fmt.Fprintf(&b, "  - {id: %q, role_arn: %q, external_id: ext}\n", a, roleOf(a))
+		fmt.Fprintf(&b, "  - {id: %q, role_arn: %q, external_id: ext}\n", a, testfleet.Role(a))
 	}
 	b.WriteString("policies:\n  - name: daily\n    every: 24h\n    retain: {max_age: 7d, min_keep: 1}\n")
 	return b.String()
@@ -246,8 +194,8 @@ func TestAccountsAcrossTheFleet(t *testing.T) {
 		}
 	}
 	for _, a := range fleetAccounts {
-		if n := w.sts.counts()[roleOf(a)]; n != 1 {
-			t.Errorf("plan assumed %s %d times, want once for both regions", roleOf(a), n)
+		if n := w.sts.counts()[testfleet.Role(a)]; n != 1 {
+			t.Errorf("plan assumed %s %d times, want once for both regions", testfleet.Role(a), n)
 		}
 	}
 
@@ -277,11 +225,11 @@ func TestAccountsAcrossTheFleet(t *testing.T) {
 	}
 	after := w.sts.counts()
 	for _, a := range fleetAccounts {
-		if n := after[roleOf(a)] - before[roleOf(a)]; n != 1 {
-			t.Errorf("worker assumed %s %d times for 4 jobs in 2 regions, want once", roleOf(a), n)
+		if n := after[testfleet.Role(a)] - before[testfleet.Role(a)]; n != 1 {
+			t.Errorf("worker assumed %s %d times for 4 jobs in 2 regions, want once", testfleet.Role(a), n)
 		}
 	}
-	if after[roleOf(stranger)] != 0 {
+	if after[testfleet.Role(stranger)] != 0 {
 		t.Errorf("worker assumed a role in the unknown account %s", stranger)
 	}
 
@@ -311,7 +259,7 @@ func TestAccountRoleDenied(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	bad := fleetAccounts[2]
-	w := newFleetWorld(t, fleetConfig(fleetAccounts), roleOf(bad))
+	w := newFleetWorld(t, fleetConfig(fleetAccounts), testfleet.Role(bad))
 	w.build(ctx, 1) // built by the test's own clients, which go to moto directly
 	qURL := "file:" + filepath.Join(t.TempDir(), "jobs.db")
 
@@ -384,21 +332,9 @@ policies:
 	if err := os.WriteFile(path, []byte(cfgYAML), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// One running instance in each member account, made through the same role.
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	clients := cloud.NewClients(base, cfg)
+	// One running instance in each member account, made through a role of the account.
 	for _, a := range members {
-		c := clients.EC2(a, "us-east-1")
-		imgs, err := c.DescribeImages(ctx, &ec2.DescribeImagesInput{})
-		if err != nil || len(imgs.Images) == 0 {
-			t.Fatal(err)
-		}
-		if _, err := c.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: imgs.Images[0].ImageId, MinCount: aws.Int32(1), MaxCount: aws.Int32(1)}); err != nil {
-			t.Fatal(err)
-		}
+		testfleet.New(t, s).In(a, "us-east-1").Instances(ctx, 1, 0, nil)
 	}
 	e := &e2e{t: t, moto: s, config: path}
 	m := e.jsonCLI(0, "plan", "--dry-run")

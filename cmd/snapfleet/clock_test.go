@@ -11,9 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
-
 	"github.com/snapfleet/snapfleet/internal/job"
 	"github.com/snapfleet/snapfleet/internal/tag"
 	"github.com/snapfleet/snapfleet/internal/testbed/faultproxy"
@@ -32,11 +29,7 @@ func TestClockSkewHoldsDeletes(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	e := newE2E(t)
-	vol, err := e.ec2.CreateVolume(ctx, &ec2.CreateVolumeInput{AvailabilityZone: aws.String(mototest.Region + "a"), Size: aws.Int32(1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := aws.ToString(vol.VolumeId)
+	v := e.fleet.Volume(ctx)
 	managed := map[string]string{tag.Policy: "daily", tag.Volume: v}
 	real := time.Now()
 	e.snapshotAt(ctx, v, real.Add(-day), managed)

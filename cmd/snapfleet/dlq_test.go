@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,7 +12,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/snapfleet/snapfleet/internal/tag"
 	"github.com/snapfleet/snapfleet/internal/testbed/faultproxy"
@@ -45,44 +42,10 @@ type dlqFleet struct {
 }
 
 func (e *e2e) buildDLQFleet(ctx context.Context) dlqFleet {
-	t := e.t
-	t.Helper()
-	imgs, err := e.ec2.DescribeImages(ctx, &ec2.DescribeImagesInput{})
-	if err != nil || len(imgs.Images) == 0 {
-		t.Fatalf("describing moto's images: %v", err)
-	}
-	run, err := e.ec2.RunInstances(ctx, &ec2.RunInstancesInput{
-		ImageId: imgs.Images[0].ImageId, MinCount: aws.Int32(3), MaxCount: aws.Int32(3), InstanceType: types.InstanceTypeT3Micro,
-	})
-	if err != nil {
-		t.Fatalf("running instances: %v", err)
-	}
-	var f dlqFleet
-	for i, in := range run.Instances {
-		id := aws.ToString(in.InstanceId)
-		if i < 2 {
-			e.tag(ctx, id, "Tier", "db")
-		}
-		desc, err := e.ec2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, bdm := range desc.Reservations[0].Instances[0].BlockDeviceMappings {
-			f.roots = append(f.roots, aws.ToString(bdm.Ebs.VolumeId))
-		}
-	}
-	vol, err := e.ec2.CreateVolume(ctx, &ec2.CreateVolumeInput{AvailabilityZone: aws.String(mototest.Region + "a"), Size: aws.Int32(8)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.data, f.dataOn = aws.ToString(vol.VolumeId), aws.ToString(run.Instances[0].InstanceId)
-	if _, err := e.ec2.AttachVolume(ctx, &ec2.AttachVolumeInput{VolumeId: vol.VolumeId, InstanceId: run.Instances[0].InstanceId, Device: aws.String("/dev/sdf")}); err != nil {
-		t.Fatal(err)
-	}
-	if len(f.roots) != 3 {
-		t.Fatalf("root volumes %v, want 3", f.roots)
-	}
-	f.weekly, f.daily = 3, 4
+	db := map[string]string{"Tier": "db"}
+	withData := e.fleet.Instances(ctx, 1, 1, db)[0]
+	f := dlqFleet{data: withData.Data[0], dataOn: withData.ID, weekly: 3, daily: 4}
+	f.roots = []string{withData.Root, e.fleet.Instances(ctx, 1, 0, db)[0].Root, e.fleet.Instances(ctx, 1, 0, nil)[0].Root}
 	return f
 }
 
@@ -95,21 +58,6 @@ func (e *e2e) deleteVolume(ctx context.Context, id, instance, device string) {
 	if _, err := e.ec2.DeleteVolume(ctx, &ec2.DeleteVolumeInput{VolumeId: &id}); err != nil {
 		e.t.Fatal(err)
 	}
-}
-
-// run runs snapfleet with --output json and exactly the args given (no --config added),
-// wants exit code want and decodes stdout.
-func (e *e2e) run(want int, args ...string) map[string]any {
-	e.t.Helper()
-	r := e.cli(append(args, "--output", "json")...)
-	if r.code != want {
-		e.t.Fatalf("snapfleet %v: exit %d, want %d\nstdout: %s\nstderr: %s", args, r.code, want, r.stdout, tail(r.stderr))
-	}
-	var m map[string]any
-	if err := json.Unmarshal([]byte(r.stdout), &m); err != nil {
-		e.t.Fatalf("snapfleet %v: stdout is not one JSON object: %v\n%s", args, err, r.stdout)
-	}
-	return m
 }
 
 // listed is `dlq list --output json`, decoded.
@@ -518,19 +466,10 @@ func TestDLQUsage(t *testing.T) {
 		{[]string{"dlq", "list", "--queue", "ftp://queue"}, "--queue: bad queue URL"},
 		{[]string{"dlq", "list", "--queue", q, "--output", "yaml"}, `--output: "yaml" is not text or json`},
 	} {
-		cmd := exec.Command(binary, c.args...)
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		stderr := strings.TrimSpace(errb.String())
-		if code != 2 || strings.Count(stderr, "\n") != 0 || !strings.Contains(stderr, c.want) || out.Len() != 0 {
-			t.Errorf("snapfleet %v: exit %d, stderr %q, stdout %q; want exit 2 and one line with %q", c.args, code, stderr, out.String(), c.want)
+		r := runCLI(t, nil, c.args...)
+		stderr := strings.TrimSpace(r.stderr)
+		if r.code != 2 || strings.Count(stderr, "\n") != 0 || !strings.Contains(stderr, c.want) || r.stdout != "" {
+			t.Errorf("snapfleet %v: exit %d, stderr %q, stdout %q; want exit 2 and one line with %q", c.args, r.code, stderr, r.stdout, c.want)
 		}
 	}
 	if _, err := os.Stat(strings.TrimPrefix(q, "file:")); !os.IsNotExist(err) {

@@ -21,6 +21,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/snapfleet/snapfleet/internal/tag"
+	testfleet "github.com/snapfleet/snapfleet/internal/testbed/fleet"
 	"github.com/snapfleet/snapfleet/internal/testbed/mototest"
 	"github.com/snapfleet/snapfleet/queue"
 )
@@ -61,6 +62,7 @@ policies:
 type e2e struct {
 	t      *testing.T
 	moto   *mototest.Server
+	fleet  *testfleet.Fleet
 	ec2    *ec2.Client
 	sqs    *sqs.Client
 	config string
@@ -78,7 +80,8 @@ func newE2E(t *testing.T) *e2e {
 		t.Fatal(err)
 	}
 	noon := time.Now().UTC().Truncate(24 * time.Hour).Add(12 * time.Hour)
-	return &e2e{t: t, moto: s, ec2: ec2.NewFromConfig(cfg), sqs: sqs.NewFromConfig(cfg), config: path, start: noon}
+	f := testfleet.New(t, s)
+	return &e2e{t: t, moto: s, fleet: f, ec2: f.EC2, sqs: sqs.NewFromConfig(cfg), config: path, start: noon}
 }
 
 // at moves moto's clock to d after the test's day 0 (today, 12:00 UTC), so snapshots made
@@ -95,10 +98,11 @@ type result struct {
 	code           int
 }
 
-func (e *e2e) cli(args ...string) result {
-	e.t.Helper()
+// runCLI runs the snapfleet binary with env added to the test's environment.
+func runCLI(t *testing.T, env []string, args ...string) result {
+	t.Helper()
 	cmd := exec.Command(binary, args...)
-	cmd.Env = append(append(os.Environ(), e.moto.Env()...), e.env...)
+	cmd.Env = append(os.Environ(), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -106,23 +110,43 @@ func (e *e2e) cli(args ...string) result {
 	if ee, ok := err.(*exec.ExitError); ok {
 		r.code = ee.ExitCode()
 	} else if err != nil {
-		e.t.Fatalf("running snapfleet %v: %v", args, err)
+		t.Fatalf("running snapfleet %v: %v", args, err)
 	}
 	return r
 }
 
-// jsonCLI runs a command with --output json, wants exit code want, and decodes stdout.
+// cli runs snapfleet on the test's moto.
+func (e *e2e) cli(args ...string) result {
+	e.t.Helper()
+	return runCLI(e.t, append(e.moto.Env(), e.env...), args...)
+}
+
+// jsonCLI runs a command with --output json and the test's config, wants exit code want,
+// and decodes stdout.
 func (e *e2e) jsonCLI(want int, args ...string) map[string]any {
 	e.t.Helper()
-	r := e.cli(append(args, "--output", "json", "--config", e.config)...)
+	return e.run(want, append(args, "--config", e.config)...)
+}
+
+// run runs snapfleet with --output json and exactly the args given (no --config added),
+// wants exit code want and decodes stdout.
+func (e *e2e) run(want int, args ...string) map[string]any {
+	e.t.Helper()
+	var m map[string]any
+	e.runInto(want, &m, args...)
+	return m
+}
+
+// runInto is run decoding stdout into v.
+func (e *e2e) runInto(want int, v any, args ...string) {
+	e.t.Helper()
+	r := e.cli(append(args, "--output", "json")...)
 	if r.code != want {
 		e.t.Fatalf("snapfleet %v: exit %d, want %d\nstdout: %s\nstderr: %s", args, r.code, want, r.stdout, tail(r.stderr))
 	}
-	var m map[string]any
-	if err := json.Unmarshal([]byte(r.stdout), &m); err != nil {
-		e.t.Fatalf("snapfleet %v: stdout is not one JSON object: %v\n%s", args, err, r.stdout)
+	if err := json.Unmarshal([]byte(r.stdout), v); err != nil {
+		e.t.Fatalf("snapfleet %v: stdout is not JSON: %v\n%s", args, err, r.stdout)
 	}
-	return m
 }
 
 func tail(s string) string {
@@ -165,87 +189,36 @@ type fleet struct {
 func (e *e2e) buildFleet(ctx context.Context) fleet {
 	t := e.t
 	t.Helper()
-	imgs, err := e.ec2.DescribeImages(ctx, &ec2.DescribeImagesInput{})
-	if err != nil || len(imgs.Images) == 0 {
-		t.Fatalf("describing moto's images: %v", err)
-	}
-	run, err := e.ec2.RunInstances(ctx, &ec2.RunInstancesInput{
-		ImageId: imgs.Images[0].ImageId, MinCount: aws.Int32(14), MaxCount: aws.Int32(14), InstanceType: types.InstanceTypeT3Micro,
-	})
-	if err != nil {
-		t.Fatalf("running instances: %v", err)
-	}
 	f := fleet{selected: map[string]string{}, names: map[string]string{}}
-	var ids []string
-	for _, in := range run.Instances {
-		ids = append(ids, aws.ToString(in.InstanceId))
-	}
-	for i, id := range ids {
-		vol, err := e.ec2.CreateVolume(ctx, &ec2.CreateVolumeInput{AvailabilityZone: aws.String(mototest.Region + "a"), Size: aws.Int32(8)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := e.ec2.AttachVolume(ctx, &ec2.AttachVolumeInput{VolumeId: vol.VolumeId, InstanceId: aws.String(id), Device: aws.String("/dev/sdf")}); err != nil {
-			t.Fatal(err)
-		}
+	for i, in := range e.fleet.Instances(ctx, 14, 1, nil) {
+		id := in.ID
 		if i != 1 {
 			f.names[id] = fmt.Sprintf("app-%d", i)
 			e.tag(ctx, id, "Name", f.names[id])
 		}
-		desc, err := e.ec2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var vols []string
-		for _, bdm := range desc.Reservations[0].Instances[0].BlockDeviceMappings {
-			vols = append(vols, aws.ToString(bdm.Ebs.VolumeId))
-		}
-		if len(vols) != 2 {
-			t.Fatalf("instance %s has volumes %v, want a root and a data volume", id, vols)
-		}
 		switch {
 		case i == 0: // the data volume opts out by its own tag
-			e.tag(ctx, aws.ToString(vol.VolumeId), "snapfleet:skip", "true")
-			for _, v := range vols {
-				if v == aws.ToString(vol.VolumeId) {
-					f.ignored = append(f.ignored, v)
-				} else {
-					f.selected[v] = id
-				}
-			}
+			e.tag(ctx, in.Data[0], "snapfleet:skip", "true")
+			f.ignored = append(f.ignored, in.Data[0])
+			f.selected[in.Root] = id
 		case i < 10:
-			for _, v := range vols {
+			for _, v := range in.Volumes() {
 				f.selected[v] = id
 			}
 		case i < 12:
 			e.tag(ctx, id, "snapfleet:skip", "true")
-			f.ignored = append(f.ignored, vols...)
+			f.ignored = append(f.ignored, in.Volumes()...)
 		default:
-			if _, err := e.ec2.StopInstances(ctx, &ec2.StopInstancesInput{InstanceIds: []string{id}}); err != nil {
-				t.Fatal(err)
-			}
-			f.ignored = append(f.ignored, vols...)
+			e.fleet.Stop(ctx, id)
+			f.ignored = append(f.ignored, in.Volumes()...)
 		}
 	}
-	vol, err := e.ec2.CreateVolume(ctx, &ec2.CreateVolumeInput{AvailabilityZone: aws.String(mototest.Region + "a"), Size: aws.Int32(1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap, err := e.ec2.CreateSnapshot(ctx, &ec2.CreateSnapshotInput{VolumeId: vol.VolumeId, Description: aws.String("made by hand")})
+	snap, err := e.ec2.CreateSnapshot(ctx, &ec2.CreateSnapshotInput{VolumeId: aws.String(e.fleet.Volume(ctx)), Description: aws.String("made by hand")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.handmade = aws.ToString(snap.SnapshotId)
-	all, err := e.ec2.DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range all.Snapshots {
-		if aws.ToString(s.OwnerId) != mototest.Account {
-			f.foreign = append(f.foreign, aws.ToString(s.SnapshotId))
-		}
-	}
-	if len(f.foreign) == 0 {
+	if f.foreign = e.fleet.Foreign(ctx); len(f.foreign) == 0 {
 		t.Fatal("moto returned no snapshots of other owners; promise 1 would go untested")
 	}
 	return f
@@ -266,9 +239,7 @@ func (f fleet) checkUntouched(t *testing.T, snaps map[string]types.Snapshot) {
 
 func (e *e2e) tag(ctx context.Context, id, k, v string) {
 	e.t.Helper()
-	if _, err := e.ec2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{id}, Tags: []types.Tag{{Key: aws.String(k), Value: aws.String(v)}}}); err != nil {
-		e.t.Fatalf("tagging %s: %v", id, err)
-	}
+	e.fleet.Tag(ctx, id, map[string]string{k: v})
 }
 
 // snapshots returns every snapshot moto holds, by id.

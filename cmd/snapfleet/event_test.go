@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -31,42 +29,11 @@ const motoAccount = "123456789012"
 // instancesWithData runs n instances, each with its root volume and one data volume, tags
 // them, and returns their ids and volumes (instance → volumes).
 func (e *e2e) instancesWithData(ctx context.Context, n int, tags map[string]string) ([]string, map[string][]string) {
-	t := e.t
-	t.Helper()
-	imgs, err := e.ec2.DescribeImages(ctx, &ec2.DescribeImagesInput{})
-	if err != nil || len(imgs.Images) == 0 {
-		t.Fatalf("describing moto's images: %v", err)
-	}
-	run, err := e.ec2.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: imgs.Images[0].ImageId,
-		MinCount: aws.Int32(int32(n)), MaxCount: aws.Int32(int32(n)), InstanceType: types.InstanceTypeT3Micro})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var ids []string
 	vols := map[string][]string{}
-	for _, in := range run.Instances {
-		id := aws.ToString(in.InstanceId)
-		ids = append(ids, id)
-		vol, err := e.ec2.CreateVolume(ctx, &ec2.CreateVolumeInput{AvailabilityZone: aws.String(mototest.Region + "a"), Size: aws.Int32(8)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := e.ec2.AttachVolume(ctx, &ec2.AttachVolumeInput{VolumeId: vol.VolumeId, InstanceId: aws.String(id), Device: aws.String("/dev/sdf")}); err != nil {
-			t.Fatal(err)
-		}
-		for k, v := range tags {
-			e.tag(ctx, id, k, v)
-		}
-		desc, err := e.ec2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range desc.Reservations[0].Instances[0].BlockDeviceMappings {
-			vols[id] = append(vols[id], aws.ToString(m.Ebs.VolumeId))
-		}
-		if len(vols[id]) != 2 {
-			t.Fatalf("instance %s has volumes %v, want a root and a data volume", id, vols[id])
-		}
+	for _, in := range e.fleet.Instances(ctx, n, 1, tags) {
+		ids = append(ids, in.ID)
+		vols[in.ID] = in.Volumes()
 	}
 	return ids, vols
 }
@@ -320,19 +287,8 @@ func newE2ECmd(path string) []string {
 // so an exit 2 proves the input was refused before one.
 func runBare(t *testing.T, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(binary, args...)
-	cmd.Env = append(os.Environ(), "AWS_ENDPOINT_URL=http://127.0.0.1:9", "AWS_REGION=us-east-1",
-		"AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing", "AWS_EC2_METADATA_DISABLED=true")
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errb.String()}
-	if ee, ok := err.(*exec.ExitError); ok {
-		r.code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("running snapfleet %v: %v", args, err)
-	}
-	return r
+	return runCLI(t, []string{"AWS_ENDPOINT_URL=http://127.0.0.1:9", "AWS_REGION=us-east-1",
+		"AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing", "AWS_EC2_METADATA_DISABLED=true"}, args...)
 }
 
 // TestOutcomeWorker: with events.bus set, `snapfleet work` publishes each dead letter as

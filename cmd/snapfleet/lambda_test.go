@@ -22,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	testfleet "github.com/snapfleet/snapfleet/internal/testbed/fleet"
 	"github.com/snapfleet/snapfleet/internal/testbed/mototest"
 )
 
@@ -119,13 +120,7 @@ func TestLambdaBinary(t *testing.T) {
 	awsCfg := moto.AWSConfig(t)
 	ec2c, sqsc := ec2.NewFromConfig(awsCfg), sqs.NewFromConfig(awsCfg)
 
-	imgs, err := ec2c.DescribeImages(ctx, &ec2.DescribeImagesInput{})
-	if err != nil || len(imgs.Images) == 0 {
-		t.Fatalf("describing moto's images: %v", err)
-	}
-	if _, err := ec2c.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: imgs.Images[0].ImageId, MinCount: aws.Int32(3), MaxCount: aws.Int32(3), InstanceType: ec2types.InstanceTypeT3Micro}); err != nil {
-		t.Fatal(err)
-	}
+	testfleet.New(t, moto).Instances(ctx, 3, 0, nil)
 	dlq, err := sqsc.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("lambda-jobs-dlq")})
 	if err != nil {
 		t.Fatal(err)
@@ -214,15 +209,10 @@ func TestLambdaModeUsage(t *testing.T) {
 		{nil, []string{host, "SNAPFLEET_LAMBDA=work", "SNAPFLEET_QUEUE=file:x.db", "SNAPFLEET_CONFIG=" + cfg}, "SNAPFLEET_CONFIG"},
 		{nil, []string{host, "SNAPFLEET_LAMBDA=work", "SNAPFLEET_QUEUE=ftp://x"}, "bad queue URL"},
 	} {
-		cmd := exec.Command(binary, tc.args...)
-		cmd.Env = append(append(os.Environ(), "SNAPFLEET_LAMBDA=", "SNAPFLEET_QUEUE=", "SNAPFLEET_CONFIG=", "SNAPFLEET_CONFIG_YAML="), tc.env...)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		err := cmd.Run()
-		ee, ok := err.(*exec.ExitError)
-		lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
-		if !ok || ee.ExitCode() != exitUsage || len(lines) != 1 || !strings.Contains(lines[0], tc.want) {
-			t.Errorf("snapfleet %v with %v: %v, stderr %q; want exit 2 and one line containing %q", tc.args, tc.env, err, stderr.String(), tc.want)
+		r := runCLI(t, append([]string{"SNAPFLEET_LAMBDA=", "SNAPFLEET_QUEUE=", "SNAPFLEET_CONFIG=", "SNAPFLEET_CONFIG_YAML="}, tc.env...), tc.args...)
+		lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+		if r.code != exitUsage || len(lines) != 1 || !strings.Contains(lines[0], tc.want) {
+			t.Errorf("snapfleet %v with %v: exit %d, stderr %q; want exit 2 and one line containing %q", tc.args, tc.env, r.code, r.stderr, tc.want)
 		}
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/snapfleet/snapfleet/internal/config"
 	"github.com/snapfleet/snapfleet/internal/job"
 	"github.com/snapfleet/snapfleet/internal/tag"
+	testfleet "github.com/snapfleet/snapfleet/internal/testbed/fleet"
 	"github.com/snapfleet/snapfleet/internal/testbed/mototest"
 )
 
@@ -116,32 +117,9 @@ func (w *world) function(mode string, opts ...func(*middleware.Stack) error) *la
 // instances runs n instances and returns their root volumes.
 func (w *world) instances(ctx context.Context, n int) []string {
 	w.t.Helper()
-	imgs, err := w.ec2.DescribeImages(ctx, &ec2.DescribeImagesInput{})
-	if err != nil || len(imgs.Images) == 0 {
-		w.t.Fatalf("describing moto's images: %v", err)
-	}
-	run, err := w.ec2.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: imgs.Images[0].ImageId, MinCount: aws.Int32(int32(n)), MaxCount: aws.Int32(int32(n)), InstanceType: ec2types.InstanceTypeT3Micro})
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	var ids []string
-	for _, in := range run.Instances {
-		ids = append(ids, aws.ToString(in.InstanceId))
-	}
-	desc, err := w.ec2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: ids})
-	if err != nil {
-		w.t.Fatal(err)
-	}
 	var vols []string
-	for _, r := range desc.Reservations {
-		for _, in := range r.Instances {
-			for _, b := range in.BlockDeviceMappings {
-				vols = append(vols, aws.ToString(b.Ebs.VolumeId))
-			}
-		}
-	}
-	if len(vols) != n {
-		w.t.Fatalf("%d instances have volumes %v, want one root volume each", n, vols)
+	for _, in := range testfleet.New(w.t, w.moto).Instances(ctx, n, 0, nil) {
+		vols = append(vols, in.Root)
 	}
 	return vols
 }

@@ -55,26 +55,7 @@ func (e *e2e) setConfig(yaml string) {
 // snapshotAt makes a snapshot of vol whose StartTime is at (moto's clock is moved there).
 func (e *e2e) snapshotAt(ctx context.Context, vol string, at time.Time, tags map[string]string) string {
 	e.t.Helper()
-	return e.snapshotIn(ctx, e.ec2, vol, at, tags)
-}
-
-// snapshotIn is snapshotAt through the client c (another region's).
-func (e *e2e) snapshotIn(ctx context.Context, c *ec2.Client, vol string, at time.Time, tags map[string]string) string {
-	e.t.Helper()
-	e.moto.ShiftClock(e.t, time.Until(at))
-	in := &ec2.CreateSnapshotInput{VolumeId: aws.String(vol)}
-	if len(tags) > 0 {
-		ts := types.TagSpecification{ResourceType: types.ResourceTypeSnapshot}
-		for k, v := range tags {
-			ts.Tags = append(ts.Tags, types.Tag{Key: aws.String(k), Value: aws.String(v)})
-		}
-		in.TagSpecifications = []types.TagSpecification{ts}
-	}
-	out, err := c.CreateSnapshot(ctx, in)
-	if err != nil {
-		e.t.Fatalf("snapshotting %s: %v", vol, err)
-	}
-	return aws.ToString(out.SnapshotId)
+	return e.fleet.SnapshotAt(ctx, vol, at, tags)
 }
 
 // decisionsOf returns a dry run's decisions by snapshot id, as "action reason".
@@ -103,11 +84,7 @@ func TestRetentionGFS(t *testing.T) {
 	ctx := context.Background()
 	e := newE2E(t)
 	e.setConfig(gfsConfig)
-	vol, err := e.ec2.CreateVolume(ctx, &ec2.CreateVolumeInput{AvailabilityZone: aws.String(mototest.Region + "a"), Size: aws.Int32(1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := aws.ToString(vol.VolumeId)
+	v := e.fleet.Volume(ctx)
 	managed := map[string]string{tag.Policy: "gfs", tag.Volume: v, tag.AutoBackup: "true"}
 	days := make([]string, 40)
 	for i := 39; i >= 0; i-- {
@@ -389,20 +366,11 @@ policies:
 	roots := map[string]string{}
 	var expired []string
 	for _, region := range []string{east, west} {
-		c := ec2.NewFromConfig(e.moto.AWSConfig(t), func(o *ec2.Options) { o.Region = region })
-		imgs, err := c.DescribeImages(ctx, &ec2.DescribeImagesInput{})
-		if err != nil || len(imgs.Images) == 0 {
-			t.Fatalf("describing moto's images in %s: %v", region, err)
-		}
-		run, err := c.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: imgs.Images[0].ImageId, MinCount: aws.Int32(1), MaxCount: aws.Int32(1),
-			InstanceType: types.InstanceTypeT3Micro})
-		if err != nil || len(run.Instances[0].BlockDeviceMappings) != 1 {
-			t.Fatalf("running an instance in %s: %v", region, err)
-		}
-		root := aws.ToString(run.Instances[0].BlockDeviceMappings[0].Ebs.VolumeId)
+		f := e.fleet.In(mototest.Account, region)
+		root := f.Instances(ctx, 1, 0, nil)[0].Root
 		roots[region] = root
 		for i := 1; i <= 3; i++ {
-			id := e.snapshotIn(ctx, c, root, e.start.Add(-time.Duration(i)*day), map[string]string{tag.Policy: "last1", tag.Volume: root})
+			id := f.SnapshotAt(ctx, root, e.start.Add(-time.Duration(i)*day), map[string]string{tag.Policy: "last1", tag.Volume: root})
 			if region == east && i > 1 {
 				expired = append(expired, id)
 			}
@@ -482,11 +450,7 @@ func TestGoneVolumeNewestKeptWithoutOrphansOptIn(t *testing.T) {
 	e := newE2E(t)
 	const policy = "policies:\n  - {name: p, every: 24h, retain: {max_age: 30d, min_keep: 0}%s}\n"
 	e.setConfig(fmt.Sprintf(policy, ""))
-	vol, err := e.ec2.CreateVolume(ctx, &ec2.CreateVolumeInput{AvailabilityZone: aws.String(mototest.Region + "a"), Size: aws.Int32(1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := aws.ToString(vol.VolumeId)
+	v := e.fleet.Volume(ctx)
 	only := e.snapshotAt(ctx, v, time.Now().Add(-40*day), map[string]string{tag.Policy: "p", tag.Volume: v})
 	e.moto.ShiftClock(t, 0)
 	if _, err := e.ec2.DeleteVolume(ctx, &ec2.DeleteVolumeInput{VolumeId: aws.String(v)}); err != nil {

@@ -6,4 +6,6 @@
 //   - faultproxy: a reverse proxy in front of EC2 that injects AWS's failures.
 //   - awslimits: a limits-faithful EC2 endpoint (AWS's token buckets per action).
 //   - sim: an in-memory EC2, STS and SQS for fleet-size benchmarks.
+//   - fleet: builds EC2 estates in moto (instances, volumes, tags, snapshot histories,
+//     other accounts behind AssumeRole) for the end-to-end tests of every package.
 package testbed

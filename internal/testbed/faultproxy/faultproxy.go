@@ -143,6 +143,8 @@ type Proxy struct {
 	nextID RuleID
 	counts map[string]*Count
 	picked map[RuleID]int
+	// passed is when a call was first let through without a fault.
+	passed time.Time
 }
 
 type rule struct {
@@ -324,8 +326,19 @@ func (p *Proxy) decide(action, region string) plan {
 	p.rules = kept
 	if pl.rule != nil {
 		c.Injected++
+	} else if p.passed.IsZero() {
+		p.passed = now
 	}
 	return pl
+}
+
+// FirstPassed returns when the proxy first let a call through without a fault; zero if it
+// never did. A test asserts with it that nothing got through while a rule held, without
+// racing the rule's end.
+func (p *Proxy) FirstPassed() time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.passed
 }
 
 func (p *Proxy) forwarded(action string) {

@@ -437,3 +437,28 @@ func TestConcurrentRules(t *testing.T) {
 		t.Errorf("count %+v, want 160 calls each forwarded or injected", got)
 	}
 }
+
+// TestFirstPassed: a call refused by a rule is not a pass; the first call let through is,
+// at the time it came.
+func TestFirstPassed(t *testing.T) {
+	t.Parallel()
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) }))
+	defer target.Close()
+	p := Start(t, target.URL)
+	id := p.Add(Rule{Action: All, Fault: Outage, Limit: 1})
+	call := func() {
+		resp, err := http.PostForm(p.URL, url.Values{"Action": {"DescribeVolumes"}})
+		if err == nil {
+			resp.Body.Close()
+		}
+	}
+	call()
+	if p.Picked(id) != 1 || !p.FirstPassed().IsZero() {
+		t.Fatalf("after a refused call: picked %d, first passed %v; want 1 and never", p.Picked(id), p.FirstPassed())
+	}
+	before := time.Now()
+	call()
+	if got := p.FirstPassed(); got.Before(before) || got.After(time.Now()) {
+		t.Errorf("first passed %v, want the time of the second call (after %v)", got, before)
+	}
+}

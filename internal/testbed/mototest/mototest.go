@@ -28,6 +28,13 @@ import (
 //go:embed moto_clock.py
 var wrapper []byte
 
+// amis are the images moto loads (MOTO_AMIS_PATH): three public AMIs of other owners, whose
+// snapshots are the other owners' snapshots moto lists, in place of its ~1,200 default
+// images, which made every DescribeImages and filtered DescribeSnapshots scan them all.
+//
+//go:embed amis.json
+var amis []byte
+
 // Region is the default region of the test environment.
 const Region = "us-east-1"
 
@@ -65,6 +72,10 @@ func StartServer() (*Server, error) {
 	if err := os.WriteFile(script, wrapper, 0o644); err != nil {
 		return nil, err
 	}
+	amisPath := filepath.Join(dir, "amis.json")
+	if err := os.WriteFile(amisPath, amis, 0o644); err != nil {
+		return nil, err
+	}
 	s := &Server{clock: filepath.Join(dir, "clock")}
 	if err := os.WriteFile(s.clock, []byte("0"), 0o644); err != nil {
 		return nil, err
@@ -79,7 +90,7 @@ func StartServer() (*Server, error) {
 			return nil, err
 		}
 		cmd := exec.Command(python, script, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
-		cmd.Env = append(os.Environ(), "SNAPFLEET_MOTO_CLOCK="+s.clock)
+		cmd.Env = append(os.Environ(), "SNAPFLEET_MOTO_CLOCK="+s.clock, "MOTO_AMIS_PATH="+amisPath)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		logf, err := os.Create(filepath.Join(dir, "moto.log"))
 		if err != nil {

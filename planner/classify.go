@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sort"
@@ -16,10 +17,13 @@ import (
 )
 
 // classify is the deletion classifier, asked only about the delete candidates of one
-// account-region: a snapshot named by one of the account's AMIs, locked, or shared with
-// other accounts is protected. Whatever cannot be told is fail_closed (and a failure), with
-// one exception: an endpoint that answers that DescribeLockedSnapshots does not exist
-// (InvalidAction, UnsupportedOperation: an emulator, an older partition) has no locks.
+// account-region: a snapshot named by one of the account's AMIs, or locked, is protected.
+// It costs listings, not a call per candidate: one DescribeImages listing, and
+// DescribeLockedSnapshots for up to 1000 candidates a call. Shares are the worker's to
+// check, right before each DeleteSnapshot (markShared shows them in a review). Whatever
+// cannot be told is fail_closed (and a failure), with one exception: an endpoint that
+// answers that DescribeLockedSnapshots does not exist (InvalidAction,
+// UnsupportedOperation: an emulator, an older partition) has no locks.
 func (p *Planner) classify(ctx context.Context, client EC2, account string, ds []Decision, fail func(error)) map[string]Protection {
 	var cands []string
 	for _, d := range ds {
@@ -67,36 +71,57 @@ func (p *Planner) classify(ctx context.Context, client EC2, account string, ds [
 		fail(fmt.Errorf("reading snapshot locks in %s (no deletes planned in this account-region): %w", account, err))
 		return closeAll("snapshot locks could not be read")
 	}
+	return prot
+}
 
-	// Shares cost one call per snapshot: only the candidates nothing else protects.
+// MaxShareChecks bounds the share checks of a CheckShares plan: at most this many planned
+// deletes of one account-region are asked about, one DescribeSnapshotAttribute each (paced
+// by the client's limiter); the rest are counted in Result.SharesUnchecked.
+const MaxShareChecks = 1000
+
+// markShared is the review of CheckShares: it asks which of the scope's planned deletes
+// are shared with other accounts (createVolumePermission) and shows those as protected
+// shared instead. A plan without it enqueues them, and the worker skips each (shared)
+// right before DeleteSnapshot; so the circuit breaker, which counts what is planned, has
+// counted them before this runs. A share that cannot be read leaves the delete as planned
+// and is a failure; the deletes are asked about in snapshot id order, so the bound picks
+// the same ones from one plan to the next.
+func markShared(ctx context.Context, client EC2, sc *scopeRun, res *Result) {
+	var idx []int
+	for i := range res.Decisions {
+		if res.Decisions[i].Action == ActionDelete {
+			idx = append(idx, i)
+		}
+	}
+	sort.Slice(idx, func(a, b int) bool { return res.Decisions[idx[a]].Snapshot < res.Decisions[idx[b]].Snapshot })
+	if len(idx) > MaxShareChecks {
+		res.SharesUnchecked = len(idx) - MaxShareChecks
+		idx = idx[:MaxShareChecks]
+	}
 	failed := 0
 	var firstErr error
-	for _, id := range cands {
-		if _, done := prot[id]; done {
-			continue
-		}
+	for _, i := range idx {
+		d := &res.Decisions[i]
 		out, err := client.DescribeSnapshotAttribute(ctx, &ec2.DescribeSnapshotAttributeInput{
-			SnapshotId: aws.String(id), Attribute: types.SnapshotAttributeNameCreateVolumePermission,
+			SnapshotId: aws.String(d.Snapshot), Attribute: types.SnapshotAttributeNameCreateVolumePermission,
 		})
 		if err != nil {
-			if class, _ := cloud.Classify(err); class == cloud.NotFound {
-				continue // gone already: the worker will find it gone
-			}
-			prot[id] = Protection{Reason: reason.FailClosed, Detail: "its shares could not be read"}
-			failed++
-			if firstErr == nil {
-				firstErr = err
+			if class, _ := cloud.Classify(err); class != cloud.NotFound { // gone: the worker will find it gone
+				failed++
+				firstErr = cmp.Or(firstErr, err)
 			}
 			continue
 		}
 		if who := sharedWith(out.CreateVolumePermissions); who != "" {
-			prot[id] = Protection{Reason: reason.Shared, Detail: "shared with " + who}
+			d.Action, d.Reason, d.Detail, d.Key = ActionProtected, reason.Shared, "shared with "+who, ""
+			res.Deletes--
+			res.Protected++
 		}
 	}
 	if failed > 0 {
-		fail(fmt.Errorf("reading the shares of %d snapshots in %s (those are not deleted): %w", failed, account, firstErr))
+		sc.fail(fmt.Errorf("reading the shares of %d snapshots in %s/%s (shown as deletes; the worker checks each before deleting): %w",
+			failed, sc.account, sc.region, firstErr))
 	}
-	return prot
 }
 
 // sharedWith names who may create volumes from a snapshot: accounts, "all" (public).

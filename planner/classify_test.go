@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -207,9 +208,35 @@ func locks(locked ...string) func(*middleware.Stack) error {
 	}
 }
 
-// TestClassifierThroughMoto: of one volume's expired snapshots, the one an AMI uses, the
-// shared one and the locked one are protected; the others are deleted. A failing lock
-// check fails closed; an endpoint without the lock API has no locks.
+// opCounter counts, per operation, the calls made through the clients it is added to.
+type opCounter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *opCounter) add(s *middleware.Stack) error {
+	return s.Initialize.Add(middleware.InitializeMiddlewareFunc("count", func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+		c.mu.Lock()
+		if c.n == nil {
+			c.n = map[string]int{}
+		}
+		c.n[middleware.GetOperationName(ctx)]++
+		c.mu.Unlock()
+		return next.HandleInitialize(ctx, in)
+	}), middleware.Before)
+}
+
+func (c *opCounter) get(op string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[op]
+}
+
+// TestClassifierThroughMoto: of one volume's expired snapshots, the one an AMI uses and
+// the locked one are protected; the others are deleted, the shared one included (the
+// worker skips it): the plan makes no DescribeSnapshotAttribute call. A dry run with
+// CheckShares shows the shared one as protected shared. A failing lock check fails
+// closed; an endpoint without the lock API has no locks.
 func TestClassifierThroughMoto(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t)
@@ -250,9 +277,11 @@ policies:
 	old2 := f.snapshot(a, 35*day, managed)
 	young := f.snapshot(a, 10*day, managed)
 
+	calls := &opCounter{}
 	plan := func(opts ...func(*middleware.Stack) error) (Summary, []string) {
 		t.Helper()
 		q := &recorder{}
+		opts = append(opts, calls.add)
 		sum, err := f.planner(cfg, []string{mototest.Region}, map[string]*ec2.Client{mototest.Region: f.client(mototest.Region, opts...)}, q, time.Now()).Plan(f.ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -265,31 +294,66 @@ policies:
 		sort.Strings(got)
 		return sum, got
 	}
+	dryRun := func(checkShares bool, opts ...func(*middleware.Stack) error) Summary {
+		t.Helper()
+		opts = append(opts, locks(locked), calls.add)
+		p := f.planner(cfg, []string{mototest.Region}, map[string]*ec2.Client{mototest.Region: f.client(mototest.Region, opts...)}, nil, time.Now())
+		p.DryRun, p.CheckShares = true, checkShares
+		sum, err := p.Plan(f.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sum
+	}
 	sorted := func(ids ...string) []string { sort.Strings(ids); return ids }
 
 	sum, got := plan(locks(locked))
-	if want := sorted(old1, old2); !slices.Equal(got, want) {
-		t.Fatalf("deletes %v, want %v", got, want)
+	if want := sorted(old1, old2, shared); !slices.Equal(got, want) {
+		t.Fatalf("deletes %v, want %v (the shared one is the worker's to skip)", got, want)
 	}
-	if sum.Protected != 3 || sum.DeleteJobs != 2 || sum.Errors != 0 {
+	if sum.Protected != 2 || sum.DeleteJobs != 3 || sum.Errors != 0 {
 		t.Fatalf("summary %+v", sum)
 	}
-	f2 := *f
-	p := f2.planner(cfg, []string{mototest.Region}, map[string]*ec2.Client{mototest.Region: f.client(mototest.Region, locks(locked))}, nil, time.Now())
-	p.DryRun = true
-	dry, err := p.Plan(f.ctx)
-	if err != nil {
-		t.Fatal(err)
+	if n := calls.get("DescribeSnapshotAttribute"); n != 0 {
+		t.Fatalf("the plan made %d DescribeSnapshotAttribute calls, want none", n)
 	}
-	want := map[string]string{amiSnap: "protected in_use", shared: "protected shared", locked: "protected locked",
+	// Without CheckShares, a share check that would fail is never made.
+	if sum, got = plan(locks(locked), fault("InternalError", "DescribeSnapshotAttribute")); len(got) != 3 || sum.Errors != 0 {
+		t.Fatalf("plan with failing share checks: deletes %v, summary %+v", got, sum)
+	}
+	dry := dryRun(false)
+	want := map[string]string{amiSnap: "protected in_use", shared: "delete expired", locked: "protected locked",
 		old1: "delete expired", old2: "delete expired", young: "keep newest"}
-	if got := detailed(dry.Decisions); fmt.Sprint(got) != fmt.Sprint(want) {
+	if got := detailed(dry.Decisions); fmt.Sprint(got) != fmt.Sprint(want) || dry.CheckShares {
 		t.Fatalf("dry run\n got %v\nwant %v", got, want)
 	}
+	if n := calls.get("DescribeSnapshotAttribute"); n != 0 {
+		t.Fatalf("the dry run made %d DescribeSnapshotAttribute calls, want none", n)
+	}
+
+	// CheckShares: one call per planned delete, the shared one shown as protected.
+	dry = dryRun(true)
+	want[shared] = "protected shared"
+	if got := detailed(dry.Decisions); fmt.Sprint(got) != fmt.Sprint(want) || !dry.CheckShares {
+		t.Fatalf("dry run with CheckShares\n got %v\nwant %v", got, want)
+	}
+	if n := calls.get("DescribeSnapshotAttribute"); n != 3 {
+		t.Fatalf("the dry run with CheckShares made %d DescribeSnapshotAttribute calls, want 3 (one per planned delete)", n)
+	}
+	if dry.DeleteJobs != 2 || dry.Protected != 3 || dry.Errors != 0 || dry.Scopes[0].Deletes != 2 || dry.Scopes[0].SharesUnchecked != 0 {
+		t.Fatalf("dry run with CheckShares: summary %+v", dry)
+	}
 	for _, d := range dry.Decisions {
-		if d.Snapshot == amiSnap && d.Detail != "used by "+aws.ToString(img.ImageId) || d.Snapshot == shared && d.Detail != "shared with 111122223333" {
-			t.Errorf("detail of %s: %q", d.Snapshot, d.Detail)
+		if d.Snapshot == amiSnap && d.Detail != "used by "+aws.ToString(img.ImageId) || d.Snapshot == shared && (d.Detail != "shared with 111122223333" || d.Key != "") {
+			t.Errorf("detail of %s: %q (key %q)", d.Snapshot, d.Detail, d.Key)
 		}
+	}
+	// A share check that fails leaves the deletes as planned, and is a failure.
+	dry = dryRun(true, fault("InternalError", "DescribeSnapshotAttribute"))
+	want[shared] = "delete expired"
+	if got := detailed(dry.Decisions); fmt.Sprint(got) != fmt.Sprint(want) || dry.Errors != 1 ||
+		!strings.Contains(dry.Failures[0].Error, "shares of 3 snapshots") || !strings.Contains(dry.Failures[0].Error, "the worker checks each") {
+		t.Fatalf("failing share checks: decisions %v, failures %+v", got, dry.Failures)
 	}
 
 	// The lock check fails: nothing is deleted, and it is a failure.
@@ -313,17 +377,15 @@ policies:
 	}
 	// The endpoint says the action does not exist: no locks.
 	sum, got = plan(fault("InvalidAction", "DescribeLockedSnapshots"))
-	if want := sorted(old1, old2, locked); !slices.Equal(got, want) || sum.Errors != 0 {
+	if want := sorted(old1, old2, locked, shared); !slices.Equal(got, want) || sum.Errors != 0 {
 		t.Fatalf("without a lock API: deletes %v, want %v; summary %+v", got, want, sum)
 	}
 	// The AMI listing fails: nothing is deleted.
 	if sum, got = plan(fault("InternalError", "DescribeImages")); len(got) != 0 || sum.Errors != 1 {
 		t.Fatalf("failing AMI listing: deletes %v, summary %+v", got, sum)
 	}
-	// One share check fails: that one snapshot is not deleted.
-	if sum, got = plan(locks(locked), fault("InternalError", "DescribeSnapshotAttribute")); len(got) != 0 || sum.Errors != 1 ||
-		!strings.Contains(sum.Failures[0].Error, "shares of 3 snapshots") {
-		t.Fatalf("failing share checks: deletes %v, summary %+v", got, sum)
+	if n := calls.get("DescribeSnapshotAttribute"); n != 6 {
+		t.Fatalf("%d DescribeSnapshotAttribute calls in all, want only the 3 of each dry run with CheckShares", n)
 	}
 }
 

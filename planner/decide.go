@@ -149,6 +149,8 @@ type Result struct {
 	Orphans int
 	// Breaker is set when the circuit breaker held the deletes (see Trip).
 	Breaker *Breaker
+	// SharesUnchecked counts the deletes a CheckShares plan did not ask about (markShared).
+	SharesUnchecked int
 
 	account, region string
 }

@@ -3,6 +3,7 @@ package planner
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -27,6 +28,8 @@ type pagedEC2 struct {
 	snapshots [][]types.Snapshot
 	volumes   []types.Volume
 	failPage  int
+	// shared are the snapshots DescribeSnapshotAttribute says are shared with 111122223333.
+	shared map[string]bool
 
 	mu    sync.Mutex
 	calls map[string]int
@@ -87,7 +90,11 @@ func (f *pagedEC2) DescribeLockedSnapshots(context.Context, *ec2.DescribeLockedS
 
 func (f *pagedEC2) DescribeSnapshotAttribute(_ context.Context, in *ec2.DescribeSnapshotAttributeInput, _ ...func(*ec2.Options)) (*ec2.DescribeSnapshotAttributeOutput, error) {
 	f.count("DescribeSnapshotAttribute")
-	return &ec2.DescribeSnapshotAttributeOutput{SnapshotId: in.SnapshotId}, nil
+	out := &ec2.DescribeSnapshotAttributeOutput{SnapshotId: in.SnapshotId}
+	if f.shared[aws.ToString(in.SnapshotId)] {
+		out.CreateVolumePermissions = []types.CreateVolumePermission{{UserId: aws.String("111122223333")}}
+	}
+	return out, nil
 }
 
 // pagedFleet is two running instances, one per page of DescribeInstances, with a volume
@@ -180,5 +187,85 @@ policies:
 				t.Errorf("summary: %d delete jobs, %d snapshot jobs", sum.DeleteJobs, sum.SnapshotJobs)
 			}
 		})
+	}
+}
+
+// dryRunShares plans fake with CheckShares in a dry run.
+func dryRunShares(t *testing.T, fake *pagedEC2, yaml string) Summary {
+	t.Helper()
+	p := &Planner{Config: mustConfig(t, yaml), Accounts: []string{acct}, Regions: []string{region},
+		EC2: func(string, string) EC2 { return fake }, Now: now, RunID: "r1", DryRun: true, CheckShares: true,
+		Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel)}
+	sum, err := p.Plan(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sum
+}
+
+// TestCheckSharesAfterBreaker: the circuit breaker counts what a plan enqueues, shared
+// snapshots included (the worker skips them), so a CheckShares dry run trips where the
+// plan would, and then asks about no share; under the fraction it shows the shared one
+// as protected shared. CheckShares outside a dry run is refused.
+func TestCheckSharesAfterBreaker(t *testing.T) {
+	t.Parallel()
+	const policy = "policies:\n  - name: daily\n    retain: {max_age: 30d}\n"
+	// 2 deletes (a1, b1) of 4 managed: over 0.4 with a1 counted, under it without.
+	fake := pagedFleet()
+	fake.shared = map[string]bool{"snap-000000a1": true}
+	sum := dryRunShares(t, fake, "max_delete_fraction: 0.4\n"+policy)
+	if sum.Held != 2 || sum.DeleteJobs != 0 || sum.Scopes[0].Breaker == nil || fake.calls["DescribeSnapshotAttribute"] != 0 {
+		t.Fatalf("over the fraction: held %d, deletes %d, breaker %v, %d share checks; want 2 held by the breaker and no check",
+			sum.Held, sum.DeleteJobs, sum.Scopes[0].Breaker, fake.calls["DescribeSnapshotAttribute"])
+	}
+	fake = pagedFleet()
+	fake.shared = map[string]bool{"snap-000000a1": true}
+	sum = dryRunShares(t, fake, "max_delete_fraction: 0.5\n"+policy)
+	got := detailed(sum.Decisions)
+	if got["snap-000000a1"] != "protected shared" || got["snap-000000b1"] != "delete expired" || sum.DeleteJobs != 1 ||
+		sum.Protected != 1 || sum.Scopes[0].Breaker != nil || fake.calls["DescribeSnapshotAttribute"] != 2 {
+		t.Fatalf("under the fraction: decisions %v, summary %+v, %d share checks", got, sum, fake.calls["DescribeSnapshotAttribute"])
+	}
+	p := &Planner{Config: mustConfig(t, policy), Accounts: []string{acct}, Regions: []string{region},
+		EC2: func(string, string) EC2 { return pagedFleet() }, Queue: &recorder{}, CheckShares: true}
+	if _, err := p.Plan(context.Background()); err == nil || !strings.Contains(err.Error(), "CheckShares is for a dry run") {
+		t.Fatalf("CheckShares without DryRun: %v", err)
+	}
+}
+
+// TestCheckSharesBounded: a CheckShares dry run asks about at most MaxShareChecks deletes
+// of an account-region, the first by snapshot id, and counts and names the rest as not
+// checked: a shared snapshot past the bound stays a delete (the worker skips it).
+func TestCheckSharesBounded(t *testing.T) {
+	t.Parallel()
+	n := MaxShareChecks + 10
+	fake := &pagedEC2{instances: [][]types.Instance{{}}, snapshots: [][]types.Snapshot{nil}}
+	var expired []string
+	for i := 0; i < n; i++ {
+		vol := fmt.Sprintf("vol-%08x", i)
+		fake.volumes = append(fake.volumes, types.Volume{VolumeId: aws.String(vol)})
+		for k, age := range []time.Duration{40 * day, 2 * day} {
+			id := fmt.Sprintf("snap-%08x", 2*i+k)
+			if k == 0 {
+				expired = append(expired, id)
+			}
+			fake.snapshots[0] = append(fake.snapshots[0], types.Snapshot{SnapshotId: aws.String(id), VolumeId: aws.String(vol),
+				OwnerId: aws.String(acct), State: types.SnapshotStateCompleted, StartTime: aws.Time(now.Add(-age)),
+				Tags: []types.Tag{{Key: aws.String(tag.Policy), Value: aws.String("daily")}, {Key: aws.String(tag.Volume), Value: aws.String(vol)}}})
+		}
+	}
+	first, last := expired[0], expired[n-1]
+	fake.shared = map[string]bool{first: true, last: true}
+	sum := dryRunShares(t, fake, "max_delete_fraction: 1\npolicies:\n  - name: daily\n    retain: {max_age: 30d}\n")
+	if c := fake.calls["DescribeSnapshotAttribute"]; c != MaxShareChecks {
+		t.Fatalf("%d share checks, want %d", c, MaxShareChecks)
+	}
+	got := detailed(sum.Decisions)
+	if got[first] != "protected shared" || got[last] != "delete expired" || sum.DeleteJobs != n-1 || sum.Scopes[0].SharesUnchecked != 10 {
+		t.Fatalf("first %s %q, last %s %q, %d deletes, %d unchecked; want the first protected, the last unchecked",
+			first, got[first], last, got[last], sum.DeleteJobs, sum.Scopes[0].SharesUnchecked)
+	}
+	if w := fmt.Sprint(sum.Warnings); !strings.Contains(w, "the shares of 10 planned deletes were not checked") || !strings.Contains(w, acct+"/"+region) {
+		t.Fatalf("warnings %s, want the 10 unchecked named", w)
 	}
 }

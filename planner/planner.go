@@ -8,9 +8,11 @@
 // The planner fails closed: when a snapshot listing fails, or a snapshot's start time or
 // snapfleet tags cannot be read, no delete is planned for that scope; creates still go out.
 // Before it enqueues a delete it asks the deletion classifier (AMIs of the account, snapshot
-// locks, shares) and shows what is protected instead; and a circuit breaker holds every
-// delete of an account-region when a plan would delete more than max_delete_fraction of its
-// managed snapshots (Force overrides that, never an incomplete listing).
+// locks) and shows what is protected instead; and a circuit breaker holds every delete of
+// an account-region when a plan would delete more than max_delete_fraction of its managed
+// snapshots (Force overrides that, never an incomplete listing). A plan costs listings, not
+// calls per snapshot: shares are checked by the worker right before each delete, and by
+// the planner only in a dry run that asks (CheckShares, bounded by MaxShareChecks).
 package planner
 
 import (
@@ -79,7 +81,11 @@ type Planner struct {
 	// Force lets deletes through the circuit breaker's max_delete_fraction (never through
 	// an incomplete listing).
 	Force bool
-	Log   zerolog.Logger
+	// CheckShares, in a dry run only, shows the planned deletes of shared snapshots as
+	// protected shared (markShared): one call per delete, at most MaxShareChecks per
+	// account-region. Without it the plan enqueues them and the worker skips them.
+	CheckShares bool
+	Log         zerolog.Logger
 }
 
 // Summary is the outcome of a plan, printed by `snapfleet plan --output json`.
@@ -114,6 +120,8 @@ type Summary struct {
 	Decisions []Decision `json:"decisions,omitempty"`
 	DryRun    bool       `json:"dry_run"`
 	Force     bool       `json:"force,omitempty"`
+	// CheckShares: the dry run asked which planned deletes are shared (Planner.CheckShares).
+	CheckShares bool `json:"check_shares,omitempty"`
 	// Event is the event planned by PlanEvent; nil for a scheduled or manual plan.
 	Event *event.Event `json:"event,omitempty"`
 }
@@ -130,6 +138,9 @@ type Scope struct {
 	Protected int      `json:"protected"`
 	Held      int      `json:"held"`
 	Breaker   *Breaker `json:"breaker,omitempty"`
+	// SharesUnchecked counts the planned deletes whose shares a CheckShares plan did not
+	// ask about, past MaxShareChecks.
+	SharesUnchecked int `json:"shares_unchecked,omitempty"`
 }
 
 // Failure is one thing that went wrong in an account and region.
@@ -152,10 +163,12 @@ func (p *Planner) Plan(ctx context.Context) (Summary, error) {
 		return Summary{}, errors.New("planning: no account or no region to plan")
 	case !p.DryRun && p.Queue == nil:
 		return Summary{}, errors.New("planning: no queue to enqueue on")
+	case p.CheckShares && !p.DryRun:
+		return Summary{}, errors.New("planning: CheckShares is for a dry run (a plan that enqueues leaves shares to the worker)")
 	}
 	now, run := p.clock()
 	sum := Summary{RunID: run, Accounts: len(p.Accounts), Regions: len(p.Regions), Failures: []Failure{}, Warnings: []string{},
-		Scopes: []Scope{}, DryRun: p.DryRun, Force: p.Force}
+		Scopes: []Scope{}, DryRun: p.DryRun, Force: p.Force, CheckShares: p.CheckShares}
 	log := p.Log.With().Str("run", run).Logger()
 
 	results := make([]scopeResult, len(p.Accounts)*len(p.Regions))
@@ -219,7 +232,10 @@ func (sum *Summary) add(r Result, enqueued int, failures []Failure, dryRun bool)
 	sum.Orphans += r.Orphans
 	sum.Scopes = append(sum.Scopes, Scope{Account: r.account, Region: r.region, Managed: r.SnapshotsSeen,
 		Orphans: r.Orphans, Creates: r.Creates, Deletes: r.Deletes, Kept: r.Kept,
-		Protected: r.Protected, Held: r.Held, Breaker: r.Breaker})
+		Protected: r.Protected, Held: r.Held, Breaker: r.Breaker, SharesUnchecked: r.SharesUnchecked})
+	if r.SharesUnchecked > 0 {
+		sum.Warnings = append(sum.Warnings, sharesUnchecked(r.account, r.region, r.SharesUnchecked))
+	}
 	if dryRun {
 		sum.Decisions = append(sum.Decisions, r.Decisions...)
 	}
@@ -266,6 +282,13 @@ func (p *Planner) planScope(ctx context.Context, log zerolog.Logger, account, re
 		}
 		ev.Msg(res.Breaker.String())
 	}
+	if p.CheckShares && res.Deletes > 0 {
+		// After the breaker: it counts what a plan enqueues, shared snapshots included.
+		markShared(ctx, client, sc, &res)
+		if res.SharesUnchecked > 0 {
+			log.Warn().Int("snapshots", res.SharesUnchecked).Msg(sharesUnchecked(account, region, res.SharesUnchecked))
+		}
+	}
 
 	msgs := sc.messages(res.Decisions, run, now)
 	log.Info().Int("instances", res.Instances).Int("volumes", res.Volumes).Int("snapshots_seen", res.SnapshotsSeen).
@@ -274,6 +297,12 @@ func (p *Planner) planScope(ctx context.Context, log zerolog.Logger, account, re
 		return res, 0, sc.failures
 	}
 	return res, p.send(ctx, sc, msgs), sc.failures
+}
+
+// sharesUnchecked is the warning of a CheckShares plan past MaxShareChecks.
+func sharesUnchecked(account, region string, n int) string {
+	return fmt.Sprintf("%s/%s: the shares of %d planned deletes were not checked (at most %d per account-region); the worker checks each before deleting",
+		account, region, n, MaxShareChecks)
 }
 
 // messages logs each decision and encodes the jobs of the creates and deletes. Creates

@@ -19,6 +19,9 @@ func (s Summary) WriteText(w io.Writer) {
 	if s.Force {
 		mode += " (--force: max_delete_fraction off)"
 	}
+	if s.CheckShares {
+		mode += " (--check-shares: shared snapshots shown as protected)"
+	}
 	fmt.Fprintf(tw, "run\t%s%s\n", s.RunID, mode)
 	if s.Event != nil {
 		fmt.Fprintf(tw, "event\t%s %s\n", s.Event.DetailType, s.Event.ID)

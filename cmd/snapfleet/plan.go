@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/spf13/cobra"
 
@@ -13,9 +14,10 @@ import (
 )
 
 type planFlags struct {
-	dryRun bool
-	force  bool
-	event  string
+	dryRun      bool
+	force       bool
+	checkShares bool
+	event       string
 }
 
 func newPlanCmd(g *globals) *cobra.Command {
@@ -27,6 +29,12 @@ func newPlanCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if queueURL == "" && !f.dryRun {
 				return usagef("plan: --queue is required (or --dry-run)")
+			}
+			if err := checkSharesUsage("plan", f.checkShares, f.dryRun); err != nil {
+				return err
+			}
+			if f.checkShares && f.event != "" {
+				return usagef("plan: --check-shares has nothing to check with --event (an event plans no deletes)")
 			}
 			if queueURL != "" {
 				if err := checkQueue(queueURL); err != nil {
@@ -49,7 +57,7 @@ func newPlanCmd(g *globals) *cobra.Command {
 			if ev != nil {
 				s, err = e.planEvent(cmd.Context(), queueURL, f.dryRun, *ev)
 			} else {
-				s, err = e.plan(cmd.Context(), queueURL, f.dryRun, f.force)
+				s, err = e.plan(cmd.Context(), queueURL, f.dryRun, f.force, f.checkShares)
 			}
 			if err != nil {
 				return err
@@ -73,17 +81,33 @@ func newPlanCmd(g *globals) *cobra.Command {
 	cmd.Flags().BoolVar(&f.dryRun, "dry-run", false, "print the decisions (created, deleted, kept, protected, per account-region) without enqueuing")
 	cmd.Flags().StringVar(&f.event, "event", "", "plan the snapshots of one EventBridge event read from FILE (EC2 state change, snapfleet.BackupNow) instead of the fleet")
 	cmd.Flags().BoolVar(&f.force, "force", false, "let deletes through the circuit breaker's max_delete_fraction (never through an incomplete listing)")
+	addCheckShares(cmd, &f.checkShares)
 	return cmd
 }
 
+// addCheckShares adds --check-shares to plan and run.
+func addCheckShares(cmd *cobra.Command, v *bool) {
+	cmd.Flags().BoolVar(v, "check-shares", false, fmt.Sprintf("with --dry-run: show the planned deletes of shared snapshots as protected (one DescribeSnapshotAttribute per delete, at most %d per account-region)", planner.MaxShareChecks))
+}
+
+// checkSharesUsage refuses --check-shares without --dry-run: it is a review, and a plan
+// that enqueues leaves shares to the worker, which checks them before each delete.
+func checkSharesUsage(command string, checkShares, dryRun bool) error {
+	if checkShares && !dryRun {
+		return usagef("%s: --check-shares needs --dry-run (a plan that enqueues leaves shares to the worker, which checks them before each delete)", command)
+	}
+	return nil
+}
+
 // plan resolves the accounts and regions and runs the planner once; force lets deletes
-// through the circuit breaker's fraction.
-func (e *env) plan(ctx context.Context, queueURL string, dryRun, force bool) (planner.Summary, error) {
+// through the circuit breaker's fraction, checkShares (a dry run's) shows shared snapshots.
+func (e *env) plan(ctx context.Context, queueURL string, dryRun, force, checkShares bool) (planner.Summary, error) {
 	p, closeQ, err := e.planner(ctx, queueURL, dryRun, force)
 	if err != nil {
 		return planner.Summary{}, err
 	}
 	defer closeQ()
+	p.CheckShares = checkShares
 	return p.Plan(ctx)
 }
 

@@ -17,12 +17,15 @@ type runResult struct {
 func newRunCmd(g *globals) *cobra.Command {
 	f := &workFlags{}
 	var queueURL string
-	var dryRun, force bool
+	var dryRun, force, checkShares bool
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Plan and work in one process until the queue is drained (single machine, embedded queue by default)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := f.check(); err != nil {
+				return err
+			}
+			if err := checkSharesUsage("run", checkShares, dryRun); err != nil {
 				return err
 			}
 			if err := checkQueue(queueURL); err != nil {
@@ -33,7 +36,7 @@ func newRunCmd(g *globals) *cobra.Command {
 				return err
 			}
 			res := runResult{}
-			if res.Plan, err = e.plan(cmd.Context(), queueURL, dryRun, force); err != nil {
+			if res.Plan, err = e.plan(cmd.Context(), queueURL, dryRun, force, checkShares); err != nil {
 				return err
 			}
 			e.publishSummary(cmd.Context(), res.Plan)
@@ -69,6 +72,7 @@ func newRunCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&queueURL, "queue", "file:snapfleet.db", "jobs queue: file:PATH (embedded) or an SQS queue URL")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan's decisions; enqueue and change nothing")
 	cmd.Flags().BoolVar(&force, "force", false, "plan deletes even past max_delete_fraction (never on an incomplete listing)")
+	addCheckShares(cmd, &checkShares)
 	f.add(cmd)
 	return cmd
 }

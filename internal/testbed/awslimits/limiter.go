@@ -32,6 +32,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
 )
 
 // Limit is one token bucket's shape.
@@ -57,6 +59,21 @@ var Listings = []string{"DescribeSnapshots", "DescribeVolumes", "DescribeInstanc
 
 // Unfiltered names the bucket of action's calls that name no filter, no ids and no page.
 func Unfiltered(action string) string { return action + ".unfiltered" }
+
+// UnfilteredInput is BucketOf's rule on an SDK input: it reports whether params is a
+// call of a listing action that takes the Unfiltered bucket (no filter, no ids, no page),
+// and names the action. Tests use it to prove that snapfleet makes no such call.
+func UnfilteredInput(params any) (action string, unfiltered bool) {
+	switch in := params.(type) {
+	case *ec2.DescribeSnapshotsInput:
+		return "DescribeSnapshots", len(in.Filters) == 0 && len(in.SnapshotIds) == 0 && in.MaxResults == nil && in.NextToken == nil
+	case *ec2.DescribeVolumesInput:
+		return "DescribeVolumes", len(in.Filters) == 0 && len(in.VolumeIds) == 0 && in.MaxResults == nil && in.NextToken == nil
+	case *ec2.DescribeInstancesInput:
+		return "DescribeInstances", len(in.Filters) == 0 && len(in.InstanceIds) == 0 && in.MaxResults == nil && in.NextToken == nil
+	}
+	return "", false
+}
 
 // DefaultLimits are AWS's EC2 buckets (DESIGN.md §8) for the snapshot actions and the
 // calls around them.

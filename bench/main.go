@@ -425,7 +425,7 @@ func measure(ctx context.Context, o options, w *world, ep *awslimits.Server, sc 
 	}
 
 	// The window starts when the workers start, with full create and delete buckets
-	// (the planner only used the Describe bucket).
+	// (the planner only used Describe* buckets).
 	t0 := ep.Now()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -486,7 +486,7 @@ func measure(ctx context.Context, o options, w *world, ep *awslimits.Server, sc 
 	}
 	var last time.Time
 	for _, st := range stats {
-		if st.Bucket != awslimits.BucketDescribe && st.Last.After(last) {
+		if !strings.HasPrefix(st.Bucket, "Describe") && st.Last.After(last) {
 			last = st.Last
 		}
 	}
@@ -494,6 +494,9 @@ func measure(ctx context.Context, o options, w *world, ep *awslimits.Server, sc 
 	perVolume := 0
 	for _, st := range stats {
 		throttled[st.Bucket] += st.Throttled
+		if strings.HasPrefix(st.Bucket, "Describe") {
+			throttled["Describe*"] += st.Throttled
+		}
 		perVolume += st.PerVolume
 	}
 	dup, err := w.duplicates(ctx, sc.scopes)
@@ -556,7 +559,7 @@ func measure(ctx context.Context, o options, w *world, ep *awslimits.Server, sc 
 	}
 	return fmt.Sprintf("| %s | %d | %d | %d | %d | %.0f | %.0f | %.2f / %.2f | %s | %s | %d/%d/%d | %d | %s (work %d) | %d | %d | %.1f | %.0f |",
 		sc.name, len(sc.scopes), creates, deletes, sc.workers, window.Seconds(), last.Sub(t0).Seconds(), ec, ea, etaDel, createRate,
-		throttled[awslimits.BucketCreateSnapshot], throttled[awslimits.BucketDeleteSnapshot], throttled[awslimits.BucketDescribe],
+		throttled[awslimits.BucketCreateSnapshot], throttled[awslimits.BucketDeleteSnapshot], throttled["Describe*"],
 		perVolume, dl.Attributes["ApproximateNumberOfMessages"], work["dead_lettered"], dup, assumes,
 		pr.wall.Seconds(), float64(pr.maxRSS)/1024), nil
 }

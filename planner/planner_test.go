@@ -184,9 +184,9 @@ func (f *fleet) planner(cfg *config.Config, regions []string, clients map[string
 		Regions:  regions,
 		EC2: func(account, region string) EC2 {
 			if c, ok := clients[region]; ok {
-				return c
+				return listingsChecked{c, f.t}
 			}
-			return f.client(region)
+			return listingsChecked{f.client(region), f.t}
 		},
 		Queue: q,
 		Now:   now,

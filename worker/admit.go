@@ -199,7 +199,7 @@ func (r *runner) heldFull() bool {
 // j's buckets, at their configured rates).
 func (r *runner) startable(j job.Job) (n, now, rate float64) {
 	n, now, rate = math.Inf(1), math.Inf(1), math.Inf(1)
-	for _, need := range limit.ByGroup(needs(j.Kind)) {
+	for _, need := range limit.ByAction(needs(j.Kind)) {
 		held := r.w.Limiter.Within(j.Account, j.Region, need.Action, 0)
 		if math.IsInf(held, 1) {
 			continue // not limited
@@ -301,7 +301,7 @@ func (r *runner) pick() (*held, context.Context, func(), time.Duration) {
 		}
 		if h.ctx == nil {
 			// Reserve the head's tokens as far as admitAhead: held for it, not taken
-			// by jobs needing fewer tokens of a shared bucket meanwhile.
+			// by jobs needing fewer tokens of its buckets meanwhile.
 			ctx, release, d, ok := r.w.Limiter.Admit(r.jobCtx, h.j.Account, h.j.Region, needs(h.j.Kind), admitAhead)
 			if !ok {
 				b.notBefore[sc] = now.Add(d - admitAhead)

@@ -21,7 +21,7 @@ func TestRateWaitSnoozes(t *testing.T) {
 	n := 0
 	err := s.call(context.Background(), func(context.Context) error {
 		n++
-		return fmt.Errorf("operation error EC2: CreateSnapshot: %w", &limit.WaitError{Account: testAccount, Region: testRegion, Group: "CreateSnapshot", Delay: 3 * time.Second})
+		return fmt.Errorf("operation error EC2: CreateSnapshot: %w", &limit.WaitError{Account: testAccount, Region: testRegion, Action: "CreateSnapshot", Delay: 3 * time.Second})
 	})
 	var sn *SnoozeError
 	if n != 1 || !errors.As(err, &sn) || sn.Delay < 2250*time.Millisecond || sn.Delay > 3*time.Second {
@@ -99,7 +99,7 @@ func TestSnoozeIsNotBackedOff(t *testing.T) {
 		err      error
 		min, max time.Duration
 	}{
-		{"paced", Snooze(3*time.Second, &limit.WaitError{Account: testAccount, Region: testRegion, Group: "CreateSnapshot", Delay: 3 * time.Second}), 3 * time.Second, 3 * time.Second},
+		{"paced", Snooze(3*time.Second, &limit.WaitError{Account: testAccount, Region: testRegion, Action: "CreateSnapshot", Delay: 3 * time.Second}), 3 * time.Second, 3 * time.Second},
 		{"throttled by AWS", Snooze(3*time.Second, apiError("RequestLimitExceeded")), 3 * time.Second, 3 * time.Second},
 		{"failed", errors.New("connection reset"), 80 * time.Second, 100 * time.Second},
 	} {
@@ -126,7 +126,7 @@ func TestSnoozeIsNotBackedOff(t *testing.T) {
 func TestAdmission(t *testing.T) {
 	t.Parallel()
 	const busy, quiet = "111111111111", "222222222222"
-	lim := limit.New(map[string]limit.Bucket{"CreateSnapshot": {Burst: 2, PerSecond: 0.1}, limit.Describe: {Burst: 100, PerSecond: 20}})
+	lim := limit.New(map[string]limit.Bucket{"CreateSnapshot": {Burst: 2, PerSecond: 0.1}, "DescribeSnapshots": {Burst: 100, PerSecond: 20}})
 	q := newFakeQueue()
 	var busyIDs []string
 	for i, account := range []string{busy, busy, busy, busy, busy, busy, quiet, quiet} {
@@ -198,7 +198,7 @@ func TestAdmission(t *testing.T) {
 // are done within a few seconds with one slot and room for 16.
 func TestDeferralDuringBurst(t *testing.T) {
 	t.Parallel()
-	lim := limit.New(map[string]limit.Bucket{"CreateSnapshot": {Burst: 100, PerSecond: 1}, limit.Describe: {Burst: 100, PerSecond: 1}})
+	lim := limit.New(map[string]limit.Bucket{"CreateSnapshot": {Burst: 100, PerSecond: 1}, "DescribeSnapshots": {Burst: 100, PerSecond: 1}})
 	q := newFakeQueue()
 	for i := range 40 {
 		q.add(0, encode(t, createJob(fmt.Sprintf("vol-%017x", i+1), "default", plannedAt)))
@@ -231,7 +231,7 @@ func TestDeferralDuringBurst(t *testing.T) {
 // longer than the 18 s they take, however the estimates of bucket and slots compound.
 func TestDeferralsSpreadLinearly(t *testing.T) {
 	t.Parallel()
-	lim := limit.New(map[string]limit.Bucket{"CreateSnapshot": {Burst: 1000, PerSecond: 5}, limit.Describe: {Burst: 1000, PerSecond: 20}})
+	lim := limit.New(map[string]limit.Bucket{"CreateSnapshot": {Burst: 1000, PerSecond: 5}, "DescribeSnapshots": {Burst: 1000, PerSecond: 20}})
 	q := newFakeQueue()
 	q.add(0, encode(t, createJob("vol-10000000000000000", "default", plannedAt)), encode(t, createJob("vol-10000000000000001", "default", plannedAt)))
 	go func() {

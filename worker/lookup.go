@@ -22,13 +22,13 @@ const maxLookupValues = 50
 
 // lookups coalesces the DescribeSnapshots calls of one account-region that differ only in
 // the values of one filter — the job-tag lookups of create jobs (before and after the
-// create), the listings of delete jobs' volumes —, which otherwise cost one call of the
-// Describe bucket each, the bucket every check shares (DESIGN.md §8).
+// create), the listings of delete jobs' volumes —, which otherwise cost one token each of
+// the DescribeSnapshots bucket (DESIGN.md §8).
 //
-// The first lookup of a kind opens a batch and reserves a Describe token; the lookups of
-// other jobs that come while the token is not yet due join the batch; when it is due, one
-// call carries all their values. So batches grow exactly when the Describe bucket is
-// short, and a lookup waits no longer than it would have alone. A lookup is answered only
+// The first lookup of a kind opens a batch and reserves a DescribeSnapshots token; the
+// lookups of other jobs that come while the token is not yet due join the batch; when it
+// is due, one call carries all their values. So batches grow exactly when the
+// DescribeSnapshots bucket is short, and a lookup waits no longer than it would have alone. A lookup is answered only
 // by a call made after it joined: it sees every snapshot that existed when it asked.
 type lookups struct {
 	mu   sync.Mutex
@@ -47,7 +47,7 @@ type lookup struct {
 
 // lookup lists the account's snapshots that match the fixed filters and whose filter name
 // has value, in one call with the other lookups of the same account-region, fixed filters
-// and name that joined while it waited for its Describe token. The result also holds the
+// and name that joined while it waited for its DescribeSnapshots token. The result also holds the
 // other values' snapshots: the caller picks its own.
 func (s *snapshots) lookup(ctx context.Context, api EC2, account, region string, fixed []types.Filter, name, value string) ([]types.Snapshot, error) {
 	k := lookupKey{account, region, filtersKey(fixed), name}
@@ -106,7 +106,7 @@ func (ls *lookups) close(k lookupKey, l *lookup) []string {
 	return slices.Clone(l.values)
 }
 
-// runLookup is the leader's part: wait for the batch's Describe token (gathering), close
+// runLookup is the leader's part: wait for the batch's DescribeSnapshots token (gathering), close
 // the batch, make its call and answer everyone in it.
 func (s *snapshots) runLookup(ctx context.Context, api EC2, k lookupKey, l *lookup, fixed []types.Filter) {
 	defer close(l.done)

@@ -80,7 +80,7 @@ func TestLookupsCoalesce(t *testing.T) {
 		return nil
 	})
 	// Two Describe calls a second, the next one in 500 ms.
-	lim := limit.New(map[string]limit.Bucket{limit.Describe: {Burst: 1, PerSecond: 2}})
+	lim := limit.New(map[string]limit.Bucket{"DescribeSnapshots": {Burst: 1, PerSecond: 2}})
 	if err := lim.Wait(context.Background(), testAccount, testRegion, "DescribeSnapshots"); err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func (f *jobTagEC2) DescribeSnapshots(_ context.Context, in *ec2.DescribeSnapsho
 // answered.
 func TestLookupBatches(t *testing.T) {
 	t.Parallel()
-	lim := limit.New(map[string]limit.Bucket{limit.Describe: {Burst: 1, PerSecond: 4}})
+	lim := limit.New(map[string]limit.Bucket{"DescribeSnapshots": {Burst: 1, PerSecond: 4}})
 	fake := &jobTagEC2{}
 	api := pacedEC2{EC2: fake, lim: lim}
 	s := &snapshots{lim: lim, backoff: defaultBackoff}

@@ -118,8 +118,7 @@ func (s *snapshots) sharedWith(ctx context.Context, api EC2, id string) (string,
 const lockTTL = 10 * time.Second
 
 // lockCache holds, per account-region, the locked snapshots listed within lockTTL: one
-// DescribeLockedSnapshots per account-region every lockTTL instead of one per delete, the
-// Describe bucket being shared with every other check.
+// DescribeLockedSnapshots per account-region every lockTTL instead of one per delete.
 type lockCache struct {
 	mu      sync.Mutex
 	ttl     time.Duration // lockTTL when 0 (tests set it)

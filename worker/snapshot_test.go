@@ -55,6 +55,7 @@ func (f *faults) apply(st *middleware.Stack) error {
 	return st.Initialize.Add(middleware.InitializeMiddlewareFunc("snapfleetTestFaults",
 		func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
 			op := awsmiddleware.GetOperationName(ctx)
+			checkUnfiltered(op, in.Parameters)
 			f.mu.Lock()
 			f.calls[op]++
 			n, fail := f.calls[op], f.fail
@@ -96,7 +97,7 @@ func TestMain(m *testing.M) {
 	if shared.s != nil {
 		shared.s.Stop()
 	}
-	os.Exit(code)
+	os.Exit(failOnUnfiltered(code))
 }
 
 // startMoto returns the shared moto_server, starting it on first use.

@@ -64,7 +64,7 @@ type Worker struct {
 	// the worker reserves a job's tokens before the job takes a slot, so that slots go to
 	// account-regions whose buckets have tokens (admission), and holds back no more of an
 	// account-region's jobs than its bucket can start soon; and coalesced snapshot
-	// lookups wait on it for their Describe token, gathering the lookups of other jobs
+	// lookups wait on it for their DescribeSnapshots token, gathering the lookups of other jobs
 	// meanwhile (HandleBatch uses it for that alone).
 	Limiter *limit.Limiter
 	// Visibility is the queue's visibility timeout; a running job's message is extended

@@ -199,13 +199,13 @@ func TestLimiterMiddleware(t *testing.T) {
 	base := s.AWSConfig(t)
 	ctx := context.Background()
 	cfg := config.Default()
-	cfg.Limits.Describe = &config.Bucket{Burst: 2, PerSecond: 0.5}
+	cfg.Limits.DescribeSnapshots = &config.Bucket{Burst: 2, PerSecond: 0.5}
 	cl := NewClients(base, cfg)
 	c := cl.EC2(mototest.Account, mototest.Region)
 	bounded := limit.WithMaxWait(ctx, 100*time.Millisecond)
 	// Calls go through until the bucket is empty: its 2 tokens, and what refilled
-	// meanwhile (moto answers slowly on a loaded machine); then the Describe* call that
-	// finds it empty is a WaitError at once, and no request.
+	// meanwhile (moto answers slowly on a loaded machine); then the DescribeSnapshots call
+	// that finds it empty is a WaitError at once, and no request.
 	var we *limit.WaitError
 	var errAt time.Time
 	start := time.Now()
@@ -220,18 +220,22 @@ func TestLimiterMiddleware(t *testing.T) {
 			t.Fatalf("%d calls went through a bucket of 2 at 0.5/s in %v", i+1, time.Since(start))
 		}
 	}
-	if we.Group != limit.Describe || we.Account != mototest.Account || we.Region != mototest.Region || we.Delay <= 100*time.Millisecond {
-		t.Fatalf("WaitError %+v, want the Describe bucket of %s/%s", we, mototest.Account, mototest.Region)
+	if we.Action != "DescribeSnapshots" || we.Account != mototest.Account || we.Region != mototest.Region || we.Delay <= 100*time.Millisecond {
+		t.Fatalf("WaitError %+v, want the DescribeSnapshots bucket of %s/%s", we, mototest.Account, mototest.Region)
+	}
+	// Another action has its own bucket: DescribeVolumes goes through at once.
+	if _, err := c.DescribeVolumes(bounded, &ec2.DescribeVolumesInput{MaxResults: aws.Int32(5)}); err != nil {
+		t.Errorf("DescribeVolumes with the DescribeSnapshots bucket empty: %v", err)
 	}
 	// Unbounded, the call waits for the token the WaitError announced, and succeeds.
-	if _, err := c.DescribeVolumes(ctx, &ec2.DescribeVolumesInput{}); err != nil {
+	if _, err := c.DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{OwnerIds: []string{"self"}}); err != nil {
 		t.Fatal(err)
 	}
 	if took := time.Since(errAt); took < we.Delay-20*time.Millisecond {
 		t.Errorf("unbounded call returned %v after the WaitError, want at least its %v", took, we.Delay)
 	}
 	// Another region has its own bucket.
-	if _, err := cl.EC2(mototest.Account, "eu-west-1").DescribeVolumes(bounded, &ec2.DescribeVolumesInput{}); err != nil {
+	if _, err := cl.EC2(mototest.Account, "eu-west-1").DescribeSnapshots(bounded, &ec2.DescribeSnapshotsInput{OwnerIds: []string{"self"}}); err != nil {
 		t.Errorf("eu-west-1: %v", err)
 	}
 

@@ -53,22 +53,44 @@ func TestParseLimits(t *testing.T) {
 	c, err := Parse(strings.NewReader(`
 limits:
   create_snapshot: {burst: 10, per_second: 0.5}
-  describe: {burst: 50, per_second: 10}
+  describe_snapshot_attribute: {burst: 50, per_second: 10}
 ` + orgPolicy))
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
 	}
-	want := map[string]Bucket{
-		"CreateSnapshot":  {Burst: 10, PerSecond: 0.5},
-		"CreateSnapshots": {Burst: 100, PerSecond: 5},
-		"DeleteSnapshot":  {Burst: 100, PerSecond: 5},
-		"Describe":        {Burst: 50, PerSecond: 10},
-	}
+	want := DefaultLimits()
+	want["CreateSnapshot"] = Bucket{Burst: 10, PerSecond: 0.5}
+	want["DescribeSnapshotAttribute"] = Bucket{Burst: 50, PerSecond: 10}
 	if got := c.Limits.Buckets(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Buckets = %v, want %v", got, want)
 	}
 	if got := Default().Limits.Buckets(); !reflect.DeepEqual(got, DefaultLimits()) {
 		t.Errorf("default Buckets = %v", got)
+	}
+	// Every key of limits is an EC2 action with a default bucket of its own.
+	for _, f := range (Limits{}).fields() {
+		if _, ok := DefaultLimits()[f.action]; !ok {
+			t.Errorf("limits.%s: action %s has no default bucket", f.key, f.action)
+		}
+	}
+	if n, m := len((Limits{}).fields()), len(DefaultLimits()); n != m {
+		t.Errorf("%d keys of limits, %d default buckets", n, m)
+	}
+}
+
+// TestParseLimitsOldDescribeKey: a config written for the shared Describe bucket is
+// refused with one line that names the key and the keys that replace it.
+func TestParseLimitsOldDescribeKey(t *testing.T) {
+	t.Parallel()
+	_, err := Parse(strings.NewReader("limits:\n  describe: {burst: 100, per_second: 20}\n" + orgPolicy))
+	if err == nil || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("old describe key: %v, want one line", err)
+	}
+	for _, want := range []string{"limits.describe", "describe_snapshots", "describe_volumes", "describe_instances",
+		"describe_images", "describe_snapshot_attribute", "describe_locked_snapshots"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %s", err, want)
+		}
 	}
 }
 
@@ -84,9 +106,11 @@ func TestParseAccountsLimitsInvalid(t *testing.T) {
 		{"accounts: {organization: {role_name: r, include_ous: [ou-1]}}", "include_ous[0]"},
 		{"accounts: [{id: \"111111111111\", rolearn: x}]", "accounts[0].rolearn: unknown key"},
 		{"limits: {create_snapshot: {burst: 0, per_second: 1}}", "limits.create_snapshot.burst"},
-		{"limits: {describe: {burst: 1, per_second: 0}}", "limits.describe.per_second"},
+		{"limits: {describe_volumes: {burst: 1, per_second: 0}}", "limits.describe_volumes.per_second"},
+		{"limits: {create_tags: {burst: 1, per_second: .nan}}", "limits.create_tags.per_second"},
 		{"limits: {delete_snapshots: {burst: 1, per_second: 1}}", "limits.delete_snapshots: unknown key"},
-		{"limits: {describe: {burst: 1, per_second: 1, refill: 2}}", "limits.describe.refill: unknown key"},
+		{"limits: {describe_images: {burst: 1, per_second: 1, refill: 2}}", "limits.describe_images.refill: unknown key"},
+		{"limits: [describe_snapshots]", "limits: cannot unmarshal"},
 	} {
 		_, err := Parse(strings.NewReader(tc.doc + orgPolicy))
 		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {

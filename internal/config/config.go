@@ -10,6 +10,8 @@ import (
 	"io"
 	"math/bits"
 	"os"
+	"reflect"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -98,37 +100,86 @@ type Bucket struct {
 	PerSecond float64 `yaml:"per_second"`
 }
 
-// Limits are the token buckets per account and region, by API action. A nil field takes
-// its default from DefaultLimits.
+// Limits are the token buckets per account and region, one per EC2 action snapfleet
+// calls, as EC2 has them (DESIGN.md §8): each field is named after its action, its key is
+// the action in snake_case. A nil field takes its default from DefaultLimits.
 type Limits struct {
-	CreateSnapshot  *Bucket `yaml:"create_snapshot"`
-	CreateSnapshots *Bucket `yaml:"create_snapshots"`
-	DeleteSnapshot  *Bucket `yaml:"delete_snapshot"`
-	// Describe is shared by every Describe* call.
-	Describe *Bucket `yaml:"describe"`
+	CreateSnapshot            *Bucket `yaml:"create_snapshot"`
+	CreateSnapshots           *Bucket `yaml:"create_snapshots"`
+	CreateTags                *Bucket `yaml:"create_tags"`
+	DeleteSnapshot            *Bucket `yaml:"delete_snapshot"`
+	DescribeSnapshots         *Bucket `yaml:"describe_snapshots"`
+	DescribeVolumes           *Bucket `yaml:"describe_volumes"`
+	DescribeInstances         *Bucket `yaml:"describe_instances"`
+	DescribeImages            *Bucket `yaml:"describe_images"`
+	DescribeSnapshotAttribute *Bucket `yaml:"describe_snapshot_attribute"`
+	DescribeLockedSnapshots   *Bucket `yaml:"describe_locked_snapshots"`
 }
 
-// DefaultLimits are EC2's buckets per account and region (DESIGN.md §8).
+// DefaultLimits are EC2's buckets per account and region, by action (DESIGN.md §8).
 func DefaultLimits() map[string]Bucket {
+	mutating, describe := Bucket{Burst: 100, PerSecond: 5}, Bucket{Burst: 100, PerSecond: 20}
 	return map[string]Bucket{
-		"CreateSnapshot":  {Burst: 100, PerSecond: 5},
-		"CreateSnapshots": {Burst: 100, PerSecond: 5},
-		"DeleteSnapshot":  {Burst: 100, PerSecond: 5},
-		"Describe":        {Burst: 100, PerSecond: 20},
+		"CreateSnapshot":            mutating,
+		"CreateSnapshots":           mutating,
+		"DeleteSnapshot":            mutating,
+		"CreateTags":                {Burst: 100, PerSecond: 10},
+		"DescribeSnapshots":         describe,
+		"DescribeVolumes":           describe,
+		"DescribeInstances":         describe,
+		"DescribeImages":            describe,
+		"DescribeSnapshotAttribute": describe,
+		"DescribeLockedSnapshots":   describe,
 	}
 }
 
-// Buckets returns the effective buckets by action group (CreateSnapshot, CreateSnapshots,
-// DeleteSnapshot, Describe), defaults filled in.
+// limitField is one key of limits: its action and the field that holds it.
+type limitField struct {
+	key, action string
+	bucket      *Bucket
+}
+
+// fields lists the keys of limits in their order, with what is set.
+func (l Limits) fields() []limitField {
+	v := reflect.ValueOf(l)
+	out := make([]limitField, 0, v.NumField())
+	for i := range v.NumField() {
+		f := v.Type().Field(i)
+		out = append(out, limitField{key: f.Tag.Get("yaml"), action: f.Name, bucket: v.Field(i).Interface().(*Bucket)})
+	}
+	return out
+}
+
+// Buckets returns the effective buckets by action (CreateSnapshot, DescribeSnapshots,
+// ...), defaults filled in.
 func (l Limits) Buckets() map[string]Bucket {
 	m := DefaultLimits()
-	for name, b := range map[string]*Bucket{"CreateSnapshot": l.CreateSnapshot,
-		"CreateSnapshots": l.CreateSnapshots, "DeleteSnapshot": l.DeleteSnapshot, "Describe": l.Describe} {
-		if b != nil {
-			m[name] = *b
+	for _, f := range l.fields() {
+		if f.bucket != nil {
+			m[f.action] = *f.bucket
 		}
 	}
 	return m
+}
+
+// UnmarshalYAML decodes limits, refusing the key describe of the model where every
+// Describe* call shared one bucket: EC2 gives each action its own.
+func (l *Limits) UnmarshalYAML(unmarshal func(any) error) error {
+	var probe map[string]any
+	if err := unmarshal(&probe); err == nil {
+		if _, old := probe["describe"]; old {
+			var keys []string
+			for _, f := range (Limits{}).fields() {
+				if strings.HasPrefix(f.key, "describe_") {
+					keys = append(keys, f.key)
+				}
+			}
+			return fmt.Errorf("limits.describe: no longer a key: EC2 gives each action its own bucket; set %s instead",
+				strings.Join(keys, ", "))
+		}
+	}
+	type plain Limits
+	return unmarshal((*plain)(l))
 }
 
 // UnmarshalYAML decodes the config with the accounts key in either form: a list of

@@ -66,7 +66,7 @@ func TestExampleNamesEveryKey(t *testing.T) {
 	}
 	want := configKeys(t)
 	for _, k := range []string{"regions", "accounts[].external_id", "accounts.organization.include_ous",
-		"policies[].retain.keep_yearly", "limits.describe.per_second", "events.bus"} {
+		"policies[].retain.keep_yearly", "limits.describe_snapshots.per_second", "events.bus"} {
 		if !want[k] {
 			t.Fatalf("the struct walk misses %s: %v", k, want)
 		}

@@ -95,16 +95,13 @@ func (c *Config) validateOrganization() error {
 
 // validateLimits checks the token buckets and the circuit breaker's max_delete_fraction.
 func (c *Config) validateLimits() error {
-	for name, b := range map[string]*Bucket{"create_snapshot": c.Limits.CreateSnapshot,
-		"create_snapshots": c.Limits.CreateSnapshots, "delete_snapshot": c.Limits.DeleteSnapshot, "describe": c.Limits.Describe} {
-		if b == nil {
-			continue
-		}
-		if b.Burst < 1 {
-			return fmt.Errorf("limits.%s.burst: %d is less than 1", name, b.Burst)
-		}
-		if b.PerSecond <= 0 {
-			return fmt.Errorf("limits.%s.per_second: %v is not positive", name, b.PerSecond)
+	for _, f := range c.Limits.fields() {
+		switch b := f.bucket; {
+		case b == nil:
+		case b.Burst < 1:
+			return fmt.Errorf("limits.%s.burst: %d is less than 1", f.key, b.Burst)
+		case !(b.PerSecond > 0): // NaN too
+			return fmt.Errorf("limits.%s.per_second: %v is not positive", f.key, b.PerSecond)
 		}
 	}
 	if f := c.MaxDeleteFraction; f != nil && !(*f > 0 && *f <= 1) { // NaN too

@@ -1,5 +1,6 @@
 // Package limit holds snapfleet's client-side token buckets: one per account, region and
-// API action group, as EC2 throttles them (DESIGN.md §8). The buckets adapt: a throttle
+// API action, as EC2 throttles them (DESIGN.md §8: throttling one action does not slow
+// another). The buckets adapt: a throttle
 // from AWS (other workers and tools share the real bucket) halves that bucket's rate, which
 // then recovers additively, never above the configured rate.
 //
@@ -15,7 +16,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -26,17 +26,6 @@ import (
 type Bucket struct {
 	Burst     int
 	PerSecond float64
-}
-
-// Describe is the group shared by every Describe* action.
-const Describe = "Describe"
-
-// Group names the bucket of an API action: Describe for every Describe*, else the action.
-func Group(action string) string {
-	if strings.HasPrefix(action, "Describe") {
-		return Describe
-	}
-	return action
 }
 
 const (
@@ -60,7 +49,7 @@ type Limiter struct {
 	buckets map[key]*bucket
 }
 
-type key struct{ account, region, group string }
+type key struct{ account, region, action string }
 
 type bucket struct {
 	lim  *rate.Limiter
@@ -70,21 +59,22 @@ type bucket struct {
 	cut  time.Time // of the last halving
 }
 
-// New returns a Limiter with these buckets by group (CreateSnapshot, Describe, ...).
+// New returns a Limiter with these buckets by API action (CreateSnapshot,
+// DescribeSnapshots, ...).
 func New(rates map[string]Bucket) *Limiter {
 	return &Limiter{rates: rates, now: time.Now, buckets: map[key]*bucket{}}
 }
 
 // WaitError says the bucket would make the caller wait longer than its bound.
 type WaitError struct {
-	Account, Region, Group string
+	Account, Region, Action string
 	// Delay is how long the caller would have waited for a token.
 	Delay time.Duration
 }
 
 func (e *WaitError) Error() string {
 	return fmt.Sprintf("rate limit %s in %s/%s: next token in %s, longer than the wait allowed",
-		e.Group, e.Account, e.Region, e.Delay.Round(time.Millisecond))
+		e.Action, e.Account, e.Region, e.Delay.Round(time.Millisecond))
 }
 
 type maxWaitKey struct{}
@@ -106,7 +96,7 @@ func MaxWait(ctx context.Context) (time.Duration, bool) {
 func (l *Limiter) getLocked(k key, now time.Time) *bucket {
 	b, ok := l.buckets[k]
 	if !ok {
-		conf, ok := l.rates[k.group]
+		conf, ok := l.rates[k.action]
 		if !ok || conf.PerSecond <= 0 || conf.Burst <= 0 {
 			return nil
 		}
@@ -140,7 +130,7 @@ func (l *Limiter) reserve(k key, now time.Time, bound time.Duration, bounded boo
 	d := r.DelayFrom(now)
 	if bounded && d > bound {
 		r.CancelAt(now)
-		return nil, 0, &WaitError{Account: k.account, Region: k.region, Group: k.group, Delay: d}
+		return nil, 0, &WaitError{Account: k.account, Region: k.region, Action: k.action, Delay: d}
 	}
 	return r, d, nil
 }
@@ -151,7 +141,7 @@ func (l *Limiter) Wait(ctx context.Context, account, region, action string) erro
 	if l == nil {
 		return nil
 	}
-	k := key{account, region, Group(action)}
+	k := key{account, region, action}
 	if p, ok := ctx.Value(prepaidKey{}).(*prepaid); ok {
 		if r := p.take(k); r != nil {
 			return l.sleep(ctx, k, r, r.DelayFrom(l.now()))
@@ -177,7 +167,7 @@ func (l *Limiter) sleep(ctx context.Context, k key, r *rate.Reservation, d time.
 		return nil
 	case <-ctx.Done():
 		r.Cancel()
-		return fmt.Errorf("waiting for the %s rate limit of %s/%s: %w", k.group, k.account, k.region, ctx.Err())
+		return fmt.Errorf("waiting for the %s rate limit of %s/%s: %w", k.action, k.account, k.region, ctx.Err())
 	}
 }
 
@@ -188,19 +178,18 @@ type Need struct {
 	N      int
 }
 
-// ByGroup sums needs by bucket (Group): the Describe* actions share one. Each Need's
-// Action is its group's name; needs of no token are left out.
-func ByGroup(needs []Need) []Need {
+// ByAction sums needs by action, each action's bucket once; needs of no token are left
+// out.
+func ByAction(needs []Need) []Need {
 	var out []Need
 	for _, n := range needs {
 		if n.N <= 0 {
 			continue
 		}
-		g := Group(n.Action)
-		if i := slices.IndexFunc(out, func(o Need) bool { return o.Action == g }); i >= 0 {
+		if i := slices.IndexFunc(out, func(o Need) bool { return o.Action == n.Action }); i >= 0 {
 			out[i].N += n.N
 		} else {
-			out = append(out, Need{Action: g, N: n.N})
+			out = append(out, n)
 		}
 	}
 	return out
@@ -230,8 +219,8 @@ func (p *prepaid) take(k key) *rate.Reservation {
 // them — the job's Waits under it take them instead of reserving others —, release, which
 // hands back those the job did not use (call it when the job ends, or instead of starting
 // it), and wait, how long until the last of them is due: start the job then. Reserved
-// tokens are not given to others meanwhile, so a job needing several tokens of a shared
-// bucket is not starved by jobs needing one. Otherwise it takes nothing and wait says how
+// tokens are not given to others meanwhile, so a job needing several tokens of a bucket
+// is not starved by jobs needing one. Otherwise it takes nothing and wait says how
 // long until the tokens would be due: the caller starts another account-region's job
 // meanwhile, instead of one that would hold a concurrency slot while this bucket
 // refills. Actions that are not limited need no token.
@@ -251,7 +240,7 @@ func (l *Limiter) Admit(ctx context.Context, account, region string, needs []Nee
 		n int
 	}
 	var takes []take
-	for _, n := range ByGroup(needs) {
+	for _, n := range ByAction(needs) {
 		k := key{account, region, n.Action}
 		if b := l.getLocked(k, now); b != nil {
 			takes = append(takes, take{b, k, n.N})
@@ -296,7 +285,7 @@ func (l *Limiter) Within(account, region, action string, d time.Duration) float6
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b := l.getLocked(key{account, region, Group(action)}, now)
+	b := l.getLocked(key{account, region, action}, now)
 	if b == nil {
 		return math.Inf(1)
 	}
@@ -314,7 +303,7 @@ func (l *Limiter) Throttled(account, region, action string) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b := l.getLocked(key{account, region, Group(action)}, now)
+	b := l.getLocked(key{account, region, action}, now)
 	if b == nil {
 		return
 	}
@@ -335,7 +324,7 @@ func (l *Limiter) Rate(account, region, action string) (cur, configured float64)
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b := l.getLocked(key{account, region, Group(action)}, now)
+	b := l.getLocked(key{account, region, action}, now)
 	if b == nil {
 		return 0, 0
 	}

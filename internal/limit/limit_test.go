@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -30,14 +31,17 @@ func newTest(rates map[string]Bucket) (*Limiter, *fakeClock) {
 }
 
 var ec2Rates = map[string]Bucket{
-	"CreateSnapshot": {Burst: 100, PerSecond: 5},
-	"DeleteSnapshot": {Burst: 100, PerSecond: 5},
-	Describe:         {Burst: 100, PerSecond: 20},
+	"CreateSnapshot":            {Burst: 100, PerSecond: 5},
+	"DeleteSnapshot":            {Burst: 100, PerSecond: 5},
+	"DescribeSnapshots":         {Burst: 100, PerSecond: 20},
+	"DescribeVolumes":           {Burst: 100, PerSecond: 20},
+	"DescribeSnapshotAttribute": {Burst: 100, PerSecond: 20},
+	"DescribeLockedSnapshots":   {Burst: 100, PerSecond: 20},
 }
 
 // bounded reserves one token with a zero wait bound: nil when a token is there now.
 func bounded(l *Limiter, account, region, action string) error {
-	_, _, err := l.reserve(key{account, region, Group(action)}, l.now(), 0, true)
+	_, _, err := l.reserve(key{account, region, action}, l.now(), 0, true)
 	return err
 }
 
@@ -51,7 +55,7 @@ func TestBurstThenRefill(t *testing.T) {
 	}
 	err := bounded(l, "a", "r", "CreateSnapshot")
 	var we *WaitError
-	if !errors.As(err, &we) || we.Delay != 200*time.Millisecond || we.Group != "CreateSnapshot" {
+	if !errors.As(err, &we) || we.Delay != 200*time.Millisecond || we.Action != "CreateSnapshot" {
 		t.Fatalf("101st token: %v, want a 200ms WaitError", err)
 	}
 	// The refused reservation took no token: after 200ms exactly one is there.
@@ -85,14 +89,20 @@ func TestBucketsAreSeparate(t *testing.T) {
 			t.Errorf("%v: %v", k, err)
 		}
 	}
-	// Describe* share one bucket.
-	for range 99 {
+	// Each Describe* action has its own bucket too: the DescribeVolumes bucket emptied,
+	// DescribeLockedSnapshots still has its whole burst.
+	for range 100 {
 		if err := bounded(l, "a", "r", "DescribeVolumes"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := bounded(l, "a", "r", "DescribeLockedSnapshots"); err == nil {
-		t.Error("Describe* calls do not share a bucket")
+	if err := bounded(l, "a", "r", "DescribeVolumes"); err == nil {
+		t.Error("DescribeVolumes: a 101st token")
+	}
+	for range 100 {
+		if err := bounded(l, "a", "r", "DescribeLockedSnapshots"); err != nil {
+			t.Fatalf("DescribeLockedSnapshots after DescribeVolumes emptied its bucket: %v", err)
+		}
 	}
 	// Actions without a bucket are not limited.
 	for range 1000 {
@@ -207,7 +217,7 @@ func TestWait(t *testing.T) {
 func tokens(l *Limiter, account, region, action string) float64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.getLocked(key{account, region, Group(action)}, l.now()).lim.TokensAt(l.now())
+	return l.getLocked(key{account, region, action}, l.now()).lim.TokensAt(l.now())
 }
 
 // TestAdmit: Admit reserves every token a job needs at once; the job's Waits under the
@@ -216,7 +226,7 @@ func tokens(l *Limiter, account, region, action string) float64 {
 // said.
 func TestAdmit(t *testing.T) {
 	t.Parallel()
-	l, c := newTest(map[string]Bucket{"CreateSnapshot": {Burst: 2, PerSecond: 1}, Describe: {Burst: 10, PerSecond: 10}})
+	l, c := newTest(map[string]Bucket{"CreateSnapshot": {Burst: 2, PerSecond: 1}, "DescribeSnapshots": {Burst: 10, PerSecond: 10}})
 	needs := []Need{{Action: "DescribeSnapshots", N: 2}, {Action: "CreateSnapshot", N: 1}, {Action: "CreateTags", N: 1}}
 
 	ctx, release, wait, ok := l.Admit(context.Background(), "a", "r", needs, 0)
@@ -226,7 +236,7 @@ func TestAdmit(t *testing.T) {
 	if got := tokens(l, "a", "r", "CreateSnapshot"); got != 1 {
 		t.Fatalf("after Admit the create bucket holds %v, want 1", got)
 	}
-	// The job uses its create token and one of its two Describe tokens.
+	// The job uses its create token and one of its two DescribeSnapshots tokens.
 	for _, a := range []string{"CreateSnapshot", "DescribeSnapshots", "CreateTags"} {
 		if err := l.Wait(ctx, "a", "r", a); err != nil {
 			t.Fatalf("Wait %s: %v", a, err)
@@ -235,12 +245,12 @@ func TestAdmit(t *testing.T) {
 	if got := tokens(l, "a", "r", "CreateSnapshot"); got != 1 {
 		t.Errorf("Wait under the admitted context took another create token: %v left, want 1", got)
 	}
-	if got := tokens(l, "a", "r", "DescribeVolumes"); got != 8 {
-		t.Errorf("Describe bucket holds %v, want 8 (two reserved)", got)
+	if got := tokens(l, "a", "r", "DescribeSnapshots"); got != 8 {
+		t.Errorf("DescribeSnapshots bucket holds %v, want 8 (two reserved)", got)
 	}
 	release()
-	if got := tokens(l, "a", "r", "DescribeVolumes"); got != 9 {
-		t.Errorf("after release the Describe bucket holds %v, want 9 (the unused token back)", got)
+	if got := tokens(l, "a", "r", "DescribeSnapshots"); got != 9 {
+		t.Errorf("after release the DescribeSnapshots bucket holds %v, want 9 (the unused token back)", got)
 	}
 	// A Wait after the prepaid tokens are used reserves as usual.
 	if err := l.Wait(WithMaxWait(ctx, 0), "a", "r", "CreateSnapshot"); err != nil {
@@ -255,8 +265,8 @@ func TestAdmit(t *testing.T) {
 	if wait != time.Second || ok {
 		t.Errorf("empty bucket: wait %s, want 1s", wait)
 	}
-	if got := tokens(l, "a", "r", "DescribeVolumes"); got != 9 {
-		t.Errorf("a refused Admit took Describe tokens: %v left, want 9", got)
+	if got := tokens(l, "a", "r", "DescribeSnapshots"); got != 9 {
+		t.Errorf("a refused Admit took DescribeSnapshots tokens: %v left, want 9", got)
 	}
 	c.add(time.Second)
 	if _, _, wait, ok = l.Admit(context.Background(), "a", "r", needs, 0); wait != 0 || !ok {
@@ -299,13 +309,14 @@ func TestWithin(t *testing.T) {
 // the last into the future, until no job is ever admitted again.
 func TestAdmitRefusalsLeakNothing(t *testing.T) {
 	t.Parallel()
-	l, c := newTest(map[string]Bucket{"DeleteSnapshot": {Burst: 1, PerSecond: 1}, Describe: {Burst: 10, PerSecond: 10}})
+	l, c := newTest(map[string]Bucket{"DeleteSnapshot": {Burst: 1, PerSecond: 1},
+		"DescribeSnapshots": {Burst: 10, PerSecond: 10}, "DescribeSnapshotAttribute": {Burst: 10, PerSecond: 10}})
 	needs := []Need{{Action: "DescribeSnapshots", N: 1}, {Action: "DescribeSnapshotAttribute", N: 1}, {Action: "DeleteSnapshot", N: 1}}
 	if _, _, wait, ok := l.Admit(context.Background(), "a", "r", needs, 0); wait != 0 || !ok {
 		t.Fatalf("first: wait %s", wait)
 	}
-	for range 8 { // the Describe bucket empty too: its next tokens are in the future
-		if err := bounded(l, "a", "r", "DescribeVolumes"); err != nil {
+	for range 9 { // the DescribeSnapshots bucket empty too: its next tokens are in the future
+		if err := bounded(l, "a", "r", "DescribeSnapshots"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -316,7 +327,7 @@ func TestAdmitRefusalsLeakNothing(t *testing.T) {
 	}
 	c.add(time.Second)
 	if got := tokens(l, "a", "r", "DescribeSnapshots"); got != 10 {
-		t.Errorf("a second after 1000 refusals the Describe bucket holds %v, want 10", got)
+		t.Errorf("a second after 1000 refusals the DescribeSnapshots bucket holds %v, want 10", got)
 	}
 	if _, _, wait, ok := l.Admit(context.Background(), "a", "r", needs, 0); wait != 0 || !ok {
 		t.Errorf("a second later: wait %s, want admitted", wait)
@@ -324,17 +335,17 @@ func TestAdmitRefusalsLeakNothing(t *testing.T) {
 }
 
 // TestAdmitAhead: a job admitted with tokens due later holds them: a job needing one
-// token of the shared bucket cannot take them meanwhile, so a job needing several is not
+// token of the bucket cannot take them meanwhile, so a job needing several is not
 // starved by a stream of jobs needing one.
 func TestAdmitAhead(t *testing.T) {
 	t.Parallel()
-	l, c := newTest(map[string]Bucket{Describe: {Burst: 2, PerSecond: 10}})
+	l, c := newTest(map[string]Bucket{"DescribeSnapshots": {Burst: 2, PerSecond: 10}})
 	for range 2 {
 		if err := bounded(l, "a", "r", "DescribeSnapshots"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	two := []Need{{Action: "DescribeSnapshots", N: 1}, {Action: "DescribeSnapshotAttribute", N: 1}}
+	two := []Need{{Action: "DescribeSnapshots", N: 1}, {Action: "DescribeSnapshots", N: 1}}
 	ctx, _, wait, ok := l.Admit(context.Background(), "a", "r", two, time.Second)
 	if !ok || wait != 200*time.Millisecond {
 		t.Fatalf("two tokens of an empty bucket within 1s: wait %s ok %v, want 200ms", wait, ok)
@@ -344,9 +355,52 @@ func TestAdmitAhead(t *testing.T) {
 		t.Errorf("one token behind them: wait %s ok %v, want refused, 300ms", wait, ok)
 	}
 	c.add(200 * time.Millisecond)
-	for _, a := range []string{"DescribeSnapshots", "DescribeSnapshotAttribute"} {
-		if err := l.Wait(WithMaxWait(ctx, 0), "a", "r", a); err != nil {
-			t.Errorf("the admitted job's %s at its due time: %v", a, err)
+	for i := range 2 {
+		if err := l.Wait(WithMaxWait(ctx, 0), "a", "r", "DescribeSnapshots"); err != nil {
+			t.Errorf("the admitted job's DescribeSnapshots %d at its due time: %v", i, err)
 		}
+	}
+}
+
+// TestActionsDoNotSlowEachOther: AWS gives each action its own bucket, and so does the
+// limiter: a throttle of DescribeSnapshots halves that bucket's rate and empties it, and
+// neither the rate nor the tokens of DescribeSnapshotAttribute or DeleteSnapshot change;
+// a delete job (DescribeSnapshotAttribute, DeleteSnapshot) is admitted at once meanwhile.
+func TestActionsDoNotSlowEachOther(t *testing.T) {
+	t.Parallel()
+	l, _ := newTest(ec2Rates)
+	for range 100 {
+		if err := bounded(l, "a", "r", "DescribeSnapshots"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Throttled("a", "r", "DescribeSnapshots")
+	if cur, conf := l.Rate("a", "r", "DescribeSnapshots"); cur != 10 || conf != 20 {
+		t.Errorf("throttled DescribeSnapshots: rate %v of %v, want 10 of 20", cur, conf)
+	}
+	for _, a := range []string{"DescribeSnapshotAttribute", "DeleteSnapshot"} {
+		if cur, conf := l.Rate("a", "r", a); cur != conf {
+			t.Errorf("%s: rate %v of %v after another action was throttled", a, cur, conf)
+		}
+		if got := tokens(l, "a", "r", a); got != 100 {
+			t.Errorf("%s holds %v tokens, want its full 100", a, got)
+		}
+	}
+	del := []Need{{Action: "DescribeSnapshotAttribute", N: 1}, {Action: "DeleteSnapshot", N: 1}}
+	if _, _, wait, ok := l.Admit(context.Background(), "a", "r", del, 0); !ok || wait != 0 {
+		t.Errorf("delete job while DescribeSnapshots is empty and throttled: wait %s ok %v, want admitted now", wait, ok)
+	}
+	if _, _, wait, ok := l.Admit(context.Background(), "a", "r", []Need{{Action: "DescribeSnapshots", N: 1}}, 0); ok || wait != 100*time.Millisecond {
+		t.Errorf("DescribeSnapshots itself: wait %s ok %v, want refused, 100ms at the halved rate", wait, ok)
+	}
+}
+
+// TestByAction: needs are summed per action, none merged across actions.
+func TestByAction(t *testing.T) {
+	t.Parallel()
+	got := ByAction([]Need{{"DescribeSnapshots", 1}, {"DescribeVolumes", 1}, {"DescribeSnapshots", 2}, {"CreateTags", 0}})
+	want := []Need{{"DescribeSnapshots", 3}, {"DescribeVolumes", 1}}
+	if !slices.Equal(got, want) {
+		t.Errorf("ByAction = %v, want %v", got, want)
 	}
 }

@@ -2,10 +2,13 @@
 // proxy in front of moto that enforces AWS's API rate limits as EC2 documents them, so
 // that snapfleet's throughput can be measured against the ceiling AWS would allow.
 //
-// Per account, region and bucket it keeps a token bucket: CreateSnapshot, CreateSnapshots
-// and DeleteSnapshot each burst 100, refill 5 per second; every Describe* action shares
-// one bucket of 100, refill 20 per second. A call that finds its bucket empty is answered
-// with EC2's RequestLimitExceeded (HTTP 503) and not forwarded. A second CreateSnapshot of
+// Per account, region and bucket it keeps a token bucket, one per EC2 action as AWS has
+// them (throttling one action does not slow another; DESIGN.md §8): CreateSnapshot,
+// CreateSnapshots and DeleteSnapshot each burst 100, refill 5 per second; CreateTags 100,
+// 10; each Describe* action 100, 20 — but a DescribeSnapshots, DescribeVolumes or
+// DescribeInstances that names no filter, no ids and no page (MaxResults, NextToken) goes
+// to that action's unfiltered bucket, 50, 10 (Unfiltered). A call that finds its bucket
+// empty is answered with EC2's RequestLimitExceeded (HTTP 503) and not forwarded. A second CreateSnapshot of
 // the same volume within 15 seconds is answered with SnapshotCreationPerVolumeRateExceeded
 // (HTTP 400). Latency and a seeded fraction of InternalError faults can be added. The
 // account is read from the SigV4 access key (keys issued by AssumeRole through the
@@ -23,10 +26,14 @@
 package awslimits
 
 import (
+	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
 )
 
 // Limit is one token bucket's shape.
@@ -37,36 +44,73 @@ type Limit struct {
 	Refill float64
 }
 
-// Bucket names. Actions not listed here are not limited (but are counted).
+// Bucket names: a bucket is named after its action, and Unfiltered(action) for the
+// unfiltered, unpaginated calls of the listing actions. Actions without a bucket in the
+// limits are not limited (but are counted).
 const (
 	BucketCreateSnapshot  = "CreateSnapshot"
 	BucketCreateSnapshots = "CreateSnapshots"
 	BucketDeleteSnapshot  = "DeleteSnapshot"
-	BucketDescribe        = "Describe"
 )
 
-// DefaultLimits are AWS's EC2 limits for the snapshot actions (DESIGN.md §8).
-func DefaultLimits() map[string]Limit {
-	return map[string]Limit{
-		BucketCreateSnapshot:  {Burst: 100, Refill: 5},
-		BucketCreateSnapshots: {Burst: 100, Refill: 5},
-		BucketDeleteSnapshot:  {Burst: 100, Refill: 5},
-		BucketDescribe:        {Burst: 100, Refill: 20},
+// Listings are the actions whose unfiltered and unpaginated calls take the smaller
+// Unfiltered bucket.
+var Listings = []string{"DescribeSnapshots", "DescribeVolumes", "DescribeInstances"}
+
+// Unfiltered names the bucket of action's calls that name no filter, no ids and no page.
+func Unfiltered(action string) string { return action + ".unfiltered" }
+
+// UnfilteredInput is BucketOf's rule on an SDK input: it reports whether params is a
+// call of a listing action that takes the Unfiltered bucket (no filter, no ids, no page),
+// and names the action. Tests use it to prove that snapfleet makes no such call.
+func UnfilteredInput(params any) (action string, unfiltered bool) {
+	switch in := params.(type) {
+	case *ec2.DescribeSnapshotsInput:
+		return "DescribeSnapshots", len(in.Filters) == 0 && len(in.SnapshotIds) == 0 && in.MaxResults == nil && in.NextToken == nil
+	case *ec2.DescribeVolumesInput:
+		return "DescribeVolumes", len(in.Filters) == 0 && len(in.VolumeIds) == 0 && in.MaxResults == nil && in.NextToken == nil
+	case *ec2.DescribeInstancesInput:
+		return "DescribeInstances", len(in.Filters) == 0 && len(in.InstanceIds) == 0 && in.MaxResults == nil && in.NextToken == nil
 	}
+	return "", false
+}
+
+// DefaultLimits are AWS's EC2 buckets (DESIGN.md §8) for the snapshot actions and the
+// calls around them.
+func DefaultLimits() map[string]Limit {
+	mutating, describe := Limit{Burst: 100, Refill: 5}, Limit{Burst: 100, Refill: 20}
+	m := map[string]Limit{
+		BucketCreateSnapshot: mutating, BucketCreateSnapshots: mutating, BucketDeleteSnapshot: mutating,
+		"ModifySnapshotAttribute": mutating, "CreateVolume": mutating,
+		"CreateTags":   {Burst: 100, Refill: 10},
+		"CopySnapshot": {Burst: 50, Refill: 5}, "ModifySnapshotTier": {Burst: 50, Refill: 5},
+		"DescribeImages": describe, "DescribeSnapshotAttribute": describe, "DescribeLockedSnapshots": describe,
+	}
+	for _, a := range Listings {
+		m[a] = describe
+		m[Unfiltered(a)] = Limit{Burst: 50, Refill: 10}
+	}
+	return m
 }
 
 // PerVolumeInterval is EC2's minimum interval between two snapshots of one volume.
 const PerVolumeInterval = 15 * time.Second
 
-// BucketOf names the bucket of an EC2 action; "" when the action is not limited.
-func BucketOf(action string) string {
-	switch {
-	case action == BucketCreateSnapshot, action == BucketCreateSnapshots, action == BucketDeleteSnapshot:
+// BucketOf names the bucket of a call of action with these query parameters: the
+// action's own, or Unfiltered(action) for a listing action's call without a filter, ids
+// (SnapshotId.N, VolumeId.N, InstanceId.N) and pagination (MaxResults, NextToken).
+func BucketOf(action string, params url.Values) string {
+	if !slices.Contains(Listings, action) {
 		return action
-	case strings.HasPrefix(action, "Describe"):
-		return BucketDescribe
 	}
-	return ""
+	for k := range params {
+		for _, narrow := range []string{"Filter.", "SnapshotId.", "VolumeId.", "InstanceId.", "MaxResults", "NextToken"} {
+			if strings.HasPrefix(k, narrow) {
+				return action
+			}
+		}
+	}
+	return Unfiltered(action)
 }
 
 // Verdict is the Limiter's answer to one call.
@@ -147,12 +191,12 @@ func NewLimiter(limits map[string]Limit, perVolume time.Duration, now func() tim
 		buckets: map[Key]*bucket{}, volumes: map[Key]time.Time{}}
 }
 
-// Admit decides one call of action in account and region; volume is the VolumeId of a
-// CreateSnapshot ("" otherwise). Unlimited actions are always allowed and not counted.
-func (l *Limiter) Admit(account, region, action, volume string) Verdict {
-	name := BucketOf(action)
+// Admit decides one call in account and region that takes a token of the bucket name
+// (BucketOf: its action, for most calls); volume is the VolumeId of a CreateSnapshot (""
+// otherwise). Calls of a bucket without a limit are always allowed and not counted.
+func (l *Limiter) Admit(account, region, name, volume string) Verdict {
 	lim, ok := l.limits[name]
-	if name == "" || !ok {
+	if !ok {
 		return Allow
 	}
 	now := l.now()
@@ -175,7 +219,7 @@ func (l *Limiter) Admit(account, region, action, volume string) Verdict {
 	b.tokens--
 	b.st.Allowed++
 	b.st.Last = now
-	if action == BucketCreateSnapshot && volume != "" && l.perVolume > 0 {
+	if name == BucketCreateSnapshot && volume != "" && l.perVolume > 0 {
 		vk := Key{account, region, volume}
 		if last, ok := l.volumes[vk]; ok && now.Sub(last) < l.perVolume {
 			b.st.PerVolume++

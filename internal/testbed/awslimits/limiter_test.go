@@ -1,6 +1,7 @@
 package awslimits
 
 import (
+	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -41,7 +42,16 @@ func TestBucketBurstAndRefill(t *testing.T) {
 		{"CreateSnapshot", 100, 5},
 		{"CreateSnapshots", 100, 5},
 		{"DeleteSnapshot", 100, 5},
+		{"CreateTags", 100, 10},
 		{"DescribeSnapshots", 100, 20},
+		{"DescribeVolumes", 100, 20},
+		{"DescribeInstances", 100, 20},
+		{"DescribeImages", 100, 20},
+		{"DescribeSnapshotAttribute", 100, 20},
+		{"DescribeLockedSnapshots", 100, 20},
+		{"DescribeSnapshots.unfiltered", 50, 10},
+		{"DescribeVolumes.unfiltered", 50, 10},
+		{"DescribeInstances.unfiltered", 50, 10},
 	} {
 		t.Run(tc.action, func(t *testing.T) {
 			t.Parallel()
@@ -80,28 +90,61 @@ func TestBucketsAreSeparate(t *testing.T) {
 	if l.Admit("111111111111", "us-east-1", "CreateSnapshot", "") != Throttle {
 		t.Fatal("101st create in the same account-region was allowed")
 	}
-	// Another account, another region, another action: each has a full bucket.
+	// Another account, another region, another action: each has a full bucket, every
+	// Describe* action too, and the unfiltered calls of a listing action.
 	for _, k := range []struct{ account, region, action string }{
 		{"222222222222", "us-east-1", "CreateSnapshot"},
 		{"111111111111", "eu-west-1", "CreateSnapshot"},
 		{"111111111111", "us-east-1", "DeleteSnapshot"},
 		{"111111111111", "us-east-1", "CreateSnapshots"},
 		{"111111111111", "us-east-1", "DescribeVolumes"},
+		{"111111111111", "us-east-1", "DescribeSnapshots"},
+		{"111111111111", "us-east-1", "DescribeSnapshotAttribute"},
 	} {
 		if got := admitN(l, 100, k.account, k.region, k.action); got != 100 {
 			t.Errorf("%+v: allowed %d of 100, want a full bucket", k, got)
 		}
 	}
-	// Describe* share one bucket.
-	if l.Admit("111111111111", "us-east-1", "DescribeSnapshots", "") != Throttle {
-		t.Error("DescribeSnapshots had its own bucket, want the one Describe* bucket")
+	if got := admitN(l, 50, "111111111111", "us-east-1", Unfiltered("DescribeVolumes")); got != 50 {
+		t.Errorf("unfiltered DescribeVolumes after the filtered bucket emptied: allowed %d of 50", got)
 	}
 	// Unlimited actions pass and are not counted.
-	if got := admitN(l, 1000, "111111111111", "us-east-1", "CreateTags"); got != 1000 {
-		t.Errorf("CreateTags: allowed %d of 1000", got)
+	if got := admitN(l, 1000, "111111111111", "us-east-1", "RunInstances"); got != 1000 {
+		t.Errorf("RunInstances: allowed %d of 1000", got)
 	}
-	if n := len(l.Stats()); n != 6 {
-		t.Errorf("%d buckets, want 6", n)
+	if n := len(l.Stats()); n != 9 {
+		t.Errorf("%d buckets, want 9", n)
+	}
+}
+
+// TestBucketOf: a listing call goes to the unfiltered bucket only when it names no
+// filter, no ids and no page; every other call to its action's bucket.
+func TestBucketOf(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		action, query, want string
+	}{
+		{"DescribeSnapshots", "Action=DescribeSnapshots&Version=2016-11-15", "DescribeSnapshots.unfiltered"},
+		{"DescribeSnapshots", "Action=DescribeSnapshots&Owner.1=self", "DescribeSnapshots.unfiltered"},
+		{"DescribeSnapshots", "Action=DescribeSnapshots&Owner.1=self&Filter.1.Name=tag%3Ax&Filter.1.Value.1=y", "DescribeSnapshots"},
+		{"DescribeSnapshots", "Action=DescribeSnapshots&SnapshotId.1=snap-1", "DescribeSnapshots"},
+		{"DescribeVolumes", "Action=DescribeVolumes", "DescribeVolumes.unfiltered"},
+		{"DescribeVolumes", "Action=DescribeVolumes&MaxResults=500", "DescribeVolumes"},
+		{"DescribeVolumes", "Action=DescribeVolumes&VolumeId.1=vol-1", "DescribeVolumes"},
+		{"DescribeInstances", "Action=DescribeInstances", "DescribeInstances.unfiltered"},
+		{"DescribeInstances", "Action=DescribeInstances&NextToken=abc", "DescribeInstances"},
+		{"DescribeInstances", "Action=DescribeInstances&InstanceId.1=i-1", "DescribeInstances"},
+		{"DescribeImages", "Action=DescribeImages", "DescribeImages"},
+		{"DescribeLockedSnapshots", "Action=DescribeLockedSnapshots", "DescribeLockedSnapshots"},
+		{"CreateSnapshot", "Action=CreateSnapshot&VolumeId=vol-1", "CreateSnapshot"},
+	} {
+		q, err := url.ParseQuery(tc.query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := BucketOf(tc.action, q); got != tc.want {
+			t.Errorf("BucketOf(%s) = %s, want %s", tc.query, got, tc.want)
+		}
 	}
 }
 

@@ -239,7 +239,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		switch s.Limiter.Admit(account, region, action, form.Get("VolumeId")) {
+		switch s.Limiter.Admit(account, region, BucketOf(action, form), form.Get("VolumeId")) {
 		case Throttle:
 			writeError(w, "RequestLimitExceeded", http.StatusServiceUnavailable, "Request limit exceeded.")
 			return

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
 
@@ -153,5 +154,60 @@ func TestServerFaultRateAndLatency(t *testing.T) {
 	}
 	if d := s.Done()[Done{"123456789012", "eu-west-1", "CreateSnapshot"}]; d != 40-failed {
 		t.Errorf("done %d, want %d: a faulted call does not take effect", d, 40-failed)
+	}
+}
+
+// TestUnfilteredInput: UnfilteredInput, the rule on SDK inputs that tests apply to
+// snapfleet's calls, agrees with the endpoint, which sees the calls as the SDK serializes
+// them: each input below lands in the unfiltered bucket exactly when UnfilteredInput says so.
+func TestUnfilteredInput(t *testing.T) {
+	t.Parallel()
+	f := []types.Filter{{Name: aws.String("tag:snapfleet:job"), Values: []string{"k"}}}
+	for _, in := range []any{
+		&ec2.DescribeSnapshotsInput{},
+		&ec2.DescribeSnapshotsInput{OwnerIds: []string{"self"}},
+		&ec2.DescribeSnapshotsInput{Filters: f},
+		&ec2.DescribeSnapshotsInput{SnapshotIds: []string{"snap-1"}},
+		&ec2.DescribeSnapshotsInput{MaxResults: aws.Int32(1000)},
+		&ec2.DescribeSnapshotsInput{NextToken: aws.String("t")},
+		&ec2.DescribeVolumesInput{},
+		&ec2.DescribeVolumesInput{VolumeIds: []string{"vol-1"}},
+		&ec2.DescribeVolumesInput{Filters: f},
+		&ec2.DescribeVolumesInput{MaxResults: aws.Int32(500)},
+		&ec2.DescribeInstancesInput{},
+		&ec2.DescribeInstancesInput{InstanceIds: []string{"i-1"}},
+		&ec2.DescribeInstancesInput{Filters: f},
+		&ec2.DescribeInstancesInput{MaxResults: aws.Int32(1000)},
+		&ec2.DescribeImagesInput{},
+	} {
+		s, err := New(stub(t).URL, "127.0.0.1:0", Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl := ec2.NewFromConfig(clientCfg(s, "testing"))
+		ctx := context.Background()
+		switch in := in.(type) { // the stub answers 400: only the endpoint's count matters
+		case *ec2.DescribeSnapshotsInput:
+			_, _ = cl.DescribeSnapshots(ctx, in)
+		case *ec2.DescribeVolumesInput:
+			_, _ = cl.DescribeVolumes(ctx, in)
+		case *ec2.DescribeInstancesInput:
+			_, _ = cl.DescribeInstances(ctx, in)
+		case *ec2.DescribeImagesInput:
+			_, _ = cl.DescribeImages(ctx, in)
+		}
+		s.Close()
+		st := s.Limiter.Stats()
+		action, unfiltered := UnfilteredInput(in)
+		want := "DescribeImages"
+		if action != "" {
+			want = action
+		}
+		if unfiltered {
+			want = Unfiltered(action)
+		}
+		if len(st) != 1 || st[0].Bucket != want {
+			t.Errorf("%T%+v: the endpoint counted %+v, UnfilteredInput says bucket %s", in, in, st, want)
+		}
 	}
 }

@@ -2,7 +2,8 @@
 // same HTTP protocols as AWS, for benchmarks at fleet sizes and call rates that moto
 // (one Python process) cannot serve on a small machine. It is the "answers the EC2
 // snapshot calls itself" half of the limits-faithful endpoint: run it behind
-// internal/testbed/awslimits, which enforces AWS's token buckets; SQS (sqs.go) goes to it directly.
+// internal/testbed/awslimits, which enforces AWS's token buckets (one per action); SQS (sqs.go)
+// goes to it directly.
 //
 // What it models, per account and region: instances (state, tags, block device
 // mappings), their volumes, snapshots (owner, volume, start time, tags; completed at

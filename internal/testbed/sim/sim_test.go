@@ -250,3 +250,86 @@ func TestAccounts(t *testing.T) {
 		t.Errorf("calls: %v", s.Calls())
 	}
 }
+
+// TestPerActionBuckets: behind the limits-faithful endpoint, with the SDK's own
+// serialization, each action has its own bucket (emptying DescribeSnapshots's leaves
+// DescribeSnapshotAttribute's and DescribeVolumes's full), and a DescribeVolumes or
+// DescribeSnapshots that names no filter, no ids and no page takes its action's
+// unfiltered bucket of 50 instead, while the filtered, paginated and by-id calls of the
+// same action go on.
+func TestPerActionBuckets(t *testing.T) {
+	t.Parallel()
+	s, cfg := start(t)
+	ep, err := awslimits.New(aws.ToString(cfg.BaseEndpoint), "127.0.0.1:0", awslimits.Options{Now: func() time.Time { return t0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ep.Close)
+	cl := ec2.NewFromConfig(config(ep.URL))
+	ctx := context.Background()
+	s.AddInstances(sim.DefaultAccount, region, 1, 1, "", nil)
+	vols, err := cl.DescribeVolumes(ctx, &ec2.DescribeVolumesInput{MaxResults: aws.Int32(5)})
+	if err != nil || len(vols.Volumes) != 1 {
+		t.Fatalf("DescribeVolumes: %+v, %v", vols, err)
+	}
+	vol := aws.ToString(vols.Volumes[0].VolumeId)
+	snap, err := cl.CreateSnapshot(ctx, &ec2.CreateSnapshotInput{VolumeId: aws.String(vol)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	throttled := func(err error) bool {
+		t.Helper()
+		if err == nil {
+			return false
+		}
+		if c := code(t, err); c != "RequestLimitExceeded" {
+			t.Fatalf("want RequestLimitExceeded or success, got %v", err)
+		}
+		return true
+	}
+	calls := func(n int, call func() error) (ok int) {
+		for range n {
+			if !throttled(call()) {
+				ok++
+			}
+		}
+		return ok
+	}
+	// The clock stands still: no refill. 100 filtered DescribeSnapshots, then throttled.
+	byVolume := &ec2.DescribeSnapshotsInput{Filters: []types.Filter{{Name: aws.String("volume-id"), Values: []string{vol}}}}
+	if got := calls(101, func() error { _, err := cl.DescribeSnapshots(ctx, byVolume); return err }); got != 100 {
+		t.Fatalf("filtered DescribeSnapshots: %d of 101 allowed, want 100", got)
+	}
+	attr := &ec2.DescribeSnapshotAttributeInput{SnapshotId: snap.SnapshotId, Attribute: types.SnapshotAttributeNameCreateVolumePermission}
+	if got := calls(100, func() error { _, err := cl.DescribeSnapshotAttribute(ctx, attr); return err }); got != 100 {
+		t.Errorf("DescribeSnapshotAttribute with the DescribeSnapshots bucket empty: %d of 100 allowed", got)
+	}
+	// Unfiltered DescribeVolumes: 50, then throttled; the paginated, by-id and filtered
+	// calls are not.
+	if got := calls(51, func() error { _, err := cl.DescribeVolumes(ctx, &ec2.DescribeVolumesInput{}); return err }); got != 50 {
+		t.Errorf("unfiltered, unpaginated DescribeVolumes: %d of 51 allowed, want 50", got)
+	}
+	for name, in := range map[string]*ec2.DescribeVolumesInput{
+		"paginated": {MaxResults: aws.Int32(5)},
+		"by id":     {VolumeIds: []string{vol}},
+		"filtered":  {Filters: []types.Filter{{Name: aws.String("volume-id"), Values: []string{vol}}}},
+	} {
+		if _, err := cl.DescribeVolumes(ctx, in); err != nil {
+			t.Errorf("%s DescribeVolumes with the unfiltered bucket empty: %v", name, err)
+		}
+	}
+	// DescribeSnapshots's unfiltered bucket is its own: still full.
+	if got := calls(50, func() error {
+		_, err := cl.DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{OwnerIds: []string{"self"}})
+		return err
+	}); got != 50 {
+		t.Errorf("unfiltered DescribeSnapshots: %d of 50 allowed", got)
+	}
+	stats := map[string]int{}
+	for _, st := range ep.Limiter.Stats() {
+		stats[st.Bucket] = st.Throttled
+	}
+	if stats["DescribeSnapshots"] != 1 || stats["DescribeVolumes.unfiltered"] != 1 || stats["DescribeSnapshotAttribute"] != 0 || stats["DescribeVolumes"] != 0 {
+		t.Errorf("throttles per bucket %v", stats)
+	}
+}

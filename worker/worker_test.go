@@ -699,4 +699,3 @@ func logLine(t *testing.T, line string) map[string]any {
 	}
 	return ev
 }
-

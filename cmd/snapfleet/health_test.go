@@ -18,8 +18,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"github.com/snapfleet/snapfleet/worker"
 	"github.com/snapfleet/snapfleet/internal/testbed/logbuf"
+	"github.com/snapfleet/snapfleet/worker"
 )
 
 // httpGet returns the status and body of a GET, or the error of a server that does not answer.

@@ -163,6 +163,15 @@ func (f *Fleet) Snapshot(ctx context.Context, vol string, age time.Duration, tag
 	return f.SnapshotAt(ctx, vol, time.Now().Add(-age), tags)
 }
 
+// Share lets account create volumes from snapshot snap.
+func (f *Fleet) Share(ctx context.Context, snap, account string) {
+	f.t.Helper()
+	if _, err := f.EC2.ModifySnapshotAttribute(ctx, &ec2.ModifySnapshotAttributeInput{SnapshotId: aws.String(snap),
+		Attribute: types.SnapshotAttributeNameCreateVolumePermission, OperationType: types.OperationTypeAdd, UserIds: []string{account}}); err != nil {
+		f.t.Fatalf("sharing %s with %s: %v", snap, account, err)
+	}
+}
+
 // Tags is m as EC2 tags.
 func Tags(m map[string]string) []types.Tag {
 	out := make([]types.Tag, 0, len(m))

@@ -25,6 +25,7 @@ import (
 	"github.com/snapfleet/snapfleet/internal/job"
 	"github.com/snapfleet/snapfleet/internal/retention"
 	"github.com/snapfleet/snapfleet/internal/tag"
+	testfleet "github.com/snapfleet/snapfleet/internal/testbed/fleet"
 	"github.com/snapfleet/snapfleet/internal/testbed/mototest"
 	"github.com/snapfleet/snapfleet/queue"
 
@@ -81,25 +82,18 @@ func (r *recorder) jobs(t *testing.T) (creates, deletes []job.Job) {
 	return creates, deletes
 }
 
-// fleet is a moto EC2 account to build and plan.
+// fleet is a moto EC2 account to build (through testbed/fleet) and plan.
 type fleet struct {
+	*testfleet.Fleet
 	t   *testing.T
 	s   *mototest.Server
-	ec2 *ec2.Client
 	ctx context.Context
-	ami string
 }
 
 func newFleet(t *testing.T) *fleet {
 	t.Helper()
 	s := mototest.Start(t)
-	f := &fleet{t: t, s: s, ec2: ec2.NewFromConfig(s.AWSConfig(t)), ctx: context.Background()}
-	imgs, err := f.ec2.DescribeImages(f.ctx, &ec2.DescribeImagesInput{})
-	if err != nil || len(imgs.Images) == 0 {
-		t.Fatalf("describing moto's images: %v (%d)", err, len(imgs.Images))
-	}
-	f.ami = aws.ToString(imgs.Images[0].ImageId)
-	return f
+	return &fleet{Fleet: testfleet.New(t, s), t: t, s: s, ctx: context.Background()}
 }
 
 // client returns an EC2 client for region, with extra middleware.
@@ -111,70 +105,27 @@ func (f *fleet) client(region string, opts ...func(*middleware.Stack) error) *ec
 	})
 }
 
-// instance runs an instance with a second volume attached at /dev/sdf and returns its id
-// and both volume ids (root first).
+// instance runs an instance through c, in az (the first of c's region), with a data
+// volume at /dev/sdf, and returns its id and both volume ids (root first).
 func (f *fleet) instance(c *ec2.Client, az string, tags map[string]string) (string, []string) {
 	f.t.Helper()
-	in := &ec2.RunInstancesInput{ImageId: aws.String(f.ami), MinCount: aws.Int32(1), MaxCount: aws.Int32(1),
-		InstanceType: types.InstanceTypeT3Micro, Placement: &types.Placement{AvailabilityZone: aws.String(az)}}
-	if len(tags) > 0 {
-		in.TagSpecifications = []types.TagSpecification{{ResourceType: types.ResourceTypeInstance, Tags: toTags(tags)}}
+	in := f.Through(c)
+	if az != in.Region+"a" {
+		f.t.Fatalf("test bug: instance in %s through a client of %s", az, in.Region)
 	}
-	out, err := c.RunInstances(f.ctx, in)
-	if err != nil {
-		f.t.Fatalf("running an instance: %v", err)
-	}
-	id := aws.ToString(out.Instances[0].InstanceId)
-	vol, err := c.CreateVolume(f.ctx, &ec2.CreateVolumeInput{AvailabilityZone: aws.String(az), Size: aws.Int32(1)})
-	if err != nil {
-		f.t.Fatalf("creating a volume: %v", err)
-	}
-	if _, err := c.AttachVolume(f.ctx, &ec2.AttachVolumeInput{InstanceId: aws.String(id), VolumeId: vol.VolumeId, Device: aws.String("/dev/sdf")}); err != nil {
-		f.t.Fatalf("attaching a volume: %v", err)
-	}
-	d, err := c.DescribeInstances(f.ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}})
-	if err != nil {
-		f.t.Fatalf("describing %s: %v", id, err)
-	}
-	var vols []string
-	for _, m := range d.Reservations[0].Instances[0].BlockDeviceMappings {
-		vols = append(vols, aws.ToString(m.Ebs.VolumeId))
-	}
-	if len(vols) != 2 || vols[1] != aws.ToString(vol.VolumeId) {
-		f.t.Fatalf("instance %s has volumes %v, want root and %s", id, vols, aws.ToString(vol.VolumeId))
-	}
-	return id, vols
+	run := in.Instances(f.ctx, 1, 1, tags)[0]
+	return run.ID, run.Volumes()
 }
 
 func (f *fleet) tagResource(c *ec2.Client, id string, tags map[string]string) {
 	f.t.Helper()
-	if _, err := c.CreateTags(f.ctx, &ec2.CreateTagsInput{Resources: []string{id}, Tags: toTags(tags)}); err != nil {
-		f.t.Fatalf("tagging %s: %v", id, err)
-	}
+	f.Through(c).Tag(f.ctx, id, tags)
 }
 
 // snapshot creates a snapshot of vol that started age ago, with tags.
 func (f *fleet) snapshot(vol string, age time.Duration, tags map[string]string) string {
 	f.t.Helper()
-	f.s.ShiftClock(f.t, -age)
-	defer f.s.ShiftClock(f.t, 0)
-	in := &ec2.CreateSnapshotInput{VolumeId: aws.String(vol)}
-	if len(tags) > 0 {
-		in.TagSpecifications = []types.TagSpecification{{ResourceType: types.ResourceTypeSnapshot, Tags: toTags(tags)}}
-	}
-	out, err := f.ec2.CreateSnapshot(f.ctx, in)
-	if err != nil {
-		f.t.Fatalf("snapshotting %s: %v", vol, err)
-	}
-	return aws.ToString(out.SnapshotId)
-}
-
-func toTags(m map[string]string) []types.Tag {
-	var out []types.Tag
-	for k, v := range m {
-		out = append(out, types.Tag{Key: aws.String(k), Value: aws.String(v)})
-	}
-	return out
+	return f.Snapshot(f.ctx, vol, age, tags)
 }
 
 func (f *fleet) planner(cfg *config.Config, regions []string, clients map[string]*ec2.Client, q Sender, now time.Time) *Planner {
@@ -364,34 +315,21 @@ policies:
 	renamed := f.snapshot(a, 60*24*time.Hour, map[string]string{tag.Policy: "nightly", tag.Volume: a})
 
 	// A volume that is gone: its newest snapshot stays, the older expired one goes.
-	gone, err := c.CreateVolume(f.ctx, &ec2.CreateVolumeInput{AvailabilityZone: aws.String("us-east-1a"), Size: aws.Int32(1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := aws.ToString(gone.VolumeId)
+	b := f.Volume(f.ctx)
 	b90 := f.snapshot(b, 90*24*time.Hour, managed(b))
 	b80 := f.snapshot(b, 80*24*time.Hour, managed(b))
-	if _, err := c.DeleteVolume(f.ctx, &ec2.DeleteVolumeInput{VolumeId: gone.VolumeId}); err != nil {
+	if _, err := c.DeleteVolume(f.ctx, &ec2.DeleteVolumeInput{VolumeId: aws.String(b)}); err != nil {
 		t.Fatal(err)
 	}
 
 	// moto lists other owners' snapshots (its default AMIs) whatever OwnerIds says; tag
 	// one as managed: it must never become a delete.
-	all, err := c.DescribeSnapshots(f.ctx, &ec2.DescribeSnapshotsInput{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	foreign := ""
-	for _, s := range all.Snapshots {
-		if aws.ToString(s.OwnerId) != mototest.Account {
-			foreign = aws.ToString(s.SnapshotId)
-			f.tagResource(c, foreign, map[string]string{tag.Policy: "daily"})
-			break
-		}
-	}
-	if foreign == "" {
+	others := f.Foreign(f.ctx)
+	if len(others) == 0 {
 		t.Fatal("moto listed no snapshot of another owner; the owner re-check would be untested")
 	}
+	foreign := others[0]
+	f.tagResource(c, foreign, map[string]string{tag.Policy: "daily"})
 
 	now := time.Now().UTC()
 	q := &recorder{}
@@ -486,17 +424,9 @@ policies:
 	eu := f.client("eu-west-1")
 	f.instance(eu, "eu-west-1a", nil)
 	// us-west-2 has expired snapshots, but its snapshot listing fails: no deletes there.
-	westSnap := func(age time.Duration) {
-		f.s.ShiftClock(t, -age)
-		defer f.s.ShiftClock(t, 0)
-		if _, err := west.CreateSnapshot(f.ctx, &ec2.CreateSnapshotInput{VolumeId: aws.String(westVols[0]),
-			TagSpecifications: []types.TagSpecification{{ResourceType: types.ResourceTypeSnapshot,
-				Tags: toTags(map[string]string{tag.Policy: "daily", tag.Volume: westVols[0]})}}}); err != nil {
-			t.Fatal(err)
-		}
+	for _, age := range []time.Duration{50 * day, 40 * day} {
+		f.Through(west).Snapshot(f.ctx, westVols[0], age, map[string]string{tag.Policy: "daily", tag.Volume: westVols[0]})
 	}
-	westSnap(50 * 24 * time.Hour)
-	westSnap(40 * 24 * time.Hour)
 
 	clients := map[string]*ec2.Client{
 		"us-east-1": east,
@@ -730,7 +660,7 @@ func TestSnapshotFrom(t *testing.T) {
 	dupKey := job.CreateKey(acct, region, "vol-000000000000000a1", "daily", now.Truncate(24*time.Hour))
 	base := func(tags map[string]string) types.Snapshot {
 		return types.Snapshot{SnapshotId: aws.String("snap-000000000000000a1"), OwnerId: aws.String(acct),
-			VolumeId: aws.String("vol-000000000000000a1"), StartTime: &start, State: types.SnapshotStateCompleted, Tags: toTags(tags)}
+			VolumeId: aws.String("vol-000000000000000a1"), StartTime: &start, State: types.SnapshotStateCompleted, Tags: testfleet.Tags(tags)}
 	}
 	tests := []struct {
 		name string

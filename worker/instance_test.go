@@ -23,43 +23,12 @@ policies:
     tags: {Team: ops}
 `
 
-// instanceWithData runs an instance in moto and attaches data volumes at /dev/sdf,
-// /dev/sdg, ...; it returns the instance, its root volume and the data volumes.
+// instanceWithData runs an instance in moto with data volumes at /dev/sdf, /dev/sdg, ...;
+// it returns the instance, its root volume and the data volumes.
 func (e *motoEnv) instanceWithData(t *testing.T, data int) (id, root string, vols []string) {
 	t.Helper()
-	ctx := context.Background()
-	imgs, err := e.setup.DescribeImages(ctx, &ec2.DescribeImagesInput{})
-	if err != nil || len(imgs.Images) == 0 {
-		t.Fatalf("describing moto's images: %v", err)
-	}
-	run, err := e.setup.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: imgs.Images[0].ImageId,
-		MinCount: aws.Int32(1), MaxCount: aws.Int32(1), InstanceType: types.InstanceTypeT3Micro})
-	if err != nil {
-		t.Fatalf("running an instance: %v", err)
-	}
-	id = aws.ToString(run.Instances[0].InstanceId)
-	for i := range data {
-		v := e.volume(t)
-		dev := "/dev/sd" + string(rune('f'+i))
-		if _, err := e.setup.AttachVolume(ctx, &ec2.AttachVolumeInput{VolumeId: &v, InstanceId: &id, Device: &dev}); err != nil {
-			t.Fatalf("attaching %s: %v", v, err)
-		}
-		vols = append(vols, v)
-	}
-	out, err := e.setup.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	in := out.Reservations[0].Instances[0]
-	for _, m := range in.BlockDeviceMappings {
-		if aws.ToString(m.DeviceName) == aws.ToString(in.RootDeviceName) {
-			root = aws.ToString(m.Ebs.VolumeId)
-		}
-	}
-	if root == "" {
-		t.Fatalf("instance %s has no root volume in moto", id)
-	}
-	return id, root, vols
+	in := e.fleet(t).Instances(context.Background(), 1, data, nil)[0]
+	return in.ID, in.Root, in.Data
 }
 
 func instanceJob(instance, policy string, period time.Time) job.Job {
@@ -90,10 +59,7 @@ func TestCreateInstance(t *testing.T) {
 	e := newMoto(t)
 	cfg := policyConfig(t, instancePolicy)
 	inst, root, data := e.instanceWithData(t, 2)
-	if _, err := e.setup.CreateTags(context.Background(), &ec2.CreateTagsInput{Resources: []string{inst},
-		Tags: []types.Tag{{Key: aws.String("Name"), Value: aws.String("web-1")}}}); err != nil {
-		t.Fatal(err)
-	}
+	e.fleet(t).Tag(context.Background(), inst, map[string]string{"Name": "web-1"})
 	clock := time.Date(2026, 11, 22, 1, 2, 3, 0, time.UTC)
 	now := func() time.Time { return clock }
 	j := instanceJob(inst, "crash", time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC))
@@ -146,9 +112,7 @@ func TestCreateInstanceExclusions(t *testing.T) {
 	cfg := policyConfig(t, instancePolicy+"    exclude_boot: true\n")
 	inst, root, data := e.instanceWithData(t, 2)
 	ctx := context.Background()
-	if _, err := e.setup.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{data[1]}, Tags: []types.Tag{{Key: aws.String("skip"), Value: aws.String("yes")}}}); err != nil {
-		t.Fatal(err)
-	}
+	e.fleet(t).Tag(ctx, data[1], map[string]string{"skip": "yes"})
 	var spec *types.InstanceSpecification
 	e.faults.setFail(func(op string, params any, _ int) error {
 		if in, ok := params.(*ec2.CreateSnapshotsInput); ok {
@@ -169,9 +133,7 @@ func TestCreateInstanceExclusions(t *testing.T) {
 	}
 
 	// The instance itself carries the exclude tag: skipped, nothing made.
-	if _, err := e.setup.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{inst}, Tags: []types.Tag{{Key: aws.String("skip"), Value: aws.String("yes")}}}); err != nil {
-		t.Fatal(err)
-	}
+	e.fleet(t).Tag(ctx, inst, map[string]string{"skip": "yes"})
 	j2 := instanceJob(inst, "crash", time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC))
 	if st, _, _ := e.run(t, cfg, func() time.Time { return clock.Add(24 * time.Hour) }, 10*time.Second, encode(t, j2)); st != (Stats{Processed: 1, Skipped: 1}) {
 		t.Errorf("excluded instance: stats = %+v, want 1 skipped", st)

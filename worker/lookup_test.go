@@ -120,29 +120,6 @@ func TestLookupsCoalesce(t *testing.T) {
 	}
 }
 
-// jobTagEC2 answers DescribeSnapshots by job tag with one snapshot per value, counting
-// calls and values.
-type jobTagEC2 struct {
-	EC2
-
-	mu     sync.Mutex
-	values []int // per call
-}
-
-func (f *jobTagEC2) DescribeSnapshots(_ context.Context, in *ec2.DescribeSnapshotsInput, _ ...func(*ec2.Options)) (*ec2.DescribeSnapshotsOutput, error) {
-	out := &ec2.DescribeSnapshotsOutput{}
-	for _, fl := range in.Filters {
-		f.mu.Lock()
-		f.values = append(f.values, len(fl.Values))
-		f.mu.Unlock()
-		for _, v := range fl.Values {
-			out.Snapshots = append(out.Snapshots, types.Snapshot{SnapshotId: aws.String("snap-" + v), OwnerId: aws.String(testAccount),
-				Tags: []types.Tag{{Key: aws.String(tag.Job), Value: aws.String(v)}}})
-		}
-	}
-	return out, nil
-}
-
 // TestLookupBatches: lookups that wait for one token share a call of at most
 // maxLookupValues values, each gets the snapshots of its own value; when the job that
 // was to make a batch's call is stopped first, the others of the batch ask again and are
@@ -150,7 +127,7 @@ func (f *jobTagEC2) DescribeSnapshots(_ context.Context, in *ec2.DescribeSnapsho
 func TestLookupBatches(t *testing.T) {
 	t.Parallel()
 	lim := limit.New(map[string]limit.Bucket{"DescribeSnapshots": {Burst: 1, PerSecond: 4}})
-	fake := &jobTagEC2{}
+	fake := &fakeEC2{byValue: true}
 	api := pacedEC2{EC2: fake, lim: lim}
 	s := &snapshots{lim: lim, backoff: defaultBackoff}
 	if err := lim.Wait(context.Background(), testAccount, testRegion, "DescribeSnapshots"); err != nil {

@@ -205,11 +205,7 @@ func TestDeleteDuplicate(t *testing.T) {
 	}
 
 	keeper, dup = pair()
-	if _, err := e.setup.ModifySnapshotAttribute(context.Background(), &ec2.ModifySnapshotAttributeInput{
-		SnapshotId: aws.String(dup), Attribute: "createVolumePermission", OperationType: "add", UserIds: []string{"111122223333"},
-	}); err != nil {
-		t.Fatalf("sharing %s: %v", dup, err)
-	}
+	e.fleet(t).Share(context.Background(), dup, "111122223333")
 	st, _, _ = e.run(t, cfg, time.Now, 10*time.Second, encode(t, marked(dup, volumeOf(dup))))
 	if want := (Stats{Processed: 1, Skipped: 1}); st != want || !e.exists(t, dup) || !e.exists(t, keeper) {
 		t.Errorf("shared duplicate marked: stats %+v, want %+v and both kept", st, want)

@@ -18,24 +18,6 @@ import (
 	"github.com/snapfleet/snapfleet/internal/reason"
 )
 
-// The filter-ignoring fake answers the delete's extra checks as AWS does for a volume that
-// exists and a snapshot that is neither shared nor locked.
-func (f *lawlessEC2) DescribeVolumes(_ context.Context, in *ec2.DescribeVolumesInput, _ ...func(*ec2.Options)) (*ec2.DescribeVolumesOutput, error) {
-	var out []types.Volume
-	for _, id := range in.VolumeIds {
-		out = append(out, types.Volume{VolumeId: aws.String(id)})
-	}
-	return &ec2.DescribeVolumesOutput{Volumes: out}, nil
-}
-
-func (f *lawlessEC2) DescribeSnapshotAttribute(_ context.Context, in *ec2.DescribeSnapshotAttributeInput, _ ...func(*ec2.Options)) (*ec2.DescribeSnapshotAttributeOutput, error) {
-	return &ec2.DescribeSnapshotAttributeOutput{SnapshotId: in.SnapshotId}, nil
-}
-
-func (f *lawlessEC2) DescribeLockedSnapshots(context.Context, *ec2.DescribeLockedSnapshotsInput, ...func(*ec2.Options)) (*ec2.DescribeLockedSnapshotsOutput, error) {
-	return &ec2.DescribeLockedSnapshotsOutput{}, nil
-}
-
 // lockedEC2 is moto with snapshot locks, which moto lacks: the named snapshots are locked.
 // As EC2, without SnapshotIds it lists every locked snapshot, one per page.
 type lockedEC2 struct {
@@ -215,10 +197,7 @@ func TestDeleteClassifier(t *testing.T) {
 	shared := e.managed(t, vol, "default", 40*24*time.Hour)
 	locked := e.managed(t, vol, "default", 41*24*time.Hour)
 	plain := e.managed(t, vol, "default", 42*24*time.Hour)
-	if _, err := e.setup.ModifySnapshotAttribute(context.Background(), &ec2.ModifySnapshotAttributeInput{SnapshotId: aws.String(shared),
-		Attribute: types.SnapshotAttributeNameCreateVolumePermission, OperationType: types.OperationTypeAdd, UserIds: []string{"111122223333"}}); err != nil {
-		t.Fatal(err)
-	}
+	e.fleet(t).Share(context.Background(), shared, "111122223333")
 	api := lockedEC2{EC2: e.worker, locked: map[string]types.LockState{locked: types.LockStateCompliance}}
 	st, q, _ := e.runWith(t, api, config.Default(), 10*time.Second,
 		encode(t, deleteJob(shared, "default")), encode(t, deleteJob(locked, "default")))

@@ -21,6 +21,7 @@ import (
 	"github.com/snapfleet/snapfleet/internal/config"
 	"github.com/snapfleet/snapfleet/internal/job"
 	"github.com/snapfleet/snapfleet/internal/tag"
+	testfleet "github.com/snapfleet/snapfleet/internal/testbed/fleet"
 	"github.com/snapfleet/snapfleet/internal/testbed/mototest"
 	"github.com/snapfleet/snapfleet/queue"
 
@@ -140,37 +141,21 @@ func (m *motoServer) env() *motoEnv {
 // newMoto returns a view of the shared moto_server for t.
 func newMoto(t *testing.T) *motoEnv { return startMoto(t).env() }
 
+// fleet builds in e's moto for t.
+func (e *motoEnv) fleet(t *testing.T) *testfleet.Fleet { return testfleet.New(t, e.s) }
+
 func (e *motoEnv) volume(t *testing.T) string {
 	t.Helper()
-	out, err := e.setup.CreateVolume(context.Background(), &ec2.CreateVolumeInput{
-		AvailabilityZone: aws.String("us-east-1a"), Size: aws.Int32(8),
-	})
-	if err != nil {
-		t.Fatalf("creating test volume: %v", err)
-	}
-	return aws.ToString(out.VolumeId)
+	return e.fleet(t).Volume(context.Background())
 }
 
-// snap creates a snapshot of volume aged age (moto's clock is shifted for it) with tags.
+// snap creates a snapshot of volume aged age with tags. moto's clock is the server's:
+// back-dated fixtures are made one at a time.
 func (e *motoEnv) snap(t *testing.T, volume string, age time.Duration, tags map[string]string) string {
 	t.Helper()
 	e.clock.Lock()
 	defer e.clock.Unlock()
-	e.s.ShiftClock(t, -age)
-	defer e.s.ShiftClock(t, 0)
-	in := &ec2.CreateSnapshotInput{VolumeId: aws.String(volume)}
-	if len(tags) > 0 {
-		ts := types.TagSpecification{ResourceType: types.ResourceTypeSnapshot}
-		for k, v := range tags {
-			ts.Tags = append(ts.Tags, types.Tag{Key: aws.String(k), Value: aws.String(v)})
-		}
-		in.TagSpecifications = []types.TagSpecification{ts}
-	}
-	out, err := e.setup.CreateSnapshot(context.Background(), in)
-	if err != nil {
-		t.Fatalf("creating test snapshot: %v", err)
-	}
-	return aws.ToString(out.SnapshotId)
+	return e.fleet(t).Snapshot(context.Background(), volume, age, tags)
 }
 
 // managed creates a snapshot as snapfleet would tag it, aged age.
@@ -594,13 +579,7 @@ func TestDeleteProtected(t *testing.T) {
 // tagAWS puts an aws:-prefixed tag on snapshot id. moto accepts it through CreateTags.
 func (e *motoEnv) tagAWS(t *testing.T, id, key string) {
 	t.Helper()
-	_, err := e.setup.CreateTags(context.Background(), &ec2.CreateTagsInput{
-		Resources: []string{id},
-		Tags:      []types.Tag{{Key: aws.String(key), Value: aws.String("x")}},
-	})
-	if err != nil {
-		t.Fatalf("tagging %s with %s: %v", id, key, err)
-	}
+	e.fleet(t).Tag(context.Background(), id, map[string]string{key: "x"})
 }
 
 // TestThrottling: throttled calls back off in-process, then the message is snoozed on the
@@ -789,48 +768,6 @@ func diffTags(t *testing.T, want, got map[string]string) {
 	}
 }
 
-// lawlessEC2 is an EC2 that ignores every filter and OwnerIds, as an emulator or a call
-// without OwnerIds may: the worker's own checks in code must hold on their own. moto
-// honours tag filters, so only a fake can test this.
-type lawlessEC2 struct {
-	EC2     // the instance-job calls: not used by these tests
-	mu      sync.Mutex
-	snaps   []types.Snapshot
-	hide    string // left out of filtered listings
-	creates int
-	deletes int
-}
-
-func (f *lawlessEC2) DescribeSnapshots(_ context.Context, in *ec2.DescribeSnapshotsInput, _ ...func(*ec2.Options)) (*ec2.DescribeSnapshotsOutput, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var out []types.Snapshot
-	for _, s := range f.snaps {
-		if len(in.Filters) > 0 && aws.ToString(s.SnapshotId) == f.hide {
-			continue
-		}
-		if len(in.SnapshotIds) > 0 && in.SnapshotIds[0] != aws.ToString(s.SnapshotId) {
-			continue
-		}
-		out = append(out, s)
-	}
-	return &ec2.DescribeSnapshotsOutput{Snapshots: out}, nil
-}
-
-func (f *lawlessEC2) CreateSnapshot(context.Context, *ec2.CreateSnapshotInput, ...func(*ec2.Options)) (*ec2.CreateSnapshotOutput, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.creates++
-	return &ec2.CreateSnapshotOutput{SnapshotId: aws.String("snap-0000000000000c0de")}, nil
-}
-
-func (f *lawlessEC2) DeleteSnapshot(context.Context, *ec2.DeleteSnapshotInput, ...func(*ec2.Options)) (*ec2.DeleteSnapshotOutput, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.deletes++
-	return &ec2.DeleteSnapshotOutput{}, nil
-}
-
 func fakeSnap(id, owner string, age time.Duration, tags map[string]string) types.Snapshot {
 	s := types.Snapshot{
 		SnapshotId: aws.String(id), OwnerId: aws.String(owner),
@@ -952,7 +889,7 @@ func TestChecksHoldWithoutFilters(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			f := &lawlessEC2{snaps: tt.snaps, hide: tt.hide}
+			f := &fakeEC2{snaps: tt.snaps, hide: tt.hide}
 			q := newFakeQueue()
 			ids := q.add(0, encode(t, tt.j))
 			w := &Worker{

@@ -17,6 +17,7 @@ import (
 
 	"github.com/snapfleet/snapfleet/internal/config"
 	"github.com/snapfleet/snapfleet/internal/job"
+	"github.com/snapfleet/snapfleet/internal/testbed/logbuf"
 	"github.com/snapfleet/snapfleet/queue"
 
 	"github.com/snapfleet/snapfleet/internal/reason"
@@ -635,7 +636,7 @@ func TestShutdownStuckJob(t *testing.T) {
 // level; no field is written twice.
 func TestOutcomeLog(t *testing.T) {
 	t.Parallel()
-	var buf syncBuffer
+	var buf logbuf.Buffer
 	q := newFakeQueue()
 	j := deleteJob("snap-0123456789abcdef0", "default")
 	ids := q.add(0, encode(t, j))
@@ -697,21 +698,4 @@ func logLine(t *testing.T, line string) map[string]any {
 		}
 	}
 	return ev
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

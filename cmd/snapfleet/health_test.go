@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -19,26 +18,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/snapfleet/snapfleet/internal/testbed/logbuf"
 	"github.com/snapfleet/snapfleet/worker"
 )
-
-// syncBuffer is a process's output, readable while the process writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // httpGet returns the status and body of a GET, or the error of a server that does not answer.
 func httpGet(url string) (int, string, error) {
@@ -85,7 +67,7 @@ func TestWorkHealthEndpoints(t *testing.T) {
 	cmd := exec.Command(binary, "work", "--queue", url, "--config", e.config, "--now", e.at(0), "--allow-clock-skew",
 		"--visibility", "10s", "--output", "json", "--health-addr", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), e.moto.Env()...)
-	var stdout, stderr syncBuffer
+	var stdout, stderr logbuf.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/snapfleet/snapfleet/internal/config"
+	"github.com/snapfleet/snapfleet/internal/testbed/fleet"
 	"github.com/snapfleet/snapfleet/internal/testbed/mototest"
 )
 
@@ -55,17 +56,6 @@ func fault(op, code string, on func() bool) func(*middleware.Stack) error {
 
 func always() bool { return true }
 
-func createVolume(t *testing.T, c *ec2.Client) string {
-	t.Helper()
-	out, err := c.CreateVolume(context.Background(), &ec2.CreateVolumeInput{
-		AvailabilityZone: aws.String(mototest.Region + "a"), Size: aws.Int32(1),
-	})
-	if err != nil {
-		t.Fatalf("creating volume: %v", err)
-	}
-	return aws.ToString(out.VolumeId)
-}
-
 func volumeIDs(t *testing.T, c *ec2.Client) map[string]bool {
 	t.Helper()
 	ids := map[string]bool{}
@@ -97,6 +87,7 @@ func callerAccount(t *testing.T, base aws.Config, c *ec2.Client) (account, arn s
 func TestClientsOnMoto(t *testing.T) {
 	t.Parallel()
 	s := mototest.Start(t)
+	moto := fleet.New(t, s)
 	base := s.AWSConfig(t)
 	ctx := context.Background()
 	cl := NewClients(base, testConfig())
@@ -146,8 +137,8 @@ func TestClientsOnMoto(t *testing.T) {
 			t.Fatalf("own client acts as %s", a)
 		}
 
-		memberVol := createVolume(t, member)
-		ownVol := createVolume(t, own)
+		memberVol := moto.Through(member).Volume(ctx)
+		ownVol := moto.Through(own).Volume(ctx)
 		memberSees, ownSees := volumeIDs(t, member), volumeIDs(t, own)
 		if !memberSees[memberVol] || memberSees[ownVol] {
 			t.Errorf("member account sees %v; want %s and not %s", memberSees, memberVol, ownVol)
@@ -205,6 +196,7 @@ func TestClientsOnMoto(t *testing.T) {
 func TestClientsFaultInjection(t *testing.T) {
 	t.Parallel()
 	s := mototest.Start(t)
+	moto := fleet.New(t, s)
 	base := s.AWSConfig(t)
 	ctx := context.Background()
 
@@ -213,7 +205,7 @@ func TestClientsFaultInjection(t *testing.T) {
 		cl.APIOptions = append(cl.APIOptions, fault("CreateSnapshot", "SnapshotCreationPerVolumeRateExceeded", always))
 		for _, account := range []string{mototest.Account, roleAccount} {
 			c := cl.EC2(account, mototest.Region)
-			vol := createVolume(t, c) // other operations pass
+			vol := moto.Through(c).Volume(ctx) // other operations pass
 			_, err := c.CreateSnapshot(ctx, &ec2.CreateSnapshotInput{VolumeId: aws.String(vol)})
 			class, wait := Classify(err)
 			if class != Throttled || wait.Seconds() < 15 {

@@ -8,4 +8,5 @@
 //   - sim: an in-memory EC2, STS and SQS for fleet-size benchmarks.
 //   - fleet: builds EC2 estates in moto (instances, volumes, tags, snapshot histories,
 //     other accounts behind AssumeRole) for the end-to-end tests of every package.
+//   - logbuf: a buffer a test reads while a logger or a process writes into it.
 package testbed

@@ -57,6 +57,12 @@ func (f *Fleet) In(account, region string) *Fleet {
 	return &Fleet{t: f.t, moto: f.moto, EC2: ec2.NewFromConfig(cfg, transport), Account: account, Region: region}
 }
 
+// Through is the fleet built through c (a client under test, with its middleware), in
+// c's region.
+func (f *Fleet) Through(c *ec2.Client) *Fleet {
+	return &Fleet{t: f.t, moto: f.moto, EC2: c, Account: f.Account, Region: c.Options().Region}
+}
+
 // Instance is one running instance and its volumes.
 type Instance struct {
 	ID   string
@@ -147,6 +153,23 @@ func (f *Fleet) SnapshotAt(ctx context.Context, vol string, at time.Time, tags m
 		f.t.Fatalf("snapshotting %s: %v", vol, err)
 	}
 	return aws.ToString(out.SnapshotId)
+}
+
+// Snapshot makes a snapshot of vol, tagged with tags, that started age ago, and sets
+// moto's clock back to real time, for the snapshots the code under test makes next.
+func (f *Fleet) Snapshot(ctx context.Context, vol string, age time.Duration, tags map[string]string) string {
+	f.t.Helper()
+	defer f.moto.ShiftClock(f.t, 0)
+	return f.SnapshotAt(ctx, vol, time.Now().Add(-age), tags)
+}
+
+// Share lets account create volumes from snapshot snap.
+func (f *Fleet) Share(ctx context.Context, snap, account string) {
+	f.t.Helper()
+	if _, err := f.EC2.ModifySnapshotAttribute(ctx, &ec2.ModifySnapshotAttributeInput{SnapshotId: aws.String(snap),
+		Attribute: types.SnapshotAttributeNameCreateVolumePermission, OperationType: types.OperationTypeAdd, UserIds: []string{account}}); err != nil {
+		f.t.Fatalf("sharing %s with %s: %v", snap, account, err)
+	}
 }
 
 // Tags is m as EC2 tags.

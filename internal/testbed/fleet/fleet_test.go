@@ -7,6 +7,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/snapfleet/snapfleet/internal/testbed/mototest"
 )
@@ -53,6 +54,11 @@ func TestFleet(t *testing.T) {
 	}
 	if st := aws.ToTime(snaps.Snapshots[0].StartTime); st.Sub(at).Abs() > time.Minute {
 		t.Errorf("snapshot started %v, want about %v", st, at)
+	}
+	f.Share(ctx, id, "111122223333")
+	attr, err := f.EC2.DescribeSnapshotAttribute(ctx, &ec2.DescribeSnapshotAttributeInput{SnapshotId: aws.String(id), Attribute: types.SnapshotAttributeNameCreateVolumePermission})
+	if err != nil || len(attr.CreateVolumePermissions) != 1 || aws.ToString(attr.CreateVolumePermissions[0].UserId) != "111122223333" {
+		t.Errorf("snapshot %s shared with %v (%v), want 111122223333", id, attr, err)
 	}
 	if len(f.Foreign(ctx)) == 0 {
 		t.Error("no snapshot of another owner in moto")

@@ -438,7 +438,7 @@ func TestAdoptionThroughMoto(t *testing.T) {
 }
 
 // plainMoto answers DescribeLockedSnapshots as moto 5.2 does without the patch of
-// internal/mototest: HTTP 500 with Flask's HTML error page.
+// internal/testbed/mototest: HTTP 500 with Flask's HTML error page.
 func plainMoto(s *middleware.Stack) error {
 	return s.Deserialize.Add(middleware.DeserializeMiddlewareFunc("plainMoto", func(ctx context.Context, in middleware.DeserializeInput, next middleware.DeserializeHandler) (middleware.DeserializeOutput, middleware.Metadata, error) {
 		if middleware.GetOperationName(ctx) != "DescribeLockedSnapshots" {

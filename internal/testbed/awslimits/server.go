@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -59,6 +60,7 @@ type Server struct {
 	done     map[Done][]time.Time
 	faults   int
 	assumes  map[string]int // account → AssumeRole calls
+	calls    map[string]int // "service:Action" → calls received, throttled or not
 	upstream map[string]Upstream
 }
 
@@ -86,6 +88,7 @@ func New(target, addr string, o Options) (*Server, error) {
 		keys:     map[string]string{},
 		done:     map[Done][]time.Time{},
 		assumes:  map[string]int{},
+		calls:    map[string]int{},
 		upstream: map[string]Upstream{},
 	}
 	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
@@ -142,6 +145,14 @@ func (s *Server) AssumeRoles() map[string]int {
 	return m
 }
 
+// Calls returns every call received, per "service:Action" (e.g. "ec2:DescribeSnapshots"),
+// whatever its answer: throttled, refused and faulted calls count as the client made them.
+func (s *Server) Calls() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.calls)
+}
+
 // Upstream is the time the target took to answer the calls of one service and action.
 type Upstream struct {
 	Calls int
@@ -184,6 +195,7 @@ func (s *Server) Reset() {
 	defer s.mu.Unlock()
 	s.done = map[Done][]time.Time{}
 	s.assumes = map[string]int{}
+	s.calls = map[string]int{}
 	s.faults = 0
 	s.upstream = map[string]Upstream{}
 }
@@ -230,6 +242,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	action := form.Get("Action")
 	key, region, service := scope(r)
 	account := s.accountOf(key)
+	s.count(service + ":" + action)
 
 	if service == "ec2" {
 		if d := s.o.Latency + s.jitter(); d > 0 {
@@ -267,6 +280,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.record(service, account, region, action, form, respBody)
 	}
 	relay.Reply(w, resp, respBody)
+}
+
+func (s *Server) count(k string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls[k]++
 }
 
 func (s *Server) jitter() time.Duration {

@@ -123,6 +123,13 @@ func TestServerThrottlesPerAccountAsEC2Does(t *testing.T) {
 	if got := strings.Join(lines, "\n"); got != want {
 		t.Errorf("stats:\n%s\nwant:\n%s", got, want)
 	}
+	// Calls counts what the clients sent: the throttled and the per-volume refusal too.
+	if got := s.Calls(); got["ec2:CreateSnapshot"] != 8 || got["sts:AssumeRole"] != 1 || len(got) != 2 {
+		t.Errorf("calls %v, want 8 ec2:CreateSnapshot and 1 sts:AssumeRole", got)
+	}
+	if s.Reset(); len(s.Calls()) != 0 {
+		t.Errorf("calls after Reset: %v", s.Calls())
+	}
 }
 
 func TestServerFaultRateAndLatency(t *testing.T) {

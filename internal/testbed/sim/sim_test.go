@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
 
@@ -331,5 +332,26 @@ func TestPerActionBuckets(t *testing.T) {
 	}
 	if stats["DescribeSnapshots"] != 1 || stats["DescribeVolumes.unfiltered"] != 1 || stats["DescribeSnapshotAttribute"] != 0 || stats["DescribeVolumes"] != 0 {
 		t.Errorf("throttles per bucket %v", stats)
+	}
+}
+
+// TestLongPollIsOneCall: a ReceiveMessage that waits on an empty queue is one call in
+// Calls, as SQS bills it, not one per check of the queue (the bench reports SQS requests
+// per job from these counts).
+func TestLongPollIsOneCall(t *testing.T) {
+	t.Parallel()
+	s, cfg := start(t)
+	ctx := context.Background()
+	cl := sqs.NewFromConfig(cfg)
+	q, err := cl.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("poll")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cl.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: q.QueueUrl, WaitTimeSeconds: 1})
+	if err != nil || len(out.Messages) != 0 {
+		t.Fatalf("receive from an empty queue: %v, %d messages", err, len(out.Messages))
+	}
+	if got := s.Calls()["sqs:ReceiveMessage"]; got != 1 {
+		t.Errorf("a 1 s long poll counted as %d ReceiveMessage calls, want 1", got)
 	}
 }

@@ -323,12 +323,15 @@ func (q *sqsQueue) attributes(names []string, now time.Time) map[string]string {
 	return out
 }
 
-// receive long-polls for up to WaitTimeSeconds, checking every 20 ms.
+// receive long-polls for up to WaitTimeSeconds, checking every 20 ms. It is one call,
+// as SQS bills it, however many checks it takes.
 func (s *Sim) receive(ctx context.Context, in sqsRequest) (any, *apiError) {
+	s.mu.Lock()
+	s.calls["sqs:ReceiveMessage"]++
+	s.mu.Unlock()
 	deadline := time.Now().Add(time.Duration(in.WaitTimeSeconds) * time.Second)
 	for {
 		s.mu.Lock()
-		s.calls["sqs:ReceiveMessage"]++
 		out, err, n := s.receiveLocked(in)
 		s.mu.Unlock()
 		if err != nil || n > 0 || !time.Now().Before(deadline) {

@@ -204,8 +204,7 @@ func run(ctx context.Context, o options) error {
 	rev, _ := exec.Command("git", "describe", "--always", "--dirty").Output()
 	fmt.Printf("snapfleet bench: EC2 and STS %[1]s behind awslimits, SQS %[1]s, scale %.2f, snapfleet work --concurrency %d, %s, %d cores, tree %s\n\n",
 		o.ec2, o.scale, o.concurrency, time.Now().UTC().Format(time.RFC3339), runtime.NumCPU(), strings.TrimSpace(string(rev)))
-	fmt.Println("| scenario | account-regions | creates | deletes | workers | ideal s | done s | η create (min / all) | η delete (min / all) | creates/s (done / allowed) | throttled (create/delete/describe) | per-volume | dead letters | duplicates | AssumeRole | plan s | plan MiB |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Println(tableHeader)
 	for i, sc := range scenarios(o) {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -369,15 +368,15 @@ func (w *world) queues(ctx context.Context, name string) (string, string, error)
 	return aws.ToString(q.QueueUrl), aws.ToString(dlq.QueueUrl), nil
 }
 
-func measure(ctx context.Context, o options, w *world, ep *awslimits.Server, sc scenario, dir string, idx int) (string, error) {
+func measure(ctx context.Context, o options, w *world, ep *awslimits.Server, sc scenario, dir string, idx int) (row, error) {
 	for _, s := range sc.scopes {
 		if err := w.build(ctx, s); err != nil {
-			return "", err
+			return row{}, err
 		}
 	}
 	cfgPath := filepath.Join(dir, fmt.Sprintf("config-%d.yaml", idx))
 	if err := writeConfig(cfgPath, sc); err != nil {
-		return "", err
+		return row{}, err
 	}
 	now := time.Now().UTC().Add(time.Duration(idx) * 24 * time.Hour)
 	if sc.deletes {
@@ -392,36 +391,41 @@ func measure(ctx context.Context, o options, w *world, ep *awslimits.Server, sc 
 			}
 			q, _, err := w.queues(ctx, fmt.Sprintf("prep%d-%d", idx, d))
 			if err != nil {
-				return "", err
+				return row{}, err
 			}
 			nowArg := at.Format(time.RFC3339)
 			if r := snapfleet(ctx, o, w.env(nil), "plan", "--config", cfgPath, "--queue", q, "--now", nowArg); r.code != 0 {
-				return "", fmt.Errorf("preparing: plan exit %d: %s", r.code, tail(r.stderr))
+				return row{}, fmt.Errorf("preparing: plan exit %d: %s", r.code, tail(r.stderr))
 			}
 			if r := snapfleet(ctx, o, w.env(nil), "work", "--config", cfgPath, "--queue", q, "--now", nowArg, "--allow-clock-skew", "--idle-exit", "2s", "--concurrency", "16"); r.code != 0 {
-				return "", fmt.Errorf("preparing: work exit %d: %s", r.code, tail(r.stderr))
+				return row{}, fmt.Errorf("preparing: work exit %d: %s", r.code, tail(r.stderr))
 			}
 		}
 		now = now.Add(40 * 24 * time.Hour)
 	}
 	q, dlq, err := w.queues(ctx, fmt.Sprintf("bench%d", idx))
 	if err != nil {
-		return "", err
+		return row{}, err
 	}
 	nowArg := now.Format(time.RFC3339)
 	e := w.env(ep)
 	ep.Reset()
+	// What the scenario asks of AWS is counted from here (the plan's start) to the
+	// workers' end: EC2 calls at the endpoint, SQS requests at the simulator.
+	sqsBefore := w.sqsCalls()
+	tPlan := ep.Now()
 	planArgs := []string{"plan", "--config", cfgPath, "--queue", q, "--now", nowArg, "--output", "json"}
 	if sc.deletes {
 		planArgs = append(planArgs, "--force") // half of every volume's snapshots go: past the circuit breaker
 	}
 	pr := snapfleet(ctx, o, e, planArgs...)
+	planEC2, planSQS := byService(ep.Calls(), nil, "ec2"), w.sqsSince(sqsBefore)
 	if pr.code != 0 {
-		return "", fmt.Errorf("plan exit %d: %s", pr.code, tail(pr.stderr))
+		return row{}, fmt.Errorf("plan exit %d: %s", pr.code, tail(pr.stderr))
 	}
 	var plan map[string]any
 	if err := json.Unmarshal(pr.stdout, &plan); err != nil {
-		return "", fmt.Errorf("plan output %q: %w", pr.stdout, err)
+		return row{}, fmt.Errorf("plan output %q: %w", pr.stdout, err)
 	}
 
 	// The window starts when the workers start, with full create and delete buckets
@@ -451,8 +455,11 @@ func measure(ctx context.Context, o options, w *world, ep *awslimits.Server, sc 
 	}
 	wg.Wait()
 	if werr != nil {
-		return "", werr
+		return row{}, werr
 	}
+	ec2Calls, sqsCalls := byService(ep.Calls(), nil, "ec2"), w.sqsSince(sqsBefore)
+	fmt.Fprintf(os.Stderr, "bench: %s calls of plan + work: EC2 %v + %v, SQS %v + %v; workers' summary %v\n", sc.name,
+		planEC2, minus(ec2Calls, planEC2), planSQS, minus(sqsCalls, planSQS), work)
 
 	// η per bucket over the window W (BENCHMARKS.md).
 	stats := ep.Limiter.Stats()
@@ -501,12 +508,12 @@ func measure(ctx context.Context, o options, w *world, ep *awslimits.Server, sc 
 	}
 	dup, err := w.duplicates(ctx, sc.scopes)
 	if err != nil {
-		return "", err
+		return row{}, err
 	}
 	dl, err := sqs.NewFromConfig(base(w.endpoint, mototest.Region)).GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
 		QueueUrl: aws.String(dlq), AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages}})
 	if err != nil {
-		return "", err
+		return row{}, err
 	}
 	creates, deletes := 0, 0
 	for _, s := range sc.scopes {
@@ -530,26 +537,7 @@ func measure(ctx context.Context, o options, w *world, ep *awslimits.Server, sc 
 		dm, da := eta("DeleteSnapshot")
 		etaDel = fmt.Sprintf("%.2f / %.2f", dm, da)
 	}
-	if os.Getenv("BENCH_UPSTREAM") != "" {
-		for k, u := range ep.Upstream() {
-			fmt.Fprintf(os.Stderr, "bench: %s upstream %s: %d calls, mean %s\n", sc.name, k, u.Calls, u.Total/time.Duration(u.Calls))
-		}
-	}
-	if os.Getenv("BENCH_TRACE") != "" {
-		// Creates/deletes done per account-region every 10 s from t0: where the time went.
-		var steps []map[awslimits.Done]int
-		for at := 10 * time.Second; at <= window+30*time.Second; at += 10 * time.Second {
-			steps = append(steps, ep.DoneBy(t0.Add(at)))
-		}
-		for _, s := range sc.scopes {
-			line := fmt.Sprintf("bench: %s trace %s/%s:", sc.name, s.account, s.region)
-			for _, by := range steps {
-				line += fmt.Sprintf(" %d/%d", by[awslimits.Done{Account: s.account, Region: s.region, Action: "CreateSnapshot"}],
-					by[awslimits.Done{Account: s.account, Region: s.region, Action: "DeleteSnapshot"}])
-			}
-			fmt.Fprintln(os.Stderr, line)
-		}
-	}
+	diagnose(sc, ep, t0, window)
 	for a, w := range worst {
 		fmt.Fprintf(os.Stderr, "bench: %s: lowest η %s: %s done by t0+W\n", sc.name, a, w)
 	}
@@ -557,11 +545,13 @@ func measure(ctx context.Context, o options, w *world, ep *awslimits.Server, sc 
 	for _, v := range ep.AssumeRoles() {
 		assumes += v
 	}
-	return fmt.Sprintf("| %s | %d | %d | %d | %d | %.0f | %.0f | %.2f / %.2f | %s | %s | %d/%d/%d | %d | %s (work %d) | %d | %d | %.1f | %.0f |",
-		sc.name, len(sc.scopes), creates, deletes, sc.workers, window.Seconds(), last.Sub(t0).Seconds(), ec, ea, etaDel, createRate,
-		throttled[awslimits.BucketCreateSnapshot], throttled[awslimits.BucketDeleteSnapshot], throttled["Describe*"],
-		perVolume, dl.Attributes["ApproximateNumberOfMessages"], work["dead_lettered"], dup, assumes,
-		pr.wall.Seconds(), float64(pr.maxRSS)/1024), nil
+	return row{name: sc.name, scopes: len(sc.scopes), creates: creates, deletes: deletes, workers: sc.workers,
+		ideal: window.Seconds(), done: last.Sub(t0).Seconds(), doneFromPlan: last.Sub(tPlan).Seconds(),
+		etaCreate: fmt.Sprintf("%.2f / %.2f", ec, ea), etaDelete: etaDel, rate: createRate,
+		throttled: [3]int{throttled[awslimits.BucketCreateSnapshot], throttled[awslimits.BucketDeleteSnapshot], throttled["Describe*"]},
+		perVolume: perVolume, dlq: dl.Attributes["ApproximateNumberOfMessages"], deadLettered: work["dead_lettered"],
+		dup: dup, assumes: assumes, planSeconds: pr.wall.Seconds(), planMiB: float64(pr.maxRSS) / 1024,
+		ec2Calls: ec2Calls, sqsCalls: sqsCalls}, nil
 }
 
 func jsonInt(v any) int {

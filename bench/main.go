@@ -3,8 +3,9 @@
 // endpoint (internal/testbed/awslimits) in front of its EC2 and STS, builds a
 // simulated fleet, and runs a real `snapfleet plan` and N real `snapfleet work`
 // processes on the emulator's SQS (not limited: SQS limits are far above these). It
-// prints, per scenario, η, throttled calls, dead letters, duplicates, AssumeRole calls
-// and the planner's time and peak memory. BENCHMARKS.md defines the figures.
+// prints, per scenario, η, throttled calls, dead letters, duplicates, AssumeRole calls,
+// the planner's time and peak memory, and SQS requests and EC2 calls per job
+// (bench/report.go). BENCHMARKS.md defines the figures.
 //
 //	go run ./bench                       # every scenario (make bench)
 //	go run ./bench -scale 1              # the issue's fleet sizes (about 7 minutes per 2,000)

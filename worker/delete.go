@@ -383,6 +383,7 @@ func groupOf(listings [][]types.Snapshot, p config.Policy, volume, snapshot stri
 	var group []retention.Snapshot
 	seen := false
 	ids := map[string]bool{}
+	dup := duplicateCreations(listings)
 	for _, listed := range listings {
 		for _, sn := range listed {
 			id := aws.ToString(sn.SnapshotId)
@@ -404,13 +405,40 @@ func groupOf(listings [][]types.Snapshot, p config.Policy, volume, snapshot stri
 			ids[id] = true
 			if id == snapshot {
 				seen = true
-			} else if !counts(sn, t) {
+			} else if !counts(sn, t) || dup[id] {
 				continue
 			}
 			group = append(group, retention.Snapshot{ID: id, Start: aws.ToTime(sn.StartTime)})
 		}
 	}
 	return group, seen
+}
+
+// duplicateCreations are the listed snapshots that are creations of a job key but not its
+// keeper's set (job.Keeper). Like the planner, retention does not count them: leaving
+// them out keeps more of the volume's other snapshots, never fewer, so the worker needs no
+// more than its listing (the planner also waits for the keeper to complete before it
+// removes a duplicate; that wait is not needed to count less).
+func duplicateCreations(listings [][]types.Snapshot) map[string]bool {
+	byKey := map[string][]job.Made{}
+	for _, listed := range listings {
+		for _, sn := range listed {
+			key, id := tagMap(sn.Tags)[tag.Job], aws.ToString(sn.SnapshotId)
+			if set, ok := job.SetOf(key, id, aws.ToString(sn.VolumeId), aws.ToString(sn.Description)); ok {
+				byKey[key] = append(byKey[key], job.Made{ID: id, Set: set, Failed: sn.State == types.SnapshotStateError})
+			}
+		}
+	}
+	dup := map[string]bool{}
+	for _, made := range byKey {
+		keep, ok := job.Keeper(made)
+		for _, m := range made {
+			if ok && m.Set != keep {
+				dup[m.ID] = true
+			}
+		}
+	}
+	return dup
 }
 
 // counts reports whether a snapshot other than the one being deleted counts toward the

@@ -211,3 +211,27 @@ func TestDeleteDuplicate(t *testing.T) {
 		t.Errorf("shared duplicate marked: stats %+v, want %+v and both kept", st, want)
 	}
 }
+
+// TestDuplicateDoesNotCount: a duplicate creation of a job key does not count toward the
+// volume's retention, as the planner does not count it: with min_keep 2, a keeper, its
+// duplicate and a 40-day-old snapshot, a forged delete of the old one is refused — it is
+// the second of the two the floor keeps once the duplicate is gone.
+func TestDuplicateDoesNotCount(t *testing.T) {
+	t.Parallel()
+	e := newMoto(t)
+	cfg := policyConfig(t, "policies:\n  - name: daily\n    retain: {max_age: 30d, min_keep: 2}\n")
+	vol := e.volume(t)
+	old := e.managed(t, vol, "daily", 40*24*time.Hour)
+	j := createJob(vol, "daily", time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC))
+	keeper, dup := e.made(t, j), e.made(t, j)
+	st, q, ids := e.run(t, cfg, time.Now, 10*time.Second, encode(t, deleteJob(old, "daily")))
+	if want := (Stats{Processed: 1, DeadLettered: 1}); st != want || !e.exists(t, old) {
+		t.Fatalf("forged delete of the old snapshot beside a duplicate: stats %+v, want %+v and the old snapshot kept", st, want)
+	}
+	if got := q.deadReasons()[ids[0]]; got != reason.RefusedRetention {
+		t.Errorf("reason %q, want %s", got, reason.RefusedRetention)
+	}
+	if !e.exists(t, keeper) || !e.exists(t, dup) {
+		t.Errorf("the keeper %s or the duplicate %s went", keeper, dup)
+	}
+}

@@ -268,10 +268,7 @@ policies:
 	f.tagResource(c, amiSnap, managed)
 
 	shared := f.snapshot(a, 50*day, managed)
-	if _, err := c.ModifySnapshotAttribute(f.ctx, &ec2.ModifySnapshotAttributeInput{SnapshotId: aws.String(shared),
-		Attribute: types.SnapshotAttributeNameCreateVolumePermission, OperationType: types.OperationTypeAdd, UserIds: []string{"111122223333"}}); err != nil {
-		t.Fatal(err)
-	}
+	f.Share(f.ctx, shared, "111122223333")
 	locked := f.snapshot(a, 45*day, managed)
 	old1 := f.snapshot(a, 40*day, managed)
 	old2 := f.snapshot(a, 35*day, managed)

@@ -8,13 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
-
 	"github.com/snapfleet/snapfleet/internal/tag"
 	"github.com/snapfleet/snapfleet/internal/testbed/faultproxy"
-	"github.com/snapfleet/snapfleet/internal/testbed/mototest"
 	"github.com/snapfleet/snapfleet/worker"
 )
 
@@ -29,21 +24,14 @@ func TestSharedSnapshotSkippedByWorker(t *testing.T) {
 	ctx := context.Background()
 	e := newE2E(t)
 	e.setConfig("max_delete_fraction: 1\npolicies:\n  - name: daily\n    retain: {max_age: 30d}\n")
-	vol, err := e.ec2.CreateVolume(ctx, &ec2.CreateVolumeInput{AvailabilityZone: aws.String(mototest.Region + "a"), Size: aws.Int32(1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := aws.ToString(vol.VolumeId)
+	v := e.fleet.Volume(ctx)
 	managed := map[string]string{tag.Policy: "daily", tag.Volume: v}
 	real := time.Now()
 	newest := e.snapshotAt(ctx, v, real.Add(-day), managed)
 	shared := e.snapshotAt(ctx, v, real.Add(-40*day), managed)
 	old := e.snapshotAt(ctx, v, real.Add(-45*day), managed)
 	e.moto.ShiftClock(t, 0)
-	if _, err := e.ec2.ModifySnapshotAttribute(ctx, &ec2.ModifySnapshotAttributeInput{SnapshotId: aws.String(shared),
-		Attribute: types.SnapshotAttributeNameCreateVolumePermission, OperationType: types.OperationTypeAdd, UserIds: []string{"111122223333"}}); err != nil {
-		t.Fatal(err)
-	}
+	e.fleet.Share(ctx, shared, "111122223333")
 	proxy := faultproxy.Start(t, e.moto.Endpoint)
 	e.env = proxy.Env()
 	shareChecks := func() int { return proxy.Count("DescribeSnapshotAttribute").Calls }

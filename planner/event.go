@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -162,16 +163,14 @@ func listEvent(ctx context.Context, client EC2, tgt eventTarget, pol *config.Pol
 	} else {
 		in.MaxResults = aws.Int32(1000)
 	}
-	for _, k := range sortedKeys(tgt.want) {
-		in.Filters = append(in.Filters, types.Filter{Name: aws.String("tag:" + k), Values: []string{tgt.want[k]}})
-	}
+	in.Filters = tagFilters(tgt.want)
 	in.Filters = append(in.Filters, types.Filter{Name: aws.String("instance-state-name"),
 		Values: []string{"pending", "running", "stopping", "stopped"}})
 	found, err := describeInstances(ctx, client, in)
 	if err != nil || len(pol.Select.ExcludeTags) == 0 {
 		return found, nil, err
 	}
-	_, volTags, err := listVolumes(ctx, client, sortedKeys(pol.Select.ExcludeTags))
+	_, volTags, err := listVolumes(ctx, client, slices.Sorted(maps.Keys(pol.Select.ExcludeTags)))
 	if err != nil {
 		return nil, nil, fmt.Errorf("listing volumes (exclusions cannot be told): %w", err)
 	}
@@ -258,16 +257,6 @@ func markDone(ctx context.Context, client EC2, account string, decisions []Decis
 			d.Action, d.Reason = ActionSkip, reason.Done
 		}
 	}
-}
-
-// sortedKeys returns m's keys in order.
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // allTags reports whether every one of want is in tags with the same value.

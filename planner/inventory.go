@@ -3,6 +3,7 @@ package planner
 import (
 	"context"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"sort"
@@ -73,17 +74,18 @@ func listInstances(ctx context.Context, client EC2, cfg *config.Config) ([]Insta
 		MaxResults: aws.Int32(1000),
 	}
 	if len(cfg.Policies) == 1 {
-		tags := cfg.Policies[0].Select.InstanceTags
-		keys := make([]string, 0, len(tags))
-		for k := range tags {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			in.Filters = append(in.Filters, types.Filter{Name: aws.String("tag:" + k), Values: []string{tags[k]}})
-		}
+		in.Filters = append(in.Filters, tagFilters(cfg.Policies[0].Select.InstanceTags)...)
 	}
 	return describeInstances(ctx, client, in)
+}
+
+// tagFilters are the filters "tag:K = V" of tags, in key order.
+func tagFilters(tags map[string]string) []types.Filter {
+	var fs []types.Filter
+	for _, k := range slices.Sorted(maps.Keys(tags)) {
+		fs = append(fs, types.Filter{Name: aws.String("tag:" + k), Values: []string{tags[k]}})
+	}
+	return fs
 }
 
 // instanceOf reads what the planner needs of an instance: its id, state, tags, root
@@ -157,16 +159,7 @@ func listSnapshots(ctx context.Context, client EC2, cfg *config.Config) ([]Snaps
 		if p.Adopt == nil {
 			continue
 		}
-		keys := make([]string, 0, len(p.Adopt.Tags))
-		for k := range p.Adopt.Tags {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		var filters []types.Filter
-		for _, k := range keys {
-			filters = append(filters, types.Filter{Name: aws.String("tag:" + k), Values: []string{p.Adopt.Tags[k]}})
-		}
-		err := describeSnapshots(ctx, client, filters, func(s types.Snapshot) {
+		err := describeSnapshots(ctx, client, tagFilters(p.Adopt.Tags), func(s types.Snapshot) {
 			tags := tagMap(s.Tags)
 			if _, managed := tags[tag.Policy]; managed || !p.Adopts(tags) {
 				return // listed above, or a filter the server ignored

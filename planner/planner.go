@@ -21,6 +21,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -244,12 +246,7 @@ func (sum *Summary) add(r Result, enqueued int, failures []Failure, dryRun bool)
 // warnUnknown warns, policy by policy, of managed snapshots whose policy is not in the
 // config: they are never deleted.
 func (sum *Summary) warnUnknown(unknown map[string]int, log zerolog.Logger) {
-	names := make([]string, 0, len(unknown))
-	for pol := range unknown {
-		names = append(names, pol)
-	}
-	sort.Strings(names)
-	for _, pol := range names {
+	for _, pol := range slices.Sorted(maps.Keys(unknown)) {
 		msg := fmt.Sprintf("policy %s has %d snapshots and is not in the config: they are never deleted (renamed or removed policy?)", pol, unknown[pol])
 		log.Warn().Str("policy", pol).Int("snapshots", unknown[pol]).Msg(msg)
 		sum.Warnings = append(sum.Warnings, msg)

@@ -3,8 +3,8 @@ package worker
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -246,13 +246,8 @@ func createTags(j job.Job, p config.Policy, start time.Time) []types.Tag {
 	m[tag.AutoBackup] = "true"
 	m[tag.Name] = snapshotName(source(j), j.Device, start)
 
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	tags := make([]types.Tag, 0, len(keys))
-	for _, k := range keys {
+	tags := make([]types.Tag, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		tags = append(tags, types.Tag{Key: aws.String(k), Value: aws.String(m[k])})
 	}
 	return tags

@@ -2,6 +2,8 @@ package worker
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -53,12 +55,7 @@ func (s *snapshots) managedSnapshots(ctx context.Context, api EC2, j job.Job, vo
 // adoptedSnapshots lists the snapshots on volume that carry p's adopt tags.
 func (s *snapshots) adoptedSnapshots(ctx context.Context, api EC2, account string, p config.Policy, volume string) ([]types.Snapshot, error) {
 	q := []types.Filter{filter("volume-id", volume)}
-	keys := make([]string, 0, len(p.Adopt.Tags))
-	for k := range p.Adopt.Tags {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(p.Adopt.Tags)) {
 		q = append(q, filter("tag:"+k, p.Adopt.Tags[k]))
 	}
 	return s.listSnapshots(ctx, api, account, &ec2.DescribeSnapshotsInput{Filters: q})

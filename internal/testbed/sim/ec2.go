@@ -2,6 +2,7 @@ package sim
 
 import (
 	"encoding/xml"
+	"maps"
 	"net/url"
 	"slices"
 	"time"
@@ -104,7 +105,7 @@ func ec2Time(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.00
 
 func tagsXML(t map[string]string) []tagXML {
 	out := make([]tagXML, 0, len(t))
-	for _, k := range sortedKeys(t) {
+	for _, k := range slices.Sorted(maps.Keys(t)) {
 		out = append(out, tagXML{k, t[k]})
 	}
 	return out

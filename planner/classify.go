@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -112,7 +111,7 @@ func markShared(ctx context.Context, client EC2, sc *scopeRun, res *Result) {
 			}
 			continue
 		}
-		if who := sharedWith(out.CreateVolumePermissions); who != "" {
+		if who := cloud.SharedWith(out.CreateVolumePermissions); who != "" {
 			d.Action, d.Reason, d.Detail, d.Key = ActionProtected, reason.Shared, "shared with "+who, ""
 			res.Deletes--
 			res.Protected++
@@ -122,21 +121,6 @@ func markShared(ctx context.Context, client EC2, sc *scopeRun, res *Result) {
 		sc.fail(fmt.Errorf("reading the shares of %d snapshots in %s/%s (shown as deletes; the worker checks each before deleting): %w",
 			failed, sc.account, sc.region, firstErr))
 	}
-}
-
-// sharedWith names who may create volumes from a snapshot: accounts, "all" (public).
-func sharedWith(perms []types.CreateVolumePermission) string {
-	var who []string
-	for _, p := range perms {
-		switch {
-		case p.UserId != nil:
-			who = append(who, aws.ToString(p.UserId))
-		case p.Group != "":
-			who = append(who, "group "+string(p.Group))
-		}
-	}
-	sort.Strings(who)
-	return strings.Join(who, ", ")
 }
 
 // amiSnapshots maps the snapshots named by the account's own AMIs to an AMI id.

@@ -4,8 +4,6 @@ import (
 	"context"
 	"maps"
 	"slices"
-	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -96,17 +94,7 @@ func (s *snapshots) sharedWith(ctx context.Context, api EC2, id string) (string,
 	if err != nil {
 		return "", err
 	}
-	var who []string
-	for _, p := range out.CreateVolumePermissions {
-		switch {
-		case p.UserId != nil:
-			who = append(who, aws.ToString(p.UserId))
-		case p.Group != "":
-			who = append(who, "group "+string(p.Group))
-		}
-	}
-	sort.Strings(who)
-	return strings.Join(who, ", "), nil
+	return cloud.SharedWith(out.CreateVolumePermissions), nil
 }
 
 // lockTTL is how long the worker trusts its listing of an account-region's locked

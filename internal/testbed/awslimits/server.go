@@ -138,11 +138,7 @@ func (s *Server) Now() time.Time { return s.Limiter.now() }
 func (s *Server) AssumeRoles() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m := make(map[string]int, len(s.assumes))
-	for k, v := range s.assumes {
-		m[k] = v
-	}
-	return m
+	return maps.Clone(s.assumes)
 }
 
 // Calls returns every call received, per "service:Action" (e.g. "ec2:DescribeSnapshots"),
@@ -164,11 +160,7 @@ type Upstream struct {
 func (s *Server) Upstream() map[string]Upstream {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m := make(map[string]Upstream, len(s.upstream))
-	for k, v := range s.upstream {
-		m[k] = v
-	}
-	return m
+	return maps.Clone(s.upstream)
 }
 
 func (s *Server) timeUpstream(k string, d time.Duration) {

@@ -12,13 +12,8 @@ import (
 
 func TestShiftClockMovesSnapshotStartTime(t *testing.T) {
 	t.Parallel()
-	s := Start(t)
-	c := ec2.NewFromConfig(s.AWSConfig(t))
+	s, c, vol := withVolume(t)
 	ctx := context.Background()
-	vol, err := c.CreateVolume(ctx, &ec2.CreateVolumeInput{AvailabilityZone: aws.String(Region + "a"), Size: aws.Int32(1)})
-	if err != nil {
-		t.Fatal(err)
-	}
 	s.ShiftClock(t, -10*24*time.Hour)
 	snap, err := c.CreateSnapshot(ctx, &ec2.CreateSnapshotInput{VolumeId: vol.VolumeId})
 	if err != nil {
@@ -40,13 +35,8 @@ func TestShiftClockMovesSnapshotStartTime(t *testing.T) {
 // TestStopClock: snapshots made while the clock is stopped all get its time.
 func TestStopClock(t *testing.T) {
 	t.Parallel()
-	s := Start(t)
-	c := ec2.NewFromConfig(s.AWSConfig(t))
+	s, c, vol := withVolume(t)
 	ctx := context.Background()
-	vol, err := c.CreateVolume(ctx, &ec2.CreateVolumeInput{AvailabilityZone: aws.String(Region + "a"), Size: aws.Int32(1)})
-	if err != nil {
-		t.Fatal(err)
-	}
 	at := time.Date(2026, 11, 22, 1, 2, 3, 0, time.UTC)
 	s.StopClock(t, at)
 	for range 2 {
@@ -62,4 +52,17 @@ func TestStopClock(t *testing.T) {
 			t.Fatalf("snapshot StartTime %v, want %v", got, at)
 		}
 	}
+}
+
+// withVolume starts moto and makes one volume in it (the fleet builder imports this
+// package, so these tests cannot use it).
+func withVolume(t *testing.T) (*Server, *ec2.Client, *ec2.CreateVolumeOutput) {
+	t.Helper()
+	s := Start(t)
+	c := ec2.NewFromConfig(s.AWSConfig(t))
+	vol, err := c.CreateVolume(context.Background(), &ec2.CreateVolumeInput{AvailabilityZone: aws.String(Region + "a"), Size: aws.Int32(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, c, vol
 }

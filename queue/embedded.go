@@ -35,7 +35,7 @@ const (
 )
 
 // schema is goqite v0.4.0's schema_sqlite.sql, made idempotent, plus snapfleet's own
-// dead-letter table. columns are added to a file made before they were (goqite names the
+// dead-letter table and journal. columns are added to a file made before they were (goqite names the
 // columns it writes, so one more of its table is left alone).
 var schema = []string{
 	`create table if not exists goqite (
@@ -61,6 +61,14 @@ end`,
   sent_at text not null,
   first_received text not null default ''
 ) strict`,
+	// The journal (journal.go): append-only records by stream.
+	`create table if not exists snapfleet_journal (
+  seq integer primary key autoincrement,
+  stream text not null,
+  at text not null,
+  body blob not null
+)`,
+	`create index if not exists snapfleet_journal_stream_at_idx on snapfleet_journal (stream, at)`,
 }
 
 // columns are added by openEmbedded where a file lacks them: table, column, definition.

@@ -34,6 +34,21 @@ def shifted_utcnow():
 
 ebs.utcnow = shifted_utcnow
 
+# moto makes every snapshot completed at once. A snapshot whose description is
+# "snapfleet-test:state=STATE" is made in STATE instead (error, pending), for the tests of
+# what snapfleet shows of failed and unfinished snapshots.
+STATE_PREFIX = "snapfleet-test:state="
+real_snapshot_init = ebs.Snapshot.__init__
+
+
+def snapshot_init(self, *args, **kwargs):
+    real_snapshot_init(self, *args, **kwargs)
+    if (self.description or "").startswith(STATE_PREFIX):
+        self.status = self.description[len(STATE_PREFIX):]
+
+
+ebs.Snapshot.__init__ = snapshot_init
+
 # moto 5.2 has no DescribeLockedSnapshots (it answers 500). Serve AWS's answer for an
 # account that locked nothing, so snapfleet's lock check runs as it does against AWS;
 # tests that need a locked snapshot inject one in the SDK.

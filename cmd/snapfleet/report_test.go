@@ -47,7 +47,7 @@ func (e *e2e) buildReportFleet(ctx context.Context) reportFleet {
 	e.fleet.SnapshotAt(ctx, f.late, e.start.Add(-32*time.Hour), managed(f.late))
 	e.moto.ShiftClock(t, time.Until(e.start.Add(-30*time.Minute)))
 	out, err := e.ec2.CreateSnapshot(ctx, &ec2.CreateSnapshotInput{VolumeId: aws.String(f.missing),
-		Description: aws.String("snapfleet-test:state=error"),
+		Description:       aws.String("snapfleet-test:state=error"),
 		TagSpecifications: []types.TagSpecification{{ResourceType: types.ResourceTypeSnapshot, Tags: testfleet.Tags(managed(f.missing))}}})
 	if err != nil {
 		t.Fatal(err)

@@ -92,4 +92,3 @@ func svg(opt charts.BarChartOption) (template.HTML, error) {
 	}
 	return template.HTML(b), nil // the library's own SVG, from numbers and our labels
 }
-

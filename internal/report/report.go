@@ -122,7 +122,9 @@ func (r *Reporter) Build(ctx context.Context) (*Report, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	sort.Slice(scopes, func(i, j int) bool { return scopes[i].Account+"/"+scopes[i].Region < scopes[j].Account+"/"+scopes[j].Region })
+	sort.Slice(scopes, func(i, j int) bool {
+		return scopes[i].Account+"/"+scopes[i].Region < scopes[j].Account+"/"+scopes[j].Region
+	})
 	rep := Compute(scopes, r.Config, now)
 	sort.Slice(fail, func(i, j int) bool { return fail[i].Account+fail[i].Region < fail[j].Account+fail[j].Region })
 	rep.Errors = append(rep.Errors, fail...)

@@ -150,3 +150,39 @@ func TestReportUsage(t *testing.T) {
 		}
 	}
 }
+
+// TestReportDeadLettersAndHTML: with --queue the report counts the jobs queue's dead
+// letters by reason (here a malformed message a worker dead-lettered), leaving them in the
+// DLQ; --output html --out writes the page with the same figures.
+func TestReportDeadLettersAndHTML(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newE2E(t)
+	f := e.buildReportFleet(ctx)
+	db := "file:" + filepath.Join(t.TempDir(), "snapfleet.db")
+	e.sendRaw(ctx, db, `{"v":1,"kind":"snapshot.create","key":"not a key"}`)
+	if w := e.jsonCLI(0, "work", "--queue", db, "--idle-exit", "1s", "--now", e.start.Format(time.RFC3339)); num(t, w, "dead_lettered") != 1 {
+		t.Fatalf("work %v, want 1 dead letter", w)
+	}
+	for range 2 { // the listing consumes nothing
+		r := e.report(e.start, "--queue", db)
+		d := r.Failures.DeadLetters
+		if d == nil || d.Total != 1 || len(d.ByReason) != 1 || d.ByReason[0].Key != "invalid_message" || r.Headline.DeadLetters != 1 {
+			t.Fatalf("dead letters %+v, headline %+v; want 1 invalid_message", d, r.Headline)
+		}
+	}
+	out := filepath.Join(t.TempDir(), "report.html")
+	if r := e.cli("report", "--config", e.config, "--now", e.start.Format(time.RFC3339), "--queue", db, "--output", "html", "--out", out); r.code != 0 || r.stdout != "" {
+		t.Fatalf("report --output html: exit %d, stdout %q\n%s", r.code, r.stdout, tail(r.stderr))
+	}
+	page, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"<!DOCTYPE html>", "<svg", f.late, f.missing, f.unprotected, f.optedOut, f.errorSnap, "invalid_message",
+		`id="volumes_late">1<`, `id="dead_letters">1<`, report.NoDrills} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("the HTML report has no %q", want)
+		}
+	}
+}

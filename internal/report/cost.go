@@ -7,8 +7,10 @@ import (
 	"github.com/snapfleet/snapfleet/internal/config"
 )
 
-// UpperBound says what the sizes AWS reports make of the cost estimate.
-const UpperBound = "estimate, upper bound: from the full size of each snapshot AWS reports (FullSnapshotSizeInBytes, else the volume's size), which counts blocks shared with older snapshots of the volume; AWS bills only the changed blocks"
+// UpperBound says what the sizes AWS reports make of the cost estimate. (AWS bills an
+// archived snapshot in full, so its part of the figure is the bill; a standard one only
+// for the blocks no older snapshot of the volume holds.)
+const UpperBound = "estimate, upper bound: each snapshot at the full size AWS reports (FullSnapshotSizeInBytes, else the volume's size); the standard tier bills only blocks that changed since the volume's previous snapshot, the archive tier bills full snapshots"
 
 // Cost is the storage of a set of snapshots and its estimated monthly cost.
 type Cost struct {

@@ -67,7 +67,7 @@ func (e *env) watchCoverage(ctx context.Context, c *coverageGauges, every time.D
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
-		r, err := e.report(ctx, "")
+		r, err := e.report(ctx, "", false)
 		switch {
 		case ctx.Err() != nil:
 			return

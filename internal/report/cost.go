@@ -36,6 +36,8 @@ type CostReport struct {
 	// ByTag breaks the cost down by the values of each configured cost tag; snapshots
 	// without the tag are under NoTag.
 	ByTag map[string][]Cost `json:"by_tag"`
+	// Measured is what --measure-changes found; nil without it.
+	Measured *Measured `json:"measured"`
 }
 
 // price sets c's USD from its sizes.

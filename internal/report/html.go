@@ -101,7 +101,9 @@ th{background:#eef}
 {{range .Failures.Pending}}<tr><td>{{.Snapshot}}</td><td>pending</td><td>{{.Account}}</td><td>{{.Region}}</td><td>{{.Policy}}</td><td>{{.Volume}}</td></tr>{{end}}
 </table>{{else}}<p>No snapshot pending or in error.</p>{{end}}
 <h2>Estimated monthly cost</h2>
-<p>{{.Cost.Estimate}}. Prices: standard ${{.Cost.StandardPrice}}, archive ${{.Cost.ArchivePrice}} per GB-month.</p>
+<p>{{.Cost.Estimate}}.</p>
+{{with .Cost.Measured}}<p id="measured">Measured with the EBS direct API: {{.Snapshots}} snapshots of {{.Volumes}} volumes, {{gb .ChangedGB}} GB billed of {{gb .FullGB}} GB counted (ratio {{printf "%.2f" .Ratio}}); the standard tier at that ratio: {{usd .StandardUSD}} a month, extrapolated from the sample.</p>{{end}}
+<p>Prices: standard ${{.Cost.StandardPrice}}, archive ${{.Cost.ArchivePrice}} per GB-month.</p>
 <table><tr><th>Policy</th><th>Snapshots</th><th>Standard GB</th><th>Archive GB</th><th>USD/month</th></tr>
 {{range .Cost.ByPolicy}}<tr><td>{{.Key}}</td><td>{{.Snapshots}}</td><td>{{gb .StandardGB}}</td><td>{{gb .ArchiveGB}}</td><td>{{usd .USD}}</td></tr>{{end}}
 </table>

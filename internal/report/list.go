@@ -20,7 +20,8 @@ var liveStates = []string{"pending", "running", "shutting-down", "stopping", "st
 // List reads one account-region: its instances, volumes and managed snapshots, with one
 // paginated listing each. Any listing error fails the scope: a report from half a
 // listing would call covered volumes missing.
-func List(ctx context.Context, client EC2, cfg *config.Config, account, region string) (*Scope, error) {
+// With sample, the standard-tier snapshots of a sample of volumes are kept for measure.
+func List(ctx context.Context, client EC2, cfg *config.Config, account, region string, sample bool) (*Scope, error) {
 	sc := NewScope(cfg, account, region)
 	var err error
 	sc.Instances, err = planner.DescribeInstances(ctx, client, &ec2.DescribeInstancesInput{
@@ -29,6 +30,9 @@ func List(ctx context.Context, client EC2, cfg *config.Config, account, region s
 	})
 	if err != nil {
 		return nil, fmt.Errorf("listing instances in %s/%s: %w", account, region, err)
+	}
+	if sample {
+		sc.chooseSample()
 	}
 	if err := listVolumes(ctx, client, sc); err != nil {
 		return nil, fmt.Errorf("listing volumes in %s/%s: %w", account, region, err)

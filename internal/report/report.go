@@ -72,6 +72,9 @@ type Reporter struct {
 	// DeadLetters, when Queue is set, are the dead letters of the jobs queue Queue.
 	Queue       string
 	DeadLetters []DeadLetter
+	// EBS, when set, measures the changed blocks of a sample of snapshots per
+	// account-region with the EBS direct API (--measure-changes).
+	EBS func(account, region string) EBS
 	// Drills, when set, gives the drills recorded; nil: none recorded.
 	Drills DrillSource
 	Log    zerolog.Logger
@@ -96,9 +99,11 @@ func (r *Reporter) Build(ctx context.Context) (*Report, error) {
 	now = now.UTC()
 	scopes := make([]*Scope, 0, len(r.Accounts)*len(r.Regions))
 	var (
-		mu   sync.Mutex
-		wg   sync.WaitGroup
-		fail []Failure
+		mu       sync.Mutex
+		wg       sync.WaitGroup
+		fail     []Failure
+		measured []*Measured
+		mfail    []Failure
 	)
 	sem := make(chan struct{}, Parallel)
 	for _, account := range r.Accounts {
@@ -106,7 +111,12 @@ func (r *Reporter) Build(ctx context.Context) (*Report, error) {
 			sem <- struct{}{}
 			wg.Go(func() {
 				defer func() { <-sem }()
-				sc, err := List(ctx, r.EC2(account, region), r.Config, account, region)
+				sc, err := List(ctx, r.EC2(account, region), r.Config, account, region, r.EBS != nil)
+				var m *Measured
+				var merr error
+				if err == nil && r.EBS != nil {
+					m, merr = sc.measure(ctx, r.EBS(account, region))
+				}
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil {
@@ -115,6 +125,12 @@ func (r *Reporter) Build(ctx context.Context) (*Report, error) {
 					return
 				}
 				scopes = append(scopes, sc)
+				if merr != nil {
+					r.Log.Error().Err(merr).Str("account", account).Str("region", region).Msg("measuring changed blocks failed")
+					mfail = append(mfail, Failure{Account: account, Region: region, Error: merr.Error()})
+				} else if m != nil {
+					measured = append(measured, m)
+				}
 			})
 		}
 	}
@@ -128,6 +144,10 @@ func (r *Reporter) Build(ctx context.Context) (*Report, error) {
 	rep := Compute(scopes, r.Config, now)
 	sort.Slice(fail, func(i, j int) bool { return fail[i].Account+fail[i].Region < fail[j].Account+fail[j].Region })
 	rep.Errors = append(rep.Errors, fail...)
+	if r.EBS != nil {
+		addMeasured(&rep.Cost, measured, mfail)
+		rep.Errors = append(rep.Errors, mfail...)
+	}
 	rep.Accounts, rep.Regions = len(r.Accounts), len(r.Regions)
 	if r.Queue != "" {
 		rep.Failures.DeadLetters = deadLetters(r.Queue, r.DeadLetters)

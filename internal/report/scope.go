@@ -63,6 +63,9 @@ type Scope struct {
 	costPolicy map[string]*Cost
 	costTags   map[string]map[string]*Cost
 	cfg        *config.Config
+	// sample holds the standard-tier snapshots of the volumes --measure-changes measures
+	// (chooseSample); nil when it does not.
+	sample map[string][]sampled
 }
 
 type volumeKey struct{ policy, volume string }
@@ -93,6 +96,9 @@ func (sc *Scope) Add(s Snapshot) {
 		}
 		if s.Archived {
 			sc.points.Archived++
+		}
+		if _, measured := sc.sample[s.Volume]; measured && !s.Copy && !s.Archived {
+			sc.sample[s.Volume] = append(sc.sample[s.Volume], sampled{id: strings.Clone(s.ID), start: s.Start, bytes: s.Bytes})
 		}
 		if s.Copy {
 			sc.points.Copies++

@@ -63,6 +63,10 @@ func (r *Report) WriteText(w io.Writer) {
 		return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", s.Snapshot, state, s.Account, s.Region, s.Policy, s.Volume)
 	})
 	fmt.Fprintf(w, "\ncost: %s\n", r.Cost.Estimate)
+	if m := r.Cost.Measured; m != nil {
+		fmt.Fprintf(w, "measured: %d snapshots of %d volumes: %.1f GB billed of %.1f GB counted (ratio %.2f); standard tier at that ratio $%.2f a month, extrapolated\n",
+			m.Snapshots, m.Volumes, m.ChangedGB, m.FullGB, m.Ratio, m.StandardUSD)
+	}
 	costRow := func(c Cost) string {
 		return fmt.Sprintf("%s\t%d\t%.1f\t%.1f\t$%.2f", c.Key, c.Snapshots, c.StandardGB, c.ArchiveGB, c.USD)
 	}

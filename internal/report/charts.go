@@ -23,6 +23,9 @@ func (r *Report) statusChart() (template.HTML, error) {
 	stack := true
 	opt := charts.NewBarChartOptionWithData([][]float64{ok, late, missing})
 	opt.StackSeries = &stack
+	// ok green, late amber, missing red: the page's own colours for the statuses.
+	opt.Theme = charts.GetTheme(charts.ThemeLight).WithSeriesColors([]charts.Color{
+		charts.ColorRGB(0x4c, 0xaf, 0x50), charts.ColorRGB(0xff, 0xb3, 0x00), charts.ColorRGB(0xe5, 0x39, 0x35)})
 	opt.Title = charts.TitleOption{Text: "RPO status per account-region"}
 	opt.Legend = charts.LegendOption{SeriesNames: []string{"ok", "late", "missing"}, Offset: charts.OffsetRight}
 	opt.CategoryAxis = charts.CategoryAxisOption{Labels: labels}

@@ -2,6 +2,7 @@ package report
 
 import (
 	"context"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -165,5 +166,30 @@ func TestDrillsAndDeadLetters(t *testing.T) {
 	dl := deadLetters("file:q.db", []DeadLetter{{Reason: "refused_newer"}, {Reason: "invalid_message"}, {Reason: "invalid_message"}, {}})
 	if dl.Total != 4 || len(dl.ByReason) != 3 || dl.ByReason[0] != (Count{Key: "invalid_message", Count: 2}) {
 		t.Errorf("dead letters %+v", dl)
+	}
+}
+
+// TestWriteText: the text report gives the headline, the per account-region counts, the
+// worst offenders with how late, the unprotected and opted-out volumes, the failures, the
+// labelled cost and the drills.
+func TestWriteText(t *testing.T) {
+	t.Parallel()
+	rep := fixtureReport(t)
+	var b strings.Builder
+	rep.WriteText(&b)
+	out := b.String()
+	for _, re := range []string{
+		`(?m)^volumes late\s+1$`, `(?m)^volumes missing\s+1$`, `(?m)^unprotected\s+1$`, `(?m)^opted out\s+2$`,
+		`(?m)^error snapshots\s+1$`, `(?m)^dead letters\s+3$`, `(?m)^estimated monthly cost\s+\$5\.25 \(upper bound\)$`,
+		`(?m)^111111111111/us-east-1\s+2\s+1\s+1\s+1\s+2$`,
+		`(?m)^missing\s+111111111111\s+us-east-1\s+daily\s+vol-c\s+i-1\s+never\s+-$`,
+		`(?m)^late\s+111111111111\s+us-east-1\s+daily\s+vol-b\s+i-1\s+\S+\s+2h0m0s$`,
+		`(?m)^vol-e\s+111111111111\s+us-east-1\s+i-2$`, `(?m)^vol-d .*snapfleet:skip=true$`,
+		`(?m)^invalid_message\s+2$`, `(?m)^snap-c\s+error\s`, `(?m)^snap-p\s+pending\s`,
+		`cost: estimate, upper bound`, `(?m)^daily\s+\S+\s+true\s+42\s+snap-a2$`, `(?m)^db\s+never`,
+	} {
+		if !regexp.MustCompile(re).MatchString(out) {
+			t.Errorf("text report has no line matching %s:\n%s", re, out)
+		}
 	}
 }

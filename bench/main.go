@@ -14,6 +14,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -85,6 +86,9 @@ func main() {
 	flag.IntVar(&o.concurrency, "concurrency", 4, "snapfleet work --concurrency")
 	flag.StringVar(&o.ec2, "ec2", "sim", "what answers EC2, STS and SQS: sim (internal/testbed/sim, in memory) or moto")
 	flag.StringVar(&o.linear, "linear", "1,4,16", "account-region counts of the linear/K scenarios (4 workers)")
+	var coverage [2]int
+	flag.IntVar(&coverage[0], "coverage", 0, "instead of the scenarios: measure snapfleet report over this many volumes (bench/coverage.go)")
+	flag.IntVar(&coverage[1], "coverage-snapshots", 0, "with -coverage: this many snapshots (default 10 per volume)")
 	flag.BoolVar(&serve, "serve", false, "only run the endpoint in front of -target until interrupted")
 	flag.StringVar(&target, "target", "", "with -serve: the emulator's URL")
 	flag.StringVar(&addr, "addr", "127.0.0.1:4567", "with -serve: listen address")
@@ -99,6 +103,12 @@ func main() {
 		fmt.Fprintf(os.Stderr, "awslimits: %s → %s (AWS_ENDPOINT_URL_EC2=%s AWS_ENDPOINT_URL_STS=%s)\n", s.URL, target, s.URL, s.URL)
 		<-ctx.Done()
 		s.Close()
+		return
+	}
+	if coverage[0] > 0 {
+		if err := coverageBench(ctx, coverage[0], cmp.Or(coverage[1], 10*coverage[0])); err != nil {
+			fatal(err)
+		}
 		return
 	}
 	if err := run(ctx, o); err != nil {

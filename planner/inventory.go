@@ -181,7 +181,7 @@ func listSnapshots(ctx context.Context, client EC2, cfg *config.Config) ([]Snaps
 // copiedVolume is the VolumeId AWS gives a copied snapshot: no volume at all.
 const copiedVolume = "vol-ffffffff"
 
-func describeSnapshots(ctx context.Context, client EC2, filters []types.Filter, each func(types.Snapshot)) error {
+func describeSnapshots(ctx context.Context, client ec2.DescribeSnapshotsAPIClient, filters []types.Filter, each func(types.Snapshot)) error {
 	pages := ec2.NewDescribeSnapshotsPaginator(client, &ec2.DescribeSnapshotsInput{
 		OwnerIds:   []string{"self"},
 		Filters:    filters,

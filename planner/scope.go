@@ -45,7 +45,7 @@ func (p *Planner) send(ctx context.Context, sc *scopeRun, msgs []queue.Outgoing)
 }
 
 // describeInstances pages through DescribeInstances.
-func describeInstances(ctx context.Context, client EC2, in *ec2.DescribeInstancesInput) ([]Instance, error) {
+func describeInstances(ctx context.Context, client ec2.DescribeInstancesAPIClient, in *ec2.DescribeInstancesInput) ([]Instance, error) {
 	var out []Instance
 	pages := ec2.NewDescribeInstancesPaginator(client, in)
 	for pages.HasMorePages() {

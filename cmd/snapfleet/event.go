@@ -46,8 +46,11 @@ func (e *env) publishSummary(ctx context.Context, s planner.Summary) {
 	if pub == nil || s.DryRun {
 		return
 	}
-	s.Decisions = nil
-	if err := pub.Publish(ctx, event.Outcome{DetailType: event.DetailPlanSummary, Detail: s}); err != nil {
+	var detail any = s
+	if accounts, regions, err := e.targets(ctx); err == nil {
+		detail = e.planSummaryDetail(ctx, s, accounts, regions)
+	}
+	if err := pub.Publish(ctx, event.Outcome{DetailType: event.DetailPlanSummary, Detail: detail}); err != nil {
 		e.log.Error().Err(err).Str("run", s.RunID).Msg(fmt.Sprintf("publishing the plan summary: %v", err))
 	}
 }

@@ -294,9 +294,10 @@ func (f *lambdaFunction) Plan(ctx context.Context, payload json.RawMessage) (pla
 	if err != nil {
 		return s, fmt.Errorf("planning: %w", err)
 	}
-	out := s
-	out.Decisions = nil
-	if err := f.pub.Publish(ctx, event.Outcome{DetailType: event.DetailPlanSummary, Detail: out}); err != nil {
+	if f.pub == nil {
+		return s, nil // no events.bus: no summary, and no listings for its coverage
+	}
+	if err := f.pub.Publish(ctx, event.Outcome{DetailType: event.DetailPlanSummary, Detail: f.e.planSummaryDetail(ctx, s, accounts, regions)}); err != nil {
 		f.s.Log.Error().Err(err).Str("run", s.RunID).Msg("publishing the plan summary")
 	}
 	return s, nil

@@ -47,6 +47,10 @@ func newRoot(stdout, stderr io.Writer) (*cobra.Command, *bool) {
 			}
 			switch g.output {
 			case "text", "table", "json":
+			case "html":
+				if cmd.Name() != "report" {
+					return usagef("--output: html is for report only; %s prints text or json", cmd.Name())
+				}
 			default:
 				return usagef("--output: %q is not text or json (table is text)", g.output)
 			}
@@ -80,7 +84,7 @@ func newRoot(stdout, stderr io.Writer) (*cobra.Command, *bool) {
 	root.Version = thisVersion().String()
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.AddCommand(newPlanCmd(g), newWorkCmd(g), newRunCmd(g), newDLQCmd(g), newLambdaCmd(),
-		newConfigCmd(g), newVersionCmd(g))
+		newConfigCmd(g), newVersionCmd(g), newReportCmd(g))
 	return root, started
 }
 

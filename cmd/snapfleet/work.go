@@ -53,6 +53,7 @@ func (f *workFlags) check() error {
 func newWorkCmd(g *globals) *cobra.Command {
 	f := &workFlags{}
 	var queueURL string
+	var reportEvery time.Duration
 	cmd := &cobra.Command{
 		Use:   "work",
 		Short: "Consume jobs from the queue: create and delete snapshots",
@@ -62,6 +63,9 @@ func newWorkCmd(g *globals) *cobra.Command {
 			}
 			if err := f.check(); err != nil {
 				return err
+			}
+			if reportEvery < 0 {
+				return usagef("--report-every: %s is negative", reportEvery)
 			}
 			e, err := g.setup(cmd.Context())
 			if err != nil {
@@ -83,6 +87,9 @@ func newWorkCmd(g *globals) *cobra.Command {
 				}
 				defer stop()
 				f.observe = h.observe
+				if reportEvery > 0 {
+					go e.watchCoverage(cmd.Context(), newCoverageGauges(h.reg), reportEvery)
+				}
 			}
 			s, err := e.work(cmd.Context(), q, f, false)
 			if err != nil {
@@ -99,6 +106,7 @@ func newWorkCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&queueURL, "queue", "", "jobs queue: an SQS queue URL or file:PATH")
 	cmd.Flags().DurationVar(&f.idleExit, "idle-exit", 0, "exit after the queue has been empty this long (default: run until SIGINT/SIGTERM)")
 	cmd.Flags().StringVar(&f.healthAddr, "health-addr", "", "serve /healthz, /readyz and /metrics (Prometheus) on this address, e.g. :8080 (default: off)")
+	cmd.Flags().DurationVar(&reportEvery, "report-every", defaultReportEvery, "with --health-addr: recompute the coverage gauges (snapfleet_coverage_*) this often with the report's listings; 0 = off")
 	f.add(cmd)
 	return cmd
 }

@@ -39,6 +39,8 @@ type Config struct {
 	MaxDeleteFraction *float64 `yaml:"max_delete_fraction"`
 	// Events configures event-driven snapshots and outcome events (events.go).
 	Events Events `yaml:"events"`
+	// Report configures the coverage report and its gauges (report.go).
+	Report Report `yaml:"report"`
 }
 
 // DefaultMaxDeleteFraction is the circuit breaker's threshold when the config sets none.

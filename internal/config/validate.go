@@ -25,7 +25,7 @@ var instanceStates = map[string]bool{
 // Validate checks every key and names the first bad one.
 func (c *Config) Validate() error {
 	for _, check := range []func() error{c.validateRegions, c.validateAccounts, c.validateOrganization,
-		c.validateLimits, c.validateEvents, c.validatePolicies} {
+		c.validateLimits, c.validateEvents, c.validatePolicies, c.validateReport} {
 		if err := check(); err != nil {
 			return err
 		}

@@ -73,6 +73,9 @@ func TestLayout(t *testing.T) {
 			case strings.HasPrefix(dir, "queue") && strings.Contains(im, "service/ec2"):
 				broken = "queue knows nothing of EC2"
 			case !ok:
+			case dir == "internal/report" && local == "planner":
+				// The coverage report reads the fleet with the planner's listings and
+				// selection (it builds no planner).
 			case strings.HasPrefix(dir, "internal/") && !inTestbed && (local == "planner" || local == "worker" || strings.HasPrefix(local, "cmd")):
 				broken = "internal packages never import planner, worker or cmd: cmd wires them"
 			case dir == "planner" && local == "worker", dir == "worker" && local == "planner":

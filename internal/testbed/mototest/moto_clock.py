@@ -34,6 +34,21 @@ def shifted_utcnow():
 
 ebs.utcnow = shifted_utcnow
 
+# moto makes every snapshot completed at once. A snapshot whose description is
+# "snapfleet-test:state=STATE" is made in STATE instead (error, pending), for the tests of
+# what snapfleet shows of failed and unfinished snapshots.
+STATE_PREFIX = "snapfleet-test:state="
+real_snapshot_init = ebs.Snapshot.__init__
+
+
+def snapshot_init(self, *args, **kwargs):
+    real_snapshot_init(self, *args, **kwargs)
+    if (self.description or "").startswith(STATE_PREFIX):
+        self.status = self.description[len(STATE_PREFIX):]
+
+
+ebs.Snapshot.__init__ = snapshot_init
+
 # moto 5.2 has no DescribeLockedSnapshots (it answers 500). Serve AWS's answer for an
 # account that locked nothing, so snapfleet's lock check runs as it does against AWS;
 # tests that need a locked snapshot inject one in the SDK.
@@ -49,6 +64,44 @@ if not hasattr(ElasticBlockStore, "describe_locked_snapshots"):
         )
 
     ElasticBlockStore.describe_locked_snapshots = describe_locked_snapshots
+
+# moto 5.2's EBS direct API answers ListSnapshotBlocks and ListChangedBlocks with block
+# indexes as strings (the SDKs want numbers), requires ListChangedBlocks' first snapshot,
+# leaves out the blocks only the second snapshot has, and says blocks are 512 bytes. Serve
+# AWS's answers instead, from moto's own blocks: every block written in either snapshot
+# whose data differs, in AWS's 512 KiB blocks.
+AWS_BLOCK_SIZE = 512 * 1024
+import json  # noqa: E402
+
+from moto.ebs.responses import EBSResponse  # noqa: E402
+
+
+def list_snapshot_blocks(self):
+    snap = self.ebs_backend.snapshots[self.path.split("/")[-2]]
+    blocks = [{"BlockIndex": int(i), "BlockToken": b.block_token} for i, b in sorted(snap.blocks.items(), key=lambda kv: int(kv[0]))]
+    return json.dumps({"Blocks": blocks, "VolumeSize": snap.volume_size, "BlockSize": AWS_BLOCK_SIZE})
+
+
+def list_changed_blocks(self):
+    first_id = self._get_params().get("firstSnapshotId")
+    second = self.ebs_backend.snapshots[self.path.split("/")[-2]]
+    first = self.ebs_backend.snapshots[first_id].blocks if first_id else {}
+    out = []
+    for i in sorted(set(first) | set(second.blocks), key=int):
+        a, b = first.get(i), second.blocks.get(i)
+        if a is not None and b is not None and a.block_data == b.block_data:
+            continue
+        entry = {"BlockIndex": int(i)}
+        if a is not None:
+            entry["FirstBlockToken"] = a.block_token
+        if b is not None:
+            entry["SecondBlockToken"] = b.block_token
+        out.append(entry)
+    return json.dumps({"ChangedBlocks": out, "VolumeSize": second.volume_size, "BlockSize": AWS_BLOCK_SIZE})
+
+
+EBSResponse.list_snapshot_blocks = list_snapshot_blocks
+EBSResponse.list_changed_blocks = list_changed_blocks
 
 from moto.server import main  # noqa: E402
 

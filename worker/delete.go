@@ -65,7 +65,11 @@ var errGone = errors.New("snapshot gone")
 func deleteResult(j job.Job, err error) (Result, error) {
 	switch {
 	case err == nil:
-		return Result{Action: Deleted, Snapshot: j.Snapshot}, nil
+		why := retention.Expired
+		if j.Duplicate {
+			why = reason.Duplicate
+		}
+		return Result{Action: Deleted, Snapshot: j.Snapshot, Reason: why}, nil
 	case errors.Is(err, errGone):
 		return Result{Action: Gone, Snapshot: j.Snapshot}, nil
 	}

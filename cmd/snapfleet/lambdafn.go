@@ -319,7 +319,10 @@ func (f *lambdaFunction) Work(ctx context.Context, ev events.SQSEvent) (events.S
 		msgs = append(msgs, recordMessage(r))
 	}
 	w := f.e.newWorker(f.q, f.pub, &workFlags{concurrency: f.s.Concurrency, visibility: f.s.Visibility, allowClockSkew: f.s.AllowClockSkew}, false)
+	aud, closeAudit := f.e.auditor(f.q, f.pub)
+	w.Audit = aud
 	res, err := w.HandleBatch(ctx, msgs)
+	closeAudit()
 	if err != nil {
 		return events.SQSEventResponse{}, fmt.Errorf("handling a batch of %d messages: %w", len(msgs), err)
 	}

@@ -107,7 +107,10 @@ func newWorkCmd(g *globals) *cobra.Command {
 func (e *env) work(ctx context.Context, q queue.Queue, f *workFlags, drain bool) (worker.Stats, error) {
 	pub := event.NewPublisher(e.clients.Config(), e.cfg.Events.Bus)
 	w := e.newWorker(q, pub, f, drain)
+	aud, closeAudit := e.auditor(q, pub)
+	w.Audit = aud
 	s, err := w.Run(ctx)
+	closeAudit()
 	e.publishWork(ctx, pub, s)
 	return s, err
 }

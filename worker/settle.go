@@ -89,7 +89,7 @@ func (r *runner) settle(m queue.Message, j job.Job, res Result, err error, took 
 	r.apply(ctx, m, err, &s)
 	r.count(s, res)
 	r.audit(m, j, res, err, s)
-	r.observe(Observation{Kind: j.Kind, Outcome: s.o.String(), Reason: s.why, Err: s.qerr})
+	r.observe(Observation{Kind: j.Kind, Outcome: s.o.String(), Reason: s.why, Err: s.qerr, Account: j.Account, Region: j.Region})
 	r.logSettled(m, j, res, err, took, s)
 }
 

@@ -23,6 +23,8 @@ type workFlags struct {
 
 	// observe is the worker's Observe (the health server), or nil.
 	observe func(worker.Observation)
+	// progress is the display's count (run, work --idle-exit on a terminal), or nil.
+	progress *workProgress
 }
 
 func (f *workFlags) add(cmd *cobra.Command) {
@@ -63,10 +65,15 @@ func newWorkCmd(g *globals) *cobra.Command {
 			if err := f.check(); err != nil {
 				return err
 			}
+			if f.idleExit > 0 {
+				f.progress = g.startWorkProgress("work")
+				defer g.endProgress()
+			}
 			e, err := g.setup(cmd.Context())
 			if err != nil {
 				return err
 			}
+			f.progress.useLimits(e.clients.Limiter)
 			if err := e.checkAccounts(cmd.Context()); err != nil {
 				return err
 			}
@@ -88,6 +95,7 @@ func newWorkCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			g.endProgress()
 			if g.output == "json" {
 				return g.printJSON(s)
 			}
@@ -109,7 +117,9 @@ func (e *env) work(ctx context.Context, q queue.Queue, f *workFlags, drain bool)
 	w := e.newWorker(q, pub, f, drain)
 	aud, closeAudit := e.auditor(q, pub)
 	w.Audit = aud
+	stopPoll := f.progress.poll(ctx, q)
 	s, err := w.Run(ctx)
+	stopPoll()
 	closeAudit()
 	e.publishWork(ctx, pub, s)
 	return s, err

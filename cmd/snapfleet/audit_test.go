@@ -12,6 +12,7 @@ import (
 
 	"github.com/snapfleet/snapfleet/internal/audit"
 	"github.com/snapfleet/snapfleet/internal/job"
+	"github.com/snapfleet/snapfleet/internal/tag"
 	"github.com/snapfleet/snapfleet/internal/testbed/mototest"
 )
 
@@ -176,7 +177,7 @@ func TestAuditEvents(t *testing.T) {
 	ctx := context.Background()
 	e := newE2E(t)
 	e.config = writeFile(t, "events.yaml", testConfig+"events:\n  bus: ops\n")
-	read := e.busQueue(ctx, "ops")
+	read := e.busQueue(ctx, "ops", append(outcomeTypes, "snapfleet.Audit")...)
 	e.instancesWithData(ctx, 1, nil)
 	url := e.sqsQueues(ctx, "jobs")
 	now := e.at(0)
@@ -210,5 +211,45 @@ func TestAuditEvents(t *testing.T) {
 	}
 	if actions["created/due"] != 2 || actions["dead_lettered/invalid_message"] != 1 || others != 3 {
 		t.Errorf("audit events %v and %d others, want 2 created/due, 1 dead_lettered/invalid_message, 3 others", actions, others)
+	}
+}
+
+// TestAuditPlanHeld: the deletes a plan refuses — held by the circuit breaker here — are
+// audit records of kind plan, one per snapshot, with the reason and what held it; a dry
+// run of the same plan writes none.
+func TestAuditPlanHeld(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newE2E(t)
+	e.setConfig(`
+policies:
+  - name: last2
+    select: {instance_tags: {Backup: last2}}
+    retain: {keep_daily: 2}
+`)
+	ids, vols := e.instancesWithData(ctx, 1, map[string]string{"Backup": "last2"})
+	data := vols[ids[0]][1]
+	expired := map[string]bool{}
+	for i := 1; i <= 5; i++ {
+		id := e.snapshotAt(ctx, data, e.start.Add(-time.Duration(i)*day), map[string]string{tag.Policy: "last2", tag.Volume: data})
+		if i > 2 {
+			expired[id] = true
+		}
+	}
+	now := e.at(0)
+	db := "file:" + filepath.Join(t.TempDir(), "held.db")
+	e.jsonCLI(1, "plan", "--queue", db, "--now", now, "--dry-run") // exit 1: the breaker
+	if p := e.jsonCLI(1, "plan", "--queue", db, "--now", now); num(t, p, "held") != 3 {
+		t.Fatalf("plan: %v, want 3 deletes held by the breaker", p)
+	}
+	recs := e.trail("--queue", db)
+	if len(recs) != 3 {
+		t.Fatalf("audit: %d records, want the 3 held deletes (none from the dry run): %+v", len(recs), recs)
+	}
+	for _, r := range recs {
+		if r.Kind != "plan" || r.Action != "held" || r.Reason != "circuit_breaker" || !expired[r.Snapshot] || r.Volume != data ||
+			r.Policy != "last2" || r.Run == "" || r.Host == "" || r.Error == "" {
+			t.Errorf("record %+v, want a held delete of an expired snapshot of %s", r, data)
+		}
 	}
 }

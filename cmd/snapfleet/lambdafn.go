@@ -285,6 +285,9 @@ func (f *lambdaFunction) Plan(ctx context.Context, payload json.RawMessage) (pla
 	}
 	p := f.e.newPlanner(accounts, regions, f.q, false, false)
 	p.Log = f.s.Log.With().Str("trigger", kind).Str("event", t.ID).Logger()
+	aud, closeAudit := f.e.auditor(f.q, f.pub)
+	defer closeAudit()
+	p.Audit = aud
 	var s planner.Summary
 	if kind == triggerEvent {
 		s, err = p.PlanEvent(ctx, ev)

@@ -121,3 +121,59 @@ func TestAuditBatch(t *testing.T) {
 		t.Errorf("records %+v, want 2", got)
 	}
 }
+
+// TestAuditReasons: through moto, a create's record says due with the snapshot it made, an
+// expired snapshot's deletion says expired, and a duplicate creation removed by a delete
+// marked duplicate says duplicate — while the keeper, named by a delete marked duplicate
+// too, is refused by retention.
+func TestAuditReasons(t *testing.T) {
+	t.Parallel()
+	e := newMoto(t)
+	cfg := policyConfig(t, "policies:\n  - name: daily\n    retain: {max_age: 30d, min_keep: 1}\n")
+	period := time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
+	create := createJob(e.volume(t), "daily", period)
+	old := e.volume(t)
+	expired := e.managed(t, old, "daily", 40*24*time.Hour)
+	e.managed(t, old, "daily", time.Hour)
+	pairJob := createJob(e.volume(t), "daily", period)
+	a, b := e.made(t, pairJob), e.made(t, pairJob)
+	keeper, dup := min(a, b), max(a, b)
+	marked := func(id string) job.Job {
+		j := deleteJob(id, "daily")
+		j.Volume, j.Duplicate = pairJob.Volume, true
+		return j
+	}
+	q := newFakeQueue()
+	q.add(0, encode(t, create), encode(t, deleteJob(expired, "daily")), encode(t, marked(dup)))
+	w := e.newWorker(q, cfg, time.Now)
+	log := &auditLog{}
+	w.Audit = log
+	runFor(t, w, 20*time.Second)
+	q = newFakeQueue()
+	q.add(0, encode(t, marked(keeper)))
+	w = e.newWorker(q, cfg, time.Now)
+	w.Audit = log
+	runFor(t, w, 20*time.Second)
+
+	got := map[string]string{} // key → action/reason
+	for _, r := range log.records() {
+		got[r.Key] = r.Action + "/" + r.Reason
+		if r.Kind == job.KindCreate && (r.Snapshot == "" || e.exists(t, r.Snapshot) == false) {
+			t.Errorf("create record names snapshot %q, which does not exist", r.Snapshot)
+		}
+	}
+	want := map[string]string{
+		create.Key:                 "created/due",
+		deleteJob(expired, "").Key: "deleted/expired",
+		deleteJob(dup, "").Key:     "deleted/duplicate",
+		deleteJob(keeper, "").Key:  "refused/refused_retention",
+	}
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("record of %s: %q, want %q", k, got[k], w)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("records %v, want %v", got, want)
+	}
+}

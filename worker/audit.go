@@ -28,9 +28,20 @@ func (r *runner) audit(m queue.Message, j job.Job, res Result, err error, s sett
 	if r.w.Audit == nil {
 		return
 	}
-	if rec, ok := auditRecord(m, j, res, err, s); ok {
-		r.w.Audit.Audit(r.qctx, rec)
+	rec, ok := auditRecord(m, j, res, err, s)
+	if !ok {
+		return
 	}
+	if s.o != outSuccess || len(res.Snapshots) < 2 {
+		r.w.Audit.Audit(r.qctx, rec)
+		return
+	}
+	recs := make([]audit.Record, len(res.Snapshots))
+	for i, id := range res.Snapshots {
+		recs[i] = rec
+		recs[i].Snapshot = id
+	}
+	r.w.Audit.Audit(r.qctx, recs...)
 }
 
 // auditRecord is the record of a settled job; false when its outcome is not recorded.

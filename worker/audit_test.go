@@ -177,3 +177,21 @@ func TestAuditReasons(t *testing.T) {
 		t.Errorf("records %v, want %v", got, want)
 	}
 }
+
+// TestAuditSnapshots: a success that made several snapshots gives one record each.
+func TestAuditSnapshots(t *testing.T) {
+	t.Parallel()
+	q := newFakeQueue()
+	q.add(0, encode(t, createJob("vol-0123456789abcdef0", "default", plannedAt)))
+	made := []string{"snap-0123456789abcdef0", "snap-0123456789abcdef1"}
+	w := testWorker(q, HandlerFunc(func(context.Context, job.Job) (Result, error) {
+		return Result{Action: Created, Snapshot: made[0], Snapshots: made, Reason: reason.Due}, nil
+	}))
+	log := &auditLog{}
+	w.Audit = log
+	runFor(t, w, 5*time.Second)
+	recs := log.records()
+	if len(recs) != 2 || recs[0].Snapshot != made[0] || recs[1].Snapshot != made[1] || recs[1].Action != "created" || recs[1].Reason != "due" {
+		t.Errorf("records %+v, want one created record per snapshot", recs)
+	}
+}

@@ -35,6 +35,9 @@ type Result struct {
 	// Reason, when set, says why the handler acted (a reason code: due, event, expired,
 	// duplicate), for the audit trail.
 	Reason string
+	// Snapshots, when the handler made several (an instance's CreateSnapshots), are all of
+	// them, Snapshot first: the audit trail has a record for each.
+	Snapshots []string
 }
 
 // Handler converges the world to one job. It returns the Result of a success, or an error

@@ -253,3 +253,27 @@ policies:
 		}
 	}
 }
+
+// TestAuditInstance: an instance job (consistency: instance, one CreateSnapshots) has one
+// created record per snapshot it made, naming the instance, so `audit --snapshot` finds
+// the creation of every volume's snapshot.
+func TestAuditInstance(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newE2E(t)
+	e.config = writeFile(t, "crash.yaml", crashPolicy)
+	ids, _ := e.instancesWithData(ctx, 1, nil)
+	db := "file:" + filepath.Join(t.TempDir(), "snapfleet.db")
+	e.jsonCLI(0, "run", "--queue", db, "--now", e.at(0), "--allow-clock-skew")
+	snaps := managedByVolume(e.snapshots(ctx))
+	if len(snaps) != 2 {
+		t.Fatalf("%d volumes with snapshots, want 2", len(snaps))
+	}
+	for vol, ss := range snaps {
+		id := aws.ToString(ss[0].SnapshotId)
+		got := e.trail("--queue", db, "--snapshot", id)
+		if len(got) != 1 || got[0].Action != "created" || got[0].Instance != ids[0] || got[0].Kind != job.KindCreateInstance {
+			t.Errorf("audit --snapshot %s (of %s): %+v, want its creation by the instance job", id, vol, got)
+		}
+	}
+}

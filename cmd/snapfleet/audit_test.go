@@ -102,7 +102,15 @@ func TestAuditTrail(t *testing.T) {
 		t.Errorf("audit --volume %s: %d records, want 3 (2 created, 1 deleted): %+v", volumes[1], len(got), got)
 	}
 	if got := e.trail("--queue", db, "--since", mid.Format(time.RFC3339Nano)); len(got) != 4 {
-		t.Errorf("audit --since the middle: %d records, want the day-31 run's 4", len(got))
+		t.Errorf("audit --since the middle: %d records, want the day-31 runs' 4", len(got))
+	}
+	if got := e.trail("--queue", db, "--since", "1h"); len(got) != 6 {
+		t.Errorf("audit --since 1h: %d records, want all 6", len(got))
+	}
+	text := e.cli("audit", "--queue", db, "--snapshot", gone)
+	if lines := strings.Split(strings.TrimSpace(text.stdout), "\n"); text.code != 0 || len(lines) != 4 || lines[0] != "2 audit records" ||
+		!strings.Contains(lines[3], "deleted") || !strings.Contains(lines[3], "expired") || !strings.Contains(lines[3], gone) {
+		t.Errorf("audit --snapshot in text: exit %d\n%s", text.code, text.stdout)
 	}
 
 	// A forged delete of a volume's newest snapshot, and a malformed message.

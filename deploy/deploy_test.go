@@ -23,7 +23,7 @@ import (
 
 // templates are the CloudFormation templates; manifests the Kubernetes ones.
 var (
-	templates = []string{"hub.yaml", "member-role.yaml", "member-stackset.yaml", "member-events.yaml", "ecs-worker.yaml"}
+	templates = []string{"hub.yaml", "member-role.yaml", "member-stackset.yaml", "member-events.yaml", "ecs-worker.yaml", "audit.yaml"}
 	manifests = []string{"k8s/serviceaccount.yaml", "k8s/configmap.yaml", "k8s/deployment.yaml", "k8s/scaledobject.yaml"}
 )
 

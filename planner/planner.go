@@ -88,6 +88,9 @@ type Planner struct {
 	// account-region. Without it the plan enqueues them and the worker skips them.
 	CheckShares bool
 	Log         zerolog.Logger
+	// Audit, when set, is given the deletes a plan refuses (protected, held) as audit
+	// records; never in a dry run.
+	Audit Auditor
 }
 
 // Summary is the outcome of a plan, printed by `snapfleet plan --output json`.
@@ -190,6 +193,7 @@ func (p *Planner) Plan(ctx context.Context) (Summary, error) {
 		}
 	}
 	wg.Wait()
+	p.audit(ctx, run, results)
 
 	unknown := map[string]int{}
 	for _, r := range results {

@@ -79,6 +79,8 @@ type ReplayOptions struct {
 	Max int
 	// DryRun moves nothing: it counts what would move.
 	DryRun bool
+	// Progress, when set, is told the counts so far before each batch (a display).
+	Progress func(ReplayResult)
 }
 
 // Methods of a replay.
@@ -184,6 +186,9 @@ func Replay(ctx context.Context, dlq, dst Queue, o ReplayOptions) (ReplayResult,
 	r := replaying{o: o, res: &res, seen: map[string]int{}}
 	var errs []error
 	for !r.full() {
+		if o.Progress != nil {
+			o.Progress(res)
+		}
 		got, err := dlq.Receive(ctx, sqsBatch, peekWait)
 		if err != nil {
 			errs = append(errs, err)

@@ -236,7 +236,7 @@ func (r *runner) deferMsg(m queue.Message, j job.Job, delay time.Duration) {
 	r.mu.Lock()
 	r.stats.Deferred++
 	r.mu.Unlock()
-	r.observe(Observation{Kind: j.Kind, Outcome: "deferred", Err: err})
+	r.observe(Observation{Kind: j.Kind, Outcome: "deferred", Err: err, Account: j.Account, Region: j.Region})
 	ev := r.log.Debug()
 	if err != nil {
 		ev = r.log.Error().AnErr("queue_error", err)

@@ -173,7 +173,10 @@ func (s *snapshots) jobSnapshots(ctx context.Context, api EC2, j job.Job) (keyed
 // reports the job as existing when its own creation was one of them. A failed look is not
 // an error: the job took effect, and the planner removes a duplicate left over.
 func (s *snapshots) settle(ctx context.Context, api EC2, j job.Job, made ...string) (Result, error) {
-	created := Result{Action: Created, Snapshot: made[0]}
+	created := Result{Action: Created, Snapshot: made[0], Reason: reason.Due, Snapshots: made}
+	if strings.Contains(j.Key, "/"+job.EventPrefix) {
+		created.Reason = reason.Event
+	}
 	k, err := s.jobSnapshots(ctx, api, j)
 	if err != nil {
 		return created, nil

@@ -48,13 +48,18 @@ func (s *snapshots) delete(ctx context.Context, j job.Job) (Result, error) {
 	if err := checkTags(j, t.tags); err != nil {
 		return deleteResult(j, err)
 	}
-	if err := s.checkRetention(ctx, api, j, p, t); err != nil {
+	dup, err := s.checkRetention(ctx, api, j, p, t)
+	if err != nil {
 		return deleteResult(j, err)
 	}
 	if err := s.checkShares(ctx, api, j); err != nil {
 		return deleteResult(j, err)
 	}
-	return deleteResult(j, s.deleteNow(ctx, api, j))
+	res, err := deleteResult(j, s.deleteNow(ctx, api, j))
+	if dup && res.Action == Deleted {
+		res.Reason = reason.Duplicate
+	}
+	return res, err
 }
 
 // errGone says that the snapshot of a delete job no longer exists.
@@ -65,7 +70,7 @@ var errGone = errors.New("snapshot gone")
 func deleteResult(j job.Job, err error) (Result, error) {
 	switch {
 	case err == nil:
-		return Result{Action: Deleted, Snapshot: j.Snapshot}, nil
+		return Result{Action: Deleted, Snapshot: j.Snapshot, Reason: retention.Expired}, nil
 	case errors.Is(err, errGone):
 		return Result{Action: Gone, Snapshot: j.Snapshot}, nil
 	}
@@ -179,29 +184,29 @@ func checkTags(j job.Job, tags map[string]string) error {
 // snapshots (retentionGroup), expires it — with the orphans' floor when the volume is
 // gone (checkKept) — or it is a duplicate creation of its job key, which goes whatever
 // retention says (DESIGN.md §6.5; only the delete jobs marked duplicate ask). Nothing is
-// decided on a clock that disagrees with AWS's (checkClock).
-func (s *snapshots) checkRetention(ctx context.Context, api EC2, j job.Job, p config.Policy, t target) error {
+// decided on a clock that disagrees with AWS's (checkClock). dup says the snapshot goes as
+// a duplicate.
+func (s *snapshots) checkRetention(ctx context.Context, api EC2, j job.Job, p config.Policy, t target) (dup bool, err error) {
 	if t.snap.StartTime == nil || t.snap.StartTime.IsZero() {
-		return Permanent(reason.RefusedRetention, fmt.Errorf("snapshot %s has no start time", j.Snapshot))
+		return false, Permanent(reason.RefusedRetention, fmt.Errorf("snapshot %s has no start time", j.Snapshot))
 	}
 	volume, group, err := s.retentionGroup(ctx, api, j, p, t)
 	if err != nil {
-		return err
+		return false, err
 	}
-	dup := false
 	if j.Duplicate {
 		if dup, err = s.duplicate(ctx, api, j, t.snap); err != nil {
-			return fail(fmt.Errorf("looking for the keeper of snapshot %s: %w", j.Snapshot, err))
+			return false, fail(fmt.Errorf("looking for the keeper of snapshot %s: %w", j.Snapshot, err))
 		}
 	}
 	now := s.now()
 	if err := s.checkClock(j, now); err != nil {
-		return err
+		return false, err
 	}
 	if dup {
-		return nil
+		return true, nil
 	}
-	return s.checkKept(ctx, api, j, p, volume, group, now)
+	return false, s.checkKept(ctx, api, j, p, volume, group, now)
 }
 
 // retentionGroup names the volume the snapshot counts under and lists that volume's

@@ -13,6 +13,9 @@ type Observation struct {
 	// Err is the queue's error settling it (a dead letter with an Err did not happen).
 	Kind, Outcome, Reason string
 	Err                   error
+	// Account and Region of the job of a settled or deferred message (empty when its
+	// message did not decode), for progress displays.
+	Account, Region string
 }
 
 // observe tells Worker.Observe, when set.

@@ -32,6 +32,12 @@ type Result struct {
 	Action Action
 	// Snapshot is the snapshot created, found, deleted or found gone.
 	Snapshot string
+	// Reason, when set, says why the handler acted (a reason code: due, event, expired,
+	// duplicate), for the audit trail.
+	Reason string
+	// Snapshots, when the handler made several (an instance's CreateSnapshots), are all of
+	// them, Snapshot first: the audit trail has a record for each.
+	Snapshots []string
 }
 
 // Handler converges the world to one job. It returns the Result of a success, or an error

@@ -88,7 +88,8 @@ func (r *runner) settle(m queue.Message, j job.Job, res Result, err error, took 
 	s := r.route(ctx, m, err)
 	r.apply(ctx, m, err, &s)
 	r.count(s, res)
-	r.observe(Observation{Kind: j.Kind, Outcome: s.o.String(), Reason: s.why, Err: s.qerr})
+	r.audit(m, j, res, err, s)
+	r.observe(Observation{Kind: j.Kind, Outcome: s.o.String(), Reason: s.why, Err: s.qerr, Account: j.Account, Region: j.Region})
 	r.logSettled(m, j, res, err, took, s)
 }
 

@@ -83,6 +83,9 @@ type Worker struct {
 	// Observe, when set, is told of every receive and every settled message (metrics,
 	// health probes). It is called from the worker's goroutines and must not block.
 	Observe func(Observation)
+	// Audit, when set, is given the audit record of every job settled to a change or a
+	// refusal (Auditor).
+	Audit Auditor
 
 	// handler replaces the snapshot handlers (tests).
 	handler Handler

@@ -281,15 +281,25 @@ func newDLQReplayCmd(g *globals) *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
+			var prog *replayProgress
+			if !f.dryRun {
+				prog = g.startReplayProgress()
+				defer g.endProgress()
+			}
 			jobs, dlq, err := g.openDLQ(ctx, queueURL)
 			if err != nil {
 				return err
 			}
 			defer jobs.Close()
 			log := g.logger()
+			prog.count(ctx, dlq)
 			res, err := queue.Replay(ctx, dlq, jobs, queue.ReplayOptions{
-				Match: f.match(), Outgoing: replayOutgoing, Max: f.max, DryRun: f.dryRun,
+				Match: f.match(), Outgoing: replayOutgoing, Max: f.max, DryRun: f.dryRun, Progress: prog.updater(),
 			})
+			if up := prog.updater(); up != nil {
+				up(res)
+			}
+			g.endProgress()
 			if res.Fallback != "" {
 				log.Info().Str("reason", res.Fallback).Msg("no move task: replaying by receive, send and delete")
 			}

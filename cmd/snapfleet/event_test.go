@@ -54,9 +54,24 @@ func stateChange(id, account, instance, state string) string {
 "detail":{"instance-id":%q,"state":%q}}`, id, account, mototest.Region, mototest.Region, account, instance, instance, state)
 }
 
-// busQueue creates an EventBridge bus with a rule sending snapfleet's events to a new SQS
-// queue; read returns the events that arrived, waiting up to 10 s for want of them.
-func (e *e2e) busQueue(ctx context.Context, bus string) (read func(want int) []map[string]any) {
+// outcomeTypes are the detail-types of snapfleet's outcome events: busQueue's default (the
+// audit trail's snapfleet.Audit events are asked for by name).
+var outcomeTypes = []string{"snapfleet.PlanSummary", "snapfleet.WorkSummary", "snapfleet.JobFailed"}
+
+// outcomePattern is the event pattern of snapfleet's events of detailTypes (default
+// outcomeTypes).
+func outcomePattern(detailTypes ...string) *string {
+	if len(detailTypes) == 0 {
+		detailTypes = outcomeTypes
+	}
+	b, _ := json.Marshal(map[string][]string{"source": {"snapfleet"}, "detail-type": detailTypes})
+	return aws.String(string(b))
+}
+
+// busQueue creates an EventBridge bus with a rule sending snapfleet's events of
+// detailTypes (default: the outcome events) to a new SQS queue; read returns the events
+// that arrived, waiting up to 10 s for want of them.
+func (e *e2e) busQueue(ctx context.Context, bus string, detailTypes ...string) (read func(want int) []map[string]any) {
 	t := e.t
 	t.Helper()
 	eb := eventbridge.NewFromConfig(e.moto.AWSConfig(t))
@@ -73,7 +88,7 @@ func (e *e2e) busQueue(ctx context.Context, bus string) (read func(want int) []m
 		t.Fatal(err)
 	}
 	if _, err := eb.PutRule(ctx, &eventbridge.PutRuleInput{Name: aws.String("to-inbox"), EventBusName: aws.String(bus),
-		EventPattern: aws.String(`{"source":["snapfleet"]}`)}); err != nil {
+		EventPattern: outcomePattern(detailTypes...)}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := eb.PutTargets(ctx, &eventbridge.PutTargetsInput{Rule: aws.String("to-inbox"), EventBusName: aws.String(bus),

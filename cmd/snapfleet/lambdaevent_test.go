@@ -48,7 +48,7 @@ func (w *world) inbox(ctx context.Context, bus string) func(want int) []map[stri
 		t.Fatal(err)
 	}
 	if _, err := eb.PutRule(ctx, &eventbridge.PutRuleInput{Name: aws.String("inbox"), EventBusName: aws.String(bus),
-		EventPattern: aws.String(`{"source":["snapfleet"]}`)}); err != nil {
+		EventPattern: outcomePattern()}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := eb.PutTargets(ctx, &eventbridge.PutTargetsInput{Rule: aws.String("inbox"), EventBusName: aws.String(bus),

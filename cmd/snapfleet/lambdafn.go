@@ -285,6 +285,9 @@ func (f *lambdaFunction) Plan(ctx context.Context, payload json.RawMessage) (pla
 	}
 	p := f.e.newPlanner(accounts, regions, f.q, false, false)
 	p.Log = f.s.Log.With().Str("trigger", kind).Str("event", t.ID).Logger()
+	aud, closeAudit := f.e.auditor(f.q, f.pub)
+	defer closeAudit()
+	p.Audit = aud
 	var s planner.Summary
 	if kind == triggerEvent {
 		s, err = p.PlanEvent(ctx, ev)
@@ -320,7 +323,10 @@ func (f *lambdaFunction) Work(ctx context.Context, ev events.SQSEvent) (events.S
 		msgs = append(msgs, recordMessage(r))
 	}
 	w := f.e.newWorker(f.q, f.pub, &workFlags{concurrency: f.s.Concurrency, visibility: f.s.Visibility, allowClockSkew: f.s.AllowClockSkew}, false)
+	aud, closeAudit := f.e.auditor(f.q, f.pub)
+	w.Audit = aud
 	res, err := w.HandleBatch(ctx, msgs)
+	closeAudit()
 	if err != nil {
 		return events.SQSEventResponse{}, fmt.Errorf("handling a batch of %d messages: %w", len(msgs), err)
 	}

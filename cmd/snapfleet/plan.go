@@ -133,7 +133,13 @@ func (e *env) planner(ctx context.Context, queueURL string, dryRun, force bool) 
 		closeQ()
 		return nil, nil, err
 	}
-	return e.newPlanner(accounts, regions, q, dryRun, force), closeQ, nil
+	p := e.newPlanner(accounts, regions, q, dryRun, force)
+	if dryRun {
+		return p, closeQ, nil
+	}
+	aud, closeAudit := e.auditor(q, event.NewPublisher(e.clients.Config(), e.cfg.Events.Bus))
+	p.Audit = aud
+	return p, func() { closeAudit(); closeQ() }, nil
 }
 
 // targets are the account-regions to plan (cloud.Clients.Targets); no region, or a

@@ -29,6 +29,8 @@ type globals struct {
 	logLevel  string
 
 	stdout, stderr io.Writer
+	// display, when set, is the live progress on stderr (a terminal): logs go through it.
+	display *display
 }
 
 // newRoot builds the command tree; *started turns true once a command's own checks begin.
@@ -84,7 +86,7 @@ func newRoot(stdout, stderr io.Writer) (*cobra.Command, *bool) {
 	root.Version = thisVersion().String()
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.AddCommand(newPlanCmd(g), newWorkCmd(g), newRunCmd(g), newDLQCmd(g), newLambdaCmd(),
-		newConfigCmd(g), newVersionCmd(g), newReportCmd(g))
+		newConfigCmd(g), newVersionCmd(g), newReportCmd(g), newAuditCmd(g))
 	return root, started
 }
 
@@ -97,8 +99,11 @@ func (g *globals) addConfigFlags(cmd *cobra.Command) {
 func (g *globals) logger() zerolog.Logger {
 	lvl, _ := zerolog.ParseLevel(g.logLevel)
 	var w io.Writer = g.stderr
+	if g.display != nil {
+		w = g.display
+	}
 	if consoleLogs(g.logFormat, isTerminal(g.stderr)) {
-		w = zerolog.ConsoleWriter{Out: g.stderr, TimeFormat: time.RFC3339}
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
 	}
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
 }

@@ -31,14 +31,20 @@ func newRunCmd(g *globals) *cobra.Command {
 			if err := checkQueue(queueURL); err != nil {
 				return err
 			}
+			if !dryRun {
+				f.progress = g.startWorkProgress("run")
+				defer g.endProgress()
+			}
 			e, err := g.setup(cmd.Context())
 			if err != nil {
 				return err
 			}
+			f.progress.useLimits(e.clients.Limiter)
 			res := runResult{}
 			if res.Plan, err = e.plan(cmd.Context(), queueURL, dryRun, force, checkShares); err != nil {
 				return err
 			}
+			f.progress.plan(res.Plan.Scopes)
 			e.publishSummary(cmd.Context(), res.Plan)
 			if !dryRun {
 				q, err := e.openJobs(cmd.Context(), queueURL, f.visibility)
@@ -52,6 +58,7 @@ func newRunCmd(g *globals) *cobra.Command {
 				}
 				res.Work = s
 			}
+			g.endProgress()
 			if g.output == "json" {
 				if err := g.printJSON(res); err != nil {
 					return err

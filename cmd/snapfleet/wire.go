@@ -81,6 +81,6 @@ func (e *env) newWorker(q queue.Queue, pub *event.Publisher, f *workFlags, drain
 		ExitWhenDrained: drain,
 		ShutdownGrace:   f.shutdownGrace,
 		Log:             e.log,
-		Observe:         f.observe,
+		Observe:         f.progress.chain(f.observe),
 	}
 }

@@ -23,6 +23,8 @@ type workFlags struct {
 
 	// observe is the worker's Observe (the health server), or nil.
 	observe func(worker.Observation)
+	// progress is the display's count (run, work --idle-exit on a terminal), or nil.
+	progress *workProgress
 }
 
 func (f *workFlags) add(cmd *cobra.Command) {
@@ -67,10 +69,15 @@ func newWorkCmd(g *globals) *cobra.Command {
 			if reportEvery < 0 {
 				return usagef("--report-every: %s is negative", reportEvery)
 			}
+			if f.idleExit > 0 {
+				f.progress = g.startWorkProgress("work")
+				defer g.endProgress()
+			}
 			e, err := g.setup(cmd.Context())
 			if err != nil {
 				return err
 			}
+			f.progress.useLimits(e.clients.Limiter)
 			if err := e.checkAccounts(cmd.Context()); err != nil {
 				return err
 			}
@@ -95,6 +102,7 @@ func newWorkCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			g.endProgress()
 			if g.output == "json" {
 				return g.printJSON(s)
 			}
@@ -115,7 +123,12 @@ func newWorkCmd(g *globals) *cobra.Command {
 func (e *env) work(ctx context.Context, q queue.Queue, f *workFlags, drain bool) (worker.Stats, error) {
 	pub := event.NewPublisher(e.clients.Config(), e.cfg.Events.Bus)
 	w := e.newWorker(q, pub, f, drain)
+	aud, closeAudit := e.auditor(q, pub)
+	w.Audit = aud
+	stopPoll := f.progress.poll(ctx, q)
 	s, err := w.Run(ctx)
+	stopPoll()
+	closeAudit()
 	e.publishWork(ctx, pub, s)
 	return s, err
 }

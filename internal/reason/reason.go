@@ -88,3 +88,10 @@ const (
 	// account (cloud.ForeignAccountError).
 	RefusedForeignAccount = "refused_foreign_account"
 )
+
+// IsRefusal reports whether a dead-letter reason is a refusal (refused_*): a change that
+// live state or the credentials do not allow, and that was not made.
+func IsRefusal(code string) bool {
+	const p = "refused_"
+	return len(code) > len(p) && code[:len(p)] == p
+}

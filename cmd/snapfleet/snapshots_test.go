@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
 
 	"github.com/snapfleet/snapfleet/internal/recovery"
 	"github.com/snapfleet/snapfleet/internal/tag"
@@ -119,5 +122,57 @@ func TestSnapshotsList(t *testing.T) {
 		if r.code != 2 || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
 			t.Errorf("snapshots %v: exit %d, stderr %q; want 2 and one line", bad, r.code, r.stderr)
 		}
+	}
+}
+
+// TestTagsFromInstanceRun: with tags_from_instance, run's snapshots (per volume and per
+// instance) carry the chosen instance tags and no other, and snapshots --tags … --device
+// finds the newest of that device by them once the instance is gone.
+func TestTagsFromInstanceRun(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newE2E(t)
+	e.setConfig(`policies:
+  - name: vols
+    select: {instance_tags: {Kind: vols}}
+    retain: {max_age: 30d}
+    tags_from_instance: [Role, Cluster]
+  - name: insts
+    select: {instance_tags: {Kind: insts}}
+    retain: {max_age: 30d}
+    consistency: instance
+    tags_from_instance: [Role]
+`)
+	vols := e.fleet.Instances(ctx, 1, 1, map[string]string{"Kind": "vols", "Role": "solr", "Cluster": "b", "Other": "x"})[0]
+	insts := e.fleet.Instances(ctx, 1, 1, map[string]string{"Kind": "insts", "Role": "db", "Cluster": "c"})[0]
+	db := "file:" + filepath.Join(t.TempDir(), "jobs.db")
+	if r := e.cli("run", "--queue", db, "--config", e.config, "--output", "json"); r.code != 0 {
+		t.Fatalf("run: exit %d\n%s", r.code, tail(r.stderr))
+	}
+	want := map[string]map[string]string{}
+	for _, v := range vols.Volumes() {
+		want[v] = map[string]string{"Role": "solr", "Cluster": "b"}
+	}
+	for _, v := range insts.Volumes() {
+		want[v] = map[string]string{"Role": "db"}
+	}
+	byVol := managedByVolume(e.snapshots(ctx))
+	for v, tags := range want {
+		if len(byVol[v]) != 1 {
+			t.Fatalf("volume %s: %d snapshots, want 1", v, len(byVol[v]))
+		}
+		got := tagsOf(byVol[v][0])
+		for _, k := range []string{"Role", "Cluster", "Other", "Kind"} {
+			if got[k] != tags[k] {
+				t.Errorf("snapshot of %s: tag %s = %q, want %q", v, k, got[k], tags[k])
+			}
+		}
+	}
+	if _, err := e.ec2.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{vols.ID}}); err != nil {
+		t.Fatal(err)
+	}
+	r := e.points(0, "--tags", "Role=solr,Cluster=b", "--device", testfleet.DataDevice)
+	if r.Total != 1 || r.Points[0].Volume != vols.Data[0] {
+		t.Fatalf("--tags Role=solr,Cluster=b --device %s: %+v, want the one point of %s", testfleet.DataDevice, r.Points, vols.Data[0])
 	}
 }

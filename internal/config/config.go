@@ -256,6 +256,8 @@ type Policy struct {
 	// ExcludeBoot leaves the root volume out of an instance's snapshots (consistency:
 	// instance only).
 	ExcludeBoot bool `yaml:"exclude_boot"`
+	// TagsFromInstance names instance tags copied onto the policy's snapshots (restore.go).
+	TagsFromInstance []string `yaml:"tags_from_instance"`
 }
 
 // Consistency values of a policy.

@@ -80,7 +80,7 @@ func newRoot(stdout, stderr io.Writer) (*cobra.Command, *bool) {
 	root.Version = thisVersion().String()
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.AddCommand(newPlanCmd(g), newWorkCmd(g), newRunCmd(g), newDLQCmd(g), newLambdaCmd(),
-		newConfigCmd(g), newVersionCmd(g), newSnapshotsCmd(g), newRestoreCmd(g))
+		newConfigCmd(g), newVersionCmd(g), newSnapshotsCmd(g), newRestoreCmd(g), newDrillCmd(g))
 	return root, started
 }
 

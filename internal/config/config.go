@@ -114,6 +114,9 @@ type Limits struct {
 	DescribeImages            *Bucket `yaml:"describe_images"`
 	DescribeSnapshotAttribute *Bucket `yaml:"describe_snapshot_attribute"`
 	DescribeLockedSnapshots   *Bucket `yaml:"describe_locked_snapshots"`
+	CreateVolume              *Bucket `yaml:"create_volume"`
+	DeleteVolume              *Bucket `yaml:"delete_volume"`
+	AttachVolume              *Bucket `yaml:"attach_volume"`
 }
 
 // DefaultLimits are EC2's buckets per account and region, by action (DESIGN.md §8).
@@ -130,6 +133,9 @@ func DefaultLimits() map[string]Bucket {
 		"DescribeImages":            describe,
 		"DescribeSnapshotAttribute": describe,
 		"DescribeLockedSnapshots":   describe,
+		"CreateVolume":              mutating,
+		"DeleteVolume":              mutating,
+		"AttachVolume":              mutating,
 	}
 }
 

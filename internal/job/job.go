@@ -27,10 +27,13 @@ const (
 	// KindCreateInstance snapshots every volume of one instance at one point in time
 	// (CreateSnapshots): the jobs of policies with consistency: instance.
 	KindCreateInstance = "snapshots.create"
+	// KindDrill restores one recovery point into a throw-away volume, waits until it is
+	// available and deletes it (snapfleet drill; drill.go).
+	KindDrill = "volume.drill"
 )
 
 // Kinds are every kind this build handles.
-var Kinds = []string{KindCreate, KindCreateInstance, KindDelete}
+var Kinds = []string{KindCreate, KindCreateInstance, KindDelete, KindDrill}
 
 // MaxSize is the upper bound of an encoded message (DESIGN.md §5).
 const MaxSize = 1024
@@ -54,6 +57,8 @@ type Job struct {
 	// the policy's tags_from_instance copies onto the snapshots, read by the planner so
 	// that the worker needs no DescribeInstances for them; bounded (instancetags.go).
 	InstanceTags map[string]string `json:"instance_tags,omitempty"`
+	// Drill (volume.drill only) is the drill id its throw-away volume is tagged with.
+	Drill string `json:"drill,omitempty"`
 	// Duplicate (snapshot.delete only): the planner found the snapshot to be a duplicate
 	// creation of its snapfleet:job key (Keeper). A hint: the worker removes it without
 	// retention's consent only if its own listing of the key says so too.
@@ -250,7 +255,14 @@ func (j Job) Validate() error {
 	if j.PlannedAt.IsZero() {
 		return bad("planned_at", "missing")
 	}
+	if j.Drill != "" && j.Kind != KindDrill {
+		return bad("drill", "not allowed in %s", j.Kind)
+	}
 	switch j.Kind {
+	case KindDrill:
+		if err := checkDrill(j); err != nil {
+			return err
+		}
 	case KindCreate:
 		if !volumeRE.MatchString(j.Volume) {
 			return bad("volume", "%q is not a volume id", j.Volume)

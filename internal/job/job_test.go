@@ -425,6 +425,11 @@ func FuzzDecode(f *testing.F) {
 		strings.Replace(createMsg, `"run":`, `"instance_tags":{},"run":`, 1),
 		strings.Replace(createMsg, `"run":`, `"instance_tags":null,"run":`, 1),
 		strings.Replace(deleteMsg, `"run":`, `"instance_tags":{"Role":"solr"},"run":`, 1),
+		drillMsg,
+		strings.Replace(drillMsg, `"drill":"d1"`, `"drill":"d 1"`, 1),
+		strings.Replace(drillMsg, `/drill/d1"`, `/drill/d2"`, 1),
+		strings.Replace(drillMsg, `"run":`, `"volume":"vol-0abc1234","run":`, 1),
+		strings.Replace(createMsg, `"run":`, `"drill":"d1","run":`, 1),
 	} {
 		f.Add([]byte(s))
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/snapfleet/snapfleet/internal/job"
@@ -23,6 +24,9 @@ type Drill struct {
 	// Timeout bounds the wait for a volume to become available (default 30 min); Interval
 	// is how often it is read (default 2 s).
 	Timeout, Interval time.Duration
+
+	// zones caches the zone drills restore in, per account-region.
+	zones sync.Map
 }
 
 // Drilled: a drill job restored its snapshot (or failed to, which its record says) and
@@ -62,10 +66,14 @@ func (d *Drill) handle(ctx context.Context, s *snapshots, j job.Job) (Result, er
 	if interval <= 0 {
 		interval = 2 * time.Second
 	}
+	az, err := d.zone(ctx, s, api, j.Account, j.Region)
+	if err != nil {
+		return Result{}, err
+	}
 	var rec recovery.Record
 	err = s.call(ctx, func(ctx context.Context) error {
 		var err error
-		rec, err = recovery.Drill(ctx, api, p, j.Drill, s.now(), interval, timeout)
+		rec, err = recovery.Drill(ctx, api, p, j.Drill, az, s.now(), interval, timeout)
 		return err
 	})
 	if errors.Is(err, recovery.ErrNotDrillVolume) {
@@ -78,4 +86,24 @@ func (d *Drill) handle(ctx context.Context, s *snapshots, j job.Job) (Result, er
 		d.Record(ctx, rec)
 	}
 	return Result{Action: Drilled, Snapshot: j.Snapshot}, nil
+}
+
+// zone is the zone drills restore in, in account and region: the region's first
+// available zone, read once.
+func (d *Drill) zone(ctx context.Context, s *snapshots, api recovery.DrillAPI, account, region string) (string, error) {
+	key := account + "/" + region
+	if az, ok := d.zones.Load(key); ok {
+		return az.(string), nil
+	}
+	var az string
+	err := s.call(ctx, func(ctx context.Context) error {
+		var err error
+		az, err = recovery.FirstZone(ctx, api)
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("finding a zone to drill in %s: %w", key, err)
+	}
+	d.zones.Store(key, az)
+	return az, nil
 }

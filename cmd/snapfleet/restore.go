@@ -162,7 +162,7 @@ func (e *env) restore(ctx context.Context, g *globals, f *restoreFlags) (restore
 	log.Info().Str("volume", res.Volume).Msg("volume created, waiting until it is available")
 	wctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
-	if err := recovery.Wait(wctx, api, res.Volume, pollInterval, recovery.Available, g.progress(log, res.Volume, start)); err != nil {
+	if _, err := recovery.Wait(wctx, api, res.Volume, pollInterval, recovery.Available, g.progress(log, res.Volume, start)); err != nil {
 		return res, err
 	}
 	res.Seconds = time.Since(start).Seconds()
@@ -170,7 +170,7 @@ func (e *env) restore(ctx context.Context, g *globals, f *restoreFlags) (restore
 		if err := recovery.Attach(ctx, api, plan, res.Volume); err != nil {
 			return res, err
 		}
-		if err := recovery.Wait(wctx, api, res.Volume, pollInterval, recovery.Attached(plan.Attach), nil); err != nil {
+		if _, err := recovery.Wait(wctx, api, res.Volume, pollInterval, recovery.Attached(plan.Attach), nil); err != nil {
 			return res, err
 		}
 		res.Attached = true

@@ -79,72 +79,46 @@ func Sample(points []Point, n int, seed uint64, account, region string) []Point 
 	return out
 }
 
-// Drill restores p into a throw-away volume tagged snapfleet:drill=drillID, waits until it
-// is available, and deletes it; the record says how it went. A volume of this drill and
-// snapshot that exists already (a redelivered job) is taken over instead of making another.
-// An error is returned, besides the record, only for what a retry may fix: a throttled
-// call, a failure to delete.
-func Drill(ctx context.Context, api DrillAPI, p Point, drillID string, now time.Time, interval, timeout time.Duration) (Record, error) {
+// Drill restores p into a throw-away gp3 volume in zone az, tagged
+// snapfleet:drill=drillID, waits until it is available, and deletes it; the record says
+// how it went. Each call makes its own volume and deletes it (a redelivered job restores
+// again); a crash in between leaves a tagged volume that Cleanup takes. An error is
+// returned, besides the record, only for what a retry may fix: a throttled CreateVolume,
+// a volume that could not be deleted (ErrNotDrillVolume: one that must not be).
+func Drill(ctx context.Context, api DrillAPI, p Point, drillID, az string, now time.Time, interval, timeout time.Duration) (Record, error) {
 	rec := Record{Drill: drillID, At: now.UTC(), Account: p.Account, Region: p.Region, Policy: p.Policy, Snapshot: p.Snapshot}
-	fail := func(err error) (Record, error) {
+	plan, err := Prepare(ctx, api, Request{Point: p, AZ: az, Type: string(types.VolumeTypeGp3), Tags: map[string]string{tag.Drill: drillID}})
+	if err != nil {
+		rec.Error = err.Error()
+		return rec, nil
+	}
+	start := time.Now()
+	vol, err := Create(ctx, api, plan)
+	if err != nil {
 		if class, _ := cloud.Classify(err); class == cloud.Throttled {
 			return rec, err
 		}
 		rec.Error = err.Error()
 		return rec, nil
 	}
-	vol, err := drillVolume(ctx, api, drillID, p.Snapshot)
-	if err != nil {
-		return fail(err)
-	}
-	start := time.Now()
-	if vol == "" {
-		plan, err := Prepare(ctx, api, Request{Point: p, Tags: map[string]string{tag.Drill: drillID}})
-		var r *Refusal
-		if errors.As(err, &r) && r.BadInput {
-			az, azErr := firstZone(ctx, api)
-			if azErr != nil {
-				return fail(azErr)
-			}
-			plan, err = Prepare(ctx, api, Request{Point: p, AZ: az, Tags: map[string]string{tag.Drill: drillID}})
-		}
-		if err != nil {
-			return fail(err)
-		}
-		if vol, err = Create(ctx, api, plan); err != nil {
-			return fail(err)
-		}
-	}
 	rec.Volume = vol
 	wctx, cancel := context.WithTimeout(ctx, timeout)
-	werr := Wait(wctx, api, vol, interval, Available, nil)
+	v, werr := Wait(wctx, api, vol, interval, Available, nil)
 	cancel()
 	rec.Seconds = time.Since(start).Seconds()
 	if werr != nil {
 		rec.Error = werr.Error()
-	} else {
-		rec.OK = true
+		// Read again right before the delete: the wait did not end on a read.
+		return rec, DeleteDrillVolume(ctx, api, vol, drillID)
 	}
-	if err := DeleteDrillVolume(ctx, api, vol, drillID); err != nil {
-		return rec, err
-	}
-	return rec, nil
+	rec.OK = true
+	// The wait's last read, just now, is the read right before the delete.
+	return rec, deleteRead(ctx, api, v, drillID)
 }
 
-// drillVolume finds the volume drill drillID made of snapshot, "" when there is none.
-func drillVolume(ctx context.Context, api DrillAPI, drillID, snapshot string) (string, error) {
-	out, err := api.DescribeVolumes(ctx, &ec2.DescribeVolumesInput{Filters: []types.Filter{
-		{Name: aws.String("tag:" + tag.Drill), Values: []string{drillID}},
-		{Name: aws.String("tag:" + tag.RestoredFrom), Values: []string{snapshot}}}})
-	if err != nil {
-		return "", fmt.Errorf("looking for the drill volume of %s: %w", snapshot, err)
-	}
-	for _, v := range out.Volumes {
-		if volumeTags(v)[tag.Drill] == drillID && volumeTags(v)[tag.RestoredFrom] == snapshot {
-			return aws.ToString(v.VolumeId), nil
-		}
-	}
-	return "", nil
+// FirstZone is the first available zone of the region: where drills restore.
+func FirstZone(ctx context.Context, api DrillAPI) (string, error) {
+	return firstZone(ctx, api)
 }
 
 // firstZone is the first available zone of the region, for a drill of a point whose
@@ -184,26 +158,40 @@ func DeleteDrillVolume(ctx context.Context, api DrillAPI, id, drillID string) er
 	if err != nil {
 		return fmt.Errorf("re-reading volume %s before deleting it: %w", id, err)
 	}
-	var v *types.Volume
-	for i := range out.Volumes {
-		if aws.ToString(out.Volumes[i].VolumeId) == id {
-			v = &out.Volumes[i]
+	for _, v := range out.Volumes {
+		if aws.ToString(v.VolumeId) == id {
+			return deleteRead(ctx, api, v, drillID)
 		}
 	}
-	if v == nil {
-		return nil
-	}
-	got, ok := volumeTags(*v)[tag.Drill]
+	return nil
+}
+
+// deleteRead deletes volume v, just read, if it carries snapfleet:drill=drillID (any
+// value when drillID is ""). A throttled DeleteVolume is retried a few times here: a
+// retry of the whole drill would restore again.
+func deleteRead(ctx context.Context, api DrillAPI, v types.Volume, drillID string) error {
+	id := aws.ToString(v.VolumeId)
+	got, ok := volumeTags(v)[tag.Drill]
 	if !ok || drillID != "" && got != drillID {
 		return fmt.Errorf("deleting volume %s: %w (snapfleet:drill %q, want %q)", id, ErrNotDrillVolume, got, drillID)
 	}
-	if _, err := api.DeleteVolume(ctx, &ec2.DeleteVolumeInput{VolumeId: aws.String(id)}); err != nil {
-		if class, _ := cloud.Classify(err); class == cloud.NotFound {
+	wait := 500 * time.Millisecond
+	for try := 0; ; try++ {
+		_, err := api.DeleteVolume(ctx, &ec2.DeleteVolumeInput{VolumeId: aws.String(id)})
+		class, _ := cloud.Classify(err)
+		switch {
+		case err == nil, class == cloud.NotFound:
 			return nil
+		case class != cloud.Throttled || try == 4:
+			return fmt.Errorf("deleting drill volume %s: %w", id, err)
 		}
-		return fmt.Errorf("deleting drill volume %s: %w", id, err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("deleting drill volume %s: %w", id, ctx.Err())
+		case <-time.After(wait):
+			wait *= 2
+		}
 	}
-	return nil
 }
 
 // Cleanup deletes the volumes crashed drills left: those carrying snapfleet:drill, created

@@ -11,6 +11,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
+	"github.com/snapfleet/snapfleet/internal/cloud"
 )
 
 // API is what a restore needs of EC2 in the recovery point's account-region.
@@ -88,9 +90,12 @@ func Prepare(ctx context.Context, api API, req Request) (Plan, error) {
 		plan.KMSKey = p.KMSKey
 	}
 	maps.Copy(plan.Tags, req.Tags)
-	src, err := sourceVolume(ctx, api, p.Volume)
-	if err != nil {
-		return Plan{}, err
+	var src *types.Volume
+	if plan.AZ == "" || plan.Type == "" {
+		var err error
+		if src, err = sourceVolume(ctx, api, p.Volume); err != nil {
+			return Plan{}, err
+		}
 	}
 	if src != nil {
 		if plan.AZ == "" {
@@ -233,12 +238,16 @@ func ec2Tags(m map[string]string) []types.Tag {
 var ErrVolumeFailed = errors.New("volume went to state error")
 
 // Wait polls the volume every interval until cond holds of it (or it is in state error,
-// or ctx ends), calling progress with its state after each read.
-func Wait(ctx context.Context, api API, id string, interval time.Duration, cond func(types.Volume) bool, progress func(state string)) error {
+// or ctx ends), calling progress with its state after each read; it returns the volume as
+// last read.
+func Wait(ctx context.Context, api API, id string, interval time.Duration, cond func(types.Volume) bool, progress func(state string)) (types.Volume, error) {
 	for {
 		out, err := api.DescribeVolumes(ctx, &ec2.DescribeVolumesInput{VolumeIds: []string{id}})
+		if class, _ := cloud.Classify(err); class == cloud.Throttled {
+			out, err = &ec2.DescribeVolumesOutput{}, nil // read again after interval
+		}
 		if err != nil {
-			return fmt.Errorf("reading volume %s: %w", id, err)
+			return types.Volume{}, fmt.Errorf("reading volume %s: %w", id, err)
 		}
 		for _, v := range out.Volumes {
 			if aws.ToString(v.VolumeId) != id {
@@ -248,15 +257,15 @@ func Wait(ctx context.Context, api API, id string, interval time.Duration, cond 
 				progress(string(v.State))
 			}
 			if cond(v) {
-				return nil
+				return v, nil
 			}
 			if v.State == types.VolumeStateError {
-				return fmt.Errorf("volume %s: %w", id, ErrVolumeFailed)
+				return v, fmt.Errorf("volume %s: %w", id, ErrVolumeFailed)
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for volume %s: %w", id, ctx.Err())
+			return types.Volume{}, fmt.Errorf("waiting for volume %s: %w", id, ctx.Err())
 		case <-time.After(interval):
 		}
 	}

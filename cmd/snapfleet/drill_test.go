@@ -229,3 +229,44 @@ func TestRestoredVolumeManaged(t *testing.T) {
 		t.Fatalf("the restored volume carries the managed marker")
 	}
 }
+
+// TestDrillThroughSQS: with an SQS --queue, drill only enqueues its volume.drill jobs
+// (nothing restored yet); `snapfleet work` restores and deletes them, and publishes each
+// result as a snapfleet.DrillResult event.
+func TestDrillThroughSQS(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newE2E(t)
+	e.recoveryWorld(ctx)
+	e.setConfig("events: {bus: fleet-drills}\npolicies:\n  - name: daily\n    retain: {max_age: 30d}\n")
+	read := e.busQueue(ctx, "fleet-drills")
+	url := e.sqsQueues(ctx, "drills")
+	before := e.volumeIDs(ctx)
+	proxy := faultproxy.Start(t, e.moto.Endpoint)
+	e.env = proxy.Env()
+	var res drillResult
+	e.runInto(0, &res, "drill", "--queue", url, "--sample", "2", "--config", e.config)
+	if !res.Queued || res.Enqueued != 2 || len(res.Restores) != 0 || proxy.Count("CreateVolume").Calls != 0 {
+		t.Fatalf("drill --queue SQS: %+v, %d CreateVolume; want 2 jobs enqueued and nothing restored", res, proxy.Count("CreateVolume").Calls)
+	}
+	r := e.cli("work", "--queue", url, "--idle-exit", "2s", "--output", "json", "--config", e.config)
+	var s map[string]int
+	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil || r.code != 0 || s["processed"] != 2 || s["dead_lettered"] != 0 {
+		t.Fatalf("work: exit %d, %v (%v)\n%s", r.code, s, err, tail(r.stderr))
+	}
+	if c, d := proxy.Count("CreateVolume").Calls, proxy.Count("DeleteVolume").Calls; c != 2 || d != 2 {
+		t.Fatalf("%d CreateVolume, %d DeleteVolume; want 2 and 2", c, d)
+	}
+	if after := e.volumeIDs(ctx); !slices.Equal(after, before) {
+		t.Fatalf("volumes %v, want %v", after, before)
+	}
+	n := 0
+	for _, ev := range read(3) {
+		if d, _ := ev["detail"].(map[string]any); ev["detail-type"] == "snapfleet.DrillResult" && d["drill"] == res.Drill && d["ok"] == true {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Fatalf("%d DrillResult events of drill %s, want 2", n, res.Drill)
+	}
+}

@@ -149,3 +149,34 @@ func TestRestoreRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoreFromCopy: a copy in another region (tagged snapfleet:source, without the
+// volume's tags) is listed among its source's copies, and restore --region there makes the
+// volume from the copy, in --az (the source volume is in another region).
+func TestRestoreFromCopy(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newE2E(t)
+	w := e.recoveryWorld(ctx)
+	west := e.fleet.In(e.fleet.Account, "us-west-2")
+	cp, err := west.EC2.CopySnapshot(ctx, &ec2.CopySnapshotInput{SourceRegion: aws.String(e.fleet.Region), SourceSnapshotId: aws.String(w.data[2]),
+		TagSpecifications: []types.TagSpecification{{ResourceType: types.ResourceTypeSnapshot, Tags: []types.Tag{
+			{Key: aws.String("snapfleet:source"), Value: aws.String(w.data[2])}, {Key: aws.String("snapfleet:source-region"), Value: aws.String(e.fleet.Region)}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyID := aws.ToString(cp.SnapshotId)
+	e.setConfig("regions: [" + e.fleet.Region + ", us-west-2]\n")
+	r := e.points(0, "--volume", w.inst.Data[0])
+	if r.Total != 3 || len(r.Points[0].Copies) != 1 || r.Points[0].Copies[0].Snapshot != copyID || r.Points[0].Copies[0].Region != "us-west-2" {
+		t.Fatalf("points %+v, want 3 with the copy %s under the newest", r.Points, copyID)
+	}
+	if r := e.cli("restore", "--volume", w.inst.Data[0], "--region", "us-west-2", "--config", e.config); r.code != 2 || !strings.Contains(r.stderr, "give --az") {
+		t.Fatalf("restore in us-west-2 without --az: exit %d\n%s", r.code, tail(r.stderr))
+	}
+	res := e.restore(0, "--volume", w.inst.Data[0], "--region", "us-west-2", "--az", "us-west-2a")
+	out, err := west.EC2.DescribeVolumes(ctx, &ec2.DescribeVolumesInput{VolumeIds: []string{res.Volume}})
+	if err != nil || len(out.Volumes) != 1 || aws.ToString(out.Volumes[0].SnapshotId) != copyID || volumeTags(out.Volumes[0])[tag.RestoredFrom] != copyID {
+		t.Fatalf("restored %+v (%v), want a volume of the copy %s in us-west-2", out, err, copyID)
+	}
+}

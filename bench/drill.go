@@ -34,27 +34,11 @@ const drillName = "drill/4"
 // volume) over 4 account-regions with 4 workers and prints its row.
 func measureDrill(ctx context.Context, o options, w *world, ep *awslimits.Server, dir string, idx int) error {
 	if w.sim == nil {
-		fmt.Fprintln(os.Stderr, "bench: the drill scenario runs on the simulator only (moto has no CreateVolume pacing worth measuring)")
+		fmt.Fprintln(os.Stderr, "bench: the drill scenario runs on the simulator only (it seeds snapshots and counts the volumes left there)")
 		return nil
 	}
-	per := max(1, int(math.Round(500*o.scale/4)))
-	sc := scenario{name: drillName, workers: 4}
-	for _, a := range []string{"811111111111", "822222222222"} {
-		for _, r := range []string{"eu-south-1", "me-south-1"} {
-			sc.scopes = append(sc.scopes, scope{a, r, per})
-		}
-	}
-	for _, s := range sc.scopes {
-		if err := w.build(ctx, s); err != nil {
-			return err
-		}
-		for _, vol := range w.volumes[s] {
-			w.sim.AddSnapshot(s.account, s.region, vol, time.Now().Add(-time.Hour), map[string]string{
-				tag.Policy: config.DefaultPolicyName, tag.Volume: vol, tag.AutoBackup: "true"})
-		}
-	}
-	cfgPath := filepath.Join(dir, fmt.Sprintf("config-%d.yaml", idx))
-	if err := writeConfig(cfgPath, sc); err != nil {
+	sc, per, cfgPath, err := w.drillFleet(ctx, o, dir, idx)
+	if err != nil {
 		return err
 	}
 	q, dlq, err := w.queues(ctx, fmt.Sprintf("drill%d", idx))
@@ -69,29 +53,9 @@ func measureDrill(ctx context.Context, o options, w *world, ep *awslimits.Server
 		return fmt.Errorf("drill exit %d: %s", dr.code, tail(dr.stderr))
 	}
 	t0 := ep.Now()
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var werr error
-	processed := 0
-	for range sc.workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r := snapfleet(ctx, o, e, "work", "--config", cfgPath, "--queue", q, "--idle-exit", "2s",
-				"--concurrency", strconv.Itoa(o.concurrency), "--output", "json")
-			mu.Lock()
-			defer mu.Unlock()
-			var m map[string]int
-			if err := json.Unmarshal(r.stdout, &m); err != nil || r.code != 0 {
-				werr = fmt.Errorf("work exit %d: %s", r.code, tail(r.stderr))
-				return
-			}
-			processed += m["processed"]
-		}()
-	}
-	wg.Wait()
-	if werr != nil {
-		return werr
+	processed, err := drillWorkers(ctx, o, e, cfgPath, q, sc.workers)
+	if err != nil {
+		return err
 	}
 	lim := awslimits.DefaultLimits()["CreateVolume"]
 	window := max(10*time.Second, time.Duration(float64(per-int(lim.Burst))/lim.Refill*float64(time.Second)))
@@ -134,4 +98,54 @@ func measureDrill(ctx context.Context, o options, w *world, ep *awslimits.Server
 type drillSummary struct {
 	Drill    string `json:"drill"`
 	Enqueued int    `json:"enqueued"`
+}
+
+// drillFleet builds the drill scenario's fleet on the simulator — 4 account-regions of 500
+// × scale / 4 volumes, each with one managed snapshot — and its config.
+func (w *world) drillFleet(ctx context.Context, o options, dir string, idx int) (scenario, int, string, error) {
+	per := max(1, int(math.Round(500*o.scale/4)))
+	sc := scenario{name: drillName, workers: 4}
+	for _, a := range []string{"811111111111", "822222222222"} {
+		for _, r := range []string{"eu-south-1", "me-south-1"} {
+			sc.scopes = append(sc.scopes, scope{a, r, per})
+		}
+	}
+	for _, s := range sc.scopes {
+		if err := w.build(ctx, s); err != nil {
+			return sc, 0, "", err
+		}
+		for _, vol := range w.volumes[s] {
+			w.sim.AddSnapshot(s.account, s.region, vol, time.Now().Add(-time.Hour), map[string]string{
+				tag.Policy: config.DefaultPolicyName, tag.Volume: vol, tag.AutoBackup: "true"})
+		}
+	}
+	cfgPath := filepath.Join(dir, fmt.Sprintf("config-%d.yaml", idx))
+	return sc, per, cfgPath, writeConfig(cfgPath, sc)
+}
+
+// drillWorkers runs n `snapfleet work` processes on q until it is empty and adds up the
+// jobs they processed.
+func drillWorkers(ctx context.Context, o options, e []string, cfgPath, q string, n int) (int, error) {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var werr error
+	processed := 0
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := snapfleet(ctx, o, e, "work", "--config", cfgPath, "--queue", q, "--idle-exit", "2s",
+				"--concurrency", strconv.Itoa(o.concurrency), "--output", "json")
+			mu.Lock()
+			defer mu.Unlock()
+			var m map[string]int
+			if err := json.Unmarshal(r.stdout, &m); err != nil || r.code != 0 {
+				werr = fmt.Errorf("work exit %d: %s", r.code, tail(r.stderr))
+				return
+			}
+			processed += m["processed"]
+		}()
+	}
+	wg.Wait()
+	return processed, werr
 }

@@ -226,6 +226,9 @@ func run(ctx context.Context, o options) error {
 		}
 		fmt.Println(r)
 	}
+	if strings.Contains(drillName, o.only) {
+		return measureDrill(ctx, o, w, ep, dir, len(scenarios(o)))
+	}
 	return nil
 }
 

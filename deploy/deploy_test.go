@@ -232,7 +232,7 @@ func sorted(s []string) []string {
 func TestIAMIsTheREADMEsLeastPrivilege(t *testing.T) {
 	t.Parallel()
 	table := readmeTable(t)
-	starOK := map[string]bool{"ec2:DescribeInstances": true, "ec2:DescribeVolumes": true, "ec2:DescribeSnapshots": true, "ec2:DescribeImages": true, "ec2:DescribeSnapshotAttribute": true, "ec2:DescribeLockedSnapshots": true, "ecr:GetAuthorizationToken": true,
+	starOK := map[string]bool{"ec2:DescribeInstances": true, "ec2:DescribeVolumes": true, "ec2:DescribeSnapshots": true, "ec2:DescribeImages": true, "ec2:DescribeSnapshotAttribute": true, "ec2:DescribeLockedSnapshots": true, "ec2:DescribeAvailabilityZones": true, "ecr:GetAuthorizationToken": true,
 		"organizations:ListAccounts": true, "organizations:ListAccountsForParent": true, "organizations:ListChildren": true}
 	seen := map[string]bool{}
 	for _, file := range templates {
@@ -338,7 +338,9 @@ func TestREADMEPolicyIsTheMemberRole(t *testing.T) {
 
 // TestMemberRoleConditions: the member role creates only tagged snapshots (CreateSnapshot
 // and CreateSnapshots), tags on create or — volume, device and Name only — managed
-// snapshots, deletes only managed snapshots, and trusts the hub only with the ExternalId.
+// snapshots, deletes only managed snapshots, creates volumes only tagged
+// snapfleet:restored-from (tagging them only on create), attaches only those, deletes only
+// volumes tagged snapfleet:drill, and trusts the hub only with the ExternalId.
 func TestMemberRoleConditions(t *testing.T) {
 	t.Parallel()
 	stmts := roles(t, "member-role.yaml")["MemberRole"]
@@ -357,7 +359,15 @@ func TestMemberRoleConditions(t *testing.T) {
 		}
 		return true
 	}
-	var createTagged, createVolume, tags, deletes int
+	onVolume := func(st statement) bool {
+		for _, r := range st.Resources {
+			if r == nil || !strings.Contains(r.Value, ":volume/") {
+				return false
+			}
+		}
+		return true
+	}
+	var createTagged, createVolume, tags, deletes, volumeTags, restores int
 	for _, st := range stmts {
 		for _, a := range st.Actions {
 			switch {
@@ -372,6 +382,26 @@ func TestMemberRoleConditions(t *testing.T) {
 					if r == nil || !(strings.Contains(r.Value, ":volume/") || (a == "ec2:CreateSnapshots" && strings.Contains(r.Value, ":instance/"))) {
 						t.Errorf("statement %s: untagged %s on %v, want volumes (and instances) only", st.Sid, a, r)
 					}
+				}
+			case a == "ec2:CreateTags" && onVolume(st):
+				volumeTags++
+				if cond(st, "StringEquals", "ec2:CreateAction") != "CreateVolume" {
+					t.Errorf("statement %s: CreateTags on volumes not limited to CreateVolume", st.Sid)
+				}
+			case a == "ec2:CreateVolume" && onVolume(st):
+				restores++
+				if cond(st, "Null", "aws:RequestTag/snapfleet:restored-from") != "false" {
+					t.Errorf("statement %s: CreateVolume without the snapfleet:restored-from request tag condition", st.Sid)
+				}
+			case a == "ec2:CreateVolume" && !onSnapshot(st):
+				t.Errorf("statement %s: CreateVolume on %v, want volumes (tagged) and snapshots", st.Sid, st.Resources)
+			case a == "ec2:AttachVolume" && onVolume(st):
+				if cond(st, "Null", "aws:ResourceTag/snapfleet:restored-from") != "false" {
+					t.Errorf("statement %s: AttachVolume of volumes not carrying snapfleet:restored-from", st.Sid)
+				}
+			case a == "ec2:DeleteVolume":
+				if cond(st, "Null", "aws:ResourceTag/snapfleet:drill") != "false" || !onVolume(st) {
+					t.Errorf("statement %s: DeleteVolume not limited to volumes carrying snapfleet:drill", st.Sid)
 				}
 			case a == "ec2:CreateTags":
 				tags++
@@ -390,8 +420,9 @@ func TestMemberRoleConditions(t *testing.T) {
 			}
 		}
 	}
-	if createTagged != 2 || createVolume != 2 || tags != 2 || deletes != 1 {
-		t.Errorf("member role statements: %d tagged creates, %d volume creates, %d tags, %d deletes; want 2, 2, 2, 1", createTagged, createVolume, tags, deletes)
+	if createTagged != 2 || createVolume != 2 || tags != 2 || deletes != 1 || volumeTags != 1 || restores != 1 {
+		t.Errorf("member role statements: %d tagged creates, %d volume creates, %d tags, %d deletes, %d volume tags, %d restores; want 2, 2, 2, 1, 1, 1",
+			createTagged, createVolume, tags, deletes, volumeTags, restores)
 	}
 	trust := get(get(get(resources(t, "member-role.yaml"), "MemberRole"), "Properties"), "AssumeRolePolicyDocument")
 	for _, s := range get(trust, "Statement").Content {

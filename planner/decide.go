@@ -40,6 +40,9 @@ type Decision struct {
 	Device   string `json:"device,omitempty"`
 	// InstanceName is the instance's Name tag, which names a create's snapshot.
 	InstanceName string `json:"instance_name,omitempty"`
+	// InstanceTags are the instance's tags the policy's tags_from_instance copies onto a
+	// create's snapshots (job.InstanceTags: bounded).
+	InstanceTags map[string]string `json:"instance_tags,omitempty"`
 	// Key is the job key of a create or delete.
 	Key    string `json:"key,omitempty"`
 	Reason string `json:"reason"`
@@ -295,6 +298,7 @@ func decideCreates(out []Decision, inv Inventory, cfg *config.Config, now time.T
 		type candidate struct {
 			instance, name, device string
 			excluded               bool
+			tags                   map[string]string
 		}
 		var cands []candidate
 		vols := []string{}
@@ -314,7 +318,7 @@ func decideCreates(out []Decision, inv Inventory, cfg *config.Config, now time.T
 					// A multi-attached volume is snapshotted once, named after its first instance.
 					ci = len(cands)
 					byVol[a.Volume] = ci
-					cands = append(cands, candidate{instance: in.ID, name: in.Tags[tag.Name], device: a.Device})
+					cands = append(cands, candidate{instance: in.ID, name: in.Tags[tag.Name], device: a.Device, tags: instanceTags(p, in)})
 					vols = append(vols, a.Volume)
 				}
 				cands[ci].excluded = cands[ci].excluded || excluded
@@ -323,7 +327,7 @@ func decideCreates(out []Decision, inv Inventory, cfg *config.Config, now time.T
 		for ci, vol := range vols {
 			c := &cands[ci]
 			d := Decision{Account: inv.Account, Region: inv.Region, Policy: p.Name,
-				Volume: vol, Instance: c.instance, InstanceName: c.name, Device: c.device}
+				Volume: vol, Instance: c.instance, InstanceName: c.name, Device: c.device, InstanceTags: c.tags}
 			key := job.CreateKey(inv.Account, inv.Region, vol, p.Name, cur.start)
 			switch {
 			case c.excluded:
@@ -356,7 +360,7 @@ func decideInstances(out []Decision, inv Inventory, p *config.Policy, cur period
 			continue
 		}
 		selected[in.ID] = true
-		d := Decision{Account: inv.Account, Region: inv.Region, Policy: p.Name, Instance: in.ID}
+		d := Decision{Account: inv.Account, Region: inv.Region, Policy: p.Name, Instance: in.ID, InstanceTags: instanceTags(p, in)}
 		if p.Select.Excludes(in.Tags) {
 			for _, a := range in.Volumes {
 				volumes[a.Volume] = true
@@ -394,6 +398,16 @@ func decideInstances(out []Decision, inv Inventory, p *config.Policy, cur period
 		out = append(out, d)
 	}
 	return out
+}
+
+// instanceTags are the tags of in that p's tags_from_instance copies onto its snapshots,
+// within the bounds a job message carries (job.InstanceTags; the rest are left out).
+func instanceTags(p *config.Policy, in *Instance) map[string]string {
+	if len(p.TagsFromInstance) == 0 {
+		return nil
+	}
+	tags, _ := job.InstanceTags(in.Tags, p.TagsFromInstance)
+	return tags
 }
 
 // volumeSkip says why an instance snapshot of p leaves the volume out: an exclude tag on

@@ -186,7 +186,8 @@ func decideEvent(found []Instance, volTags map[string]map[string]string, pol *co
 	var decisions []Decision
 	seen := map[string]bool{}
 	for _, inst := range found {
-		d0 := Decision{Account: account, Region: region, Policy: pol.Name, Instance: inst.ID, InstanceName: inst.Tags[tag.Name]}
+		d0 := Decision{Account: account, Region: region, Policy: pol.Name, Instance: inst.ID, InstanceName: inst.Tags[tag.Name],
+			InstanceTags: instanceTags(pol, &inst)}
 		if !allTags(tgt.want, inst.Tags) || (len(tgt.instances) > 0 && !slices.Contains(tgt.instances, inst.ID)) {
 			// The server's filter is a hint: the tags decide.
 			d0.Action, d0.Reason = ActionSkip, reason.NotOptedIn

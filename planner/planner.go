@@ -378,7 +378,7 @@ func NewRunID(now time.Time) string {
 // without a volume is an instance's (consistency: instance).
 func (d Decision) message(run string, now time.Time) (queue.Outgoing, error) {
 	j := job.Job{V: job.Version, Key: d.Key, Account: d.Account, Region: d.Region, Policy: d.Policy,
-		Volume: d.Volume, Run: run, PlannedAt: now}
+		Volume: d.Volume, Run: run, PlannedAt: now, InstanceTags: d.InstanceTags}
 	switch {
 	case d.Action == ActionCreate && d.Volume == "":
 		j.Kind, j.Instance = job.KindCreateInstance, d.Instance
@@ -392,6 +392,12 @@ func (d Decision) message(run string, now time.Time) (queue.Outgoing, error) {
 		// The name only labels the snapshot: one the message cannot carry (a control
 		// character, or too long for it) leaves the worker the instance id.
 		j.Name = ""
+		body, err = job.Encode(j)
+	}
+	if err != nil && j.InstanceTags != nil {
+		// Bounded, yet with escapes they may not fit beside the longest other fields: the
+		// snapshots then go without them rather than not at all.
+		j.InstanceTags = nil
 		body, err = job.Encode(j)
 	}
 	if err != nil {

@@ -93,6 +93,8 @@ func needs(kind string) []limit.Need {
 		return []limit.Need{{Action: "DescribeInstances", N: 1}, {Action: "CreateSnapshots", N: 1}}
 	case job.KindDelete: // the shares, the delete (the locks are listed per lockTTL)
 		return []limit.Need{{Action: "DescribeSnapshotAttribute", N: 1}, {Action: "DeleteSnapshot", N: 1}}
+	case job.KindDrill: // the restore (its DeleteVolume waits on its own bucket when due)
+		return []limit.Need{{Action: "CreateVolume", N: 1}}
 	}
 	return nil
 }

@@ -225,10 +225,14 @@ func (s *snapshots) unprotected(ctx context.Context, api EC2, j job.Job, sn type
 	return err == nil && state == ""
 }
 
-// createTags are the tags of DESIGN.md §4, sorted by key. snapfleet's own keys win over a
-// policy tag of the same key (config validation already rejects snapfleet: keys).
+// createTags are the tags of DESIGN.md §4, sorted by key: the job's instance tags
+// (tags_from_instance), the policy's tags over them, snapfleet's own keys over both (config
+// validation and the job's decoder already reject snapfleet: keys).
 func createTags(j job.Job, p config.Policy, start time.Time) []types.Tag {
 	m := map[string]string{}
+	for k, v := range j.InstanceTags {
+		m[k] = v
+	}
 	for k, v := range p.Tags {
 		m[k] = v
 	}

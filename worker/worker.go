@@ -86,6 +86,9 @@ type Worker struct {
 	// Audit, when set, is given the audit record of every job settled to a change or a
 	// refusal (Auditor).
 	Audit Auditor
+	// Drill, when set, handles volume.drill jobs (drill.go); without it they are
+	// dead-lettered as invalid_message.
+	Drill *Drill
 
 	// handler replaces the snapshot handlers (tests).
 	handler Handler
@@ -209,7 +212,12 @@ func (w *Worker) newRunner(ctx context.Context) (*runner, error) {
 		if w.backoff != nil {
 			b = *w.backoff
 		}
-		h = (&snapshots{cfg: w.Config, ec2: w.EC2, now: now, backoff: b, locks: lockCache{ttl: w.lockTTL}, lim: w.Limiter, awsNow: w.AWSNow}).mux()
+		s := &snapshots{cfg: w.Config, ec2: w.EC2, now: now, backoff: b, locks: lockCache{ttl: w.lockTTL}, lim: w.Limiter, awsNow: w.AWSNow}
+		m := s.mux()
+		if w.Drill != nil {
+			w.Drill.register(m, s)
+		}
+		h = m
 	}
 	qctx := context.WithoutCancel(ctx)
 	jobCtx, stop := context.WithCancel(qctx)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/snapfleet/snapfleet/internal/recovery"
 	"github.com/snapfleet/snapfleet/internal/report"
 	"github.com/snapfleet/snapfleet/queue"
 )
@@ -73,20 +74,32 @@ func (e *env) report(ctx context.Context, queueURL string, measure bool) (*repor
 	}
 	if queueURL != "" {
 		r.Queue = queueURL
-		if r.DeadLetters, err = e.deadLetters(ctx, queueURL); err != nil {
+		jobs, err := e.openJobs(ctx, queueURL, dlqVisibility)
+		if err != nil {
 			return nil, err
+		}
+		defer jobs.Close()
+		if r.DeadLetters, err = deadLetters(ctx, jobs, queueURL); err != nil {
+			return nil, err
+		}
+		if jr, ok := queue.JournalOf(jobs); ok {
+			recs, err := drillRecords(ctx, jr)
+			if err != nil {
+				return nil, err
+			}
+			r.Drills = drillList(recs)
 		}
 	}
 	return r.Build(ctx)
 }
 
+// drillList is the drill records a report shows.
+type drillList []recovery.Record
+
+func (d drillList) LastDrills(context.Context) ([]recovery.Record, error) { return d, nil }
+
 // deadLetters lists the dead letters of the jobs queue at url, as `dlq list` does.
-func (e *env) deadLetters(ctx context.Context, url string) ([]report.DeadLetter, error) {
-	jobs, err := e.openJobs(ctx, url, dlqVisibility)
-	if err != nil {
-		return nil, err
-	}
-	defer jobs.Close()
+func deadLetters(ctx context.Context, jobs queue.Queue, url string) ([]report.DeadLetter, error) {
 	dlq, err := jobs.DLQ(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("finding the dead-letter queue of %s: %w", url, err)

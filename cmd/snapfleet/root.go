@@ -86,7 +86,8 @@ func newRoot(stdout, stderr io.Writer) (*cobra.Command, *bool) {
 	root.Version = thisVersion().String()
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.AddCommand(newPlanCmd(g), newWorkCmd(g), newRunCmd(g), newDLQCmd(g), newLambdaCmd(),
-		newConfigCmd(g), newVersionCmd(g), newReportCmd(g), newAuditCmd(g))
+		newConfigCmd(g), newVersionCmd(g), newSnapshotsCmd(g), newRestoreCmd(g), newDrillCmd(g),
+		newReportCmd(g), newAuditCmd(g))
 	return root, started
 }
 

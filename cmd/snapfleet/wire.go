@@ -82,5 +82,6 @@ func (e *env) newWorker(q queue.Queue, pub *event.Publisher, f *workFlags, drain
 		ShutdownGrace:   f.shutdownGrace,
 		Log:             e.log,
 		Observe:         f.progress.chain(f.observe),
+		Drill:           e.drillHandler(q, pub),
 	}
 }

@@ -116,6 +116,9 @@ type Limits struct {
 	DescribeImages            *Bucket `yaml:"describe_images"`
 	DescribeSnapshotAttribute *Bucket `yaml:"describe_snapshot_attribute"`
 	DescribeLockedSnapshots   *Bucket `yaml:"describe_locked_snapshots"`
+	CreateVolume              *Bucket `yaml:"create_volume"`
+	DeleteVolume              *Bucket `yaml:"delete_volume"`
+	AttachVolume              *Bucket `yaml:"attach_volume"`
 }
 
 // DefaultLimits are EC2's buckets per account and region, by action (DESIGN.md §8).
@@ -132,6 +135,9 @@ func DefaultLimits() map[string]Bucket {
 		"DescribeImages":            describe,
 		"DescribeSnapshotAttribute": describe,
 		"DescribeLockedSnapshots":   describe,
+		"CreateVolume":              mutating,
+		"DeleteVolume":              mutating,
+		"AttachVolume":              mutating,
 	}
 }
 
@@ -258,6 +264,8 @@ type Policy struct {
 	// ExcludeBoot leaves the root volume out of an instance's snapshots (consistency:
 	// instance only).
 	ExcludeBoot bool `yaml:"exclude_boot"`
+	// TagsFromInstance names instance tags copied onto the policy's snapshots (restore.go).
+	TagsFromInstance []string `yaml:"tags_from_instance"`
 }
 
 // Consistency values of a policy.

@@ -149,6 +149,9 @@ func (p Policy) validate(key string) error {
 	if err := checkTags(key+".tags", p.Tags, true); err != nil {
 		return err
 	}
+	if err := p.validateTagsFromInstance(key); err != nil {
+		return err
+	}
 	switch p.Consistency {
 	case "", ConsistencyVolume:
 		if p.ExcludeBoot {

@@ -27,10 +27,13 @@ const (
 	// KindCreateInstance snapshots every volume of one instance at one point in time
 	// (CreateSnapshots): the jobs of policies with consistency: instance.
 	KindCreateInstance = "snapshots.create"
+	// KindDrill restores one recovery point into a throw-away volume, waits until it is
+	// available and deletes it (snapfleet drill; drill.go).
+	KindDrill = "volume.drill"
 )
 
 // Kinds are every kind this build handles.
-var Kinds = []string{KindCreate, KindCreateInstance, KindDelete}
+var Kinds = []string{KindCreate, KindCreateInstance, KindDelete, KindDrill}
 
 // MaxSize is the upper bound of an encoded message (DESIGN.md §5).
 const MaxSize = 1024
@@ -50,6 +53,12 @@ type Job struct {
 	Device   string `json:"device,omitempty"`
 	Name     string `json:"name,omitempty"` // the instance's Name tag (snapshot.create only, optional)
 	Snapshot string `json:"snapshot,omitempty"`
+	// InstanceTags (snapshot.create and snapshots.create only, optional): the instance tags
+	// the policy's tags_from_instance copies onto the snapshots, read by the planner so
+	// that the worker needs no DescribeInstances for them; bounded (instancetags.go).
+	InstanceTags map[string]string `json:"instance_tags,omitempty"`
+	// Drill (volume.drill only) is the drill id its throw-away volume is tagged with.
+	Drill string `json:"drill,omitempty"`
 	// Duplicate (snapshot.delete only): the planner found the snapshot to be a duplicate
 	// creation of its snapfleet:job key (Keeper). A hint: the worker removes it without
 	// retention's consent only if its own listing of the key says so too.
@@ -246,7 +255,14 @@ func (j Job) Validate() error {
 	if j.PlannedAt.IsZero() {
 		return bad("planned_at", "missing")
 	}
+	if j.Drill != "" && j.Kind != KindDrill {
+		return bad("drill", "not allowed in %s", j.Kind)
+	}
 	switch j.Kind {
+	case KindDrill:
+		if err := checkDrill(j); err != nil {
+			return err
+		}
 	case KindCreate:
 		if !volumeRE.MatchString(j.Volume) {
 			return bad("volume", "%q is not a volume id", j.Volume)
@@ -264,6 +280,9 @@ func (j Job) Validate() error {
 		if j.Snapshot != "" || j.Duplicate {
 			return bad("snapshot", "snapshot and duplicate are not allowed in %s", j.Kind)
 		}
+		if err := checkInstanceTags(j.InstanceTags); err != nil {
+			return err
+		}
 		if err := checkCreateKey(j, j.Volume, "volume"); err != nil {
 			return err
 		}
@@ -273,6 +292,9 @@ func (j Job) Validate() error {
 		}
 		if j.Volume != "" || j.Device != "" || j.Snapshot != "" || j.Name != "" || j.Duplicate {
 			return bad("volume", "volume, device, name, snapshot and duplicate are not allowed in %s (the worker reads the instance)", j.Kind)
+		}
+		if err := checkInstanceTags(j.InstanceTags); err != nil {
+			return err
 		}
 		if err := checkCreateKey(j, j.Instance, "instance"); err != nil {
 			return err
@@ -284,8 +306,8 @@ func (j Job) Validate() error {
 		if j.Volume != "" && !volumeRE.MatchString(j.Volume) {
 			return bad("volume", "%q is not a volume id", j.Volume)
 		}
-		if j.Instance != "" || j.Device != "" || j.Name != "" {
-			return bad("instance", "instance, device and name are not allowed in %s", j.Kind)
+		if j.Instance != "" || j.Device != "" || j.Name != "" || j.InstanceTags != nil {
+			return bad("instance", "instance, device, name and instance_tags are not allowed in %s", j.Kind)
 		}
 		if j.Key != DeleteKey(j.Account, j.Region, j.Snapshot) {
 			return bad("key", "%q is not %q", j.Key, DeleteKey(j.Account, j.Region, j.Snapshot))

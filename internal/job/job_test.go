@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -390,8 +392,12 @@ func equal(a, b Job) bool {
 	if !a.PlannedAt.Equal(b.PlannedAt) {
 		return false
 	}
+	if !maps.Equal(a.InstanceTags, b.InstanceTags) {
+		return false
+	}
 	a.PlannedAt, b.PlannedAt = time.Time{}, time.Time{}
-	return a == b
+	a.InstanceTags, b.InstanceTags = nil, nil
+	return reflect.DeepEqual(a, b)
 }
 
 func FuzzDecode(f *testing.F) {
@@ -412,6 +418,18 @@ func FuzzDecode(f *testing.F) {
 		strings.Replace(createMsg, `"run":"r1"`, `"run":"r\u00001"`, 1),
 		strings.Replace(deleteMsg, `"run":"r1"`, `"run":"r\ud8001"`, 1),
 		strings.Replace(createMsg, `"device":"/dev/xvda",`, "\"device\":\"/dev/xvda\",\"name\":\"\xed\xa0\x80\",", 1),
+		strings.Replace(createMsg, `"run":`, `"instance_tags":{"Role":"solr","Cluster":"b"},"run":`, 1),
+		strings.Replace(instanceMsg, `"run":`, `"instance_tags":{"Role":"solr"},"run":`, 1),
+		strings.Replace(createMsg, `"run":`, `"instance_tags":{"snapfleet:policy":"x"},"run":`, 1),
+		strings.Replace(createMsg, `"run":`, `"instance_tags":{"Role":"a","Role":"b"},"run":`, 1),
+		strings.Replace(createMsg, `"run":`, `"instance_tags":{},"run":`, 1),
+		strings.Replace(createMsg, `"run":`, `"instance_tags":null,"run":`, 1),
+		strings.Replace(deleteMsg, `"run":`, `"instance_tags":{"Role":"solr"},"run":`, 1),
+		drillMsg,
+		strings.Replace(drillMsg, `"drill":"d1"`, `"drill":"d 1"`, 1),
+		strings.Replace(drillMsg, `/drill/d1"`, `/drill/d2"`, 1),
+		strings.Replace(drillMsg, `"run":`, `"volume":"vol-0abc1234","run":`, 1),
+		strings.Replace(createMsg, `"run":`, `"drill":"d1","run":`, 1),
 	} {
 		f.Add([]byte(s))
 	}

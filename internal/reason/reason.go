@@ -64,6 +64,8 @@ const (
 	VolumeGone = "volume_gone"
 	// InstanceGone: an instance job's instance no longer exists.
 	InstanceGone = "instance_gone"
+	// SnapshotGone: a drill's snapshot no longer exists.
+	SnapshotGone = "snapshot_gone"
 	// ClockSkew: a delete waits because the worker's clock (real or --now) is more than
 	// 5 minutes from AWS's; a snooze, never a dead letter.
 	ClockSkew = "clock_skew"
@@ -87,6 +89,9 @@ const (
 	// RefusedForeignAccount: the credentials for the job's account belong to another
 	// account (cloud.ForeignAccountError).
 	RefusedForeignAccount = "refused_foreign_account"
+	// RefusedNotDrill: a drill was about to delete a volume that, read right before, does
+	// not carry its snapfleet:drill tag; no DeleteVolume call is made.
+	RefusedNotDrill = "refused_not_drill"
 )
 
 // IsRefusal reports whether a dead-letter reason is a refusal (refused_*): a change that

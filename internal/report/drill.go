@@ -2,6 +2,7 @@ package report
 
 import (
 	"github.com/snapfleet/snapfleet/internal/config"
+	"github.com/snapfleet/snapfleet/internal/recovery"
 )
 
 // NoDrills is what the report says when no drill was recorded.
@@ -16,10 +17,12 @@ type DrillReport struct {
 	ByPolicy []PolicyDrill `json:"by_policy"`
 }
 
-// PolicyDrill is the newest drill restore of one policy.
+// PolicyDrill is the newest drill restore of one policy, and the figures of the drill it
+// was part of (restores tried and succeeded, p50/p99 time-to-available).
 type PolicyDrill struct {
-	Policy string       `json:"policy"`
-	Last   *DrillRecord `json:"last"`
+	Policy string                 `json:"policy"`
+	Last   *DrillRecord           `json:"last"`
+	Drill  *recovery.PolicyResult `json:"drill,omitempty"`
 }
 
 // lastDrillPerPolicy keeps the newest record of each policy.
@@ -40,6 +43,7 @@ func lastDrillPerPolicy(cfg *config.Config, records []DrillRecord) DrillReport {
 		pd := PolicyDrill{Policy: name}
 		if r, ok := newest[name]; ok {
 			pd.Last = &r
+			pd.Drill = drillFigures(records, r.Drill, name)
 		}
 		d.ByPolicy = append(d.ByPolicy, pd)
 	}
@@ -52,4 +56,19 @@ func lastDrillPerPolicy(cfg *config.Config, records []DrillRecord) DrillReport {
 		}
 	}
 	return d
+}
+
+// drillFigures summarises the records of one drill for one policy.
+func drillFigures(records []DrillRecord, drill, policy string) *recovery.PolicyResult {
+	var of []DrillRecord
+	for _, r := range records {
+		if r.Drill == drill && r.Policy == policy {
+			of = append(of, r)
+		}
+	}
+	s := recovery.Summarize(of)
+	if len(s) != 1 {
+		return nil
+	}
+	return &s[0]
 }

@@ -114,8 +114,8 @@ th{background:#eef}
 {{range $rows}}<tr><td>{{.Key}}</td><td>{{.Snapshots}}</td><td>{{gb .StandardGB}}</td><td>{{gb .ArchiveGB}}</td><td>{{usd .USD}}</td></tr>{{end}}
 </table>{{end}}
 <h2>Last drill per policy</h2>
-{{if .Drills.Note}}<p>{{.Drills.Note}}</p>{{else}}<table><tr><th>Policy</th><th>Last drill</th><th>OK</th><th>Seconds</th><th>Snapshot</th></tr>
-{{range .Drills.ByPolicy}}<tr><td>{{.Policy}}</td>{{with .Last}}<td>{{rfc3339 .At}}</td><td>{{.OK}}</td><td>{{.Seconds}}</td><td>{{.Snapshot}}</td>{{else}}<td>never</td><td>-</td><td>-</td><td>-</td>{{end}}</tr>{{end}}
+{{if .Drills.Note}}<p>{{.Drills.Note}}</p>{{else}}<table><tr><th>Policy</th><th>Last drill</th><th>Restored</th><th>p50 s</th><th>p99 s</th></tr>
+{{range .Drills.ByPolicy}}<tr><td>{{.Policy}}</td>{{with .Drill}}<td>{{rfc3339 .LastDrill}}</td><td>{{.Succeeded}} of {{.Tried}}</td><td>{{printf "%.0f" .P50}}</td><td>{{printf "%.0f" .P99}}</td>{{else}}<td>never</td><td>-</td><td>-</td><td>-</td>{{end}}</tr>{{end}}
 </table>{{end}}
 </body></html>
 `))

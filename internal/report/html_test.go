@@ -94,7 +94,7 @@ func TestHTMLParses(t *testing.T) {
 		t.Errorf("%d SVG charts, want 3 (RPO status, age, cost)", svgs)
 	}
 	page := text(doc)
-	for _, want := range []string{"vol-c", "vol-b", "2h0m0s", "vol-e", "snapfleet:skip=true", "snap-c", "invalid_message", "snap-a2", UpperBound} {
+	for _, want := range []string{"vol-c", "vol-b", "2h0m0s", "vol-e", "snapfleet:skip=true", "snap-c", "invalid_message", "1 of 1", UpperBound} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the page does not show %q", want)
 		}

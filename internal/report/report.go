@@ -22,6 +22,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/snapfleet/snapfleet/internal/config"
+	"github.com/snapfleet/snapfleet/internal/recovery"
 )
 
 // EC2 is what the report calls: listings only, with the SDK's signatures.
@@ -37,18 +38,8 @@ type DrillSource interface {
 	LastDrills(ctx context.Context) ([]DrillRecord, error)
 }
 
-// DrillRecord is one restore of a drill.
-type DrillRecord struct {
-	Drill    string    `json:"drill"`
-	At       time.Time `json:"at"`
-	Account  string    `json:"account"`
-	Region   string    `json:"region"`
-	Policy   string    `json:"policy"`
-	Snapshot string    `json:"snapshot"`
-	OK       bool      `json:"ok"`
-	Error    string    `json:"error,omitempty"`
-	Seconds  float64   `json:"seconds"`
-}
+// DrillRecord is one restore of a drill, as `snapfleet drill` keeps it.
+type DrillRecord = recovery.Record
 
 // DeadLetter is what the report reads of one dead letter.
 type DeadLetter struct {

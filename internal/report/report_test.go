@@ -158,10 +158,16 @@ func TestDrillsAndDeadLetters(t *testing.T) {
 	if d.Note != NoDrills || len(d.ByPolicy) != 2 || d.ByPolicy[0].Last != nil {
 		t.Errorf("no records: %+v", d)
 	}
-	d = lastDrillPerPolicy(cfg, drills{{Policy: "daily", At: now.Add(-time.Hour), Snapshot: "snap-old"},
-		{Policy: "daily", At: now, Snapshot: "snap-new", OK: true}})
+	d = lastDrillPerPolicy(cfg, drills{{Drill: "d1", Policy: "daily", At: now.Add(-time.Hour), Snapshot: "snap-old", OK: true, Seconds: 9},
+		{Drill: "d2", Policy: "daily", At: now.Add(-time.Minute), Snapshot: "snap-a", OK: true, Seconds: 3},
+		{Drill: "d2", Policy: "daily", At: now, Snapshot: "snap-new", OK: false},
+		{Drill: "d2", Policy: "daily", At: now, Snapshot: "snap-b", OK: true, Seconds: 5}})
 	if d.Note != "" || d.ByPolicy[0].Last == nil || d.ByPolicy[0].Last.Snapshot != "snap-new" || d.ByPolicy[1].Last != nil {
 		t.Errorf("records: %+v", d)
+	}
+	// The figures are those of the newest drill (d2) only: 2 of 3 restored, p50 3 s, p99 5 s.
+	if f := d.ByPolicy[0].Drill; f == nil || f.Tried != 3 || f.Succeeded != 2 || f.P50 != 3 || f.P99 != 5 {
+		t.Errorf("figures of the newest drill: %+v", f)
 	}
 	dl := deadLetters("file:q.db", []DeadLetter{{Reason: "refused_newer"}, {Reason: "invalid_message"}, {Reason: "invalid_message"}, {}})
 	if dl.Total != 4 || len(dl.ByReason) != 3 || dl.ByReason[0] != (Count{Key: "invalid_message", Count: 2}) {
@@ -186,7 +192,7 @@ func TestWriteText(t *testing.T) {
 		`(?m)^late\s+111111111111\s+us-east-1\s+daily\s+vol-b\s+i-1\s+\S+\s+2h0m0s$`,
 		`(?m)^vol-e\s+111111111111\s+us-east-1\s+i-2$`, `(?m)^vol-d .*snapfleet:skip=true$`,
 		`(?m)^invalid_message\s+2$`, `(?m)^snap-c\s+error\s`, `(?m)^snap-p\s+pending\s`,
-		`cost: estimate, upper bound`, `(?m)^daily\s+\S+\s+true\s+42\s+snap-a2$`, `(?m)^db\s+never`,
+		`cost: estimate, upper bound`, `(?m)^daily\s+\S+\s+1 of 1\s+42\s+42$`, `(?m)^db\s+never`,
 	} {
 		if !regexp.MustCompile(re).MatchString(out) {
 			t.Errorf("text report has no line matching %s:\n%s", re, out)

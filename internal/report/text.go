@@ -79,11 +79,12 @@ func (r *Report) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "\ndrills: %s\n", r.Drills.Note)
 		return
 	}
-	section(w, "POLICY\tLAST DRILL\tOK\tSECONDS\tSNAPSHOT", r.Drills.ByPolicy, func(d PolicyDrill) string {
-		if d.Last == nil {
+	section(w, "POLICY\tLAST DRILL\tRESTORED\tP50 S\tP99 S", r.Drills.ByPolicy, func(d PolicyDrill) string {
+		if d.Last == nil || d.Drill == nil {
 			return d.Policy + "\tnever\t-\t-\t-"
 		}
-		return fmt.Sprintf("%s\t%s\t%t\t%.0f\t%s", d.Policy, d.Last.At.Format(time.RFC3339), d.Last.OK, d.Last.Seconds, d.Last.Snapshot)
+		return fmt.Sprintf("%s\t%s\t%d of %d\t%.0f\t%.0f", d.Policy, d.Last.At.Format(time.RFC3339),
+			d.Drill.Succeeded, d.Drill.Tried, d.Drill.P50, d.Drill.P99)
 	})
 }
 

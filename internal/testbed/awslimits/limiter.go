@@ -81,7 +81,7 @@ func DefaultLimits() map[string]Limit {
 	mutating, describe := Limit{Burst: 100, Refill: 5}, Limit{Burst: 100, Refill: 20}
 	m := map[string]Limit{
 		BucketCreateSnapshot: mutating, BucketCreateSnapshots: mutating, BucketDeleteSnapshot: mutating,
-		"ModifySnapshotAttribute": mutating, "CreateVolume": mutating,
+		"ModifySnapshotAttribute": mutating, "CreateVolume": mutating, "DeleteVolume": mutating, "AttachVolume": mutating,
 		"CreateTags":   {Burst: 100, Refill: 10},
 		"CopySnapshot": {Burst: 50, Refill: 5}, "ModifySnapshotTier": {Burst: 50, Refill: 5},
 		"DescribeImages": describe, "DescribeSnapshotAttribute": describe, "DescribeLockedSnapshots": describe,

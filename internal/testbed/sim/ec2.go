@@ -66,6 +66,7 @@ type (
 		Zone        string          `xml:"availabilityZone"`
 		Status      string          `xml:"status"`
 		VolumeType  string          `xml:"volumeType"`
+		CreateTime  string          `xml:"createTime,omitempty"`
 		Attachments []attachmentXML `xml:"attachmentSet>item"`
 		Tags        []tagXML        `xml:"tagSet>item"`
 	}
@@ -210,6 +211,9 @@ func (s *Sim) ec2Locked(account, region, action string, form url.Values) (any, e
 		sc.snapshots = slices.Delete(sc.snapshots, i, i+1)
 		out.Return = "true"
 	default:
+		if resp, ok, verr := s.volumeActionLocked(sc, region, action, form); ok {
+			return resp, verr
+		}
 		return nil, badRequest("InvalidAction", "The action %s is not valid for this web service (the simulator does not model it).", action)
 	}
 	if err != nil {
@@ -301,8 +305,7 @@ func (sc *scope) describeVolumes(region string, form url.Values, out *ec2Respons
 			return err
 		}
 		if ok {
-			hits = append(hits, volumeXML{ID: v.id, Size: 8, Zone: region + "a", Status: "in-use", VolumeType: "gp3",
-				Attachments: []attachmentXML{{v.id, v.instance, v.device, "attached"}}, Tags: tagsXML(v.tags)})
+			hits = append(hits, v.xml(region))
 		}
 	}
 	got, next, err := page(form, hits)

@@ -67,6 +67,11 @@ type scope struct {
 type volume struct {
 	id, instance, device string
 	tags                 map[string]string
+	// Of a volume CreateVolume made (volume.go): its zone, size and creation time.
+	made    bool
+	zone    string
+	size    int
+	created time.Time
 }
 
 type image struct{ id, snapshot string }

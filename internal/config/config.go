@@ -114,6 +114,9 @@ type Limits struct {
 	DescribeImages            *Bucket `yaml:"describe_images"`
 	DescribeSnapshotAttribute *Bucket `yaml:"describe_snapshot_attribute"`
 	DescribeLockedSnapshots   *Bucket `yaml:"describe_locked_snapshots"`
+	CopySnapshot              *Bucket `yaml:"copy_snapshot"`
+	ModifySnapshotTier        *Bucket `yaml:"modify_snapshot_tier"`
+	ModifySnapshotAttribute   *Bucket `yaml:"modify_snapshot_attribute"`
 }
 
 // DefaultLimits are EC2's buckets per account and region, by action (DESIGN.md §8).
@@ -130,6 +133,9 @@ func DefaultLimits() map[string]Bucket {
 		"DescribeImages":            describe,
 		"DescribeSnapshotAttribute": describe,
 		"DescribeLockedSnapshots":   describe,
+		"CopySnapshot":              {Burst: 50, PerSecond: 5},
+		"ModifySnapshotTier":        {Burst: 50, PerSecond: 5},
+		"ModifySnapshotAttribute":   mutating,
 	}
 }
 
@@ -256,6 +262,10 @@ type Policy struct {
 	// ExcludeBoot leaves the root volume out of an instance's snapshots (consistency:
 	// instance only).
 	ExcludeBoot bool `yaml:"exclude_boot"`
+	// Copy lists the disaster-recovery destinations (copy.go).
+	Copy []Copy `yaml:"copy"`
+	// Archive, when set, moves kept snapshots to the archive tier (copy.go).
+	Archive *Archive `yaml:"archive"`
 }
 
 // Consistency values of a policy.

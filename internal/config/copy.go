@@ -12,7 +12,8 @@ import (
 type Copy struct {
 	Region string `yaml:"region"`
 	// Account, when set, is another configured account (a vault); empty means the
-	// source snapshot's own account.
+	// source snapshot's own account. Without an accounts list (the caller's own account)
+	// the planner checks it against the accounts it plans.
 	Account string `yaml:"account"`
 	// KMSKey, when set, is the ARN of a KMS key in Region that the copy is encrypted with.
 	KMSKey string `yaml:"kms_key"`
@@ -69,7 +70,7 @@ func (c *Config) validateCopies(p Policy, key string) error {
 				if o.Excludes(cp.Account) {
 					return fmt.Errorf("%s.account: %s is excluded from the organization's accounts", k, cp.Account)
 				}
-			} else if _, ok := c.Account(cp.Account); !ok {
+			} else if _, ok := c.Account(cp.Account); !ok && len(c.Accounts) > 0 {
 				return fmt.Errorf("%s.account: %s is not in accounts (a destination account must be configured, with its role)", k, cp.Account)
 			}
 		}

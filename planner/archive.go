@@ -1,0 +1,4 @@
+package planner
+
+// ActionArchive: a snapshot.archive job (ModifySnapshotTier to archive).
+const ActionArchive = "archive"

@@ -48,7 +48,11 @@ func (s *snapshots) delete(ctx context.Context, j job.Job) (Result, error) {
 	if err := checkTags(j, t.tags); err != nil {
 		return deleteResult(j, err)
 	}
-	if err := s.checkRetention(ctx, api, j, p, t); err != nil {
+	check := s.checkRetention
+	if t.tags[tag.Source] != "" {
+		check = s.checkCopyRetention // a copy: its destination's rules (copydelete.go)
+	}
+	if err := check(ctx, api, j, p, t); err != nil {
 		return deleteResult(j, err)
 	}
 	if err := s.checkShares(ctx, api, j); err != nil {
@@ -391,6 +395,9 @@ func groupOf(listings [][]types.Snapshot, p config.Policy, volume, snapshot stri
 				continue
 			}
 			t := tagMap(sn.Tags)
+			if t[tag.Source] != "" {
+				continue // a copy never counts as a snapshot of its volume here
+			}
 			if pol, managed := t[tag.Policy]; managed {
 				v := t[tag.Volume]
 				if v == "" {

@@ -77,6 +77,10 @@ type snapshots struct {
 	lim *limit.Limiter
 	// lookups coalesces the job-tag lookups and volume listings of an account-region.
 	lookups lookups
+	// kms, when set, tells who manages a source snapshot's key (copy.go).
+	kms func(account, region string) KMS
+	// pace counts the copies in progress per destination (copypace.go).
+	pace copyPace
 }
 
 // keyLock is a set of per-key mutexes that exist only while someone holds or waits.
@@ -120,6 +124,7 @@ func (s *snapshots) mux() *Mux {
 	m.RegisterFunc(job.KindCreate, s.create)
 	m.RegisterFunc(job.KindCreateInstance, s.createInstance)
 	m.RegisterFunc(job.KindDelete, s.delete)
+	m.RegisterFunc(job.KindCopy, s.copy)
 	return m
 }
 

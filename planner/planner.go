@@ -301,6 +301,9 @@ func (p *Planner) planScope(ctx context.Context, log zerolog.Logger, account, re
 	}
 
 	res.sources = copySources(&inv, &res, p.Config)
+	if inv.SnapshotsComplete {
+		p.planArchives(ctx, client, sc, &inv, &res, now)
+	}
 	msgs := sc.messages(res.Decisions, run, now)
 	log.Info().Int("instances", res.Instances).Int("volumes", res.Volumes).Int("snapshots_seen", res.SnapshotsSeen).
 		Int("snapshot_jobs", res.Creates).Int("delete_jobs", res.Deletes).Msg("planned")

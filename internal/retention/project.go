@@ -1,6 +1,10 @@
 package retention
 
-import "time"
+import (
+	"time"
+
+	"github.com/snapfleet/snapfleet/internal/config"
+)
 
 // Projection says whether retention keeps a snapshot now and will still keep it after a
 // while, the policy going on meanwhile.
@@ -33,4 +37,27 @@ func Project(snaps []Snapshot, r Rules, now time.Time, periodStart time.Time, ev
 		}
 	}
 	return out
+}
+
+// ArchiveMin is AWS's minimum billed time in the archive tier: a snapshot archived and
+// deleted sooner costs as if it stayed this long.
+const ArchiveMin = config.ArchiveMinDays * 24 * time.Hour
+
+// ArchiveKeeps projects retention over one volume's snapshots of policy p: kept now and
+// ArchiveMin later. Later holds only when both projections keep it — the policy going on
+// making snapshots (gone false), and no new snapshots under the orphans' floor — so that
+// neither a volume that goes on nor one that goes makes the archive cost more.
+func ArchiveKeeps(snaps []Snapshot, p config.Policy, now time.Time, gone bool) map[string]Projection {
+	rules := FromPolicy(p)
+	every := time.Duration(p.Every)
+	if gone {
+		return Project(snaps, rules.Orphaned(), now, p.PeriodStart(now), every, false, ArchiveMin)
+	}
+	live := Project(snaps, rules, now, p.PeriodStart(now), every, true, ArchiveMin)
+	orphan := Project(snaps, rules.Orphaned(), now, p.PeriodStart(now), every, false, ArchiveMin)
+	for id, pr := range live {
+		pr.Later = pr.Later && orphan[id].Later
+		live[id] = pr
+	}
+	return live
 }

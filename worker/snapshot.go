@@ -125,6 +125,7 @@ func (s *snapshots) mux() *Mux {
 	m.RegisterFunc(job.KindCreateInstance, s.createInstance)
 	m.RegisterFunc(job.KindDelete, s.delete)
 	m.RegisterFunc(job.KindCopy, s.copy)
+	m.RegisterFunc(job.KindArchive, s.archive)
 	return m
 }
 

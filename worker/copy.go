@@ -40,8 +40,9 @@ const (
 	// remove the share once the copy has completed.
 	copyPendingDelay = time.Minute
 	// copyLimitDelay: a copy beyond the destination's 20 in progress waits this much
-	// (plus up to half again, jittered).
-	copyLimitDelay = 30 * time.Second
+	// (plus up to half again, jittered): copies complete all the time at fleet scale,
+	// and a slot left idle is throughput lost (copyPaceFullTTL).
+	copyLimitDelay = 5 * time.Second
 )
 
 // copy makes the copy of a snapshot.copy job in its destination, unless one carrying the

@@ -232,8 +232,8 @@ func TestCopyResourceLimitWaits(t *testing.T) {
 	})
 	s := &snapshots{cfg: copyConfig(t, ""), ec2: w.ec2For, now: time.Now, backoff: backoff{Base: time.Millisecond, Tries: 1, Cap: 10 * time.Millisecond, Budget: 20 * time.Millisecond, SnoozeMin: time.Second}}
 	_, err := s.copy(context.Background(), w.job())
-	if o, _, d := outcomeOf(err); o != outSnooze || d < 30*time.Second {
-		t.Fatalf("copy: %v (%s, %s), want a snooze of at least 30s", err, o, d)
+	if o, _, d := outcomeOf(err); o != outSnooze || d < 10*time.Second {
+		t.Fatalf("copy: %v (%s, %s), want a snooze of at least 10s", err, o, d)
 	}
 	if res, err := s.copy(context.Background(), w.job()); err != nil || res.Action != Created {
 		t.Fatalf("second attempt: %+v, %v", res, err)
@@ -270,7 +270,7 @@ func TestCopyPace(t *testing.T) {
 	if o, why, _ := outcomeOf(err); o != outSnooze || why != reason.CopyLimit {
 		t.Fatalf("at 20 pending: %v (%s %s), want a copy_limit snooze", err, o, why)
 	}
-	clock = clock.Add(copyPaceTTL)
+	clock = clock.Add(copyPaceFullTTL) // a full destination is listed again sooner
 	some := &pendingEC2{n: 18}
 	for i := range 2 {
 		if err := s.pace.acquire(context.Background(), s, some, vaultAccount, drRegion); err != nil {

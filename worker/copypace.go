@@ -16,8 +16,13 @@ import (
 // MaxCopiesInProgress is AWS's limit of CopySnapshot in progress per destination region.
 const MaxCopiesInProgress = 20
 
-// copyPaceTTL is how long a destination's listing of its pending copies is trusted.
-const copyPaceTTL = 10 * time.Second
+// copyPaceTTL is how long a destination's listing of its pending copies is trusted;
+// copyPaceFullTTL when it said the destination was full, so that a slot a completed copy
+// frees is seen soon (one DescribeSnapshots per destination every 2 s at most).
+const (
+	copyPaceTTL     = 10 * time.Second
+	copyPaceFullTTL = 2 * time.Second
+)
 
 // copyPace counts the copies in progress per destination account-region: those pending at
 // the destination's last listing (one listing, cached copyPaceTTL) plus those this worker
@@ -70,6 +75,9 @@ func (p *copyPace) acquire(ctx context.Context, s *snapshots, dst EC2, account, 
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	now, ttl := p.clock()
+	if e.listed+e.started >= MaxCopiesInProgress {
+		ttl = min(ttl, copyPaceFullTTL)
+	}
 	if e.at.IsZero() || now.Sub(e.at) >= ttl {
 		pending, err := s.listSnapshots(ctx, dst, account, &ec2.DescribeSnapshotsInput{Filters: []types.Filter{
 			filter("status", string(types.SnapshotStatePending)), filter("tag-key", tag.Source)}})

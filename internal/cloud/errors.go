@@ -62,7 +62,7 @@ var codes = map[string]code{
 	"ConcurrentSnapshotLimitExceeded":       {Throttled, 30 * time.Second},
 	"PendingSnapshotLimitExceeded":          {Throttled, 30 * time.Second},
 	// CopySnapshot: 20 copies in progress per destination region.
-	"ResourceLimitExceeded":                   {Throttled, 30 * time.Second},
+	"ResourceLimitExceeded":                   {Throttled, 10 * time.Second},
 	"InvalidSnapshot.NotFound":                {NotFound, 0},
 	"InvalidVolume.NotFound":                  {NotFound, 0},
 	"InvalidSnapshotID.NotFound":              {NotFound, 0},

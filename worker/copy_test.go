@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/snapfleet/snapfleet/internal/config"
@@ -282,5 +283,39 @@ func TestCopyPace(t *testing.T) {
 	}
 	if some.calls != 1 {
 		t.Errorf("listed the pending copies %d times within the TTL, want 1", some.calls)
+	}
+}
+
+// fakeKMS answers DescribeKey with manager.
+type fakeKMS struct {
+	manager kmstypes.KeyManagerType
+	calls   int
+}
+
+func (f *fakeKMS) DescribeKey(_ context.Context, in *kms.DescribeKeyInput, _ ...func(*kms.Options)) (*kms.DescribeKeyOutput, error) {
+	f.calls++
+	return &kms.DescribeKeyOutput{KeyMetadata: &kmstypes.KeyMetadata{KeyId: in.KeyId, KeyManager: f.manager}}, nil
+}
+
+// TestCheckShareableAsksKMS: a snapshot encrypted with a key KMS says AWS manages is
+// refused (managed_key); one with a customer managed key, or unencrypted, goes on. moto
+// cannot tell them apart (its alias/aws/ebs is a customer key, its snapshots keep no
+// KmsKeyId), so KMS is a fake here.
+func TestCheckShareableAsksKMS(t *testing.T) {
+	t.Parallel()
+	key := "arn:aws:kms:us-east-1:123456789012:key/8586c7ce-6cd5-4f4d-8acc-1aeaffb06f66"
+	j := job.Job{SourceAccount: mototest.Account, SourceRegion: mototest.Region, SourceSnapshot: "snap-00000001", Account: vaultAccount}
+	for _, tt := range []struct {
+		manager   kmstypes.KeyManagerType
+		encrypted bool
+		refused   bool
+	}{{kmstypes.KeyManagerTypeAws, true, true}, {kmstypes.KeyManagerTypeCustomer, true, false}, {kmstypes.KeyManagerTypeAws, false, false}} {
+		f := &fakeKMS{manager: tt.manager}
+		s := &snapshots{backoff: defaultBackoff, kms: func(string, string) KMS { return f }}
+		err := s.checkShareable(context.Background(), j, &types.Snapshot{Encrypted: aws.Bool(tt.encrypted), KmsKeyId: aws.String(key)})
+		_, why, _ := outcomeOf(err)
+		if refused := why == reason.ManagedKey; refused != tt.refused {
+			t.Errorf("%s key, encrypted %v: %v; want refused %v", tt.manager, tt.encrypted, err, tt.refused)
+		}
 	}
 }

@@ -264,7 +264,8 @@ func decideCopyGroup(account, region string, p config.Policy, srcs []copySource,
 			continue
 		}
 		dec := Decision{Account: account, Region: region, Policy: p.Name, Volume: s.volume,
-			SourceAccount: s.account, SourceRegion: s.region, SourceSnapshot: s.id}
+			SourceAccount: s.account, SourceRegion: s.region, SourceSnapshot: s.id,
+			Detail: "of " + s.id + " from " + s.account + "/" + s.region}
 		if d.Keep {
 			dec.Action, dec.Reason, dec.Key = ActionCopy, reason.CopyDue, job.CopyKey(account, region, s.id)
 			res.Copies++

@@ -58,6 +58,9 @@ func (s *snapshots) copy(ctx context.Context, j job.Job) (Result, error) {
 	if !ok {
 		return Result{}, Permanent(reason.RefusedPolicyMismatch, fmt.Errorf("policy %s does not copy snapshots of %s/%s to %s/%s", j.Policy, j.SourceAccount, j.SourceRegion, j.Account, j.Region))
 	}
+	if err := s.checkSourceAccount(ctx, j); err != nil {
+		return Result{}, err
+	}
 	dst, okDst := s.ec2(j.Account, j.Region).(copyAPI)
 	src, okSrc := s.ec2(j.SourceAccount, j.SourceRegion).(copyAPI)
 	if !okDst || !okSrc {
@@ -107,6 +110,25 @@ func (s *snapshots) copy(ctx context.Context, j job.Job) (Result, error) {
 		made = &types.Snapshot{SnapshotId: aws.String(id), State: types.SnapshotStatePending}
 	}
 	return s.settleCopy(ctx, src, j, made, Created)
+}
+
+// checkSourceAccount refuses a copy from an account the worker may not act in, as the
+// runner refuses a job's own account.
+func (s *snapshots) checkSourceAccount(ctx context.Context, j job.Job) error {
+	if s.known == nil || j.SourceAccount == j.Account {
+		return nil
+	}
+	known, err := s.known(ctx, j.SourceAccount)
+	var foreign *cloud.ForeignAccountError
+	switch {
+	case errors.As(err, &foreign):
+		return Permanent(reason.RefusedForeignAccount, err)
+	case err != nil:
+		return fail(fmt.Errorf("checking account %s: %w", j.SourceAccount, err))
+	case !known:
+		return Permanent(reason.UnknownAccount, fmt.Errorf("source account %s is neither the caller's nor in the config", j.SourceAccount))
+	}
+	return nil
 }
 
 // checkSource refuses to copy a snapshot that is not the job's account's, not managed by

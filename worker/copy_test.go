@@ -319,3 +319,19 @@ func TestCheckShareableAsksKMS(t *testing.T) {
 		}
 	}
 }
+
+// TestCopyUnknownSourceAccount: a copy job whose source account the worker may not act
+// in is dead-lettered unknown_account before any EC2 call.
+func TestCopyUnknownSourceAccount(t *testing.T) {
+	t.Parallel()
+	w := newCopyWorld(t, false)
+	s := &snapshots{cfg: copyConfig(t, ""), ec2: w.ec2For, now: time.Now, backoff: defaultBackoff,
+		known: func(_ context.Context, a string) (bool, error) { return a == vaultAccount, nil }}
+	_, err := s.copy(context.Background(), w.job())
+	if o, why, _ := outcomeOf(err); o != outDeadLetter || why != reason.UnknownAccount {
+		t.Fatalf("copy: %v (%s %s), want a dead letter unknown_account", err, o, why)
+	}
+	if ops := w.rec.list(); len(ops) != 0 {
+		t.Errorf("EC2 calls %v before the refusal", ops)
+	}
+}

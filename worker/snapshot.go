@@ -81,6 +81,9 @@ type snapshots struct {
 	kms func(account, region string) KMS
 	// pace counts the copies in progress per destination (copypace.go).
 	pace copyPace
+	// known, when set, says whether the worker may act in an account (Worker.KnownAccount):
+	// a copy's source account is checked with it as the job's account is by the runner.
+	known func(ctx context.Context, account string) (bool, error)
 }
 
 // keyLock is a set of per-key mutexes that exist only while someone holds or waits.

@@ -209,7 +209,7 @@ func (w *Worker) newRunner(ctx context.Context) (*runner, error) {
 		if w.backoff != nil {
 			b = *w.backoff
 		}
-		h = (&snapshots{cfg: w.Config, ec2: w.EC2, now: now, backoff: b, locks: lockCache{ttl: w.lockTTL}, lim: w.Limiter, awsNow: w.AWSNow, kms: w.KMS}).mux()
+		h = (&snapshots{cfg: w.Config, ec2: w.EC2, now: now, backoff: b, locks: lockCache{ttl: w.lockTTL}, lim: w.Limiter, awsNow: w.AWSNow, kms: w.KMS, known: w.KnownAccount}).mux()
 	}
 	qctx := context.WithoutCancel(ctx)
 	jobCtx, stop := context.WithCancel(qctx)

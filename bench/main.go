@@ -74,6 +74,8 @@ type options struct {
 	ec2         string // "sim" or "moto": what answers EC2, STS and SQS
 	linear      string // account-region counts of the linear scenarios
 	bin         string
+	copies      int           // snapshots of copy/N (0: 2,000 at -scale)
+	copyTime    time.Duration // how long a copy takes in the simulator
 }
 
 func main() {
@@ -86,6 +88,8 @@ func main() {
 	flag.IntVar(&o.concurrency, "concurrency", 4, "snapfleet work --concurrency")
 	flag.StringVar(&o.ec2, "ec2", "sim", "what answers EC2, STS and SQS: sim (internal/testbed/sim, in memory) or moto")
 	flag.StringVar(&o.linear, "linear", "1,4,16", "account-region counts of the linear/K scenarios (4 workers)")
+	flag.IntVar(&o.copies, "copies", 0, "snapshots of the copy/N scenario (default 2,000 at -scale; bench/copy.go)")
+	flag.DurationVar(&o.copyTime, "copy-time", time.Minute, "how long a copy takes in the simulator (copy/N)")
 	var coverage [2]int
 	flag.IntVar(&coverage[0], "coverage", 0, "instead of the scenarios: measure snapfleet report over this many volumes (bench/coverage.go)")
 	flag.IntVar(&coverage[1], "coverage-snapshots", 0, "with -coverage: this many snapshots (default 10 per volume)")
@@ -225,6 +229,11 @@ func run(ctx context.Context, o options) error {
 			return fmt.Errorf("scenario %s: %w", sc.name, err)
 		}
 		fmt.Println(r)
+	}
+	if o.ec2 == "sim" && strings.Contains(copyName(copyCount(o)), o.only) {
+		if err := runCopy(ctx, o, w, ep, dir); err != nil {
+			return fmt.Errorf("scenario %s: %w", copyName(copyCount(o)), err)
+		}
 	}
 	if strings.Contains(drillName, o.only) {
 		return measureDrill(ctx, o, w, ep, dir, len(scenarios(o)))

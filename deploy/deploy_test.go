@@ -232,7 +232,7 @@ func sorted(s []string) []string {
 func TestIAMIsTheREADMEsLeastPrivilege(t *testing.T) {
 	t.Parallel()
 	table := readmeTable(t)
-	starOK := map[string]bool{"ec2:DescribeInstances": true, "ec2:DescribeVolumes": true, "ec2:DescribeSnapshots": true, "ec2:DescribeImages": true, "ec2:DescribeSnapshotAttribute": true, "ec2:DescribeLockedSnapshots": true, "ec2:DescribeAvailabilityZones": true, "ecr:GetAuthorizationToken": true,
+	starOK := map[string]bool{"ec2:DescribeInstances": true, "ec2:DescribeVolumes": true, "ec2:DescribeSnapshots": true, "ec2:DescribeImages": true, "ec2:DescribeSnapshotAttribute": true, "ec2:DescribeLockedSnapshots": true, "ec2:DescribeAvailabilityZones": true, "ec2:DescribeSnapshotTierStatus": true, "ecr:GetAuthorizationToken": true,
 		"organizations:ListAccounts": true, "organizations:ListAccountsForParent": true, "organizations:ListChildren": true}
 	seen := map[string]bool{}
 	for _, file := range templates {
@@ -405,7 +405,7 @@ func TestMemberRoleConditions(t *testing.T) {
 				}
 			case a == "ec2:CreateTags":
 				tags++
-				onCreate := slices.Equal(sorted(scalars(get(get(st.Condition, "StringEquals"), "ec2:CreateAction"))), []string{"CreateSnapshot", "CreateSnapshots"})
+				onCreate := slices.Equal(sorted(scalars(get(get(st.Condition, "StringEquals"), "ec2:CreateAction"))), []string{"CopySnapshot", "CreateSnapshot", "CreateSnapshots"})
 				keys := scalars(get(get(st.Condition, "ForAllValues:StringEquals"), "aws:TagKeys"))
 				onManaged := cond(st, "Null", "aws:ResourceTag/snapfleet:policy") == "false" && len(keys) > 0 &&
 					!slices.ContainsFunc(keys, func(k string) bool { return k != "snapfleet:volume" && k != "snapfleet:device" && k != "Name" })

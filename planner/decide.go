@@ -53,6 +53,10 @@ type Decision struct {
 	Orphan bool `json:"orphan,omitempty"`
 	// Adopted: a legacy snapshot the policy adopts (no snapfleet:policy tag).
 	Adopted bool `json:"adopted,omitempty"`
+	// SourceAccount, SourceRegion and SourceSnapshot: the snapshot a copy decision copies.
+	SourceAccount  string `json:"source_account,omitempty"`
+	SourceRegion   string `json:"source_region,omitempty"`
+	SourceSnapshot string `json:"source_snapshot,omitempty"`
 }
 
 // Inventory is what the planner read of one account and region. Build it from the AWS
@@ -126,6 +130,15 @@ type Snapshot struct {
 	// Bad names a snapfleet tag that could not be parsed; the snapshot's volume and
 	// policy get no deletes.
 	Bad string
+	// Copy: a disaster-recovery copy (it carries snapfleet:source): never a snapshot of
+	// its volume at the source; its destination's plan weighs it (copies.go).
+	Copy bool
+	// Source, SourceRegion, SourceAccount and SourceStart are a copy's snapfleet:source*
+	// tags.
+	Source, SourceRegion, SourceAccount string
+	SourceStart                         time.Time
+	// Tier is the storage tier: standard or archive.
+	Tier string
 }
 
 // Result is the outcome of Decide for one account and region.
@@ -154,8 +167,17 @@ type Result struct {
 	Breaker *Breaker
 	// SharesUnchecked counts the deletes a CheckShares plan did not ask about (markShared).
 	SharesUnchecked int
+	// Copies and Archives count the copy and archive jobs; Listings the calls a
+	// destination's listing of its copies made.
+	Copies   int
+	Archives int
+	Listings int
 
 	account, region string
+	// destination: the result of a copy destination (copies.go), not a source scope.
+	destination bool
+	// sources are the scope's snapshots that its policies copy (copies.go).
+	sources []copySource
 }
 
 // Breaker says why the deletes of an account-region were not enqueued.
@@ -240,6 +262,10 @@ func groupSnapshots(inv Inventory, res *Result) *groups {
 		if s.Owner != inv.Account {
 			gid[i] = -1
 			res.ForeignSnapshots++
+			continue
+		}
+		if s.Copy {
+			gid[i] = -1 // its destination's plan weighs it
 			continue
 		}
 		res.SnapshotsSeen++

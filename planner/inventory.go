@@ -212,6 +212,7 @@ func snapshotFrom(s types.Snapshot) Snapshot {
 		Volume: aws.ToString(s.VolumeId),
 		Start:  aws.ToTime(s.StartTime),
 		State:  string(s.State),
+		Tier:   string(s.StorageTier),
 	}
 	volumeTagged := false
 	for _, t := range s.Tags {
@@ -231,6 +232,18 @@ func snapshotFrom(s types.Snapshot) Snapshot {
 			if _, err := time.Parse(time.RFC3339, v); err != nil {
 				out.Bad = tag.Expires
 			}
+		case k == tag.Source:
+			out.Copy, out.Source = true, v
+		case k == tag.SourceRegion:
+			out.SourceRegion = v
+		case k == tag.SourceAccount:
+			out.SourceAccount = v
+		case k == tag.SourceTime:
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				out.Bad = tag.SourceTime
+			}
+			out.SourceStart = t
 		case tag.Protected(k):
 			out.Protected = true
 		}

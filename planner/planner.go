@@ -103,6 +103,8 @@ type Summary struct {
 	SnapshotsSeen int    `json:"snapshots_seen"`
 	SnapshotJobs  int    `json:"snapshot_jobs"`
 	DeleteJobs    int    `json:"delete_jobs"`
+	CopyJobs      int    `json:"copy_jobs"`
+	ArchiveJobs   int    `json:"archive_jobs"`
 	Enqueued      int    `json:"enqueued"`
 	// Errors counts Failures: account-regions (or parts of them) that could not be
 	// planned or enqueued. More than zero means exit status 1.
@@ -146,6 +148,13 @@ type Scope struct {
 	// SharesUnchecked counts the planned deletes whose shares a CheckShares plan did not
 	// ask about, past MaxShareChecks.
 	SharesUnchecked int `json:"shares_unchecked,omitempty"`
+	// Destination: the plan of a copy destination (its copies), not of a source scope;
+	// Copies counts its copy jobs, Listings its listing calls. Archives counts a source
+	// scope's archive jobs.
+	Destination bool `json:"destination,omitempty"`
+	Copies      int  `json:"copies,omitempty"`
+	Archives    int  `json:"archives,omitempty"`
+	Listings    int  `json:"listings,omitempty"`
 }
 
 // Failure is one thing that went wrong in an account and region.
@@ -193,6 +202,7 @@ func (p *Planner) Plan(ctx context.Context) (Summary, error) {
 		}
 	}
 	wg.Wait()
+	results = append(results, p.planCopies(ctx, log, results, now, run)...)
 	p.audit(ctx, run, results)
 
 	unknown := map[string]int{}
@@ -230,6 +240,8 @@ func (sum *Summary) add(r Result, enqueued int, failures []Failure, dryRun bool)
 	sum.SnapshotsSeen += r.SnapshotsSeen
 	sum.SnapshotJobs += r.Creates
 	sum.DeleteJobs += r.Deletes
+	sum.CopyJobs += r.Copies
+	sum.ArchiveJobs += r.Archives
 	sum.Enqueued += enqueued
 	sum.Failures = append(sum.Failures, failures...)
 	sum.Kept += r.Kept
@@ -238,7 +250,8 @@ func (sum *Summary) add(r Result, enqueued int, failures []Failure, dryRun bool)
 	sum.Orphans += r.Orphans
 	sum.Scopes = append(sum.Scopes, Scope{Account: r.account, Region: r.region, Managed: r.SnapshotsSeen,
 		Orphans: r.Orphans, Creates: r.Creates, Deletes: r.Deletes, Kept: r.Kept,
-		Protected: r.Protected, Held: r.Held, Breaker: r.Breaker, SharesUnchecked: r.SharesUnchecked})
+		Protected: r.Protected, Held: r.Held, Breaker: r.Breaker, SharesUnchecked: r.SharesUnchecked,
+		Destination: r.destination, Copies: r.Copies, Archives: r.Archives, Listings: r.Listings})
 	if r.SharesUnchecked > 0 {
 		sum.Warnings = append(sum.Warnings, sharesUnchecked(r.account, r.region, r.SharesUnchecked))
 	}
@@ -291,6 +304,10 @@ func (p *Planner) planScope(ctx context.Context, log zerolog.Logger, account, re
 		}
 	}
 
+	res.sources = copySources(&inv, &res, p.Config)
+	if inv.SnapshotsComplete {
+		p.planArchives(ctx, client, sc, &inv, &res, now)
+	}
 	msgs := sc.messages(res.Decisions, run, now)
 	log.Info().Int("instances", res.Instances).Int("volumes", res.Volumes).Int("snapshots_seen", res.SnapshotsSeen).
 		Int("snapshot_jobs", res.Creates).Int("delete_jobs", res.Deletes).Msg("planned")
@@ -322,7 +339,7 @@ func (sc *scopeRun) messages(decisions []Decision, run string, now time.Time) []
 		}
 		ev.Str("policy", d.Policy).Str("volume", d.Volume).Str("snapshot", d.Snapshot).
 			Str("action", d.Action).Str("key", d.Key).Str("reason", d.Reason).Str("detail", d.Detail).Msg("decided")
-		if d.Action != ActionCreate && d.Action != ActionDelete {
+		if d.Action != ActionCreate && d.Action != ActionDelete && d.Action != ActionCopy && d.Action != ActionArchive {
 			continue
 		}
 		msg, err := d.message(run, now)
@@ -330,10 +347,10 @@ func (sc *scopeRun) messages(decisions []Decision, run string, now time.Time) []
 			sc.fail(err)
 			continue
 		}
-		if d.Action == ActionCreate {
-			creates = append(creates, msg)
-		} else {
+		if d.Action == ActionDelete {
 			deletes = append(deletes, msg)
+		} else {
+			creates = append(creates, msg)
 		}
 	}
 	return interleave(creates, deletes)
@@ -384,6 +401,10 @@ func (d Decision) message(run string, now time.Time) (queue.Outgoing, error) {
 		j.Kind, j.Instance = job.KindCreateInstance, d.Instance
 	case d.Action == ActionCreate:
 		j.Kind, j.Instance, j.Device, j.Name = job.KindCreate, d.Instance, d.Device, d.InstanceName
+	case d.Action == ActionCopy:
+		j.Kind, j.SourceAccount, j.SourceRegion, j.SourceSnapshot = job.KindCopy, d.SourceAccount, d.SourceRegion, d.SourceSnapshot
+	case d.Action == ActionArchive:
+		j.Kind, j.Snapshot = job.KindArchive, d.Snapshot
 	default:
 		j.Kind, j.Snapshot, j.Duplicate = job.KindDelete, d.Snapshot, d.Reason == reason.Duplicate
 	}

@@ -33,6 +33,10 @@ func (s Summary) WriteText(w io.Writer) {
 	fmt.Fprintf(tw, "snapshots seen\t%d\n", s.SnapshotsSeen)
 	fmt.Fprintf(tw, "snapshot jobs\t%d\n", s.SnapshotJobs)
 	fmt.Fprintf(tw, "delete jobs\t%d\n", s.DeleteJobs)
+	if s.CopyJobs > 0 || s.ArchiveJobs > 0 {
+		fmt.Fprintf(tw, "copy jobs\t%d\n", s.CopyJobs)
+		fmt.Fprintf(tw, "archive jobs\t%d\n", s.ArchiveJobs)
+	}
 	fmt.Fprintf(tw, "kept\t%d\n", s.Kept)
 	fmt.Fprintf(tw, "protected\t%d\n", s.Protected)
 	fmt.Fprintf(tw, "held\t%d\n", s.Held)
@@ -51,6 +55,10 @@ func (s Summary) WriteText(w io.Writer) {
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ACCOUNT\tREGION\tMANAGED\tORPHANS\tCREATE\tDELETE\tKEEP\tPROTECTED\tHELD\tBREAKER")
 		for _, sc := range s.Scopes {
+			if sc.Destination {
+				sc.Region += " (copies)"
+				sc.Creates = sc.Copies
+			}
 			breaker := "-"
 			if sc.Breaker != nil {
 				breaker = sc.Breaker.Reason

@@ -48,7 +48,12 @@ func (s *snapshots) delete(ctx context.Context, j job.Job) (Result, error) {
 	if err := checkTags(j, t.tags); err != nil {
 		return deleteResult(j, err)
 	}
-	dup, err := s.checkRetention(ctx, api, j, p, t)
+	var dup bool
+	if t.tags[tag.Source] != "" {
+		err = s.checkCopyRetention(ctx, api, j, p, t) // a copy: its destination's rules (copydelete.go)
+	} else {
+		dup, err = s.checkRetention(ctx, api, j, p, t)
+	}
 	if err != nil {
 		return deleteResult(j, err)
 	}
@@ -396,6 +401,9 @@ func groupOf(listings [][]types.Snapshot, p config.Policy, volume, snapshot stri
 				continue
 			}
 			t := tagMap(sn.Tags)
+			if t[tag.Source] != "" {
+				continue // a copy never counts as a snapshot of its volume here
+			}
 			if pol, managed := t[tag.Policy]; managed {
 				v := t[tag.Volume]
 				if v == "" {

@@ -77,6 +77,13 @@ type snapshots struct {
 	lim *limit.Limiter
 	// lookups coalesces the job-tag lookups and volume listings of an account-region.
 	lookups lookups
+	// kms, when set, tells who manages a source snapshot's key (copy.go).
+	kms func(account, region string) KMS
+	// pace counts the copies in progress per destination (copypace.go).
+	pace copyPace
+	// known, when set, says whether the worker may act in an account (Worker.KnownAccount):
+	// a copy's source account is checked with it as the job's account is by the runner.
+	known func(ctx context.Context, account string) (bool, error)
 }
 
 // keyLock is a set of per-key mutexes that exist only while someone holds or waits.
@@ -120,6 +127,8 @@ func (s *snapshots) mux() *Mux {
 	m.RegisterFunc(job.KindCreate, s.create)
 	m.RegisterFunc(job.KindCreateInstance, s.createInstance)
 	m.RegisterFunc(job.KindDelete, s.delete)
+	m.RegisterFunc(job.KindCopy, s.copy)
+	m.RegisterFunc(job.KindArchive, s.archive)
 	return m
 }
 

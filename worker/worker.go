@@ -58,6 +58,9 @@ type Worker struct {
 	// is re-checked: nothing is deleted or refused on a wrong clock. Nil turns the guard
 	// off (--allow-clock-skew: tests and replays that move Now on purpose).
 	AWSNow func(account, region string) (time.Time, bool)
+	// KMS, when set, returns the KMS client of an account and region: a cross-account
+	// copy asks it whether the source's key is AWS-managed (which cannot be shared).
+	KMS func(account, region string) KMS
 	// Concurrency is how many jobs run at once; default 4.
 	Concurrency int
 	// Limiter, when set, is the rate limiter of the EC2 clients (cloud.Clients.Limiter):
@@ -212,7 +215,7 @@ func (w *Worker) newRunner(ctx context.Context) (*runner, error) {
 		if w.backoff != nil {
 			b = *w.backoff
 		}
-		s := &snapshots{cfg: w.Config, ec2: w.EC2, now: now, backoff: b, locks: lockCache{ttl: w.lockTTL}, lim: w.Limiter, awsNow: w.AWSNow}
+		s := &snapshots{cfg: w.Config, ec2: w.EC2, now: now, backoff: b, locks: lockCache{ttl: w.lockTTL}, lim: w.Limiter, awsNow: w.AWSNow, kms: w.KMS, known: w.KnownAccount}
 		m := s.mux()
 		if w.Drill != nil {
 			w.Drill.register(m, s)

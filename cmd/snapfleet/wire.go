@@ -72,6 +72,7 @@ func (e *env) newWorker(q queue.Queue, pub *event.Publisher, f *workFlags, drain
 		Config:          e.cfg,
 		EC2:             func(account, region string) worker.EC2 { return e.clients.EC2(account, region) },
 		KnownAccount:    e.clients.Known,
+		KMS:             func(account, region string) worker.KMS { return e.clients.KMS(account, region) },
 		Limiter:         e.clients.Limiter,
 		Now:             e.now,
 		AWSNow:          awsNow,

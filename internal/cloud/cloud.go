@@ -461,6 +461,11 @@ func (c *Clients) credsLocked(account string) aws.CredentialsProvider {
 // tells the limiter when AWS throttled the attempt anyway.
 func limitMiddleware(l *limit.Limiter, account, region string) func(*middleware.Stack) error {
 	return func(s *middleware.Stack) error {
+		if _, ok := s.Finalize.Get("Retry"); !ok {
+			// A presigning stack (CopySnapshot's PresignedUrl) has no retries and sends
+			// nothing: no token to take.
+			return nil
+		}
 		return s.Finalize.Insert(middleware.FinalizeMiddlewareFunc("snapfleetRateLimit",
 			func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
 				op := awsmiddleware.GetOperationName(ctx)

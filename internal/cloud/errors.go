@@ -53,14 +53,16 @@ type code struct {
 
 // codes classifies AWS error codes — the one place they are matched.
 var codes = map[string]code{
-	"RequestLimitExceeded":                    {Throttled, 0},
-	"Throttling":                              {Throttled, 0},
-	"ThrottlingException":                     {Throttled, 0},
-	"TooManyRequestsException":                {Throttled, 0},
-	"RequestThrottled":                        {Throttled, 0},
-	"SnapshotCreationPerVolumeRateExceeded":   {Throttled, 15 * time.Second},
-	"ConcurrentSnapshotLimitExceeded":         {Throttled, 30 * time.Second},
-	"PendingSnapshotLimitExceeded":            {Throttled, 30 * time.Second},
+	"RequestLimitExceeded":                  {Throttled, 0},
+	"Throttling":                            {Throttled, 0},
+	"ThrottlingException":                   {Throttled, 0},
+	"TooManyRequestsException":              {Throttled, 0},
+	"RequestThrottled":                      {Throttled, 0},
+	"SnapshotCreationPerVolumeRateExceeded": {Throttled, 15 * time.Second},
+	"ConcurrentSnapshotLimitExceeded":       {Throttled, 30 * time.Second},
+	"PendingSnapshotLimitExceeded":          {Throttled, 30 * time.Second},
+	// CopySnapshot: 20 copies in progress per destination region.
+	"ResourceLimitExceeded":                   {Throttled, 10 * time.Second},
 	"InvalidSnapshot.NotFound":                {NotFound, 0},
 	"InvalidVolume.NotFound":                  {NotFound, 0},
 	"InvalidSnapshotID.NotFound":              {NotFound, 0},

@@ -119,6 +119,9 @@ type Limits struct {
 	CreateVolume              *Bucket `yaml:"create_volume"`
 	DeleteVolume              *Bucket `yaml:"delete_volume"`
 	AttachVolume              *Bucket `yaml:"attach_volume"`
+	CopySnapshot              *Bucket `yaml:"copy_snapshot"`
+	ModifySnapshotTier        *Bucket `yaml:"modify_snapshot_tier"`
+	ModifySnapshotAttribute   *Bucket `yaml:"modify_snapshot_attribute"`
 }
 
 // DefaultLimits are EC2's buckets per account and region, by action (DESIGN.md §8).
@@ -138,6 +141,9 @@ func DefaultLimits() map[string]Bucket {
 		"CreateVolume":              mutating,
 		"DeleteVolume":              mutating,
 		"AttachVolume":              mutating,
+		"CopySnapshot":              {Burst: 50, PerSecond: 5},
+		"ModifySnapshotTier":        {Burst: 50, PerSecond: 5},
+		"ModifySnapshotAttribute":   mutating,
 	}
 }
 
@@ -266,6 +272,10 @@ type Policy struct {
 	ExcludeBoot bool `yaml:"exclude_boot"`
 	// TagsFromInstance names instance tags copied onto the policy's snapshots (restore.go).
 	TagsFromInstance []string `yaml:"tags_from_instance"`
+	// Copy lists the disaster-recovery destinations (copy.go).
+	Copy []Copy `yaml:"copy"`
+	// Archive, when set, moves kept snapshots to the archive tier (copy.go).
+	Archive *Archive `yaml:"archive"`
 }
 
 // Consistency values of a policy.

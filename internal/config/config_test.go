@@ -603,6 +603,7 @@ func FuzzParse(f *testing.F) {
 		"a: &x [*x]\n",
 		"policies:\n  - name: a\n    retain: {max_age: 1d}\n  - name: a\n",
 		"regions: [us-east-1\n", "\t", "0\n\n00", "policies:\n  - name: p\n    retain: {max_age: 1d}\n    tags: {\"aws:\\n\": x}\n", "{", "- - -", "!!binary aGVsbG8=", "? a\n: b\n",
+		policy("    retain: {max_age: 1d}\n    copy: [{region: us-west-2, retain: {keep_daily: 7}}]\n    archive: {after: 90d}\n"),
 	}
 	for _, s := range seeds {
 		f.Add(s)

@@ -123,6 +123,9 @@ func (c *Config) validatePolicies() error {
 		if err := p.validate(key); err != nil {
 			return err
 		}
+		if err := c.validateCopies(p, key); err != nil {
+			return err
+		}
 		if p.Adopt != nil {
 			if adopter != "" {
 				return fmt.Errorf("%s.adopt: policy %s adopts already; at most one policy may adopt legacy snapshots", key, adopter)

@@ -30,10 +30,14 @@ const (
 	// KindDrill restores one recovery point into a throw-away volume, waits until it is
 	// available and deletes it (snapfleet drill; drill.go).
 	KindDrill = "volume.drill"
+	// KindCopy copies one snapshot to a disaster-recovery destination (copy.go).
+	KindCopy = "snapshot.copy"
+	// KindArchive moves one snapshot to the archive tier (copy.go).
+	KindArchive = "snapshot.archive"
 )
 
 // Kinds are every kind this build handles.
-var Kinds = []string{KindCreate, KindCreateInstance, KindDelete, KindDrill}
+var Kinds = []string{KindCreate, KindCreateInstance, KindDelete, KindDrill, KindCopy, KindArchive}
 
 // MaxSize is the upper bound of an encoded message (DESIGN.md §5).
 const MaxSize = 1024
@@ -62,9 +66,14 @@ type Job struct {
 	// Duplicate (snapshot.delete only): the planner found the snapshot to be a duplicate
 	// creation of its snapfleet:job key (Keeper). A hint: the worker removes it without
 	// retention's consent only if its own listing of the key says so too.
-	Duplicate bool      `json:"duplicate,omitempty"`
-	Run       string    `json:"run"`
-	PlannedAt time.Time `json:"planned_at"`
+	Duplicate bool `json:"duplicate,omitempty"`
+	// SourceAccount, SourceRegion and SourceSnapshot (snapshot.copy only) name the
+	// snapshot to copy; Account and Region are the destination's.
+	SourceAccount  string    `json:"source_account,omitempty"`
+	SourceRegion   string    `json:"source_region,omitempty"`
+	SourceSnapshot string    `json:"source_snapshot,omitempty"`
+	Run            string    `json:"run"`
+	PlannedAt      time.Time `json:"planned_at"`
 }
 
 // ErrInvalid is wrapped by every decoding and validation error: such a message can never
@@ -140,6 +149,9 @@ func DeleteKey(account, region, snapshot string) string {
 func GroupID(j Job) string {
 	if j.Kind == KindCreateInstance {
 		return j.Account + "/" + j.Region + "/" + j.Instance
+	}
+	if j.Kind == KindCopy {
+		return j.Account + "/" + j.Region + "/" + j.SourceSnapshot
 	}
 	if j.Volume == "" && j.Snapshot != "" {
 		return j.Account + "/" + j.Region + "/" + j.Snapshot
@@ -312,8 +324,13 @@ func (j Job) Validate() error {
 		if j.Key != DeleteKey(j.Account, j.Region, j.Snapshot) {
 			return bad("key", "%q is not %q", j.Key, DeleteKey(j.Account, j.Region, j.Snapshot))
 		}
+	case KindCopy, KindArchive:
+		return j.validateCopyArchive()
 	default:
 		return bad("kind", "unknown kind %q", j.Kind)
+	}
+	if j.SourceAccount != "" || j.SourceRegion != "" || j.SourceSnapshot != "" {
+		return bad("source_snapshot", "source fields are allowed in %s only", KindCopy)
 	}
 	return nil
 }

@@ -166,7 +166,7 @@ func TestDecodeInvalid(t *testing.T) {
 		{"version 0", replace(t, createMsg, `"v":1`, `"v":0`), "version"},
 		{"version missing", replace(t, createMsg, `"v":1,`, ``), "version"},
 		{"version as string", replace(t, createMsg, `"v":1`, `"v":"1"`), "cannot unmarshal"},
-		{"unknown kind", replace(t, createMsg, `snapshot.create`, `snapshot.copy`), "kind"},
+		{"unknown kind", replace(t, createMsg, `snapshot.create`, `snapshot.restore`), "kind"},
 		{"kind missing", replace(t, createMsg, `"kind":"snapshot.create",`, ``), "kind"},
 		{"kind case", replace(t, createMsg, `snapshot.create`, `Snapshot.Create`), "kind"},
 		{"account missing", replace(t, createMsg, `"account":"111111111111",`, ``), "account"},
@@ -313,7 +313,7 @@ func TestEncodeRejectsInvalid(t *testing.T) {
 	}{
 		{"zero", Job{}},
 		{"bad key", func() Job { j := validDelete(); j.Key = "x"; return j }()},
-		{"unknown kind", func() Job { j := validCreate(); j.Kind = "snapshot.copy"; return j }()},
+		{"unknown kind", func() Job { j := validCreate(); j.Kind = "snapshot.restore"; return j }()},
 		// Region names are the one unbounded field: a valid-looking but huge one must
 		// still not produce a message over MaxSize.
 		{"oversized", func() Job {
@@ -402,7 +402,7 @@ func equal(a, b Job) bool {
 
 func FuzzDecode(f *testing.F) {
 	for _, s := range []string{
-		createMsg, deleteMsg, instanceMsg,
+		createMsg, deleteMsg, instanceMsg, copyMsg, archiveMsg,
 		strings.Replace(createMsg, `"instance":"i-0abc1234","device":"/dev/xvda",`, "", 1),
 		strings.ReplaceAll(deleteMsg, "snap-0abc1234", "snap-0123456789abcdef0"),
 		`{"v":2}`, `{}`, `null`, `[]`, ``, `{"v":1,"kind":"snapshot.delete"}`,

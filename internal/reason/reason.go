@@ -71,6 +71,42 @@ const (
 	ClockSkew = "clock_skew"
 )
 
+// Disaster-recovery copies and the archive tier.
+const (
+	// CopyDue: a completed snapshot has no copy in a destination yet (plan).
+	CopyDue = "copy_due"
+	// Copied: the destination holds a copy of the snapshot (plan: nothing to do).
+	Copied = "copied"
+	// CopyNotKept: the destination's retention would not keep a copy of the snapshot, so
+	// none is made (plan).
+	CopyNotKept = "copy_not_kept"
+	// CopyLimit: the destination region has 20 copies in progress (AWS's limit) or
+	// answered ResourceLimitExceeded; the copy job waits (snooze), never a dead letter.
+	CopyLimit = "copy_limit"
+	// CopyPending: the copy is in progress; the job comes back to remove the share once
+	// it has completed (snooze).
+	CopyPending = "copy_pending"
+	// ManagedKey: the snapshot is encrypted with the AWS-managed EBS key (alias/aws/ebs),
+	// which cannot be shared with another account: no cross-account copy (dead letter,
+	// before any call that would fail).
+	ManagedKey = "managed_key"
+	// SourceGone: the snapshot to copy no longer exists (skip).
+	SourceGone = "source_gone"
+	// Archive: older than archive.after, kept by retention now and 90 days later (plan).
+	Archive = "archive"
+	// Archived: the snapshot is in the archive tier already.
+	Archived = "archived"
+	// ArchiveCostsMore: retention would delete the snapshot within AWS's 90-day minimum
+	// archive time, which would cost more than keeping it in the standard tier.
+	ArchiveCostsMore = "archive_costs_more"
+	// ArchiveLimit: the volume has 25 archived snapshots (AWS's limit).
+	ArchiveLimit = "archive_limit"
+	// Newest: the newest snapshot of its volume is never archived.
+	Newest = "newest"
+	// NotKept: the snapshot to archive is no longer kept by retention (worker skip).
+	NotKept = "not_kept"
+)
+
 // Dead letters. Refusals of a delete all start with "refused_".
 const (
 	InvalidMessage = "invalid_message"

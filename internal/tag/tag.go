@@ -17,6 +17,15 @@ const (
 	// AutoBackup is kept for the source script and console filters; its value is "true".
 	AutoBackup = "AutoBackup"
 	Name       = "Name"
+	// Source, SourceRegion and SourceAccount are on a disaster-recovery copy: the
+	// snapshot it was copied from. A snapshot carrying Source is a copy, never counted as a
+	// snapshot of its volume at the source.
+	Source        = "snapfleet:source"
+	SourceRegion  = "snapfleet:source-region"
+	SourceAccount = "snapfleet:source-account"
+	// SourceTime is the source's StartTime (RFC 3339): the copy's retention dates it by
+	// its source, not by when it was copied.
+	SourceTime = "snapfleet:source-time"
 )
 
 // Protected reports whether a tag key marks a snapshot owned by AWS Backup or Data

@@ -102,6 +102,111 @@ def list_changed_blocks(self):
 
 EBSResponse.list_snapshot_blocks = list_snapshot_blocks
 EBSResponse.list_changed_blocks = list_changed_blocks
+# moto 5.2 copies a snapshot only from the caller's own account. AWS copies one another
+# account shared with the caller (createVolumePermission): look there too, and refuse an
+# unshared one as AWS does.
+from moto.ec2.exceptions import InvalidSnapshotIdError  # noqa: E402
+from moto.ec2.models.elastic_block_store import EBSBackend  # noqa: E402
+from moto.ec2.models.elastic_block_store import Snapshot as _Snapshot  # noqa: E402
+
+_real_copy_snapshot = EBSBackend.copy_snapshot
+
+
+def _shared_source(backend, source_region, snapshot_id):
+    from moto.ec2.models import ec2_backends
+
+    for account_id in list(ec2_backends.keys()):
+        if account_id == backend.account_id:
+            continue
+        other = ec2_backends[account_id].get(source_region)
+        snap = other.snapshots.get(snapshot_id) if other is not None else None
+        if snap is None:
+            continue
+        if backend.account_id in snap.create_volume_permission_userids or "all" in snap.create_volume_permission_groups:
+            return snap
+    return None
+
+
+def copy_snapshot(self, source_snapshot_id, source_region, description, kms_key_id):
+    try:
+        return _real_copy_snapshot(self, source_snapshot_id, source_region, description, kms_key_id)
+    except InvalidSnapshotIdError:
+        src = _shared_source(self, source_region, source_snapshot_id)
+        if src is None:
+            raise
+    snap = _Snapshot(self, ebs.random_snapshot_id(), volume=src.volume, description=description,
+                     encrypted=src.encrypted, kms_key_id=kms_key_id)
+    self.snapshots[snap.id] = snap
+    return snap
+
+
+EBSBackend.copy_snapshot = copy_snapshot
+
+# moto 5.2 has no archive tier: serve ModifySnapshotTier, RestoreSnapshotTier and
+# DescribeSnapshotTierStatus, and show StorageTier and RestoreExpiryTime in
+# DescribeSnapshots. Tiering and restores complete at once.
+_Snapshot.storage_tier = "standard"
+_Snapshot.restore_expiry_time = None
+_Snapshot.tier_status = None
+
+_NS = 'xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"'
+_RID = "<requestId>59dbff89-35bd-4eac-99ed-be587EXAMPLE</requestId>"
+
+
+def _iso(t):
+    return t.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def modify_snapshot_tier(self):
+    snap = self.ec2_backend.get_snapshot(self._get_param("SnapshotId"))
+    self.error_on_dryrun()
+    now = shifted_utcnow()
+    snap.storage_tier, snap.restore_expiry_time = "archive", None
+    snap.tier_status = ("archival-completed", now)
+    return (f"<ModifySnapshotTierResponse {_NS}>{_RID}<snapshotId>{snap.id}</snapshotId>"
+            f"<tieringStartTime>{_iso(now)}</tieringStartTime></ModifySnapshotTierResponse>")
+
+
+def restore_snapshot_tier(self):
+    snap = self.ec2_backend.get_snapshot(self._get_param("SnapshotId"))
+    days = self._get_int_param("TemporaryRestoreDays")
+    permanent = str(self._get_param("PermanentRestore") or "").lower() == "true"
+    self.error_on_dryrun()
+    now = shifted_utcnow()
+    snap.storage_tier = "standard"
+    if permanent:
+        snap.restore_expiry_time = None
+        snap.tier_status = ("permanent-restore-completed", now)
+    else:
+        snap.restore_expiry_time = now + datetime.timedelta(days=days or 1)
+        snap.tier_status = ("temporary-restore-completed", now)
+    return (f"<RestoreSnapshotTierResponse {_NS}>{_RID}<snapshotId>{snap.id}</snapshotId>"
+            f"<restoreStartTime>{_iso(now)}</restoreStartTime><restoreDuration>{days or 0}</restoreDuration>"
+            f"<isPermanentRestore>{str(permanent).lower()}</isPermanentRestore></RestoreSnapshotTierResponse>")
+
+
+def describe_snapshot_tier_status(self):
+    items = []
+    for snap in self.ec2_backend.snapshots.values():
+        if snap.tier_status is None:
+            continue
+        status, when = snap.tier_status
+        expiry = ""
+        if snap.restore_expiry_time is not None:
+            expiry = f"<restoreExpiryTime>{_iso(snap.restore_expiry_time)}</restoreExpiryTime>"
+        items.append(
+            f"<item><snapshotId>{snap.id}</snapshotId><volumeId>{snap.volume.id}</volumeId><status>{snap.status}</status>"
+            f"<ownerId>{snap.owner_id}</ownerId><storageTier>{snap.storage_tier}</storageTier>"
+            f"<lastTieringStartTime>{_iso(when)}</lastTieringStartTime><lastTieringProgress>100</lastTieringProgress>"
+            f"<lastTieringOperationStatus>{status}</lastTieringOperationStatus>{expiry}</item>")
+    return (f"<DescribeSnapshotTierStatusResponse {_NS}>{_RID}<snapshotTierStatusSet>{''.join(items)}"
+            "</snapshotTierStatusSet></DescribeSnapshotTierStatusResponse>")
+
+
+for _name, _fn in (("modify_snapshot_tier", modify_snapshot_tier), ("restore_snapshot_tier", restore_snapshot_tier),
+                   ("describe_snapshot_tier_status", describe_snapshot_tier_status)):
+    if not hasattr(ElasticBlockStore, _name):
+        setattr(ElasticBlockStore, _name, _fn)
 
 from moto.server import main  # noqa: E402
 

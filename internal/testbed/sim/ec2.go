@@ -28,6 +28,7 @@ type (
 		Description string   `xml:"description"`
 		Encrypted   bool     `xml:"encrypted"`
 		Tags        []tagXML `xml:"tagSet>item"`
+		StorageTier string   `xml:"storageTier,omitempty"`
 	}
 	ebsXML struct {
 		VolumeID            string `xml:"volumeId"`
@@ -113,8 +114,8 @@ func tagsXML(t map[string]string) []tagXML {
 }
 
 func toSnapshotXML(sn *Snapshot) snapshotXML {
-	return snapshotXML{ID: sn.ID, VolumeID: sn.Volume, Status: "completed", StartTime: ec2Time(sn.Start),
-		Progress: "100%", OwnerID: sn.Owner, VolumeSize: 8, Description: sn.Description, Tags: tagsXML(sn.Tags)}
+	return snapshotXML{ID: sn.ID, VolumeID: sn.Volume, Status: sn.status(), StartTime: ec2Time(sn.Start),
+		Progress: "100%", OwnerID: sn.Owner, VolumeSize: 8, Description: sn.Description, Tags: tagsXML(sn.Tags), StorageTier: sn.tier()}
 }
 
 var stateCodes = map[string]int{"pending": 0, "running": 16, "shutting-down": 32, "terminated": 48, "stopping": 64, "stopped": 80}
@@ -149,6 +150,7 @@ func (sc *scope) instance(id string) *Instance {
 // ec2Locked answers one EC2 action of account in region. s.mu is held.
 func (s *Sim) ec2Locked(account, region, action string, form url.Values) (any, error) {
 	sc := s.scopeLocked(account, region)
+	s.settleCopiesLocked(sc)
 	out := &ec2Response{XMLName: xml.Name{Local: action + "Response"}, NS: ec2NS, RequestID: "sim"}
 	var err error
 	switch action {
@@ -213,6 +215,9 @@ func (s *Sim) ec2Locked(account, region, action string, form url.Values) (any, e
 	default:
 		if resp, ok, verr := s.volumeActionLocked(sc, region, action, form); ok {
 			return resp, verr
+		}
+		if resp, ok, err := s.copyActionLocked(sc, account, region, action, form); ok {
+			return resp, err
 		}
 		return nil, badRequest("InvalidAction", "The action %s is not valid for this web service (the simulator does not model it).", action)
 	}
@@ -340,7 +345,7 @@ func (sc *scope) describeSnapshots(form url.Values, out *ec2Response) error {
 			case "owner-id":
 				return sn.Owner, true
 			case "status":
-				return "completed", true
+				return sn.status(), true
 			}
 			return "", false
 		})

@@ -52,6 +52,10 @@ type Snapshot struct {
 	ID, Volume, Owner, Description string
 	Start                          time.Time
 	Tags                           map[string]string
+	// Ready, when set, is when a copy in progress completes (copy.go); Tier is
+	// "archive" once ModifySnapshotTier moved it, else standard.
+	Ready time.Time
+	Tier  string
 }
 
 type scopeKey struct{ account, region string }
@@ -87,6 +91,7 @@ type Sim struct {
 	calls  map[string]int // "service:Action" → calls answered
 	queues []*sqsQueue
 	base   string // the URL the first SQS call came to, for queue URLs
+	copies copyState
 }
 
 // New returns an empty simulator on clock now (time.Now when nil).

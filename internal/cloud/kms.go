@@ -1,0 +1,20 @@
+package cloud
+
+import (
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+)
+
+// KMS returns a KMS client for account and region, with the account's role like EC2's: a
+// cross-account copy asks it who manages a snapshot's key.
+func (c *Clients) KMS(account, region string) *kms.Client {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cfg := c.base.Copy()
+	cfg.Region = region
+	if p := c.credsLocked(account); p != nil {
+		cfg.Credentials = p
+	}
+	return kms.NewFromConfig(cfg, func(o *kms.Options) {
+		o.APIOptions = append(o.APIOptions, c.APIOptions...)
+	})
+}

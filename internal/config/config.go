@@ -114,6 +114,9 @@ type Limits struct {
 	DescribeImages            *Bucket `yaml:"describe_images"`
 	DescribeSnapshotAttribute *Bucket `yaml:"describe_snapshot_attribute"`
 	DescribeLockedSnapshots   *Bucket `yaml:"describe_locked_snapshots"`
+	// SSM's, for consistency: application (hooks.go).
+	SendCommand          *Bucket `yaml:"send_command"`
+	GetCommandInvocation *Bucket `yaml:"get_command_invocation"`
 }
 
 // DefaultLimits are EC2's buckets per account and region, by action (DESIGN.md §8).
@@ -130,6 +133,10 @@ func DefaultLimits() map[string]Bucket {
 		"DescribeImages":            describe,
 		"DescribeSnapshotAttribute": describe,
 		"DescribeLockedSnapshots":   describe,
+		// SSM Run Command, per account-region too: below SSM's own quotas, which AWS
+		// does not publish per action.
+		"SendCommand":          {Burst: 50, PerSecond: 10},
+		"GetCommandInvocation": {Burst: 100, PerSecond: 20},
 	}
 }
 
@@ -256,6 +263,9 @@ type Policy struct {
 	// ExcludeBoot leaves the root volume out of an instance's snapshots (consistency:
 	// instance only).
 	ExcludeBoot bool `yaml:"exclude_boot"`
+	// Hooks: how consistency: application makes its snapshots consistent (hooks.go);
+	// nil with consistency: application means the default Linux freeze and thaw.
+	Hooks *Hooks `yaml:"hooks"`
 }
 
 // Consistency values of a policy.
@@ -265,7 +275,10 @@ const (
 )
 
 // PerInstance reports whether the policy snapshots whole instances with CreateSnapshots.
-func (p Policy) PerInstance() bool { return p.Consistency == ConsistencyInstance }
+// Application policies do too, between their hooks.
+func (p Policy) PerInstance() bool {
+	return p.Consistency == ConsistencyInstance || p.Consistency == ConsistencyApplication
+}
 
 // Orphans holds the floor for the snapshots of a volume that is gone.
 type Orphans struct {

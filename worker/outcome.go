@@ -32,6 +32,9 @@ type Result struct {
 	Action Action
 	// Snapshot is the snapshot created, found, deleted or found gone.
 	Snapshot string
+	// Fallback: consistency: application, but the pre hook failed and the snapshots are
+	// crash-consistent; PostFailed: the post hook failed. Set on errors too.
+	Fallback, PostFailed bool
 }
 
 // Handler converges the world to one job. It returns the Result of a success, or an error

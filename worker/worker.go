@@ -46,6 +46,9 @@ type Worker struct {
 	Config *config.Config
 	// EC2 returns the client for an account and region.
 	EC2 func(account, region string) EC2
+	// SSM returns the SSM client for an account and region: the hooks of consistency:
+	// application (hooks.go). Nil: such jobs fail.
+	SSM func(account, region string) SSM
 	// KnownAccount reports whether the worker may act in an account: the caller's own or
 	// one in the config whose credentials are its own (cloud.Clients.Known); a
 	// *cloud.ForeignAccountError refuses the job (refused_foreign_account).
@@ -111,6 +114,10 @@ type Stats struct {
 	// bucket could not start them soon (not attempts of the job).
 	Deferred     int `json:"deferred"`
 	DeadLettered int `json:"dead_lettered"`
+	// Fallbacks counts application-consistent jobs whose pre hook failed and whose
+	// snapshots are crash-consistent; PostFailures those whose post hook failed (hooks.go).
+	Fallbacks    int `json:"fallbacks"`
+	PostFailures int `json:"post_failures"`
 }
 
 const (
@@ -173,7 +180,8 @@ func (w *Worker) Run(ctx context.Context) (Stats, error) {
 	defer r.mu.Unlock()
 	r.log.Info().Int("processed", r.stats.Processed).Int("created", r.stats.Created).
 		Int("deleted", r.stats.Deleted).Int("skipped", r.stats.Skipped).Int("retried", r.stats.Retried).
-		Int("deferred", r.stats.Deferred).Int("dead_lettered", r.stats.DeadLettered).Msg("worker stopped")
+		Int("deferred", r.stats.Deferred).Int("dead_lettered", r.stats.DeadLettered).
+		Int("fallbacks", r.stats.Fallbacks).Int("post_failures", r.stats.PostFailures).Msg("worker stopped")
 	return r.stats, loopErr
 }
 
@@ -206,7 +214,7 @@ func (w *Worker) newRunner(ctx context.Context) (*runner, error) {
 		if w.backoff != nil {
 			b = *w.backoff
 		}
-		h = (&snapshots{cfg: w.Config, ec2: w.EC2, now: now, backoff: b, locks: lockCache{ttl: w.lockTTL}, lim: w.Limiter, awsNow: w.AWSNow}).mux()
+		h = (&snapshots{cfg: w.Config, ec2: w.EC2, now: now, backoff: b, locks: lockCache{ttl: w.lockTTL}, lim: w.Limiter, awsNow: w.AWSNow, ssm: w.SSM, logger: w.Log}).mux()
 	}
 	qctx := context.WithoutCancel(ctx)
 	jobCtx, stop := context.WithCancel(qctx)

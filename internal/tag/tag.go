@@ -17,6 +17,18 @@ const (
 	// AutoBackup is kept for the source script and console filters; its value is "true".
 	AutoBackup = "AutoBackup"
 	Name       = "Name"
+	// Consistency is crash or application: what the snapshot really is (consistency:
+	// application policies; a pre hook that failed and fell back is crash).
+	Consistency = "snapfleet:consistency"
+	// StoppedBy is written on an instance a cold backup stops, naming the job, before it
+	// stops it: whoever finds it starts the instance again.
+	StoppedBy = "snapfleet:stopped-by"
+)
+
+// Values of Consistency.
+const (
+	Crash       = "crash"
+	Application = "application"
 )
 
 // Protected reports whether a tag key marks a snapshot owned by AWS Backup or Data

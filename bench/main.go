@@ -73,6 +73,8 @@ type options struct {
 	ec2         string // "sim" or "moto": what answers EC2, STS and SQS
 	linear      string // account-region counts of the linear scenarios
 	bin         string
+	// hooksInstances and hooksWorkers size the consistency: application scenario (hooks.go).
+	hooksInstances, hooksWorkers int
 }
 
 func main() {
@@ -85,6 +87,8 @@ func main() {
 	flag.IntVar(&o.concurrency, "concurrency", 4, "snapfleet work --concurrency")
 	flag.StringVar(&o.ec2, "ec2", "sim", "what answers EC2, STS and SQS: sim (internal/testbed/sim, in memory) or moto")
 	flag.StringVar(&o.linear, "linear", "1,4,16", "account-region counts of the linear/K scenarios (4 workers)")
+	flag.IntVar(&o.hooksInstances, "hooks-instances", 200, "instances of the "+hooksName+" scenario")
+	flag.IntVar(&o.hooksWorkers, "hooks-workers", 2, "worker processes of the "+hooksName+" scenario")
 	flag.BoolVar(&serve, "serve", false, "only run the endpoint in front of -target until interrupted")
 	flag.StringVar(&target, "target", "", "with -serve: the emulator's URL")
 	flag.StringVar(&addr, "addr", "127.0.0.1:4567", "with -serve: listen address")
@@ -215,6 +219,11 @@ func run(ctx context.Context, o options) error {
 			return fmt.Errorf("scenario %s: %w", sc.name, err)
 		}
 		fmt.Println(r)
+	}
+	if strings.Contains(hooksName, o.only) {
+		if err := runHooks(ctx, o, w, dir); err != nil {
+			return fmt.Errorf("scenario %s: %w", hooksName, err)
+		}
 	}
 	return nil
 }

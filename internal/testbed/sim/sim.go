@@ -81,7 +81,8 @@ type Sim struct {
 	seq    uint64
 	calls  map[string]int // "service:Action" → calls answered
 	queues []*sqsQueue
-	base   string // the URL the first SQS call came to, for queue URLs
+	base   string   // the URL the first SQS call came to, for queue URLs
+	ssm    ssmState // ssm.go
 }
 
 // New returns an empty simulator on clock now (time.Now when nil).
@@ -232,6 +233,16 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	key, region, service := m[1], m[2], m[3]
 	if service == "sqs" {
 		s.serveSQS(w, r, body)
+		return
+	}
+	if service == "ssm" {
+		s.mu.Lock()
+		account, ok := s.keys[key]
+		s.mu.Unlock()
+		if !ok {
+			account = DefaultAccount
+		}
+		s.serveSSM(w, r, body, account, region)
 		return
 	}
 	form, err := url.ParseQuery(string(body))

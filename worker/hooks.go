@@ -152,7 +152,7 @@ func (s *snapshots) withHooks(ctx context.Context, j job.Job, p config.Policy, i
 		}
 	}()
 	id, perr := s.sendHook(ctx, api, j, pre)
-	sent = id != ""
+	sent = id != "" || mayHaveRun(perr)
 	if perr == nil {
 		perr = s.awaitHook(ctx, api, j, id, pre)
 	}
@@ -171,6 +171,20 @@ func (s *snapshots) withHooks(ctx context.Context, j job.Job, p config.Policy, i
 		run.post, run.postErr = s.sendPost(ctx, api, j, post)
 	}
 	return run, err
+}
+
+// mayHaveRun reports whether a SendCommand that failed with err may have taken effect
+// (a lost answer): then the post hook is sent too — thawing is harmless when nothing froze.
+func mayHaveRun(err error) bool {
+	var snooze *SnoozeError
+	if err == nil || errors.As(err, &snooze) {
+		return false
+	}
+	switch class, _ := cloud.Classify(err); class {
+	case cloud.Unmanaged, cloud.Invalid, cloud.Denied, cloud.Throttled, cloud.NotFound:
+		return false
+	}
+	return true
 }
 
 // preFailed decides what a failed pre hook means: a fallback (its reason), or the

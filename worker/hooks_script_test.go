@@ -50,8 +50,16 @@ func frozenFS(t *testing.T) string {
 		t.Fatalf("this machine does not allow loop devices (mount -o loop: %v: %s); the default hooks cannot be tested here", err, out)
 	}
 	t.Cleanup(func() {
+		// Thawed, a blocked write returns; the unmount waits for it (a lazy one at last),
+		// and the loop device goes with it.
 		_ = exec.Command("fsfreeze", "-u", mnt).Run()
-		_ = exec.Command("umount", mnt).Run()
+		for i := 0; exec.Command("umount", mnt).Run() != nil; i++ {
+			if i == 50 {
+				_ = exec.Command("umount", "-l", mnt).Run()
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 	})
 	return mnt
 }

@@ -236,6 +236,12 @@ func TestHooksPreFailure(t *testing.T) {
 		}
 		return nil, nil
 	}
+	lost := func(_ context.Context, op, hook string, _ any) (any, error) {
+		if op == "SendCommand" && hook == "pre" {
+			return nil, &smithy.GenericAPIError{Code: "InternalError", Message: "the answer was lost"}
+		}
+		return nil, nil
+	}
 	tests := []struct {
 		name     string
 		fake     func(context.Context, string, string, any) (any, error)
@@ -244,6 +250,7 @@ func TestHooksPreFailure(t *testing.T) {
 		why      string
 		postSent bool
 	}{
+		{"pre answer lost/crash", lost, false, outSuccess, reason.PreHookFailed, true},
 		{"failed/crash", failed, false, outSuccess, reason.PreHookFailed, true},
 		{"timed out/crash", stuck, false, outSuccess, reason.PreHookFailed, true},
 		{"not managed/crash", unmanaged, false, outSuccess, reason.NotManaged, false},

@@ -133,10 +133,11 @@ func DefaultLimits() map[string]Bucket {
 		"DescribeImages":            describe,
 		"DescribeSnapshotAttribute": describe,
 		"DescribeLockedSnapshots":   describe,
-		// SSM Run Command, per account-region too: below SSM's own quotas, which AWS
-		// does not publish per action.
-		"SendCommand":          {Burst: 50, PerSecond: 10},
-		"GetCommandInvocation": {Burst: 100, PerSecond: 20},
+		// SSM Run Command, per account-region too. AWS does not publish SSM's rates per
+		// action: these let CreateSnapshots (two SendCommand and two
+		// GetCommandInvocation per job) be the bucket that binds; a throttle halves them.
+		"SendCommand":          {Burst: 200, PerSecond: 20},
+		"GetCommandInvocation": {Burst: 200, PerSecond: 40},
 	}
 }
 

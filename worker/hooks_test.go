@@ -464,3 +464,37 @@ func TestHooksSummary(t *testing.T) {
 }
 
 func limitNeed(action string, n int) limit.Need { return limit.Need{Action: action, N: n} }
+
+// TestHooksRetryAfterKill: a worker killed between pre and post leaves no snapshot: the
+// retry (the message back after its visibility) freezes again and makes them, once.
+func TestHooksRetryAfterKill(t *testing.T) {
+	t.Parallel()
+	e := newMoto(t)
+	inst, _, _ := e.instanceWithData(t, 1)
+	s, c := e.appHandlers(t, policyConfig(t, appPolicy))
+	ctx, kill := context.WithCancel(context.Background())
+	c.fake = func(ctx context.Context, op, hook string, _ any) (any, error) {
+		if op == "GetCommandInvocation" && hook == "pre" {
+			kill() // the process dies while the filesystems are frozen
+			return nil, ctx.Err()
+		}
+		return nil, nil
+	}
+	j := instanceJob(inst, "app", appPeriod)
+	if _, err := s.createInstance(ctx, j); err == nil {
+		t.Fatal("the killed attempt succeeded")
+	}
+	c.mu.Lock()
+	c.fake = nil
+	c.mu.Unlock()
+	res, err := s.createInstance(context.Background(), j)
+	if err != nil || res.Action != Created {
+		t.Fatalf("retry = %+v, %v; want created", res, err)
+	}
+	if pre, cs := c.count("SendCommand pre"), c.count("CreateSnapshots"); pre != 2 || cs != 1 {
+		t.Errorf("pre sent %d times, CreateSnapshots %d; want 2 and 1", pre, cs)
+	}
+	if got := e.consistencyOf(t, j.Key); len(got) != 2 || got[0] != tag.Application {
+		t.Errorf("snapfleet:consistency = %v", got)
+	}
+}

@@ -30,6 +30,10 @@ func (s *snapshots) coldBackup(ctx context.Context, c createStart, j job.Job, in
 	if c.found.exists() {
 		return Result{Action: Existed, Snapshot: c.found.first()}, s.tagVolumes(ctx, c.api, j, inst, c.found.found())
 	}
+	// Nothing to snapshot (exclude tags): never stop the instance for it.
+	if spec, err := s.instanceSpec(ctx, c.api, c.policy, inst); err != nil || spec == nil {
+		return s.snapshotInstance(ctx, c, j, inst)
+	}
 	switch state := instanceState(inst); {
 	case state == types.InstanceStateNameRunning:
 		if !ours {

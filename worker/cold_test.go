@@ -142,3 +142,20 @@ func TestColdBackupRestarts(t *testing.T) {
 		})
 	}
 }
+
+// TestColdBackupExcluded: an instance the policy excludes is skipped without being
+// stopped.
+func TestColdBackupExcluded(t *testing.T) {
+	t.Parallel()
+	e := newMoto(t)
+	inst, _, _ := e.instanceWithData(t, 1)
+	e.fleet(t).Tag(context.Background(), inst, map[string]string{"skip": "yes"})
+	s, c := e.appHandlers(t, policyConfig(t, coldPolicy+"    select: {exclude_tags: {skip: \"yes\"}}\n"))
+	_, err := s.createInstance(context.Background(), instanceJob(inst, "app", appPeriod))
+	if o, why, _ := outcomeOf(err); o != outSkip || why != "excluded" {
+		t.Fatalf("outcome %v %q (%v), want skipped excluded", o, why, err)
+	}
+	if n := c.count("StopInstances") + c.count("StartInstances") + c.count("CreateTags"); n != 0 {
+		t.Errorf("calls %v: an excluded instance was marked, stopped or started", c.seen())
+	}
+}

@@ -42,7 +42,7 @@ func runHooks(ctx context.Context, o options, w *world, dir string) error {
 	}
 	n := o.hooksInstances
 	sc := scope{account: ownAccount, region: "ap-northeast-1", volumes: n}
-	w.sim.AddInstances(sc.account, sc.region, n, 2, "running", nil)
+	w.sim.AddInstances(sc.account, sc.region, n, o.hooksVolumes, "running", nil)
 	ep, err := awslimits.New(w.endpoint, "127.0.0.1:0", awslimits.Options{Latency: hooksLatency, Jitter: hooksJitter, SSMLatency: true})
 	if err != nil {
 		return err
@@ -74,8 +74,8 @@ func runHooks(ctx context.Context, o options, w *world, dir string) error {
 	window := max(10*time.Second, time.Duration(float64(n-int(lim.Burst))/lim.Refill*float64(time.Second)))
 	allowed := lim.Ceiling(n, t0, t0.Add(window))
 	done := float64(ep.DoneBy(t0.Add(window))[awslimits.Done{Account: sc.account, Region: sc.region, Action: "CreateSnapshots"}])
-	fmt.Printf("%s: %d instances × 2 volumes, %d workers × --concurrency %d, latency %s + up to %s on every EC2 and SSM call\n",
-		hooksName, n, o.hooksWorkers, o.concurrency, hooksLatency, hooksJitter)
+	fmt.Printf("%s: %d instances × %d volumes, %d workers × --concurrency %d, latency %s + up to %s on every EC2 and SSM call\n",
+		hooksName, n, o.hooksVolumes, o.hooksWorkers, o.concurrency, hooksLatency, hooksJitter)
 	fmt.Printf("  freeze window (pre Success → post SendCommand): p50 %s  p99 %s  max %s  (%d instances, %d without a window)\n",
 		pct(windows, 0.5), pct(windows, 0.99), pct(windows, 1), len(windows), missing)
 	fmt.Printf("  η CreateSnapshots: %.2f (%.0f done of %.0f allowed within W = %s)  calls: %v\n",

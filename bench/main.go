@@ -74,7 +74,7 @@ type options struct {
 	linear      string // account-region counts of the linear scenarios
 	bin         string
 	// hooksInstances and hooksWorkers size the consistency: application scenario (hooks.go).
-	hooksInstances, hooksWorkers int
+	hooksInstances, hooksWorkers, hooksVolumes int
 }
 
 func main() {
@@ -89,6 +89,7 @@ func main() {
 	flag.StringVar(&o.linear, "linear", "1,4,16", "account-region counts of the linear/K scenarios (4 workers)")
 	flag.IntVar(&o.hooksInstances, "hooks-instances", 200, "instances of the "+hooksName+" scenario")
 	flag.IntVar(&o.hooksWorkers, "hooks-workers", 2, "worker processes of the "+hooksName+" scenario")
+	flag.IntVar(&o.hooksVolumes, "hooks-volumes", 2, "volumes per instance of the "+hooksName+" scenario (each takes a CreateTags)")
 	flag.BoolVar(&serve, "serve", false, "only run the endpoint in front of -target until interrupted")
 	flag.StringVar(&target, "target", "", "with -serve: the emulator's URL")
 	flag.StringVar(&addr, "addr", "127.0.0.1:4567", "with -serve: listen address")

@@ -166,7 +166,7 @@ func (s *snapshots) withHooks(ctx context.Context, j job.Job, p config.Policy, i
 		run.consistency = tag.Application
 	}
 	setConsistency(in, run.consistency)
-	err = create(ctx)
+	err = create(whileFrozen(ctx))
 	if sent {
 		run.post, run.postErr = s.sendPost(ctx, api, j, post)
 	}
@@ -286,11 +286,16 @@ const (
 // awaitHook waits until the invocation of command id on j's instance succeeded, within
 // hk's timeout; any other end is a *hookError with the output's tail.
 func (s *snapshots) awaitHook(ctx context.Context, api SSM, j job.Job, id string, hk hook) error {
+	return s.awaitFrom(ctx, api, j, id, hk, pollFirst)
+}
+
+// awaitFrom is awaitHook with the first look after first.
+func (s *snapshots) awaitFrom(ctx context.Context, api SSM, j job.Job, id string, hk hook, first time.Duration) error {
 	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, hk.timeout)
 	defer cancel()
 	in := &ssm.GetCommandInvocationInput{CommandId: aws.String(id), InstanceId: aws.String(j.Instance)}
-	wait, last := pollFirst, ""
+	wait, last := first, ""
 	for {
 		t := time.NewTimer(wait)
 		select {
@@ -302,7 +307,7 @@ func (s *snapshots) awaitHook(ctx context.Context, api SSM, j job.Job, id string
 			return ctx.Err()
 		case <-t.C:
 		}
-		wait = min(wait*3/2, pollMax)
+		wait = min(max(wait*3/2, pollFirst), pollMax)
 		var out *ssm.GetCommandInvocationOutput
 		err := s.call(ctx, func(ctx context.Context) error {
 			var err error
@@ -355,7 +360,8 @@ func (s *snapshots) finishPost(ctx context.Context, j job.Job, run hookRun) (fai
 	if err != nil {
 		return true
 	}
-	if err := s.awaitHook(ctx, api, j, run.post, run.postHk); err != nil {
+	// The snapshots were settled and tagged since the post hook was sent: look at once.
+	if err := s.awaitFrom(ctx, api, j, run.post, run.postHk, 0); err != nil {
 		if ctx.Err() == nil {
 			s.log(j).Error().Str("reason", reason.PostHookFailed).Err(err).Msg("post hook failed; the default scripts' watchdog thaws anyway")
 			return true
@@ -397,4 +403,33 @@ func (s *snapshots) consistent(ctx context.Context, c createStart, j job.Job, in
 		return s.withVSS(ctx, c, j, in, create)
 	}
 	return s.withHooks(ctx, j, p, inst, in, create)
+}
+
+// frozenKey marks the context of a call made while the instance's filesystems are frozen.
+type frozenKey struct{}
+
+// whileFrozen marks ctx: its calls are made while the filesystems are frozen, and wait
+// for the client's rate limit at most frozenRetry (a longer wait snoozes the job).
+func whileFrozen(ctx context.Context) context.Context {
+	wait := frozenRetry
+	if d, ok := limit.MaxWait(ctx); ok {
+		wait = min(wait, d)
+	}
+	return limit.WithMaxWait(context.WithValue(ctx, frozenKey{}, true), wait)
+}
+
+// frozenRetry bounds the in-process retries of a throttled call made while frozen: one,
+// within this; then the job is snoozed and the post hook thaws at once, rather than the
+// filesystems waiting for AWS's bucket (a retry freezes again).
+const frozenRetry = 250 * time.Millisecond
+
+// frozenBackoff is b, bounded by frozenRetry for a call made while frozen.
+func frozenBackoff(ctx context.Context, b backoff) backoff {
+	if frozen, _ := ctx.Value(frozenKey{}).(bool); frozen {
+		b.Tries = min(b.Tries, 1)
+		b.Base = min(b.Base, frozenRetry/2)
+		b.Cap = min(b.Cap, frozenRetry)
+		b.Budget = min(b.Budget, frozenRetry)
+	}
+	return b
 }

@@ -498,3 +498,47 @@ func TestHooksRetryAfterKill(t *testing.T) {
 		t.Errorf("snapfleet:consistency = %v", got)
 	}
 }
+
+// TestHooksThrottledWhileFrozen: a CreateSnapshots throttled while the filesystems are
+// frozen is retried in-process at most once, shortly; then the post hook thaws and the
+// job is snoozed (a throttle is never a fallback), rather than holding the freeze through
+// the usual back-off.
+func TestHooksThrottledWhileFrozen(t *testing.T) {
+	t.Parallel()
+	e := newMoto(t)
+	inst, _, _ := e.instanceWithData(t, 1)
+	s, c := e.appHandlers(t, policyConfig(t, appPolicy))
+	c.fake = func(_ context.Context, op, _ string, _ any) (any, error) {
+		if op == "CreateSnapshots" {
+			return nil, &smithy.GenericAPIError{Code: "RequestLimitExceeded", Message: "slow down"}
+		}
+		return nil, nil
+	}
+	res, err := s.createInstance(context.Background(), instanceJob(inst, "app", appPeriod))
+	if o, _, _ := outcomeOf(err); o != outSnooze || res.Fallback {
+		t.Fatalf("outcome %v (%v), fallback %v; want a snooze", o, err, res.Fallback)
+	}
+	if n, post := c.count("CreateSnapshots"), c.count("SendCommand post"); n > 2 || post != 1 {
+		t.Errorf("CreateSnapshots tried %d times while frozen (want at most 2), post sent %d times", n, post)
+	}
+}
+
+// TestWhileFrozen: calls made while frozen wait for the client's rate limit at most
+// frozenRetry (then the job snoozes and the post hook thaws), never the runner's usual
+// quarter of the visibility timeout.
+func TestWhileFrozen(t *testing.T) {
+	t.Parallel()
+	for _, outer := range []time.Duration{0, 10 * time.Second, 100 * time.Millisecond} {
+		ctx := context.Background()
+		if outer > 0 {
+			ctx = limit.WithMaxWait(ctx, outer)
+		}
+		d, ok := limit.MaxWait(whileFrozen(ctx))
+		if !ok || d > frozenRetry || (outer > 0 && d > outer) {
+			t.Errorf("max wait under %s: %s, %v; want at most %s and the outer bound", outer, d, ok, frozenRetry)
+		}
+	}
+	if b := frozenBackoff(whileFrozen(context.Background()), defaultBackoff); b.Budget > frozenRetry || b.Tries > 1 {
+		t.Errorf("frozen backoff %+v", b)
+	}
+}

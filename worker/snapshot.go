@@ -136,7 +136,7 @@ func (s *snapshots) mux() *Mux {
 // a wait longer than in-process retries allow — the result is a Snooze that hides the
 // message for at least the code's minimum wait.
 func (s *snapshots) call(ctx context.Context, fn func(context.Context) error) error {
-	b := s.backoff
+	b := frozenBackoff(ctx, s.backoff)
 	bo := retry.NewExponential(b.Base)
 	bo = retry.WithJitterPercent(50, bo)
 	bo = retry.WithCappedDuration(b.Cap, bo)

@@ -4,7 +4,7 @@ BIN     := bin/snapfleet
 PKGS    := ./...
 export CGO_ENABLED := 0
 
-.PHONY: all build test lint demo bench moto chromium clean lambda deploy-check
+.PHONY: all build test lint demo bench moto chromium tools shellcheck clean lambda deploy-check
 
 all: build
 
@@ -20,6 +20,15 @@ moto:
 # Debian's packages when missing.
 chromium:
 	@scripts/ensure-chromium.sh
+
+# tools: shellcheck and the filesystem tools of the hook scripts' test (e2fsprogs,
+# util-linux), installed from Debian packages when missing.
+tools:
+	@scripts/ensure-tools.sh
+
+# shellcheck: the default hook scripts shipped in the binary, and the repo's scripts.
+shellcheck: tools
+	shellcheck worker/hooks/*.sh scripts/ensure-tools.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -51,7 +60,7 @@ deploy-check: lambda
 # in a package instead of go test's default of one per core (2 here), which halves the
 # end-to-end package's wall time.
 TEST_PARALLEL ?= 6
-test: moto chromium lint deploy-check
+test: moto chromium lint shellcheck deploy-check
 	$(GO) test -count=1 -parallel $(TEST_PARALLEL) -timeout 9m $(PKGS)
 
 # demo: a local moto fleet, `run` on the embedded queue, `plan` + two `work` on SQS,

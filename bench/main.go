@@ -76,6 +76,8 @@ type options struct {
 	bin         string
 	copies      int           // snapshots of copy/N (0: 2,000 at -scale)
 	copyTime    time.Duration // how long a copy takes in the simulator
+	// hooksInstances and hooksWorkers size the consistency: application scenario (hooks.go).
+	hooksInstances, hooksWorkers, hooksVolumes int
 }
 
 func main() {
@@ -93,6 +95,9 @@ func main() {
 	var coverage [2]int
 	flag.IntVar(&coverage[0], "coverage", 0, "instead of the scenarios: measure snapfleet report over this many volumes (bench/coverage.go)")
 	flag.IntVar(&coverage[1], "coverage-snapshots", 0, "with -coverage: this many snapshots (default 10 per volume)")
+	flag.IntVar(&o.hooksInstances, "hooks-instances", 200, "instances of the "+hooksName+" scenario")
+	flag.IntVar(&o.hooksWorkers, "hooks-workers", 2, "worker processes of the "+hooksName+" scenario")
+	flag.IntVar(&o.hooksVolumes, "hooks-volumes", 2, "volumes per instance of the "+hooksName+" scenario (each takes a CreateTags)")
 	flag.BoolVar(&serve, "serve", false, "only run the endpoint in front of -target until interrupted")
 	flag.StringVar(&target, "target", "", "with -serve: the emulator's URL")
 	flag.StringVar(&addr, "addr", "127.0.0.1:4567", "with -serve: listen address")
@@ -229,6 +234,11 @@ func run(ctx context.Context, o options) error {
 			return fmt.Errorf("scenario %s: %w", sc.name, err)
 		}
 		fmt.Println(r)
+	}
+	if strings.Contains(hooksName, o.only) {
+		if err := runHooks(ctx, o, w, dir); err != nil {
+			return fmt.Errorf("scenario %s: %w", hooksName, err)
+		}
 	}
 	if o.ec2 == "sim" && strings.Contains(copyName(copyCount(o)), o.only) {
 		if err := runCopy(ctx, o, w, ep, dir); err != nil {

@@ -233,7 +233,8 @@ func TestIAMIsTheREADMEsLeastPrivilege(t *testing.T) {
 	t.Parallel()
 	table := readmeTable(t)
 	starOK := map[string]bool{"ec2:DescribeInstances": true, "ec2:DescribeVolumes": true, "ec2:DescribeSnapshots": true, "ec2:DescribeImages": true, "ec2:DescribeSnapshotAttribute": true, "ec2:DescribeLockedSnapshots": true, "ec2:DescribeAvailabilityZones": true, "ec2:DescribeSnapshotTierStatus": true, "ecr:GetAuthorizationToken": true,
-		"organizations:ListAccounts": true, "organizations:ListAccountsForParent": true, "organizations:ListChildren": true}
+		"organizations:ListAccounts": true, "organizations:ListAccountsForParent": true, "organizations:ListChildren": true,
+		"ssm:GetCommandInvocation": true} // SSM gives it no resource-level permission
 	seen := map[string]bool{}
 	for _, file := range templates {
 		for role, stmts := range roles(t, file) {
@@ -326,7 +327,11 @@ func TestREADMEPolicyIsTheMemberRole(t *testing.T) {
 	var template []string
 	for _, st := range roles(t, "member-role.yaml")["MemberRole"] {
 		r := strings.ReplaceAll(st.rule(t), "!Sub ", "")
-		template = append(template, strings.ReplaceAll(r, "${AWS::Partition}", "aws"))
+		r = strings.ReplaceAll(r, "${AWS::AccountId}", "ACCOUNT_ID") // README: the account's id
+		r = strings.ReplaceAll(r, "${AWS::Partition}", "aws")
+		parts := strings.Split(r, " | ") // resources sorted again, as written
+		parts[1] = strings.Join(sorted(strings.Fields(parts[1])), " ")
+		template = append(template, strings.Join(parts, " | "))
 	}
 	for _, r := range missing(readme, template) {
 		t.Errorf("README.md allows %s; member-role.yaml has no such statement", r)
@@ -367,6 +372,14 @@ func TestMemberRoleConditions(t *testing.T) {
 		}
 		return true
 	}
+	onInstance := func(st statement) bool {
+		for _, r := range st.Resources {
+			if r == nil || !strings.Contains(r.Value, ":instance/") {
+				return false
+			}
+		}
+		return true
+	}
 	var createTagged, createVolume, tags, deletes, volumeTags, restores int
 	for _, st := range stmts {
 		for _, a := range st.Actions {
@@ -402,6 +415,16 @@ func TestMemberRoleConditions(t *testing.T) {
 			case a == "ec2:DeleteVolume":
 				if cond(st, "Null", "aws:ResourceTag/snapfleet:drill") != "false" || !onVolume(st) {
 					t.Errorf("statement %s: DeleteVolume not limited to volumes carrying snapfleet:drill", st.Sid)
+				}
+			case (a == "ec2:CreateTags" || a == "ec2:DeleteTags") && onInstance(st):
+				// Cold backups: only snapfleet:stopped-by, on instances, keys required.
+				keys := scalars(get(get(st.Condition, "ForAllValues:StringEquals"), "aws:TagKeys"))
+				if !slices.Equal(keys, []string{"snapfleet:stopped-by"}) || cond(st, "Null", "aws:TagKeys") != "false" {
+					t.Errorf("statement %s: %s on instances not limited to the snapfleet:stopped-by tag", st.Sid, a)
+				}
+			case a == "ec2:StopInstances" || a == "ec2:StartInstances":
+				if cond(st, "Null", "aws:ResourceTag/snapfleet:stopped-by") != "false" || !onInstance(st) {
+					t.Errorf("statement %s: %s not limited to instances carrying snapfleet:stopped-by", st.Sid, a)
 				}
 			case a == "ec2:CreateTags":
 				tags++

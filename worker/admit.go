@@ -111,7 +111,7 @@ func (r *runner) poke() {
 // has as many held as its buckets can start within holdAhead. Its room is taken.
 func (r *runner) hold(m queue.Message) {
 	h := &held{m: m}
-	if j, err := job.Decode(m.Body); err == nil && r.w.Limiter != nil && needs(j.Kind) != nil {
+	if j, err := job.Decode(m.Body); err == nil && r.w.Limiter != nil && r.needs(j) != nil {
 		h.j, h.sc, h.ok = j, scope{j.Account, j.Region, j.Kind}, true
 	}
 	now := time.Now()
@@ -201,7 +201,7 @@ func (r *runner) heldFull() bool {
 // j's buckets, at their configured rates).
 func (r *runner) startable(j job.Job) (n, now, rate float64) {
 	n, now, rate = math.Inf(1), math.Inf(1), math.Inf(1)
-	for _, need := range limit.ByAction(needs(j.Kind)) {
+	for _, need := range limit.ByAction(r.needs(j)) {
 		held := r.w.Limiter.Within(j.Account, j.Region, need.Action, 0)
 		if math.IsInf(held, 1) {
 			continue // not limited
@@ -304,7 +304,7 @@ func (r *runner) pick() (*held, context.Context, func(), time.Duration) {
 		if h.ctx == nil {
 			// Reserve the head's tokens as far as admitAhead: held for it, not taken
 			// by jobs needing fewer tokens of its buckets meanwhile.
-			ctx, release, d, ok := r.w.Limiter.Admit(r.jobCtx, h.j.Account, h.j.Region, needs(h.j.Kind), admitAhead)
+			ctx, release, d, ok := r.w.Limiter.Admit(r.jobCtx, h.j.Account, h.j.Region, r.needs(h.j), admitAhead)
 			if !ok {
 				b.notBefore[sc] = now.Add(d - admitAhead)
 				wait = min(wait, d-admitAhead)

@@ -50,14 +50,14 @@ policies:
 `)
 }
 
-// calls records the EC2 operations of the worker's clients in order, with their inputs.
-type calls struct {
+// copyCalls records the EC2 operations of the worker's clients in order, with their inputs.
+type copyCalls struct {
 	mu  sync.Mutex
 	ops []string
 	in  map[string]any
 }
 
-func (c *calls) record(op string, params any, _ int) error {
+func (c *copyCalls) record(op string, params any, _ int) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.ops = append(c.ops, op)
@@ -68,7 +68,7 @@ func (c *calls) record(op string, params any, _ int) error {
 	return nil
 }
 
-func (c *calls) list() []string {
+func (c *copyCalls) list() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]string(nil), c.ops...)
@@ -91,13 +91,13 @@ type copyWorld struct {
 	src, dst *ec2.Client
 	snap     string
 	vol      string
-	rec      *calls
+	rec      *copyCalls
 }
 
 func newCopyWorld(t *testing.T, encrypted bool) *copyWorld {
 	t.Helper()
 	e := newMoto(t)
-	w := &copyWorld{e: e, src: e.clientIn(t, mototest.Account, mototest.Region), dst: e.clientIn(t, vaultAccount, drRegion), rec: &calls{}}
+	w := &copyWorld{e: e, src: e.clientIn(t, mototest.Account, mototest.Region), dst: e.clientIn(t, vaultAccount, drRegion), rec: &copyCalls{}}
 	ctx := context.Background()
 	out, err := e.setup.CreateVolume(ctx, &ec2.CreateVolumeInput{AvailabilityZone: aws.String(mototest.Region + "a"), Size: aws.Int32(1), Encrypted: aws.Bool(encrypted)})
 	if err != nil {

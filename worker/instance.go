@@ -43,6 +43,9 @@ func (s *snapshots) createInstance(ctx context.Context, j job.Job) (Result, erro
 	}
 	// The snapshots are named after the instance as it is named now.
 	j.Name = tagMap(inst.Tags)[tag.Name]
+	if c.policy.Application() && c.policy.HookSet().StopInstance {
+		return s.coldBackup(ctx, c, j, inst)
+	}
 	if c.found.exists() {
 		return Result{Action: Existed, Snapshot: c.found.first()}, s.tagVolumes(ctx, c.api, j, inst, c.found.found())
 	}
@@ -66,13 +69,20 @@ func (s *snapshots) snapshotInstance(ctx context.Context, c createStart, j job.J
 		TagSpecifications: tagSpec(j, c.policy, s.now()),
 	}
 	var out *ec2.CreateSnapshotsOutput
-	err = s.createOnce(ctx, "snapshots of instance "+j.Instance, reason.InstanceGone, func(ctx context.Context) error {
-		var err error
-		out, err = c.api.CreateSnapshots(ctx, in, noSDKRetry)
-		return err
-	})
+	create := func(ctx context.Context) error {
+		return s.createOnce(ctx, "snapshots of instance "+j.Instance, reason.InstanceGone, func(ctx context.Context) error {
+			var err error
+			out, err = c.api.CreateSnapshots(ctx, in, noSDKRetry)
+			return err
+		})
+	}
+	// consistency: application runs create between its hooks (hooks.go).
+	run, err := s.consistent(ctx, c, j, inst, in, create)
 	if err != nil {
-		return Result{}, err
+		return Result{Fallback: run.fallback != "", PostFailed: run.postErr != nil}, err
+	}
+	if run.vss != nil {
+		out = run.vss
 	}
 	var made []string
 	var snaps []types.Snapshot
@@ -84,10 +94,12 @@ func (s *snapshots) snapshotInstance(ctx context.Context, c createStart, j job.J
 		return Result{}, fmt.Errorf("creating snapshots of instance %s: CreateSnapshots returned no snapshot", j.Instance)
 	}
 	res, _ := s.settle(ctx, c.api, j, made...)
-	if res.Action == Existed {
-		return res, nil
+	res.Fallback = run.fallback != ""
+	if res.Action != Existed {
+		err = s.tagVolumes(ctx, c.api, j, inst, snaps)
 	}
-	return res, s.tagVolumes(ctx, c.api, j, inst, snaps)
+	res.PostFailed = s.finishPost(ctx, j, run)
+	return res, err
 }
 
 // readInstance reads one instance; a missing one is a NotFound error.

@@ -38,6 +38,9 @@ type Result struct {
 	// Snapshots, when the handler made several (an instance's CreateSnapshots), are all of
 	// them, Snapshot first: the audit trail has a record for each.
 	Snapshots []string
+	// Fallback: consistency: application, but the pre hook failed and the snapshots are
+	// crash-consistent; PostFailed: the post hook failed. Set on errors too.
+	Fallback, PostFailed bool
 }
 
 // Handler converges the world to one job. It returns the Result of a success, or an error

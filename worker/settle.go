@@ -145,6 +145,12 @@ func (r *runner) apply(ctx context.Context, m queue.Message, err error, s *settl
 func (r *runner) count(s settled, res Result) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if res.Fallback {
+		r.stats.Fallbacks++
+	}
+	if res.PostFailed {
+		r.stats.PostFailures++
+	}
 	switch s.o {
 	case outSuccess:
 		r.stats.Processed++

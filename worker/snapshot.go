@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/rs/zerolog"
 	"github.com/sethvargo/go-retry"
 
 	"github.com/snapfleet/snapfleet/internal/cloud"
@@ -36,6 +37,10 @@ type EC2 interface {
 	DescribeVolumes(ctx context.Context, in *ec2.DescribeVolumesInput, optFns ...func(*ec2.Options)) (*ec2.DescribeVolumesOutput, error)
 	DescribeSnapshotAttribute(ctx context.Context, in *ec2.DescribeSnapshotAttributeInput, optFns ...func(*ec2.Options)) (*ec2.DescribeSnapshotAttributeOutput, error)
 	DescribeLockedSnapshots(ctx context.Context, in *ec2.DescribeLockedSnapshotsInput, optFns ...func(*ec2.Options)) (*ec2.DescribeLockedSnapshotsOutput, error)
+	// Cold backups (hooks.stop_instance, cold.go): stop, start, and the instance's mark.
+	StopInstances(ctx context.Context, in *ec2.StopInstancesInput, optFns ...func(*ec2.Options)) (*ec2.StopInstancesOutput, error)
+	StartInstances(ctx context.Context, in *ec2.StartInstancesInput, optFns ...func(*ec2.Options)) (*ec2.StartInstancesOutput, error)
+	DeleteTags(ctx context.Context, in *ec2.DeleteTagsInput, optFns ...func(*ec2.Options)) (*ec2.DeleteTagsOutput, error)
 }
 
 // backoff tunes how throttled AWS calls are retried: a few short in-process tries with
@@ -84,6 +89,9 @@ type snapshots struct {
 	// known, when set, says whether the worker may act in an account (Worker.KnownAccount):
 	// a copy's source account is checked with it as the job's account is by the runner.
 	known func(ctx context.Context, account string) (bool, error)
+	// ssm returns the SSM client of an account-region (consistency: application, hooks.go).
+	ssm    func(account, region string) SSM
+	logger zerolog.Logger
 }
 
 // keyLock is a set of per-key mutexes that exist only while someone holds or waits.
@@ -137,7 +145,7 @@ func (s *snapshots) mux() *Mux {
 // a wait longer than in-process retries allow — the result is a Snooze that hides the
 // message for at least the code's minimum wait.
 func (s *snapshots) call(ctx context.Context, fn func(context.Context) error) error {
-	b := s.backoff
+	b := frozenBackoff(ctx, s.backoff)
 	bo := retry.NewExponential(b.Base)
 	bo = retry.WithJitterPercent(50, bo)
 	bo = retry.WithCappedDuration(b.Cap, bo)

@@ -46,6 +46,9 @@ type Worker struct {
 	Config *config.Config
 	// EC2 returns the client for an account and region.
 	EC2 func(account, region string) EC2
+	// SSM returns the SSM client for an account and region: the hooks of consistency:
+	// application (hooks.go). Nil: such jobs fail.
+	SSM func(account, region string) SSM
 	// KnownAccount reports whether the worker may act in an account: the caller's own or
 	// one in the config whose credentials are its own (cloud.Clients.Known); a
 	// *cloud.ForeignAccountError refuses the job (refused_foreign_account).
@@ -120,6 +123,10 @@ type Stats struct {
 	// bucket could not start them soon (not attempts of the job).
 	Deferred     int `json:"deferred"`
 	DeadLettered int `json:"dead_lettered"`
+	// Fallbacks counts application-consistent jobs whose pre hook failed and whose
+	// snapshots are crash-consistent; PostFailures those whose post hook failed (hooks.go).
+	Fallbacks    int `json:"fallbacks"`
+	PostFailures int `json:"post_failures"`
 }
 
 const (
@@ -182,7 +189,8 @@ func (w *Worker) Run(ctx context.Context) (Stats, error) {
 	defer r.mu.Unlock()
 	r.log.Info().Int("processed", r.stats.Processed).Int("created", r.stats.Created).
 		Int("deleted", r.stats.Deleted).Int("skipped", r.stats.Skipped).Int("retried", r.stats.Retried).
-		Int("deferred", r.stats.Deferred).Int("dead_lettered", r.stats.DeadLettered).Msg("worker stopped")
+		Int("deferred", r.stats.Deferred).Int("dead_lettered", r.stats.DeadLettered).
+		Int("fallbacks", r.stats.Fallbacks).Int("post_failures", r.stats.PostFailures).Msg("worker stopped")
 	return r.stats, loopErr
 }
 
@@ -215,7 +223,8 @@ func (w *Worker) newRunner(ctx context.Context) (*runner, error) {
 		if w.backoff != nil {
 			b = *w.backoff
 		}
-		s := &snapshots{cfg: w.Config, ec2: w.EC2, now: now, backoff: b, locks: lockCache{ttl: w.lockTTL}, lim: w.Limiter, awsNow: w.AWSNow, kms: w.KMS, known: w.KnownAccount}
+		s := &snapshots{cfg: w.Config, ec2: w.EC2, now: now, backoff: b, locks: lockCache{ttl: w.lockTTL}, lim: w.Limiter, awsNow: w.AWSNow, kms: w.KMS, known: w.KnownAccount,
+			ssm: w.SSM, logger: w.Log}
 		m := s.mux()
 		if w.Drill != nil {
 			w.Drill.register(m, s)

@@ -39,7 +39,7 @@ func (e *e2e) recoveryWorld(ctx context.Context) recoveryWorld {
 			tags := map[string]string{tag.Policy: "daily", tag.Volume: v.vol, tag.Instance: w.inst.ID, tag.Device: v.dev,
 				"Role": "solr", "Team": "ops", tag.Job: "j" + v.dev}
 			if i == 2 && v.dev == testfleet.DataDevice {
-				tags[recovery.ConsistencyTag] = "application"
+				tags[tag.Consistency] = "application"
 			}
 			*v.ids = append(*v.ids, e.snapshotAt(ctx, v.vol, at.Add(time.Duration(len(v.dev))*time.Second), tags))
 		}

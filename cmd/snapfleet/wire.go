@@ -71,6 +71,7 @@ func (e *env) newWorker(q queue.Queue, pub *event.Publisher, f *workFlags, drain
 		Queue:           event.PublishFailures(q, pub, e.log),
 		Config:          e.cfg,
 		EC2:             func(account, region string) worker.EC2 { return e.clients.EC2(account, region) },
+		SSM:             func(account, region string) worker.SSM { return e.clients.SSM(account, region) },
 		KnownAccount:    e.clients.Known,
 		KMS:             func(account, region string) worker.KMS { return e.clients.KMS(account, region) },
 		Limiter:         e.clients.Limiter,

@@ -136,4 +136,7 @@ func (e *env) work(ctx context.Context, q queue.Queue, f *workFlags, drain bool)
 func writeWorkText(g *globals, s worker.Stats) {
 	fmt.Fprintf(g.stdout, "processed %d: created %d, deleted %d, skipped %d, retried %d, dead-lettered %d; deferred %d\n",
 		s.Processed, s.Created, s.Deleted, s.Skipped, s.Retried, s.DeadLettered, s.Deferred)
+	if s.Fallbacks+s.PostFailures > 0 { // consistency: application
+		fmt.Fprintf(g.stdout, "hooks: %d fell back to crash-consistent, %d post hooks failed\n", s.Fallbacks, s.PostFailures)
+	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/organizations"
 	orgtypes "github.com/aws/aws-sdk-go-v2/service/organizations/types"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go/middleware"
 
@@ -83,6 +84,7 @@ type Clients struct {
 	self       string
 	discovered []string // the organization's accounts, once listed
 	ec2        map[string]*ec2.Client
+	ssm        map[string]*ssm.Client // ssm.go
 	creds      map[string]aws.CredentialsProvider
 	verdicts   map[string]*verdict
 }

@@ -34,12 +34,15 @@ const (
 	// partition, an emulator). Callers decide what its absence means; by default it is
 	// retried like Unknown.
 	Unsupported
+	// Unmanaged: SSM cannot reach the instance (no SSM agent, no instance profile, not
+	// online): Run Command will not work until someone fixes the instance.
+	Unmanaged
 )
 
 var classNames = map[Class]string{
 	Unknown: "unknown", Throttled: "throttled", NotFound: "not_found", InUse: "in_use",
 	Denied: "access_denied", Invalid: "invalid_request", Transient: "transient",
-	Unsupported: "unsupported",
+	Unsupported: "unsupported", Unmanaged: "not_managed",
 }
 
 func (c Class) String() string { return classNames[c] }
@@ -86,8 +89,19 @@ var codes = map[string]code{
 	"InvalidAction":                           {Unsupported, 0},
 	"UnsupportedOperation":                    {Unsupported, 0},
 	"InternalFailure":                         {Transient, 0},
-	"ServiceUnavailable":                      {Transient, 0},
-	"Unavailable":                             {Transient, 0},
+	// SSM Run Command (consistency: application).
+	"InvalidInstanceId":       {Unmanaged, 0}, // not a managed instance, or its agent is offline
+	"UnsupportedPlatformType": {Unmanaged, 0}, // the document does not run on its platform
+	"InvalidDocument":         {Invalid, 0},
+	"InvalidDocumentVersion":  {Invalid, 0},
+	"InvalidParameters":       {Invalid, 0},
+	"InvalidRole":             {Invalid, 0},
+	"MaxDocumentSizeExceeded": {Invalid, 0},
+	"InvalidCommandId":        {Invalid, 0},
+	"DuplicateInstanceId":     {Invalid, 0},
+	"InvocationDoesNotExist":  {NotFound, 0}, // not yet, just after SendCommand
+	"ServiceUnavailable":      {Transient, 0},
+	"Unavailable":             {Transient, 0},
 }
 
 // Classify returns the class of err and, for throttling, the least wait before retrying.

@@ -122,6 +122,9 @@ type Limits struct {
 	CopySnapshot              *Bucket `yaml:"copy_snapshot"`
 	ModifySnapshotTier        *Bucket `yaml:"modify_snapshot_tier"`
 	ModifySnapshotAttribute   *Bucket `yaml:"modify_snapshot_attribute"`
+	// SSM's, for consistency: application (hooks.go).
+	SendCommand          *Bucket `yaml:"send_command"`
+	GetCommandInvocation *Bucket `yaml:"get_command_invocation"`
 }
 
 // DefaultLimits are EC2's buckets per account and region, by action (DESIGN.md §8).
@@ -144,6 +147,11 @@ func DefaultLimits() map[string]Bucket {
 		"CopySnapshot":              {Burst: 50, PerSecond: 5},
 		"ModifySnapshotTier":        {Burst: 50, PerSecond: 5},
 		"ModifySnapshotAttribute":   mutating,
+		// SSM Run Command, per account-region too. AWS does not publish SSM's rates per
+		// action: these let CreateSnapshots (two SendCommand and two
+		// GetCommandInvocation per job) be the bucket that binds; a throttle halves them.
+		"SendCommand":          {Burst: 200, PerSecond: 20},
+		"GetCommandInvocation": {Burst: 200, PerSecond: 40},
 	}
 }
 
@@ -276,6 +284,9 @@ type Policy struct {
 	Copy []Copy `yaml:"copy"`
 	// Archive, when set, moves kept snapshots to the archive tier (copy.go).
 	Archive *Archive `yaml:"archive"`
+	// Hooks: how consistency: application makes its snapshots consistent (hooks.go);
+	// nil with consistency: application means the default Linux freeze and thaw.
+	Hooks *Hooks `yaml:"hooks"`
 }
 
 // Consistency values of a policy.
@@ -285,7 +296,10 @@ const (
 )
 
 // PerInstance reports whether the policy snapshots whole instances with CreateSnapshots.
-func (p Policy) PerInstance() bool { return p.Consistency == ConsistencyInstance }
+// Application policies do too, between their hooks.
+func (p Policy) PerInstance() bool {
+	return p.Consistency == ConsistencyInstance || p.Consistency == ConsistencyApplication
+}
 
 // Orphans holds the floor for the snapshots of a volume that is gone.
 type Orphans struct {

@@ -160,9 +160,12 @@ func (p Policy) validate(key string) error {
 		if p.ExcludeBoot {
 			return fmt.Errorf("%s.exclude_boot: only with consistency: instance", key)
 		}
-	case ConsistencyInstance:
+	case ConsistencyInstance, ConsistencyApplication:
 	default:
-		return fmt.Errorf("%s.consistency: %q is not volume or instance", key, p.Consistency)
+		return fmt.Errorf("%s.consistency: %q is not volume, instance or application", key, p.Consistency)
+	}
+	if err := p.validateHooks(key); err != nil {
+		return err
 	}
 	if p.Every < Duration(time.Minute) {
 		return fmt.Errorf("%s.every: %s is shorter than 1m", key, p.Every)

@@ -69,6 +69,17 @@ const (
 	// ClockSkew: a delete waits because the worker's clock (real or --now) is more than
 	// 5 minutes from AWS's; a snooze, never a dead letter.
 	ClockSkew = "clock_skew"
+	// NotManaged: consistency: application, and SSM cannot run a command on the
+	// instance (no SSM agent, no AmazonSSMManagedInstanceCore, offline); with
+	// on_pre_failure: skip, the job is skipped (not retried); else the snapshot is
+	// crash-consistent (a fallback).
+	NotManaged = "not_managed"
+	// PreHookFailed: the pre hook failed or timed out: a crash-consistent snapshot (a
+	// fallback), or with on_pre_failure: skip, no snapshot and the job is retried.
+	PreHookFailed = "pre_hook_failed"
+	// PostHookFailed: the post hook could not be sent or failed (the default scripts'
+	// watchdog thaws anyway); logged at error level and counted in post_failures.
+	PostHookFailed = "post_hook_failed"
 )
 
 // Disaster-recovery copies and the archive tier.

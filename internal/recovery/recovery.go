@@ -24,15 +24,6 @@ import (
 	"github.com/snapfleet/snapfleet/internal/tag"
 )
 
-// Tags other features write that recovery points are read by (DESIGN.md §4): absent, a
-// snapshot is crash-consistent and not a copy.
-const (
-	ConsistencyTag   = "snapfleet:consistency"
-	SourceTag        = "snapfleet:source"
-	SourceRegionTag  = "snapfleet:source-region"
-	SourceAccountTag = "snapfleet:source-account"
-)
-
 // Lister is what finding recovery points needs of EC2.
 type Lister interface {
 	DescribeSnapshots(ctx context.Context, in *ec2.DescribeSnapshotsInput, optFns ...func(*ec2.Options)) (*ec2.DescribeSnapshotsOutput, error)
@@ -144,7 +135,7 @@ func List(ctx context.Context, scopes []Scope, sel Selector) ([]Point, error) {
 		for _, sc := range scopes {
 			for chunk := range slices.Chunk(ids, 100) {
 				ps, err := list(ctx, sc, &ec2.DescribeSnapshotsInput{OwnerIds: []string{"self"}, MaxResults: aws.Int32(1000),
-					Filters: []types.Filter{{Name: aws.String("tag:" + SourceTag), Values: chunk}}}, true)
+					Filters: []types.Filter{{Name: aws.String("tag:" + tag.Source), Values: chunk}}}, true)
 				if err != nil {
 					errs = append(errs, fmt.Errorf("listing copies in %s/%s: %w", sc.Account, sc.Region, err))
 					break
@@ -188,11 +179,11 @@ func pointOf(sc Scope, s types.Snapshot) Point {
 	}
 	p := Point{
 		Account: sc.Account, Region: sc.Region, Snapshot: aws.ToString(s.SnapshotId),
-		Time: aws.ToTime(s.StartTime).UTC(), Policy: tags[tag.Policy], Consistency: tags[ConsistencyTag],
+		Time: aws.ToTime(s.StartTime).UTC(), Policy: tags[tag.Policy], Consistency: tags[tag.Consistency],
 		State: string(s.State), Progress: aws.ToString(s.Progress), Tier: string(s.StorageTier),
 		SizeGiB: aws.ToInt32(s.VolumeSize), Volume: tags[tag.Volume], Instance: tags[tag.Instance],
 		Device: tags[tag.Device], Encrypted: aws.ToBool(s.Encrypted), KMSKey: aws.ToString(s.KmsKeyId),
-		Source: tags[SourceTag], Tags: tags,
+		Source: tags[tag.Source], Tags: tags,
 	}
 	if p.Consistency == "" {
 		p.Consistency = "crash"

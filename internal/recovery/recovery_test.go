@@ -74,8 +74,8 @@ func TestListCopies(t *testing.T) {
 		snap("snap-00000009", "999999999999", t0.Add(48*time.Hour), map[string]string{tag.Policy: "daily", tag.Volume: "vol-00000001"}),
 	}}
 	west := &fakeEC2{snaps: []types.Snapshot{
-		snap("snap-00000003", acct, t0.Add(time.Hour), map[string]string{SourceTag: "snap-00000001"}),
-		snap("snap-00000004", acct, t0.Add(time.Hour), map[string]string{SourceTag: "snap-00000077", tag.Volume: "vol-00000001"}),
+		snap("snap-00000003", acct, t0.Add(time.Hour), map[string]string{tag.Source: "snap-00000001"}),
+		snap("snap-00000004", acct, t0.Add(time.Hour), map[string]string{tag.Source: "snap-00000077", tag.Volume: "vol-00000001"}),
 	}}
 	ps, err := List(context.Background(), []Scope{{acct, "us-east-1", east}, {acct, "us-west-2", west}}, Selector{Volume: "vol-00000001"})
 	if err != nil {

@@ -86,9 +86,9 @@ func snapshotOf(s types.Snapshot, costTags []string) Snapshot {
 	for _, t := range s.Tags {
 		k, v := aws.ToString(t.Key), aws.ToString(t.Value)
 		switch {
-		case k == consistencyTag && strings.EqualFold(v, Application):
+		case k == tag.Consistency && strings.EqualFold(v, Application):
 			out.Consistency = Application
-		case k == sourceTag:
+		case k == tag.Source:
 			out.Copy = true
 		}
 		for _, ck := range costTags {

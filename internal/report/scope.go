@@ -5,18 +5,15 @@ import (
 	"time"
 
 	"github.com/snapfleet/snapfleet/internal/config"
+	"github.com/snapfleet/snapfleet/internal/tag"
 	"github.com/snapfleet/snapfleet/planner"
 )
 
-// Tags written by the features that make application-consistent snapshots and copies;
-// a snapshot without them is a crash-consistent original.
+// Consistencies of a recovery point: application when its snapfleet:consistency tag says
+// so, crash for every other.
 const (
-	consistencyTag = "snapfleet:consistency"
-	sourceTag      = "snapfleet:source"
-	// Application is the snapfleet:consistency value of an application-consistent snapshot.
-	Application = "application"
-	// Crash is every other recovery point's consistency.
-	Crash = "crash"
+	Application = tag.Application
+	Crash       = tag.Crash
 )
 
 // Volume is what the report reads of one volume.

@@ -26,6 +26,18 @@ const (
 	// SourceTime is the source's StartTime (RFC 3339): the copy's retention dates it by
 	// its source, not by when it was copied.
 	SourceTime = "snapfleet:source-time"
+	// Consistency is crash or application: what the snapshot really is (consistency:
+	// application policies; a pre hook that failed and fell back is crash).
+	Consistency = "snapfleet:consistency"
+	// StoppedBy is written on an instance a cold backup stops, naming the job, before it
+	// stops it: whoever finds it starts the instance again.
+	StoppedBy = "snapfleet:stopped-by"
+)
+
+// Values of Consistency.
+const (
+	Crash       = "crash"
+	Application = "application"
 )
 
 // Protected reports whether a tag key marks a snapshot owned by AWS Backup or Data

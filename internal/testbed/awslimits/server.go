@@ -27,6 +27,8 @@ type Options struct {
 	Now func() time.Time
 	// Latency is added to every EC2 call, plus a uniform random part up to Jitter.
 	Latency, Jitter time.Duration
+	// SSMLatency adds Latency and Jitter to SSM calls too (Run Command).
+	SSMLatency bool
 	// FaultRate is the fraction of allowed EC2 calls answered InternalError (HTTP 500)
 	// without being forwarded; drawn from a generator seeded with Seed.
 	FaultRate float64
@@ -232,11 +234,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		form[k] = v
 	}
 	action := form.Get("Action")
+	if t := r.Header.Get("X-Amz-Target"); action == "" && t != "" { // JSON protocols (SSM, SQS)
+		action = t[strings.LastIndexByte(t, '.')+1:]
+	}
 	key, region, service := scope(r)
 	account := s.accountOf(key)
 	s.count(service + ":" + action)
 
-	if service == "ec2" {
+	if service == "ec2" || (service == "ssm" && s.o.SSMLatency) {
 		if d := s.o.Latency + s.jitter(); d > 0 {
 			select {
 			case <-time.After(d):
@@ -244,6 +249,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
+	}
+	if service == "ec2" {
 		switch s.Limiter.Admit(account, region, BucketOf(action, form), form.Get("VolumeId")) {
 		case Throttle:
 			writeError(w, "RequestLimitExceeded", http.StatusServiceUnavailable, "Request limit exceeded.")
@@ -307,7 +314,7 @@ func (s *Server) record(service, account, region, action string, form url.Values
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch service {
-	case "ec2":
+	case "ec2", "ssm":
 		k := Done{account, region, action}
 		s.done[k] = append(s.done[k], s.Limiter.now())
 	case "sts":

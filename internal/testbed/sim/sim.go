@@ -92,6 +92,7 @@ type Sim struct {
 	queues []*sqsQueue
 	base   string // the URL the first SQS call came to, for queue URLs
 	copies copyState
+	ssm    ssmState // ssm.go
 }
 
 // New returns an empty simulator on clock now (time.Now when nil).
@@ -242,6 +243,16 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	key, region, service := m[1], m[2], m[3]
 	if service == "sqs" {
 		s.serveSQS(w, r, body)
+		return
+	}
+	if service == "ssm" {
+		s.mu.Lock()
+		account, ok := s.keys[key]
+		s.mu.Unlock()
+		if !ok {
+			account = DefaultAccount
+		}
+		s.serveSSM(w, r, body, account, region)
 		return
 	}
 	form, err := url.ParseQuery(string(body))

@@ -10,9 +10,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
+	"github.com/snapfleet/snapfleet/internal/cloud"
 	"github.com/snapfleet/snapfleet/internal/recovery"
 )
 
@@ -22,6 +24,7 @@ type restoreFlags struct {
 	size, iops, throughput      int32
 	dryRun                      bool
 	timeout                     time.Duration
+	restoreDays                 int32
 }
 
 // restoreResult is the JSON of restore.
@@ -31,6 +34,9 @@ type restoreResult struct {
 	Volume   string        `json:"volume,omitempty"`
 	Seconds  float64       `json:"seconds,omitempty"`
 	Attached bool          `json:"attached"`
+	// Archive: the point is in the archive tier; where its restore from there stands
+	// (nothing was created: run again once it is ready).
+	Archive *cloud.TierState `json:"archive,omitempty"`
 }
 
 // pollInterval is how often restore and drill read a volume they wait for.
@@ -50,6 +56,15 @@ func newRestoreCmd(g *globals) *cobra.Command {
 				return err
 			}
 			res, err := e.restore(cmd.Context(), g, f)
+			if errors.Is(err, errPartial) {
+				// An archived point whose restore from the archive is under way.
+				if g.output == "json" {
+					_ = g.printJSON(res)
+				} else {
+					writeRestore(g.stdout, res)
+				}
+				return err
+			}
 			if err != nil {
 				var r *recovery.Refusal
 				if errors.As(err, &r) && r.BadInput {
@@ -77,6 +92,7 @@ func newRestoreCmd(g *globals) *cobra.Command {
 	fl.StringVar(&f.kmsKey, "kms-key", "", "KMS key to encrypt the volume with (default: the snapshot's)")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "print exactly what it would do, create nothing")
 	fl.DurationVar(&f.timeout, "timeout", 30*time.Minute, "how long to wait for the volume to become available")
+	fl.Int32Var(&f.restoreDays, "restore-days", 2, "an archived point is first restored from the archive tier for this many days (RestoreSnapshotTier)")
 	return cmd
 }
 
@@ -97,6 +113,8 @@ func (f *restoreFlags) check() error {
 		return usagef("--size, --iops and --throughput cannot be negative")
 	case f.timeout <= 0:
 		return usagef("--timeout: %s is not positive", f.timeout)
+	case f.restoreDays < 1 || f.restoreDays > 180:
+		return usagef("--restore-days: %d is not between 1 and 180", f.restoreDays)
 	}
 	return nil
 }
@@ -145,6 +163,13 @@ func (e *env) restore(ctx context.Context, g *globals, f *restoreFlags) (restore
 		return restoreResult{}, err
 	}
 	api := e.clients.EC2(p.Account, p.Region)
+	if p.Tier == string(types.StorageTierArchive) {
+		res, ready, err := e.fromArchive(ctx, api, p, f)
+		if !ready {
+			return res, err
+		}
+		p.Tier = string(types.StorageTierStandard)
+	}
 	plan, err := recovery.Prepare(ctx, api, recovery.Request{Point: p, AZ: f.az, Type: f.volType, KMSKey: f.kmsKey,
 		Size: f.size, IOPS: f.iops, Throughput: f.throughput, Attach: f.attach, Device: f.device})
 	if err != nil {
@@ -176,6 +201,29 @@ func (e *env) restore(ctx context.Context, g *globals, f *restoreFlags) (restore
 		res.Attached = true
 	}
 	return res, nil
+}
+
+// fromArchive makes an archived point usable: ready when a restore from the archive tier
+// has completed; otherwise it starts one (unless a dry run) and answers errPartial with
+// when it will be ready — the same command run again then continues.
+func (e *env) fromArchive(ctx context.Context, api cloud.TierAPI, p recovery.Point, f *restoreFlags) (restoreResult, bool, error) {
+	res := restoreResult{DryRun: f.dryRun, Plan: recovery.Plan{Account: p.Account, Region: p.Region, Snapshot: p.Snapshot,
+		PointTime: p.Time, Policy: p.Policy}}
+	if f.dryRun {
+		res.Archive = &cloud.TierState{Snapshot: p.Snapshot, Tier: p.Tier}
+		return res, false, errPartial
+	}
+	st, err := cloud.RestoreFromArchive(ctx, api, p.Snapshot, f.restoreDays)
+	if err != nil {
+		return res, false, fmt.Errorf("restoring %s from the archive tier: %w", p.Snapshot, err)
+	}
+	if st.Ready {
+		return res, true, nil
+	}
+	res.Archive = &st
+	e.log.Warn().Str("account", p.Account).Str("region", p.Region).Str("snapshot", p.Snapshot).Time("ready_by", st.ReadyBy).
+		Bool("started", st.Started).Msg("archived snapshot: restoring it from the archive tier first; run restore again once it is ready")
+	return res, false, errPartial
 }
 
 // progress shows a volume's state while restore waits: one rewritten line on a terminal,
@@ -214,6 +262,17 @@ func writeRestore(w io.Writer, r restoreResult) {
 		what += ", KMS key " + p.KMSKey
 	}
 	what += ", tags " + strings.Join(tags, " ")
+	if a := r.Archive; a != nil {
+		switch {
+		case r.DryRun:
+			fmt.Fprintf(w, "dry run: %s is in the archive tier: would restore it from there first (RestoreSnapshotTier), and create the volume on a later run\n", p.Snapshot)
+		case a.Started:
+			fmt.Fprintf(w, "%s is in the archive tier: started its restore from there (ready by %s at the latest); run this command again then\n", p.Snapshot, a.ReadyBy.Format(time.RFC3339))
+		default:
+			fmt.Fprintf(w, "%s is being restored from the archive tier (since %s, ready by %s at the latest); run this command again then\n", p.Snapshot, a.StartedAt.Format(time.RFC3339), a.ReadyBy.Format(time.RFC3339))
+		}
+		return
+	}
 	if r.DryRun {
 		fmt.Fprintln(w, "dry run: would create "+what)
 		if p.Attach != "" {

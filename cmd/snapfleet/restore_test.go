@@ -180,3 +180,49 @@ func TestRestoreFromCopy(t *testing.T) {
 		t.Fatalf("restored %+v (%v), want a volume of the copy %s in us-west-2", out, err, copyID)
 	}
 }
+
+// TestRestoreFromArchive: an archived point is first restored from the archive tier
+// (RestoreSnapshotTier, --restore-days) and nothing is created: exit 1 with when it will be
+// ready; a --dry-run starts nothing; the same command run again once the restore is done
+// (moto's wrapper completes it at once) makes the volume.
+func TestRestoreFromArchive(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newE2E(t)
+	w := e.recoveryWorld(ctx)
+	snap := w.data[2]
+	if _, err := e.ec2.ModifySnapshotTier(ctx, &ec2.ModifySnapshotTierInput{SnapshotId: aws.String(snap), StorageTier: types.TargetStorageTierArchive}); err != nil {
+		t.Fatal(err)
+	}
+	before := len(e.volumes(ctx))
+	dry := e.cli("restore", "--snapshot", snap, "--dry-run", "--config", e.config)
+	if dry.code != 1 || !strings.Contains(dry.stdout, "would restore it from there first") {
+		t.Fatalf("--dry-run of an archived point: exit %d\n%s\n%s", dry.code, dry.stdout, tail(dry.stderr))
+	}
+	if tier := e.snapshotTier(ctx, snap); tier != types.StorageTierArchive {
+		t.Fatalf("--dry-run moved %s to %s", snap, tier)
+	}
+	first := e.restore(1, "--snapshot", snap, "--restore-days", "3")
+	if first.Archive == nil || !first.Archive.Started || first.Archive.ReadyBy.IsZero() || first.Volume != "" {
+		t.Fatalf("first run: %+v, archive %+v; want a restore from the archive started, nothing created", first, first.Archive)
+	}
+	if n := len(e.volumes(ctx)); n != before {
+		t.Fatalf("the first run created %d volumes", n-before)
+	}
+	second := e.restore(0, "--snapshot", snap)
+	if second.Archive != nil || second.Volume == "" || second.Plan.Snapshot != snap {
+		t.Fatalf("second run: %+v; want the volume made from %s", second, snap)
+	}
+	if bad := e.cli("restore", "--snapshot", snap, "--restore-days", "0", "--config", e.config); bad.code != 2 || !strings.Contains(bad.stderr, "--restore-days") {
+		t.Fatalf("--restore-days 0: exit %d\n%s", bad.code, bad.stderr)
+	}
+}
+
+func (e *e2e) snapshotTier(ctx context.Context, id string) types.StorageTier {
+	e.t.Helper()
+	out, err := e.ec2.DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{SnapshotIds: []string{id}})
+	if err != nil || len(out.Snapshots) != 1 {
+		e.t.Fatalf("reading %s: %v", id, err)
+	}
+	return out.Snapshots[0].StorageTier
+}

@@ -125,6 +125,20 @@ func TestCopiesAcrossRegionsAndAccounts(t *testing.T) {
 			t.Errorf("%s/%s: copies of %v, want one each of %v", d[0], d[1], got, want)
 		}
 	}
+	// snapshots lists the sources with their copies in both destinations (regions and an
+	// account found from the policy's copy:, not only the configured regions).
+	var pts snapshotsResult
+	w.jsonCLI(0, &pts, "snapshots")
+	copied := map[string][]string{}
+	for _, p := range pts.Points {
+		for _, c := range p.Copies {
+			copied[p.Snapshot] = append(copied[p.Snapshot], c.Account+"/"+c.Region)
+		}
+	}
+	s3 := want[slices.IndexFunc(want, func(id string) bool { return slices.Contains(made[4], id) })]
+	if !slices.Equal(sortedCopy(copied[s3]), []string{"111111111111/us-west-2", "222222222222/eu-west-1"}) {
+		t.Errorf("snapshots: copies %v, want %s's in us-west-2 and the vault's eu-west-1", copied, s3)
+	}
 	// Nothing stays shared with the vault.
 	for _, id := range made[4] {
 		out, err := w.fleet.In("111111111111", "us-east-1").EC2.DescribeSnapshotAttribute(ctx, &ec2.DescribeSnapshotAttributeInput{
@@ -133,4 +147,10 @@ func TestCopiesAcrossRegionsAndAccounts(t *testing.T) {
 			t.Errorf("snapshot %s: shares %+v, %v; want none", id, out, err)
 		}
 	}
+}
+
+func sortedCopy(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -107,9 +108,27 @@ func (e *env) scopes(ctx context.Context, account, region string) ([]recovery.Sc
 		regions = []string{region}
 	}
 	var out []recovery.Scope
+	seen := map[[2]string]bool{}
+	add := func(a, r string) {
+		if !seen[[2]string{a, r}] {
+			seen[[2]string{a, r}] = true
+			out = append(out, recovery.Scope{Account: a, Region: r, EC2: e.clients.EC2(a, r)})
+		}
+	}
 	for _, a := range accounts {
 		for _, r := range regions {
-			out = append(out, recovery.Scope{Account: a, Region: r, EC2: e.clients.EC2(a, r)})
+			add(a, r)
+		}
+	}
+	// The policies' copy destinations hold recovery points too (unless narrowed away).
+	for _, p := range e.cfg.Policies {
+		for _, c := range p.Copy {
+			for _, a := range accounts {
+				dest := cmp.Or(c.Account, a)
+				if slices.Contains(accounts, dest) && (region == "" || c.Region == region) {
+					add(dest, c.Region)
+				}
+			}
 		}
 	}
 	return out, nil

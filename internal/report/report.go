@@ -23,6 +23,7 @@ import (
 
 	"github.com/snapfleet/snapfleet/internal/config"
 	"github.com/snapfleet/snapfleet/internal/recovery"
+	"github.com/snapfleet/snapfleet/planner"
 )
 
 // EC2 is what the report calls: listings only, with the SDK's signatures.
@@ -46,10 +47,6 @@ type DeadLetter struct {
 	Kind, Reason, Account, Region string
 }
 
-// Parallel is how many account-regions are listed at once, as the planner does: each has
-// its own Describe buckets at AWS.
-const Parallel = 16
-
 // Reporter builds the report of a configuration's accounts and regions.
 type Reporter struct {
 	Config *config.Config
@@ -71,9 +68,9 @@ type Reporter struct {
 	Log    zerolog.Logger
 }
 
-// Build lists every account and region, Parallel at a time, and computes the report. An
-// account-region whose listing failed is left out and named in Errors; the error is for
-// bad usage or cancellation.
+// Build lists every account and region, planner.Parallel at a time (each has its own
+// Describe buckets at AWS), and computes the report. An account-region whose listing
+// failed is left out and named in Errors; the error is for bad usage or cancellation.
 func (r *Reporter) Build(ctx context.Context) (*Report, error) {
 	switch {
 	case r.Config == nil:
@@ -96,7 +93,7 @@ func (r *Reporter) Build(ctx context.Context) (*Report, error) {
 		measured []*Measured
 		mfail    []Failure
 	)
-	sem := make(chan struct{}, Parallel)
+	sem := make(chan struct{}, planner.Parallel)
 	for _, account := range r.Accounts {
 		for _, region := range r.Regions {
 			sem <- struct{}{}

@@ -28,7 +28,7 @@ tools:
 
 # shellcheck: the default hook scripts shipped in the binary, and the repo's scripts.
 shellcheck: tools
-	shellcheck worker/hooks/*.sh scripts/ensure-tools.sh
+	shellcheck worker/hooks/*.sh scripts/*.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -38,6 +38,7 @@ fleet() {
     ec2 attach-volume --region "$region" --volume-id "$vol" --instance-id "$id" --device /dev/sdf >/dev/null
     ec2 create-tags --region "$region" --resources "$id" --tags "Key=Name,Value=app-$id" >/dev/null
   done
+  # shellcheck disable=SC2086 # the ids, split into $1 .. $5
   set -- $ids
   ec2 create-tags --region "$region" --resources "$4" --tags Key=snapfleet:skip,Value=true >/dev/null
   ec2 stop-instances --region "$region" --instance-ids "$5" >/dev/null

@@ -38,6 +38,7 @@ type runner struct {
 	inflight map[string]queue.Message // by receipt; removed once settled or released
 	backlog  backlog                  // received, not yet started
 	byScope  map[[2]string]int        // admitted jobs running, by account and region
+	deletes  deleteBatch              // finished jobs' messages waiting to be deleted together
 	// pollEnd is when the last receive's wait ends at the queue: a receive cancelled on
 	// our side may still take messages there until then.
 	pollEnd time.Time
@@ -119,7 +120,10 @@ func (r *runner) takeRoom(ctx context.Context) (n int, ok bool) {
 		return 0, false
 	}
 	n = 1
-	for n < min(cap(r.room), maxBatch) {
+	r.mu.Lock()
+	most := min(cap(r.room), maxBatch, max(r.receivable(), 1))
+	r.mu.Unlock()
+	for n < most {
 		select {
 		case r.room <- struct{}{}:
 			n++

@@ -119,7 +119,7 @@ func (r *runner) route(ctx context.Context, m queue.Message, err error) settled 
 func (r *runner) apply(ctx context.Context, m queue.Message, err error, s *settled) {
 	switch s.o {
 	case outSuccess, outSkip:
-		s.qerr = r.w.Queue.Delete(ctx, []queue.Message{m})
+		s.qerr = r.deleteMsg(ctx, m)
 	case outDeadLetter:
 		s.qerr = r.w.Queue.DeadLetter(ctx, m, s.why, err.Error())
 	case outSnooze:

@@ -76,6 +76,7 @@ type options struct {
 	ec2           string // "sim" or "moto": what answers EC2, STS and SQS
 	linear        string // account-region counts of the linear scenarios
 	linearWorkers int
+	plan100k      bool // also plan one account-region of 100,000 × scale volumes (bench/plan100k.go)
 	bin           string
 }
 
@@ -90,6 +91,7 @@ func main() {
 	flag.StringVar(&o.ec2, "ec2", "sim", "what answers EC2, STS and SQS: sim (internal/testbed/sim, in memory) or moto")
 	flag.StringVar(&o.linear, "linear", "1,4,16", "account-region counts of the linear/K scenarios (4 workers; 1,4,16,50 adds linear/50)")
 	flag.IntVar(&o.linearWorkers, "linear-workers", 4, "snapfleet work processes of the linear/K scenarios")
+	flag.BoolVar(&o.plan100k, "plan100k", false, "also plan one account-region of 100,000 × scale volumes and ten times as many snapshots (-only plan100k: that alone)")
 	flag.BoolVar(&serve, "serve", false, "only run the endpoint in front of -target until interrupted")
 	flag.StringVar(&target, "target", "", "with -serve: the emulator's URL")
 	flag.StringVar(&addr, "addr", "127.0.0.1:4567", "with -serve: listen address")
@@ -218,6 +220,9 @@ func run(ctx context.Context, o options) error {
 	rev, _ := exec.Command("git", "describe", "--always", "--dirty").Output()
 	fmt.Printf("snapfleet bench: EC2 and STS %[1]s behind awslimits, SQS %[1]s, scale %.2f, snapfleet work --concurrency %d, %s, %d cores, tree %s\n\n",
 		o.ec2, o.scale, o.concurrency, time.Now().UTC().Format(time.RFC3339), runtime.NumCPU(), strings.TrimSpace(string(rev)))
+	if o.only == "plan100k" {
+		return runPlan100k(ctx, o, w, ep, dir)
+	}
 	fmt.Println(tableHeader)
 	for i, sc := range scenarios(o) {
 		if err := ctx.Err(); err != nil {
@@ -228,6 +233,9 @@ func run(ctx context.Context, o options) error {
 			return fmt.Errorf("scenario %s: %w", sc.name, err)
 		}
 		fmt.Println(r)
+	}
+	if o.plan100k {
+		return runPlan100k(ctx, o, w, ep, dir)
 	}
 	return nil
 }

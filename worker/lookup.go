@@ -41,9 +41,6 @@ const lookupWindow = time.Second
 type lookups struct {
 	mu   sync.Mutex
 	open map[lookupKey]*lookup
-	// window is how long a batch stays open at least; lookupWindow when 0. Only a
-	// rate-limited worker waits for it, and only for others' lookups (peers).
-	window time.Duration
 }
 
 type lookupKey struct{ account, region, fixed, name string }
@@ -138,10 +135,13 @@ func (s *snapshots) runLookup(ctx context.Context, api EC2, k lookupKey, l *look
 		if c, release, wait, ok := s.lim.Admit(ctx, k.account, k.region, []limit.Need{{Action: "DescribeSnapshots", N: 1}}, bound); ok {
 			defer release()
 			callCtx = c
+			due, until := time.Now().Add(wait), time.Time{}
+			// Only a worker with other jobs of the account-region keeps the batch open
+			// for them.
 			if peers(ctx, k.account, k.region) {
-				wait = max(wait, s.lookups.windowLeft(l))
+				until = l.opened.Add(lookupWindow)
 			}
-			if !s.gather(ctx, l, wait) {
+			if !gather(ctx, l, due, until) {
 				s.lookups.close(k, l)
 				l.err = fmt.Errorf("%w: %w", errLeaderStopped, ctx.Err())
 				return
@@ -156,30 +156,30 @@ func (s *snapshots) runLookup(ctx context.Context, api EC2, k lookupKey, l *look
 	}
 }
 
-// windowLeft is how long l's window has still to run.
-func (ls *lookups) windowLeft(l *lookup) time.Duration {
-	w := ls.window
-	if w == 0 {
-		w = lookupWindow
-	}
-	return max(0, w-time.Since(l.opened))
-}
-
-// gather waits d for other lookups to join l, less when l fills up; false when ctx ends
-// first.
-func (s *snapshots) gather(ctx context.Context, l *lookup, d time.Duration) bool {
-	if d <= 0 {
-		return true
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-l.full:
-		return true
-	case <-ctx.Done():
-		return false
+// gather lets other lookups join l until its token is due and its window (until) is
+// over, the window cut short when l fills up; false when ctx ends first.
+func gather(ctx context.Context, l *lookup, due, until time.Time) bool {
+	full := l.full
+	for {
+		end := due
+		if full != nil && until.After(end) {
+			end = until
+		}
+		d := time.Until(end)
+		if d <= 0 {
+			return true
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+			return true
+		case <-full:
+			full = nil // the token may still be due later
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		}
+		t.Stop()
 	}
 }
 

@@ -28,8 +28,8 @@ type pendingDelete struct {
 // deleteMsg deletes m, which settle has taken out of inflight, in one queue call with the
 // messages of other jobs that finish within deleteWait (fewer when maxBatch are waiting,
 // none when the runner has no other message in flight: nothing else would come), and
-// returns that deletion's error.
-func (r *runner) deleteMsg(ctx context.Context, m queue.Message) error {
+// returns that deletion's error. While it waits, m no longer takes room (leave).
+func (r *runner) deleteMsg(ctx context.Context, m queue.Message, leave func()) error {
 	d := pendingDelete{m: m, done: make(chan error, 1)}
 	r.mu.Lock()
 	alone := len(r.inflight) == 0
@@ -51,6 +51,7 @@ func (r *runner) deleteMsg(ctx context.Context, m queue.Message) error {
 	if now != nil {
 		r.deleteNow(now)
 	}
+	leave()
 	select {
 	case err := <-d.done:
 		return err

@@ -223,7 +223,7 @@ func (r *runner) running() int {
 // tokens; release hands back those it did not use); h's slot is already taken.
 func (r *runner) start(h *held, ctx context.Context, release func()) {
 	r.wg.Add(1)
-	lease := &slotLease{r: r, began: time.Now(), held: true}
+	lease := &slotLease{r: r, began: time.Now(), held: true, room: true}
 	if h.ok {
 		lease.scope = [2]string{h.j.Account, h.j.Region}
 	}
@@ -236,15 +236,14 @@ func (r *runner) start(h *held, ctx context.Context, release func()) {
 			r.runs(lease.scope, -1)
 			r.mu.Unlock()
 			lease.end()
-			<-r.room
-			r.poke()
+			lease.leaveRoom()
 			r.wg.Done()
 		}()
 		j, res, err := r.handle(withLease(ctx, lease), h.m)
 		release()
 		h.stop()
 		r.ran(lease.end())
-		r.settle(h.m, j, res, err, time.Since(lease.began))
+		r.settle(h.m, j, res, err, time.Since(lease.began), lease.leaveRoom)
 	}()
 }
 

@@ -21,6 +21,7 @@ type slotLease struct {
 	mu    sync.Mutex
 	held  bool
 	used  time.Duration // how long the slot was held, once given back
+	room  bool          // the job's message still takes room (runner.room)
 }
 
 type leaseKey struct{}
@@ -50,8 +51,23 @@ func (l *slotLease) end() time.Duration {
 	return l.used
 }
 
+// leaveRoom gives the job's room back once: its message is settled, or waits only for
+// its batched delete (deleteMsg), and the worker may receive another.
+func (l *slotLease) leaveRoom() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.room {
+		l.room = false
+		<-l.r.room
+		l.r.poke()
+	}
+}
+
 // peers reports whether the runner of the job running under ctx has other jobs of the
-// account-region, running or held: only then may a lookup's batch gather others'.
+// account-region, running or held: only then may a lookup's batch gather others'. Not
+// when the jobs running take more than half the runner's room: a job waiting for a batch
+// keeps its message's room, and the room bounds how many jobs a second the worker can
+// take in, so a busy worker puts its throughput before saving Describe calls.
 func peers(ctx context.Context, account, region string) bool {
 	l, ok := ctx.Value(leaseKey{}).(*slotLease)
 	if !ok {
@@ -60,6 +76,13 @@ func peers(ctx context.Context, account, region string) bool {
 	r := l.r
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	held := 0
+	for _, line := range r.backlog.lines {
+		held += len(line)
+	}
+	if running := len(r.inflight) - held; 2*running > cap(r.room) {
+		return false
+	}
 	n := r.byScope[[2]string{account, region}]
 	if l.scope != [2]string{account, region} {
 		n++ // not counted as running: count the caller itself

@@ -143,9 +143,11 @@ func scenarios(o options) []scenario {
 	out = append(out, scenario{name: "mixed/2w", workers: 2, deletes: true,
 		scopes: []scope{{ownAccount, "sa-east-1", n(2000)}}})
 	// single/2w's fleet while a neighbour spends 2 of the 5 creates and 2 of the 20
-	// DescribeSnapshots a second.
-	out = append(out, scenario{name: "neighbour/2w", workers: 2, neighbour: 2,
-		scopes: []scope{{ownAccount, "ap-northeast-1", n(2000)}}})
+	// DescribeSnapshots a second (on the simulator, which makes the neighbour's volumes).
+	if o.ec2 == "sim" {
+		out = append(out, scenario{name: "neighbour/2w", workers: 2, neighbour: 2,
+			scopes: []scope{{ownAccount, "ap-northeast-1", n(2000)}}})
+	}
 	// Throughput against the number of account-regions: K member accounts in one region,
 	// 2,000 × scale volumes each, the same 4 workers.
 	for _, v := range strings.Split(o.linear, ",") {

@@ -24,8 +24,10 @@ const maxLookupValues = 50
 // rate limited and has other jobs of the account-region (peers): long enough that, at the
 // rates one account-region allows (5 creates and 5 deletes per second, each create
 // looking up twice), a call serves several jobs. A job waiting for it gives back its slot
-// (idle), so it costs the job time, not the worker throughput.
-const lookupWindow = time.Second
+// (idle), so it costs the job time, not the worker throughput. (At the bench's -scale
+// 0.25, mixed/2w: 1 s gave 0.8–1.0 Describe calls per job, 1.5 s 0.9, 2 s 0.87; the
+// creates delayed by it cost single/1w's η, measured at a fixed time, 0.01 per 0.5 s.)
+const lookupWindow = 1500 * time.Millisecond
 
 // lookups coalesces the DescribeSnapshots calls of one account-region that differ only in
 // the values of one filter — the job-tag lookups of create jobs (before and after the

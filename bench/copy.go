@@ -50,6 +50,9 @@ func runCopy(ctx context.Context, o options, w *world, ep *awslimits.Server, dir
 		return errors.New("copy/: needs -ec2 sim (its copies take -copy-time)")
 	}
 	n := copyCount(o)
+	if o.copyTime == 0 {
+		o.copyTime = max(5*time.Second, time.Duration(float64(time.Minute)*o.scale))
+	}
 	w.sim.SetCopyTime(o.copyTime)
 	defer w.sim.SetCopyTime(0)
 	at := time.Now().UTC().Add(-time.Hour)

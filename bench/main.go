@@ -64,18 +64,23 @@ type scenario struct {
 	scopes  []scope
 	deletes bool // one expired snapshot per volume: deletes mixed with creates
 	workers int
+	// neighbour: another client's CreateSnapshot and DescribeSnapshots calls a second in
+	// the (one) account-region during the run (bench/neighbour.go); 0 for none.
+	neighbour float64
 }
 
 type options struct {
-	scale       float64
-	workers     string
-	only        string
-	concurrency int
-	ec2         string // "sim" or "moto": what answers EC2, STS and SQS
-	linear      string // account-region counts of the linear scenarios
-	bin         string
-	copies      int           // snapshots of copy/N (0: 2,000 at -scale)
-	copyTime    time.Duration // how long a copy takes in the simulator
+	scale         float64
+	workers       string
+	only          string
+	concurrency   int
+	ec2           string // "sim" or "moto": what answers EC2, STS and SQS
+	linear        string // account-region counts of the linear scenarios
+	linearWorkers int
+	plan100k      bool // also plan one account-region of 100,000 × scale volumes (bench/plan100k.go)
+	bin           string
+	copies        int           // snapshots of copy/N (0: 2,000 at -scale)
+	copyTime      time.Duration // how long a copy takes in the simulator
 	// hooksInstances and hooksWorkers size the consistency: application scenario (hooks.go).
 	hooksInstances, hooksWorkers, hooksVolumes int
 }
@@ -89,9 +94,11 @@ func main() {
 	flag.StringVar(&o.only, "only", "", "run only scenarios whose name contains this")
 	flag.IntVar(&o.concurrency, "concurrency", 4, "snapfleet work --concurrency")
 	flag.StringVar(&o.ec2, "ec2", "sim", "what answers EC2, STS and SQS: sim (internal/testbed/sim, in memory) or moto")
-	flag.StringVar(&o.linear, "linear", "1,4,16", "account-region counts of the linear/K scenarios (4 workers)")
+	flag.StringVar(&o.linear, "linear", "1,4,16", "account-region counts of the linear/K scenarios (4 workers; 1,4,16,50 adds linear/50)")
+	flag.IntVar(&o.linearWorkers, "linear-workers", 4, "snapfleet work processes of the linear/K scenarios")
+	flag.BoolVar(&o.plan100k, "plan100k", false, "also plan one account-region of 100,000 × scale volumes and ten times as many snapshots (-only plan100k: that alone)")
 	flag.IntVar(&o.copies, "copies", 0, "snapshots of the copy/N scenario (default 2,000 at -scale; bench/copy.go)")
-	flag.DurationVar(&o.copyTime, "copy-time", time.Minute, "how long a copy takes in the simulator (copy/N)")
+	flag.DurationVar(&o.copyTime, "copy-time", 0, "how long a copy takes in the simulator (copy/N; default 60 s × -scale, at least 5 s)")
 	var coverage [2]int
 	flag.IntVar(&coverage[0], "coverage", 0, "instead of the scenarios: measure snapfleet report over this many volumes (bench/coverage.go)")
 	flag.IntVar(&coverage[1], "coverage-snapshots", 0, "with -coverage: this many snapshots (default 10 per volume)")
@@ -154,6 +161,12 @@ func scenarios(o options) []scenario {
 	out = append(out, fleet)
 	out = append(out, scenario{name: "mixed/2w", workers: 2, deletes: true,
 		scopes: []scope{{ownAccount, "sa-east-1", n(2000)}}})
+	// single/2w's fleet while a neighbour spends 2 of the 5 creates and 2 of the 20
+	// DescribeSnapshots a second (on the simulator, which makes the neighbour's volumes).
+	if o.ec2 == "sim" {
+		out = append(out, scenario{name: "neighbour/2w", workers: 2, neighbour: 2,
+			scopes: []scope{{ownAccount, "ap-northeast-1", n(2000)}}})
+	}
 	// Throughput against the number of account-regions: K member accounts in one region,
 	// 2,000 × scale volumes each, the same 4 workers.
 	for _, v := range strings.Split(o.linear, ",") {
@@ -161,9 +174,13 @@ func scenarios(o options) []scenario {
 		if err != nil || k < 1 {
 			continue
 		}
-		lin := scenario{name: fmt.Sprintf("linear/%d", k), workers: 4}
+		lin := scenario{name: fmt.Sprintf("linear/%d", k), workers: o.linearWorkers}
+		vols := n(2000)
+		if k > 16 {
+			vols = n(500) // linear/50: 50 account-regions × 500 volumes at -scale 1
+		}
 		for a := range k {
-			lin.scopes = append(lin.scopes, scope{fmt.Sprintf("7%02d%09d", len(out), a), "us-west-1", n(2000)})
+			lin.scopes = append(lin.scopes, scope{fmt.Sprintf("7%02d%09d", len(out), a), "us-west-1", vols})
 		}
 		out = append(out, lin)
 	}
@@ -224,6 +241,9 @@ func run(ctx context.Context, o options) error {
 	rev, _ := exec.Command("git", "describe", "--always", "--dirty").Output()
 	fmt.Printf("snapfleet bench: EC2 and STS %[1]s behind awslimits, SQS %[1]s, scale %.2f, snapfleet work --concurrency %d, %s, %d cores, tree %s\n\n",
 		o.ec2, o.scale, o.concurrency, time.Now().UTC().Format(time.RFC3339), runtime.NumCPU(), strings.TrimSpace(string(rev)))
+	if o.only == "plan100k" {
+		return runPlan100k(ctx, o, w, ep, dir)
+	}
 	fmt.Println(tableHeader)
 	for i, sc := range scenarios(o) {
 		if err := ctx.Err(); err != nil {
@@ -246,7 +266,12 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	if strings.Contains(drillName, o.only) {
-		return measureDrill(ctx, o, w, ep, dir, len(scenarios(o)))
+		if err := measureDrill(ctx, o, w, ep, dir, len(scenarios(o))); err != nil {
+			return err
+		}
+	}
+	if o.plan100k {
+		return runPlan100k(ctx, o, w, ep, dir)
 	}
 	return nil
 }
@@ -322,7 +347,8 @@ type result struct {
 	stdout, stderr []byte
 	code           int
 	wall           time.Duration
-	maxRSS         int64 // KiB
+	maxRSS         int64         // KiB
+	cpu            time.Duration // user + system
 }
 
 func snapfleet(ctx context.Context, o options, e []string, args ...string) result {
@@ -344,6 +370,7 @@ func snapfleet(ctx context.Context, o options, e []string, args ...string) resul
 		r.code = cmd.ProcessState.ExitCode()
 		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 			r.maxRSS = ru.Maxrss
+			r.cpu = cpuOf(ru)
 		}
 	} else if err != nil {
 		r.code = -1
@@ -446,6 +473,7 @@ func measure(ctx context.Context, o options, w *world, ep *awslimits.Server, sc 
 	// What the scenario asks of AWS is counted from here (the plan's start) to the
 	// workers' end: EC2 calls at the endpoint, SQS requests at the simulator.
 	sqsBefore := w.sqsCalls()
+	selfBefore := selfCPU()
 	tPlan := ep.Now()
 	planArgs := []string{"plan", "--config", cfgPath, "--queue", q, "--now", nowArg, "--output", "json"}
 	if sc.deletes {
@@ -468,6 +496,11 @@ func measure(ctx context.Context, o options, w *world, ep *awslimits.Server, sc 
 	var mu sync.Mutex
 	work := map[string]int{}
 	var werr error
+	var workCPU time.Duration
+	stopNeighbour := func() *neighbour { return nil }
+	if sc.neighbour > 0 && w.sim != nil {
+		stopNeighbour = w.startNeighbour(ctx, ep, sc.scopes[0], sc.neighbour, snapfleetDone(ep, sc.scopes[0]))
+	}
 	for range sc.workers {
 		wg.Add(1)
 		go func() {
@@ -476,6 +509,7 @@ func measure(ctx context.Context, o options, w *world, ep *awslimits.Server, sc 
 				"--idle-exit", "2s", "--concurrency", strconv.Itoa(o.concurrency), "--output", "json")
 			mu.Lock()
 			defer mu.Unlock()
+			workCPU += r.cpu
 			var m map[string]int
 			if err := json.Unmarshal(r.stdout, &m); err != nil || r.code != 0 {
 				werr = fmt.Errorf("work exit %d: %s", r.code, tail(r.stderr))
@@ -487,10 +521,15 @@ func measure(ctx context.Context, o options, w *world, ep *awslimits.Server, sc 
 		}()
 	}
 	wg.Wait()
+	nb := stopNeighbour()
+	benchCPU := selfCPU() - selfBefore
 	if werr != nil {
 		return row{}, werr
 	}
 	ec2Calls, sqsCalls := byService(ep.Calls(), nil, "ec2"), w.sqsSince(sqsBefore)
+	if nb != nil {
+		ec2Calls = minus(ec2Calls, nb.calls) // snapfleet's own calls only
+	}
 	fmt.Fprintf(os.Stderr, "bench: %s calls of plan + work: EC2 %v + %v, SQS %v + %v; workers' summary %v\n", sc.name,
 		planEC2, minus(ec2Calls, planEC2), planSQS, minus(sqsCalls, planSQS), work)
 
@@ -499,7 +538,8 @@ func measure(ctx context.Context, o options, w *world, ep *awslimits.Server, sc 
 	lim := awslimits.DefaultLimits()[awslimits.BucketCreateSnapshot]
 	window := 10 * time.Second
 	for _, s := range sc.scopes {
-		if ideal := time.Duration(float64(s.volumes-int(lim.Burst)) / lim.Refill * float64(time.Second)); ideal > window {
+		// With a neighbour, snapfleet's share of the refill is what the neighbour leaves.
+		if ideal := time.Duration(float64(s.volumes-int(lim.Burst)) / (lim.Refill - sc.neighbour) * float64(time.Second)); ideal > window {
 			window = ideal
 		}
 	}
@@ -511,7 +551,14 @@ func measure(ctx context.Context, o options, w *world, ep *awslimits.Server, sc 
 		minEta, sumDone, sumAllowed := math.Inf(1), 0.0, 0.0
 		for _, s := range sc.scopes {
 			allowed := lim.Ceiling(s.volumes, t0, t0.Add(window))
-			d := math.Min(float64(doneBy[awslimits.Done{Account: s.account, Region: s.region, Action: action}]), allowed)
+			d := float64(doneBy[awslimits.Done{Account: s.account, Region: s.region, Action: action}])
+			if action == "CreateSnapshot" && nb != nil {
+				// What the neighbour took is neither snapfleet's nor allowed to it.
+				took := float64(nb.createdBy(t0.Add(window)))
+				d -= took
+				allowed = math.Min(float64(s.volumes), lim.Burst+lim.Refill*window.Seconds()-took)
+			}
+			d = math.Min(d, allowed)
 			if d/allowed < minEta {
 				minEta = d / allowed
 				worst[action] = fmt.Sprintf("%s/%s %.0f of %.0f", s.account, s.region, d, allowed)
@@ -554,7 +601,7 @@ func measure(ctx context.Context, o options, w *world, ep *awslimits.Server, sc 
 		if sc.deletes {
 			deletes += s.volumes
 		}
-		if got := done[awslimits.Done{Account: s.account, Region: s.region, Action: "CreateSnapshot"}]; got != s.volumes {
+		if got := done[awslimits.Done{Account: s.account, Region: s.region, Action: "CreateSnapshot"}] - nb.createdBy(time.Now()); got != s.volumes {
 			fmt.Fprintf(os.Stderr, "bench: %s %s/%s: %d CreateSnapshot took effect, want %d\n", sc.name, s.account, s.region, got, s.volumes)
 		}
 	}
@@ -571,6 +618,9 @@ func measure(ctx context.Context, o options, w *world, ep *awslimits.Server, sc 
 		etaDel = fmt.Sprintf("%.2f / %.2f", dm, da)
 	}
 	diagnose(sc, ep, t0, window)
+	if nb != nil {
+		fmt.Fprintf(os.Stderr, "bench: %s: the neighbour's calls %v, failed %v; %d creates by t0+W\n", sc.name, nb.calls, nb.throttled, nb.createdBy(t0.Add(window)))
+	}
 	for a, w := range worst {
 		fmt.Fprintf(os.Stderr, "bench: %s: lowest η %s: %s done by t0+W\n", sc.name, a, w)
 	}
@@ -584,7 +634,7 @@ func measure(ctx context.Context, o options, w *world, ep *awslimits.Server, sc 
 		throttled: [3]int{throttled[awslimits.BucketCreateSnapshot], throttled[awslimits.BucketDeleteSnapshot], throttled["Describe*"]},
 		perVolume: perVolume, dlq: dl.Attributes["ApproximateNumberOfMessages"], deadLettered: work["dead_lettered"],
 		dup: dup, assumes: assumes, planSeconds: pr.wall.Seconds(), planMiB: float64(pr.maxRSS) / 1024,
-		ec2Calls: ec2Calls, sqsCalls: sqsCalls}, nil
+		ec2Calls: ec2Calls, sqsCalls: sqsCalls, cpu: [3]time.Duration{workCPU, benchCPU, pr.cpu}}, nil
 }
 
 func jsonInt(v any) int {

@@ -7,13 +7,14 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/snapfleet/snapfleet/internal/testbed/awslimits"
 )
 
-const tableHeader = "| scenario | account-regions | creates | deletes | workers | ideal s | done s | done s (from plan) | η create (min / all) | η delete (min / all) | creates/s (done / allowed) | throttled (create/delete/describe) | per-volume | dead letters | duplicates | AssumeRole | plan s | plan MiB | SQS/job (send/recv/del/vis/requeue/other) | Describe/job | EC2/job by action |\n" +
-	"|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+const tableHeader = "| scenario | account-regions | creates | deletes | workers | ideal s | done s | done s (from plan) | η create (min / all) | η delete (min / all) | creates/s (done / allowed) | throttled (create/delete/describe) | per-volume | dead letters | duplicates | AssumeRole | plan s | plan MiB | SQS/job (send/recv/del/vis/requeue/other) | Describe/job | EC2/job by action | CPU s per 1,000 jobs (work / sim+endpoint / plan) |\n" +
+	"|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 
 // row is one scenario's figures.
 type row struct {
@@ -29,14 +30,41 @@ type row struct {
 	planSeconds, planMiB       float64
 	ec2Calls                   map[string]int // per action, from the plan's start to the workers' end
 	sqsCalls                   map[string]int // per action, same span; nil when not counted (moto)
+	// cpu: user + system seconds of the workers (children), of the bench process (the
+	// simulator and the endpoint, in-process) and of the plan, from the plan's start.
+	cpu [3]time.Duration
 }
 
 func (r row) String() string {
 	jobs := r.creates + r.deletes
-	return fmt.Sprintf("| %s | %d | %d | %d | %d | %.0f | %.0f | %.0f | %s | %s | %s | %d/%d/%d | %d | %s (work %d) | %d | %d | %.1f | %.0f | %s | %s | %s |",
+	return fmt.Sprintf("| %s | %d | %d | %d | %d | %.0f | %.0f | %.0f | %s | %s | %s | %d/%d/%d | %d | %s (work %d) | %d | %d | %.1f | %.0f | %s | %s | %s | %s |",
 		r.name, r.scopes, r.creates, r.deletes, r.workers, r.ideal, r.done, r.doneFromPlan, r.etaCreate, r.etaDelete, r.rate,
 		r.throttled[0], r.throttled[1], r.throttled[2], r.perVolume, r.dlq, r.deadLettered, r.dup, r.assumes,
-		r.planSeconds, r.planMiB, sqsPerJob(r.sqsCalls, jobs), describePerJob(r.ec2Calls, jobs), ec2PerJob(r.ec2Calls, jobs))
+		r.planSeconds, r.planMiB, sqsPerJob(r.sqsCalls, jobs), describePerJob(r.ec2Calls, jobs), ec2PerJob(r.ec2Calls, jobs), cpuPerJob(r.cpu, jobs))
+}
+
+// cpuPerJob is "work / sim+endpoint / plan" CPU seconds per 1,000 jobs.
+func cpuPerJob(cpu [3]time.Duration, jobs int) string {
+	if jobs == 0 {
+		return "—"
+	}
+	f := func(d time.Duration) string { return fmt.Sprintf("%.1f", d.Seconds()*1000/float64(jobs)) }
+	return f(cpu[0]) + " / " + f(cpu[1]) + " / " + f(cpu[2])
+}
+
+// cpuOf is the user and system time of a rusage.
+func cpuOf(ru *syscall.Rusage) time.Duration {
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// selfCPU is the bench process's own CPU time so far: the simulator's and the
+// endpoint's, which run in it.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return cpuOf(&ru)
 }
 
 // sqsKind is what an SQS action counts as in the table. SendMessage is a single message:

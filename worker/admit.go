@@ -120,10 +120,9 @@ func (r *runner) hold(m queue.Message) {
 	var delay time.Duration
 	if h.ok {
 		// A fair share of the room when many scopes are held, and no more than the
-		// buckets can start within holdAhead.
-		can, now0, rate := r.startable(h.j)
-		share := max(float64(cap(r.room))/float64(len(r.backlog.ring)+1), float64(cap(r.slots)))
-		if n := len(r.backlog.lines[h.sc]); float64(n) >= max(min(can, share, r.slotsCanStart()), 1) {
+		// buckets can start within holdAhead (lineCap).
+		_, now0, rate := r.startable(h.j)
+		if n := len(r.backlog.lines[h.sc]); float64(n) >= r.lineCap(h.j, true) {
 			// Back when it could start: behind the n held, once its bucket has a token
 			// for it and the slots have started those ahead; and after the one deferred
 			// before, by the time a job takes in the slots or, the burst spent, the
@@ -193,7 +192,7 @@ func (r *runner) heldFull() bool {
 	n := r.heldCount()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return float64(n) >= max(r.slotsCanStart(), float64(cap(r.slots)))
+	return float64(n) >= max(r.slotsCanStart(), float64(cap(r.slots))) || r.receivable() == 0
 }
 
 // startable is how many jobs like j the limiter could start within holdAhead and at

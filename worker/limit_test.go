@@ -227,29 +227,47 @@ func TestDeferralDuringBurst(t *testing.T) {
 }
 
 // TestDeferralsSpreadLinearly: deferred jobs are spread one job's time apart, the k-th
-// about k jobs' time ahead: with 300 ms jobs, one slot and 60 jobs no deferral is much
-// longer than the 18 s they take, however the estimates of bucket and slots compound.
+// about k jobs' time ahead: with 300 ms jobs, one slot and 60 jobs received at once no
+// deferral is much longer than the 18 s they take, however the estimates of bucket and
+// slots compound. (A running worker no longer receives what its full line would defer,
+// receivable: the jobs are handed to the runner's hold directly.)
 func TestDeferralsSpreadLinearly(t *testing.T) {
 	t.Parallel()
 	lim := limit.New(map[string]limit.Bucket{"CreateSnapshot": {Burst: 1000, PerSecond: 5}, "DescribeSnapshots": {Burst: 1000, PerSecond: 20}})
 	q := newFakeQueue()
-	q.add(0, encode(t, createJob("vol-10000000000000000", "default", plannedAt)), encode(t, createJob("vol-10000000000000001", "default", plannedAt)))
-	go func() {
-		time.Sleep(700 * time.Millisecond) // the worker knows how long a job takes by now
-		for i := range 60 {
-			q.add(0, encode(t, createJob(fmt.Sprintf("vol-%017x", i+1), "default", plannedAt)))
-		}
-	}()
-	w := testWorker(q, HandlerFunc(func(ctx context.Context, j job.Job) (Result, error) {
-		time.Sleep(300 * time.Millisecond)
-		return Result{Action: Created}, nil
-	}))
+	for i := range 60 {
+		q.add(0, encode(t, createJob(fmt.Sprintf("vol-%017x", i+1), "default", plannedAt)))
+	}
+	w := testWorker(q, HandlerFunc(func(context.Context, job.Job) (Result, error) { return Result{Action: Created}, nil }))
 	w.Limiter = lim
 	w.Concurrency = 1
-	w.ExitWhenDrained = false
-	st := runFor(t, w, 2*time.Second)
+	r, err := w.newRunner(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.stopJob()
+	r.backlog.avgJob = 300 * time.Millisecond // the worker knows how long a job takes
+	for {
+		msgs, err := q.Receive(context.Background(), 10, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msgs) == 0 {
+			break
+		}
+		for _, m := range msgs {
+			r.room <- struct{}{}
+			r.hold(m)
+		}
+	}
+	r.wg.Wait() // the deferrals
+	for _, line := range r.backlog.lines {
+		for _, h := range line {
+			h.stop()
+		}
+	}
 	_, _, _, vis := q.state()
-	if st.Deferred < 20 {
+	if st := r.stats; st.Deferred < 20 {
 		t.Fatalf("stats %+v, want most of the 60 deferred", st)
 	}
 	for _, v := range vis {

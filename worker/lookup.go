@@ -20,16 +20,26 @@ import (
 // varying filter, well within what EC2 takes in one call.
 const maxLookupValues = 50
 
+// lookupWindow is how long a batch of lookups stays open at least, when the worker is
+// rate limited and has other jobs of the account-region (peers): long enough that, at the
+// rates one account-region allows (5 creates and 5 deletes per second, each create
+// looking up twice), a call serves several jobs. A job waiting for it gives back its slot
+// (idle), so it costs the job time, not the worker throughput. (At the bench's -scale
+// 0.25, mixed/2w: 1 s gave 0.8–1.0 Describe calls per job, 1.5 s 0.9, 2 s 0.87; the
+// creates delayed by it cost single/1w's η, measured at a fixed time, 0.01 per 0.5 s.)
+const lookupWindow = 1500 * time.Millisecond
+
 // lookups coalesces the DescribeSnapshots calls of one account-region that differ only in
 // the values of one filter — the job-tag lookups of create jobs (before and after the
 // create), the listings of delete jobs' volumes —, which otherwise cost one token each of
 // the DescribeSnapshots bucket (DESIGN.md §8).
 //
 // The first lookup of a kind opens a batch and reserves a DescribeSnapshots token; the
-// lookups of other jobs that come while the token is not yet due join the batch; when it
-// is due, one call carries all their values. So batches grow exactly when the
-// DescribeSnapshots bucket is short, and a lookup waits no longer than it would have alone. A lookup is answered only
-// by a call made after it joined: it sees every snapshot that existed when it asked.
+// lookups of other jobs that come within the batch's window (lookupWindow), or later
+// while the token is not yet due, join the batch; then one call carries all their values
+// (a full batch goes at once). So batches grow with the jobs' rate, and more when the
+// DescribeSnapshots bucket is short. A lookup is answered only by a call made after it
+// joined: it sees every snapshot that existed when it asked.
 type lookups struct {
 	mu   sync.Mutex
 	open map[lookupKey]*lookup
@@ -40,6 +50,8 @@ type lookupKey struct{ account, region, fixed, name string }
 // lookup is one batch: open while values may join, done when its call returned.
 type lookup struct {
 	values []string
+	opened time.Time
+	full   chan struct{} // closed when the batch has maxLookupValues values
 	done   chan struct{}
 	listed []types.Snapshot
 	err    error
@@ -53,6 +65,7 @@ func (s *snapshots) lookup(ctx context.Context, api EC2, account, region string,
 	k := lookupKey{account, region, filtersKey(fixed), name}
 	for {
 		l, leader := s.lookups.join(k, value)
+		idle(ctx) // only waiting for the batch: the slot can start another job
 		if leader {
 			s.runLookup(ctx, api, k, l, fixed)
 			return l.listed, l.err
@@ -84,7 +97,7 @@ func (ls *lookups) join(k lookupKey, value string) (l *lookup, leader bool) {
 	}
 	l = ls.open[k]
 	if l == nil {
-		l, leader = &lookup{done: make(chan struct{})}, true
+		l, leader = &lookup{opened: time.Now(), full: make(chan struct{}), done: make(chan struct{})}, true
 		ls.open[k] = l
 	}
 	if !slices.Contains(l.values, value) {
@@ -92,6 +105,9 @@ func (ls *lookups) join(k lookupKey, value string) (l *lookup, leader bool) {
 	}
 	if len(l.values) >= maxLookupValues {
 		delete(ls.open, k)
+		if len(l.values) == maxLookupValues {
+			close(l.full)
+		}
 	}
 	return l, leader
 }
@@ -106,8 +122,8 @@ func (ls *lookups) close(k lookupKey, l *lookup) []string {
 	return slices.Clone(l.values)
 }
 
-// runLookup is the leader's part: wait for the batch's DescribeSnapshots token (gathering), close
-// the batch, make its call and answer everyone in it.
+// runLookup is the leader's part: wait for the batch's window and DescribeSnapshots token
+// (gathering), close the batch, make its call and answer everyone in it.
 func (s *snapshots) runLookup(ctx context.Context, api EC2, k lookupKey, l *lookup, fixed []types.Filter) {
 	defer close(l.done)
 	callCtx := ctx
@@ -121,11 +137,13 @@ func (s *snapshots) runLookup(ctx context.Context, api EC2, k lookupKey, l *look
 		if c, release, wait, ok := s.lim.Admit(ctx, k.account, k.region, []limit.Need{{Action: "DescribeSnapshots", N: 1}}, bound); ok {
 			defer release()
 			callCtx = c
-			t := time.NewTimer(wait)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
+			due, until := time.Now().Add(wait), time.Time{}
+			// Only a worker with other jobs of the account-region keeps the batch open
+			// for them.
+			if peers(ctx, k.account, k.region) {
+				until = l.opened.Add(lookupWindow)
+			}
+			if !gather(ctx, l, due, until) {
 				s.lookups.close(k, l)
 				l.err = fmt.Errorf("%w: %w", errLeaderStopped, ctx.Err())
 				return
@@ -137,6 +155,33 @@ func (s *snapshots) runLookup(ctx context.Context, api EC2, k lookupKey, l *look
 	l.listed, l.err = s.listSnapshots(callCtx, api, k.account, in)
 	if l.err != nil && ctx.Err() != nil {
 		l.err = fmt.Errorf("%w: %w", errLeaderStopped, l.err)
+	}
+}
+
+// gather lets other lookups join l until its token is due and its window (until) is
+// over, the window cut short when l fills up; false when ctx ends first.
+func gather(ctx context.Context, l *lookup, due, until time.Time) bool {
+	full := l.full
+	for {
+		end := due
+		if full != nil && until.After(end) {
+			end = until
+		}
+		d := time.Until(end)
+		if d <= 0 {
+			return true
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+			return true
+		case <-full:
+			full = nil // the token may still be due later
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		}
+		t.Stop()
 	}
 }
 

@@ -37,6 +37,8 @@ type runner struct {
 	stats    Stats
 	inflight map[string]queue.Message // by receipt; removed once settled or released
 	backlog  backlog                  // received, not yet started
+	byScope  map[[2]string]int        // admitted jobs running, by account and region
+	deletes  deleteBatch              // finished jobs' messages waiting to be deleted together
 	// pollEnd is when the last receive's wait ends at the queue: a receive cancelled on
 	// our side may still take messages there until then.
 	pollEnd time.Time
@@ -118,7 +120,10 @@ func (r *runner) takeRoom(ctx context.Context) (n int, ok bool) {
 		return 0, false
 	}
 	n = 1
-	for n < min(cap(r.room), maxBatch) {
+	r.mu.Lock()
+	most := min(cap(r.room), maxBatch, max(r.receivable(), 1))
+	r.mu.Unlock()
+	for n < most {
 		select {
 		case r.room <- struct{}{}:
 			n++
@@ -218,19 +223,27 @@ func (r *runner) running() int {
 // tokens; release hands back those it did not use); h's slot is already taken.
 func (r *runner) start(h *held, ctx context.Context, release func()) {
 	r.wg.Add(1)
+	lease := &slotLease{r: r, began: time.Now(), held: true, room: true}
+	if h.ok {
+		lease.scope = [2]string{h.j.Account, h.j.Region}
+	}
+	r.mu.Lock()
+	r.runs(lease.scope, 1)
+	r.mu.Unlock()
 	go func() {
 		defer func() {
-			<-r.slots
-			<-r.room
-			r.poke()
+			r.mu.Lock()
+			r.runs(lease.scope, -1)
+			r.mu.Unlock()
+			lease.end()
+			lease.leaveRoom()
 			r.wg.Done()
 		}()
-		began := time.Now()
-		j, res, err := r.handle(ctx, h.m)
+		j, res, err := r.handle(withLease(ctx, lease), h.m)
 		release()
 		h.stop()
-		r.ran(time.Since(began))
-		r.settle(h.m, j, res, err, time.Since(began))
+		r.ran(lease.end())
+		r.settle(h.m, j, res, err, time.Since(lease.began), lease.leaveRoom)
 	}()
 }
 

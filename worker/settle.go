@@ -75,7 +75,7 @@ func (r *runner) requeue(ctx context.Context, m queue.Message, d time.Duration) 
 
 // settle routes the outcome of a job — the one place where messages are deleted,
 // dead-lettered, snoozed or released — and logs it.
-func (r *runner) settle(m queue.Message, j job.Job, res Result, err error, took time.Duration) {
+func (r *runner) settle(m queue.Message, j job.Job, res Result, err error, took time.Duration, leave func()) {
 	r.mu.Lock()
 	_, mine := r.inflight[m.Receipt]
 	delete(r.inflight, m.Receipt)
@@ -86,7 +86,7 @@ func (r *runner) settle(m queue.Message, j job.Job, res Result, err error, took 
 	ctx, cancel := context.WithTimeout(r.qctx, queueOpTimeout)
 	defer cancel()
 	s := r.route(ctx, m, err)
-	r.apply(ctx, m, err, &s)
+	r.apply(ctx, m, err, &s, leave)
 	r.count(s, res)
 	r.audit(m, j, res, err, s)
 	r.observe(Observation{Kind: j.Kind, Outcome: s.o.String(), Reason: s.why, Err: s.qerr, Account: j.Account, Region: j.Region})
@@ -117,10 +117,10 @@ func (r *runner) route(ctx context.Context, m queue.Message, err error) settled 
 }
 
 // apply makes the queue call of s's outcome for m.
-func (r *runner) apply(ctx context.Context, m queue.Message, err error, s *settled) {
+func (r *runner) apply(ctx context.Context, m queue.Message, err error, s *settled, leave func()) {
 	switch s.o {
 	case outSuccess, outSkip:
-		s.qerr = r.w.Queue.Delete(ctx, []queue.Message{m})
+		s.qerr = r.deleteMsg(ctx, m, leave)
 	case outDeadLetter:
 		s.qerr = r.w.Queue.DeadLetter(ctx, m, s.why, err.Error())
 	case outSnooze:

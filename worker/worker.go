@@ -150,7 +150,7 @@ const (
 	maxReceiveErrors = 10
 	// heldPerSlot: the worker holds up to this many received messages per slot (running
 	// or waiting for admission), so that it sees jobs of many account-regions at once.
-	heldPerSlot = 16
+	heldPerSlot = 32
 	// holdAhead: of one account-region's jobs of a kind, the worker holds (beyond those
 	// running) what its buckets can start within this long; it defers the others.
 	holdAhead = 2 * time.Second

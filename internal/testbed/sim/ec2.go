@@ -121,28 +121,22 @@ func toSnapshotXML(sn *Snapshot) snapshotXML {
 var stateCodes = map[string]int{"pending": 0, "running": 16, "shutting-down": 32, "terminated": 48, "stopping": 64, "stopped": 80}
 
 func (sc *scope) volume(id string) *volume {
-	for _, v := range sc.volumes {
-		if v.id == id {
-			return v
-		}
+	if i := byID(sc.volumes, id, func(v *volume) string { return v.id }); i >= 0 {
+		return sc.volumes[i]
 	}
 	return nil
 }
 
 func (sc *scope) snapshot(id string) (int, *Snapshot) {
-	for i, sn := range sc.snapshots {
-		if sn.ID == id {
-			return i, sn
-		}
+	if i := byID(sc.snapshots, id, func(sn *Snapshot) string { return sn.ID }); i >= 0 {
+		return i, sc.snapshots[i]
 	}
 	return -1, nil
 }
 
 func (sc *scope) instance(id string) *Instance {
-	for _, in := range sc.instances {
-		if in.ID == id {
-			return in
-		}
+	if i := byID(sc.instances, id, func(in *Instance) string { return in.ID }); i >= 0 {
+		return sc.instances[i]
 	}
 	return nil
 }
@@ -237,15 +231,14 @@ func (s *Sim) snapshotLocked(sc *scope, account string, v *volume, description s
 func (sc *scope) describeInstances(account string, form url.Values, out *ec2Response) error {
 	ids := list(form, "InstanceId")
 	fs := filters(form)
-	var hits []instanceXML
 	for _, id := range ids {
 		if sc.instance(id) == nil {
 			return badRequest("InvalidInstanceID.NotFound", "The instance ID '%s' does not exist", id)
 		}
 	}
-	for _, in := range sc.instances {
+	got, next, err := scan(form, sc.instances, func(in *Instance) string { return in.ID }, func(in *Instance) (instanceXML, bool, error) {
 		if len(ids) > 0 && !slices.Contains(ids, in.ID) {
-			continue
+			return instanceXML{}, false, nil
 		}
 		ok, err := match(fs, in.Tags, func(name string) (string, bool) {
 			switch name {
@@ -256,11 +249,8 @@ func (sc *scope) describeInstances(account string, form url.Values, out *ec2Resp
 			}
 			return "", false
 		})
-		if err != nil {
-			return err
-		}
-		if !ok {
-			continue
+		if err != nil || !ok {
+			return instanceXML{}, false, err
 		}
 		x := instanceXML{ID: in.ID, ImageID: "ami-00000000000000000", StateCode: stateCodes[in.State], StateName: in.State,
 			InstanceType: "t3.micro", RootDeviceType: "ebs", Tags: tagsXML(in.Tags)}
@@ -270,9 +260,8 @@ func (sc *scope) describeInstances(account string, form url.Values, out *ec2Resp
 			}
 			x.Mappings = append(x.Mappings, mappingXML{d.Name, ebsXML{d.Volume, "attached", true}})
 		}
-		hits = append(hits, x)
-	}
-	got, next, err := page(form, hits)
+		return x, true, nil
+	})
 	if err != nil {
 		return err
 	}
@@ -292,10 +281,9 @@ func (sc *scope) describeVolumes(region string, form url.Values, out *ec2Respons
 		}
 	}
 	fs := filters(form)
-	var hits []volumeXML
-	for _, v := range sc.volumes {
+	got, next, err := scan(form, sc.volumes, func(v *volume) string { return v.id }, func(v *volume) (volumeXML, bool, error) {
 		if len(ids) > 0 && !slices.Contains(ids, v.id) {
-			continue
+			return volumeXML{}, false, nil
 		}
 		ok, err := match(fs, v.tags, func(name string) (string, bool) {
 			switch name {
@@ -306,14 +294,11 @@ func (sc *scope) describeVolumes(region string, form url.Values, out *ec2Respons
 			}
 			return "", false
 		})
-		if err != nil {
-			return err
+		if err != nil || !ok {
+			return volumeXML{}, false, err
 		}
-		if ok {
-			hits = append(hits, v.xml(region))
-		}
-	}
-	got, next, err := page(form, hits)
+		return v.xml(region), true, nil
+	})
 	out.Volumes, out.NextToken = got, next
 	return err
 }
@@ -327,14 +312,13 @@ func (sc *scope) describeSnapshots(form url.Values, out *ec2Response) error {
 	}
 	owners := list(form, "Owner")
 	fs := filters(form)
-	var hits []snapshotXML
-	for _, sn := range sc.snapshots {
+	got, next, err := scan(form, sc.snapshots, func(sn *Snapshot) string { return sn.ID }, func(sn *Snapshot) (snapshotXML, bool, error) {
 		if len(ids) > 0 && !slices.Contains(ids, sn.ID) {
-			continue
+			return snapshotXML{}, false, nil
 		}
 		// Every snapshot here is the scope's own: "self" and the account id both match.
 		if len(owners) > 0 && !slices.Contains(owners, "self") && !slices.Contains(owners, sn.Owner) {
-			continue
+			return snapshotXML{}, false, nil
 		}
 		ok, err := match(fs, sn.Tags, func(name string) (string, bool) {
 			switch name {
@@ -349,14 +333,11 @@ func (sc *scope) describeSnapshots(form url.Values, out *ec2Response) error {
 			}
 			return "", false
 		})
-		if err != nil {
-			return err
+		if err != nil || !ok {
+			return snapshotXML{}, false, err
 		}
-		if ok {
-			hits = append(hits, toSnapshotXML(sn))
-		}
-	}
-	got, next, err := page(form, hits)
+		return toSnapshotXML(sn), true, nil
+	})
 	out.Snapshots, out.NextToken = got, next
 	return err
 }

@@ -1,0 +1,113 @@
+package main
+
+// plan100k: the cost of planning one large account-region — 100,000 volumes and
+// 1,000,000 managed snapshots at -scale 1 (100,000 × scale and ten times as many), about
+// 3 % of the snapshots expired — through the limits-faithful endpoint: the plan's wall
+// time against the time its listing calls need at the buckets' rates, the listing calls
+// per action, and the plan process's peak memory (BENCHMARKS.md).
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/snapfleet/snapfleet/internal/config"
+	"github.com/snapfleet/snapfleet/internal/job"
+	"github.com/snapfleet/snapfleet/internal/tag"
+	"github.com/snapfleet/snapfleet/internal/testbed/awslimits"
+)
+
+const plan100kHeader = "| scenario | volumes | snapshots | expired | plan wall s | ideal s (listings at the buckets' rates) | wall ÷ ideal | listing calls by action | plan peak MiB | plan CPU s | create / delete jobs |\n" +
+	"|---|---|---|---|---|---|---|---|---|---|---|"
+
+// snapshotsPerVolume: one a day for ten days; on 3 volumes in 10 the oldest is 40 days
+// old instead, past the default policy's max_age of 30 days.
+const snapshotsPerVolume = 10
+
+func runPlan100k(ctx context.Context, o options, w *world, ep *awslimits.Server, dir string) error {
+	if w.sim == nil {
+		return fmt.Errorf("plan100k needs the simulator (-ec2 sim)")
+	}
+	s := scope{ownAccount, "ap-south-1", max(1, int(math.Round(100000*o.scale)))}
+	now := time.Now().UTC()
+	expired := 0
+	for i, in := range w.sim.AddInstances(s.account, s.region, s.volumes, 1, "running", nil) {
+		vol := in.Devices[0].Volume
+		for d := 1; d <= snapshotsPerVolume; d++ {
+			age := time.Duration(d) * 24 * time.Hour
+			if d == snapshotsPerVolume && i%10 < 3 {
+				age = 40 * 24 * time.Hour
+				expired++
+			}
+			at := now.Add(-age)
+			w.sim.AddSnapshot(s.account, s.region, vol, at, map[string]string{
+				tag.Policy: config.DefaultPolicyName, tag.Volume: vol, tag.AutoBackup: "true",
+				tag.Expires: at.Add(30 * 24 * time.Hour).Format(time.RFC3339),
+				tag.Job:     job.CreateKey(s.account, s.region, vol, config.DefaultPolicyName, at.Truncate(24*time.Hour))})
+		}
+	}
+	sc := scenario{name: "plan100k", scopes: []scope{s}}
+	cfgPath := filepath.Join(dir, "config-plan100k.yaml")
+	if err := writeConfig(cfgPath, sc); err != nil {
+		return err
+	}
+	q, _, err := w.queues(ctx, "plan100k")
+	if err != nil {
+		return err
+	}
+	ep.Reset()
+	pr := snapfleet(ctx, o, w.env(ep), "plan", "--config", cfgPath, "--queue", q, "--now", now.Format(time.RFC3339), "--force", "--output", "json")
+	if pr.code != 0 {
+		return fmt.Errorf("plan100k: plan exit %d: %s", pr.code, tail(pr.stderr))
+	}
+	var plan map[string]any
+	if err := json.Unmarshal(pr.stdout, &plan); err != nil {
+		return fmt.Errorf("plan100k: plan output %q: %w", pr.stdout, err)
+	}
+	calls := byService(ep.Calls(), nil, "ec2")
+	limits := awslimits.DefaultLimits()
+	ideal := 0.0
+	var parts []string
+	for _, a := range sortedByCount(calls) {
+		parts = append(parts, fmt.Sprintf("%s %d", a, calls[a]))
+		l, ok := limits[a]
+		if !ok {
+			continue
+		}
+		ideal = math.Max(ideal, math.Max(0, float64(calls[a])-l.Burst)/l.Refill)
+	}
+	fmt.Println()
+	fmt.Println(plan100kHeader)
+	ratio := "—"
+	if ideal > 0 {
+		ratio = fmt.Sprintf("%.2f", pr.wall.Seconds()/ideal)
+	}
+	fmt.Printf("| plan100k | %d | %d | %d | %.1f | %.1f | %s | %s | %.0f | %.1f | %d / %d |\n", s.volumes, s.volumes*snapshotsPerVolume, expired,
+		pr.wall.Seconds(), ideal, ratio, strings.Join(parts, ", "), float64(pr.maxRSS)/1024, pr.cpu.Seconds(),
+		jsonInt(plan["snapshot_jobs"]), jsonInt(plan["delete_jobs"]))
+	if n := jsonInt(plan["delete_jobs"]); n != expired {
+		fmt.Fprintf(os.Stderr, "bench: plan100k: %d delete jobs, want %d\n", n, expired)
+	}
+	return nil
+}
+
+// sortedByCount is calls' actions, most calls first.
+func sortedByCount(calls map[string]int) []string {
+	out := make([]string, 0, len(calls))
+	for a := range calls {
+		out = append(out, a)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if calls[out[i]] != calls[out[j]] {
+			return calls[out[i]] > calls[out[j]]
+		}
+		return out[i] < out[j]
+	})
+	return out
+}

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -53,7 +52,9 @@ func measureDrill(ctx context.Context, o options, w *world, ep *awslimits.Server
 		return fmt.Errorf("drill exit %d: %s", dr.code, tail(dr.stderr))
 	}
 	t0 := ep.Now()
-	processed, err := drillWorkers(ctx, o, e, cfgPath, q, sc.workers)
+	work, _, err := runWorkers(ctx, o, e, sc.workers, "--config", cfgPath, "--queue", q, "--idle-exit", "2s",
+		"--concurrency", strconv.Itoa(o.concurrency))
+	processed := work["processed"]
 	if err != nil {
 		return err
 	}
@@ -121,31 +122,4 @@ func (w *world) drillFleet(ctx context.Context, o options, dir string, idx int) 
 	}
 	cfgPath := filepath.Join(dir, fmt.Sprintf("config-%d.yaml", idx))
 	return sc, per, cfgPath, writeConfig(cfgPath, sc)
-}
-
-// drillWorkers runs n `snapfleet work` processes on q until it is empty and adds up the
-// jobs they processed.
-func drillWorkers(ctx context.Context, o options, e []string, cfgPath, q string, n int) (int, error) {
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var werr error
-	processed := 0
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r := snapfleet(ctx, o, e, "work", "--config", cfgPath, "--queue", q, "--idle-exit", "2s",
-				"--concurrency", strconv.Itoa(o.concurrency), "--output", "json")
-			mu.Lock()
-			defer mu.Unlock()
-			var m map[string]int
-			if err := json.Unmarshal(r.stdout, &m); err != nil || r.code != 0 {
-				werr = fmt.Errorf("work exit %d: %s", r.code, tail(r.stderr))
-				return
-			}
-			processed += m["processed"]
-		}()
-	}
-	wg.Wait()
-	return processed, werr
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -10,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -65,7 +63,8 @@ func runHooks(ctx context.Context, o options, w *world, dir string) error {
 		return fmt.Errorf("plan exit %d: %s", r.code, tail(r.stderr))
 	}
 	t0 := ep.Now()
-	work, err := hooksWork(ctx, o, e, cfgPath, q, nowArg)
+	work, _, err := runWorkers(ctx, o, e, o.hooksWorkers, "--config", cfgPath, "--queue", q, "--now", nowArg,
+		"--allow-clock-skew", "--idle-exit", "2s", "--concurrency", strconv.Itoa(o.concurrency))
 	if err != nil {
 		return err
 	}
@@ -82,34 +81,6 @@ func runHooks(ctx context.Context, o options, w *world, dir string) error {
 		math.Min(done, allowed)/allowed, done, allowed, window.Round(time.Second), ep.Calls())
 	fmt.Printf("  work: %v  dead letters: %s\n", work, dlqCount(ctx, w, dlq))
 	return nil
-}
-
-// hooksWork runs the scenario's workers and sums their summaries.
-func hooksWork(ctx context.Context, o options, e []string, cfgPath, q, nowArg string) (map[string]int, error) {
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	work := map[string]int{}
-	var werr error
-	for range o.hooksWorkers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r := snapfleet(ctx, o, e, "work", "--config", cfgPath, "--queue", q, "--now", nowArg, "--allow-clock-skew",
-				"--idle-exit", "2s", "--concurrency", strconv.Itoa(o.concurrency), "--output", "json")
-			mu.Lock()
-			defer mu.Unlock()
-			var m map[string]int
-			if err := json.Unmarshal(r.stdout, &m); err != nil || r.code != 0 {
-				werr = fmt.Errorf("work exit %d: %s", r.code, tail(r.stderr))
-				return
-			}
-			for k, v := range m {
-				work[k] += v
-			}
-		}()
-	}
-	wg.Wait()
-	return work, werr
 }
 
 // freezeWindows are the instances' freeze windows, from the simulator's commands: each

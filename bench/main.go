@@ -29,7 +29,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -492,35 +491,12 @@ func measure(ctx context.Context, o options, w *world, ep *awslimits.Server, sc 
 	// The window starts when the workers start, with full create and delete buckets
 	// (the planner only used Describe* buckets).
 	t0 := ep.Now()
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	work := map[string]int{}
-	var werr error
-	var workCPU time.Duration
 	stopNeighbour := func() *neighbour { return nil }
 	if sc.neighbour > 0 && w.sim != nil {
 		stopNeighbour = w.startNeighbour(ctx, ep, sc.scopes[0], sc.neighbour, snapfleetDone(ep, sc.scopes[0]))
 	}
-	for range sc.workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r := snapfleet(ctx, o, e, "work", "--config", cfgPath, "--queue", q, "--now", nowArg, "--allow-clock-skew",
-				"--idle-exit", "2s", "--concurrency", strconv.Itoa(o.concurrency), "--output", "json")
-			mu.Lock()
-			defer mu.Unlock()
-			workCPU += r.cpu
-			var m map[string]int
-			if err := json.Unmarshal(r.stdout, &m); err != nil || r.code != 0 {
-				werr = fmt.Errorf("work exit %d: %s", r.code, tail(r.stderr))
-				return
-			}
-			for k, v := range m {
-				work[k] += v
-			}
-		}()
-	}
-	wg.Wait()
+	work, workCPU, werr := runWorkers(ctx, o, e, sc.workers, "--config", cfgPath, "--queue", q, "--now", nowArg,
+		"--allow-clock-skew", "--idle-exit", "2s", "--concurrency", strconv.Itoa(o.concurrency))
 	nb := stopNeighbour()
 	benchCPU := selfCPU() - selfBefore
 	if werr != nil {

@@ -29,6 +29,7 @@ type held struct {
 	j    job.Job
 	sc   scope
 	ok   bool   // decoded, with tokens to reserve; else started as soon as a slot is free
+	key  string // the job's key when decoded: two deliveries of one key never run at once
 	stop func() // its heartbeat
 
 	// Once admitted (at the head of its line): the context carrying its reserved tokens,
@@ -111,8 +112,11 @@ func (r *runner) poke() {
 // has as many held as its buckets can start within holdAhead. Its room is taken.
 func (r *runner) hold(m queue.Message) {
 	h := &held{m: m}
-	if j, err := job.Decode(m.Body); err == nil && r.w.Limiter != nil && r.needs(j) != nil {
-		h.j, h.sc, h.ok = j, scope{j.Account, j.Region, j.Kind}, true
+	if j, err := job.Decode(m.Body); err == nil {
+		h.key = j.Key
+		if r.w.Limiter != nil && r.needs(j) != nil {
+			h.j, h.sc, h.ok = j, scope{j.Account, j.Region, j.Kind}, true
+		}
 	}
 	now := time.Now()
 	r.mu.Lock()
@@ -256,29 +260,33 @@ func (r *runner) dispatch(stop <-chan struct{}) {
 		case <-stop:
 			return
 		}
-		for {
-			h, ctx, release, wait := r.pick()
-			if h != nil {
-				r.start(h, ctx, release)
-				select {
-				case r.started <- struct{}{}:
-				default:
-				}
-				break
-			}
-			t := time.NewTimer(wait)
+		h, ctx, release, wait := r.pick()
+		if h != nil {
+			r.start(h, ctx, release)
 			select {
-			case <-r.wake:
-			case <-t.C:
-			case <-stop:
-				t.Stop()
-				<-r.slots
-				return
+			case r.started <- struct{}{}:
+			default:
 			}
-			t.Stop()
+			continue
 		}
+		// Nothing may start yet: the slot stays free meanwhile, for a job that resumes
+		// after its lookup (resume).
+		<-r.slots
+		t := time.NewTimer(wait)
+		select {
+		case <-r.wake:
+		case <-t.C:
+		case <-stop:
+			t.Stop()
+			return
+		}
+		t.Stop()
 	}
 }
+
+// keyPoll is how often the dispatcher looks again at a job held behind another delivery
+// of its key.
+const keyPoll = 50 * time.Millisecond
 
 // pick takes the next held job that may start now, with its admitted context; or, when
 // none may, says how long until one might (or a poke).
@@ -297,6 +305,11 @@ func (r *runner) pick() (*held, context.Context, func(), time.Duration) {
 			continue
 		}
 		h := b.lines[sc][0]
+		if h.key != "" && r.keys[h.key] > 0 {
+			// Another delivery of this job is running: this one starts after it.
+			wait = min(wait, keyPoll)
+			continue
+		}
 		if !h.ok {
 			return b.pop(i), r.jobCtx, func() {}, 0
 		}

@@ -28,11 +28,14 @@ type pendingDelete struct {
 // deleteMsg deletes m, which settle has taken out of inflight, in one queue call with the
 // messages of other jobs that finish within deleteWait (fewer when maxBatch are waiting,
 // none when the runner has no other message in flight: nothing else would come), and
-// returns that deletion's error. While it waits, m no longer takes room (leave).
+// returns that deletion's error. While it waits, m no longer takes room (leave, called
+// once m is in the batch). Alone means no other message is in flight, nor another job
+// between settle and its own place in the batch, which would otherwise be left to the
+// timer.
 func (r *runner) deleteMsg(ctx context.Context, m queue.Message, leave func()) error {
 	d := pendingDelete{m: m, done: make(chan error, 1)}
 	r.mu.Lock()
-	alone := len(r.inflight) == 0
+	alone := len(r.inflight) == 0 && r.settling <= 1
 	r.mu.Unlock()
 	if _, local := r.w.Queue.(*delivered); local {
 		alone = true // HandleBatch's: it only records what is done, and saves no call

@@ -68,12 +68,18 @@ func (s *snapshots) lookup(ctx context.Context, api EC2, account, region string,
 		idle(ctx) // only waiting for the batch: the slot can start another job
 		if leader {
 			s.runLookup(ctx, api, k, l, fixed)
+			if err := resume(ctx); err != nil {
+				return nil, err
+			}
 			return l.listed, l.err
 		}
 		select {
 		case <-l.done:
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		}
+		if err := resume(ctx); err != nil {
+			return nil, err
 		}
 		// The leader was stopped (its worker is shutting down) before its call: this
 		// lookup was not answered, so it asks again, itself.

@@ -38,6 +38,8 @@ type runner struct {
 	inflight map[string]queue.Message // by receipt; removed once settled or released
 	backlog  backlog                  // received, not yet started
 	byScope  map[[2]string]int        // admitted jobs running, by account and region
+	keys     map[string]int           // jobs running, by key: a second delivery waits
+	settling int                      // jobs out of inflight whose queue call is not yet made or batched
 	deletes  deleteBatch              // finished jobs' messages waiting to be deleted together
 	// pollEnd is when the last receive's wait ends at the queue: a receive cancelled on
 	// our side may still take messages there until then.
@@ -223,17 +225,23 @@ func (r *runner) running() int {
 // tokens; release hands back those it did not use); h's slot is already taken.
 func (r *runner) start(h *held, ctx context.Context, release func()) {
 	r.wg.Add(1)
-	lease := &slotLease{r: r, began: time.Now(), held: true, room: true}
+	now := time.Now()
+	lease := &slotLease{r: r, began: now, since: now, held: true, room: true}
+	key := h.key
 	if h.ok {
 		lease.scope = [2]string{h.j.Account, h.j.Region}
 	}
 	r.mu.Lock()
 	r.runs(lease.scope, 1)
+	r.keys[key]++
 	r.mu.Unlock()
 	go func() {
 		defer func() {
 			r.mu.Lock()
 			r.runs(lease.scope, -1)
+			if r.keys[key]--; r.keys[key] <= 0 {
+				delete(r.keys, key)
+			}
 			r.mu.Unlock()
 			lease.end()
 			lease.leaveRoom()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -79,14 +80,25 @@ func (r *runner) settle(m queue.Message, j job.Job, res Result, err error, took 
 	r.mu.Lock()
 	_, mine := r.inflight[m.Receipt]
 	delete(r.inflight, m.Receipt)
+	if mine {
+		r.settling++
+	}
 	r.mu.Unlock()
 	if !mine {
 		return // released by drain already
 	}
+	// Settling ends once the message's delete waits in the batch (deleteMsg), or with the
+	// queue call of any other outcome.
+	doneSettling := sync.OnceFunc(func() {
+		r.mu.Lock()
+		r.settling--
+		r.mu.Unlock()
+	})
+	defer doneSettling()
 	ctx, cancel := context.WithTimeout(r.qctx, queueOpTimeout)
 	defer cancel()
 	s := r.route(ctx, m, err)
-	r.apply(ctx, m, err, &s, leave)
+	r.apply(ctx, m, err, &s, func() { doneSettling(); leave() })
 	r.count(s, res)
 	r.audit(m, j, res, err, s)
 	r.observe(Observation{Kind: j.Kind, Outcome: s.o.String(), Reason: s.why, Err: s.qerr, Account: j.Account, Region: j.Region})

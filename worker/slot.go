@@ -9,9 +9,10 @@ import (
 // A job holds one of the runner's slots while it works. While it only waits for a
 // coalesced lookup (lookups: a batch gathering other jobs' values), it works at nothing:
 // it gives its slot back (idle), so that the runner starts other jobs, whose lookups then
-// join the same batch. The slot is not taken again: what is left of the job is calls
-// whose tokens it holds, and the jobs running are still bounded by the room of held
-// messages and by admission, which starts jobs only as the buckets allow.
+// join the same batch; once the batch has answered, the job takes a slot again (resume)
+// before it goes on, so that no more than --concurrency jobs ever work at once (a worker
+// told to stop then holds no more calls in flight than that, and two deliveries of one
+// job, which the runner never starts together, cannot overtake each other).
 
 // slotLease is a running job's hold on its slot.
 type slotLease struct {
@@ -20,7 +21,8 @@ type slotLease struct {
 	began time.Time
 	mu    sync.Mutex
 	held  bool
-	used  time.Duration // how long the slot was held, once given back
+	since time.Time     // when the slot was last taken
+	used  time.Duration // how long the slot was held, summed as it is given back
 	room  bool          // the job's message still takes room (runner.room)
 }
 
@@ -44,11 +46,35 @@ func (l *slotLease) end() time.Duration {
 	defer l.mu.Unlock()
 	if l.held {
 		l.held = false
-		l.used = time.Since(l.began)
+		l.used += time.Since(l.since)
 		<-l.r.slots
 		l.r.poke()
 	}
 	return l.used
+}
+
+// resume takes a slot again for the job running under ctx after idle: it waits for one
+// (or for ctx to end).
+func resume(ctx context.Context) error {
+	l, ok := ctx.Value(leaseKey{}).(*slotLease)
+	if !ok {
+		return nil
+	}
+	l.mu.Lock()
+	held := l.held
+	l.mu.Unlock()
+	if held {
+		return nil
+	}
+	select {
+	case l.r.slots <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	l.mu.Lock()
+	l.held, l.since = true, time.Now()
+	l.mu.Unlock()
+	return nil
 }
 
 // leaveRoom gives the job's room back once: its message is settled, or waits only for

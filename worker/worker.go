@@ -241,6 +241,7 @@ func (w *Worker) newRunner(ctx context.Context) (*runner, error) {
 		started: make(chan struct{}, 1),
 		qctx:    qctx, jobCtx: jobCtx, stopJob: stop,
 		inflight: map[string]queue.Message{},
+		keys:     map[string]int{},
 		backlog:  newBacklog(),
 	}, nil
 }

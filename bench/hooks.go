@@ -39,7 +39,7 @@ func runHooks(ctx context.Context, o options, w *world, dir string) error {
 		return nil
 	}
 	n := o.hooksInstances
-	sc := scope{account: ownAccount, region: "ap-northeast-1", volumes: n}
+	sc := scope{account: ownAccount, region: "af-south-1", volumes: n} // a region no other scenario uses
 	w.sim.AddInstances(sc.account, sc.region, n, o.hooksVolumes, "running", nil)
 	ep, err := awslimits.New(w.endpoint, "127.0.0.1:0", awslimits.Options{Latency: hooksLatency, Jitter: hooksJitter, SSMLatency: true})
 	if err != nil {

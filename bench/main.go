@@ -174,12 +174,8 @@ func scenarios(o options) []scenario {
 			continue
 		}
 		lin := scenario{name: fmt.Sprintf("linear/%d", k), workers: o.linearWorkers}
-		vols := n(2000)
-		if k > 16 {
-			vols = n(500) // linear/50: 50 account-regions × 500 volumes at -scale 1
-		}
 		for a := range k {
-			lin.scopes = append(lin.scopes, scope{fmt.Sprintf("7%02d%09d", len(out), a), "us-west-1", vols})
+			lin.scopes = append(lin.scopes, scope{fmt.Sprintf("7%02d%09d", len(out), a), "us-west-1", n(2000)})
 		}
 		out = append(out, lin)
 	}

@@ -150,8 +150,11 @@ func TestEventStateChange(t *testing.T) {
 		}
 	}
 	w := e.workers(2, url, "--now", now, "--allow-clock-skew")
-	if w["created"] != 2 || w["dead_lettered"] != 0 || w["processed"] != 4 {
-		t.Fatalf("workers %v: want 4 jobs processed, 2 snapshots created", w)
+	// Every delivery is processed at least once; on a loaded machine one was once received
+	// again after it was done (at-least-once delivery), which is harmless only because it
+	// finds the snapshot by its job tag: exactly 2 are created, checked below per volume.
+	if w["created"] != 2 || w["dead_lettered"] != 0 || w["processed"] < 4 {
+		t.Fatalf("workers %v: want 4 deliveries processed, 2 snapshots created", w)
 	}
 	// A third delivery after the snapshots exist enqueues nothing.
 	if p := e.jsonCLI(0, "plan", "--queue", url, "--now", now, "--event", ev); num(t, p, "enqueued") != 0 {

@@ -3,7 +3,9 @@
 #   1. `snapfleet run` on the embedded queue (one process, region us-west-2);
 #   2. `snapfleet plan` + two `snapfleet work` processes on SQS (region us-east-1);
 #   3. 31 days later (moto's clock and --now moved): plan + work create the new day's
-#      snapshots, and a second plan + work prune the expired month-old ones.
+#      snapshots, and a second plan + work prune the expired month-old ones;
+#   4. of the us-west-2 fleet: `snapfleet report` (text and HTML), `audit`, `snapshots`,
+#      `restore --dry-run` and `drill`.
 # Prints each command's JSON summary, then a report of the snapshots that exist.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -106,5 +108,26 @@ report us-east-1
 
 step "dry run of the next plan: what would happen, nothing enqueued"
 "$bin" plan --config "$config" --dry-run --now "$later" 2>/dev/null | sed -n 1,30p
+
+# What a person asks afterwards, of the us-west-2 fleet that `run` backed up on the
+# embedded queue: coverage, the audit trail, recovery points, a restore, a drill.
+west=(env AWS_REGION=us-west-2 "$bin")
+db="file:$demo/snapfleet.db"
+step "coverage report (us-west-2): snapfleet report --queue $db"
+"${west[@]}" report --config "$config" --queue "$db" 2>/dev/null | sed -n 1,14p
+"${west[@]}" report --config "$config" --queue "$db" --output html --out "$demo/report.html" 2>/dev/null
+echo "(the same as one HTML page: $demo/report.html)"
+
+step "audit trail of that run: snapfleet audit --queue $db"
+"${west[@]}" audit --queue "$db" 2>/dev/null | sed -n 1,6p
+
+vol=$(ec2 describe-snapshots --region us-west-2 --owner-ids self --filters Name=tag-key,Values=snapfleet:policy \
+  --query 'Snapshots[0].VolumeId')
+step "recovery points of $vol, and what restoring it would do"
+"${west[@]}" snapshots --config "$config" --volume "$vol" 2>/dev/null
+"${west[@]}" restore --config "$config" --volume "$vol" --dry-run 2>/dev/null
+
+step "a restore drill: two recovery points restored into throw-away volumes, then deleted"
+"${west[@]}" drill --config "$config" --queue "$db" --sample 2 2>"$demo/drill.log"
 echo
 echo "logs: $demo/*.log"

@@ -402,11 +402,7 @@ func (c *Clients) EC2(account, region string) *ec2.Client {
 	if cl, ok := c.ec2[key]; ok {
 		return cl
 	}
-	cfg := c.base.Copy()
-	cfg.Region = region
-	if p := c.credsLocked(account); p != nil {
-		cfg.Credentials = p
-	}
+	cfg := c.configLocked(account, region)
 	cl := ec2.NewFromConfig(cfg, func(o *ec2.Options) {
 		o.APIOptions = append(o.APIOptions, c.APIOptions...)
 		o.APIOptions = append(o.APIOptions, clockMiddleware(&c.clock, account, region))
@@ -481,4 +477,15 @@ func limitMiddleware(l *limit.Limiter, account, region string) func(*middleware.
 				return out, md, err
 			}), "Retry", middleware.After)
 	}
+}
+
+// configLocked is the SDK config of account and region: the base config with the
+// account's credentials (its role's, when it has one). c.mu is held.
+func (c *Clients) configLocked(account, region string) aws.Config {
+	cfg := c.base.Copy()
+	cfg.Region = region
+	if p := c.credsLocked(account); p != nil {
+		cfg.Credentials = p
+	}
+	return cfg
 }

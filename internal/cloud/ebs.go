@@ -10,10 +10,6 @@ import (
 func (c *Clients) EBS(account, region string) *ebs.Client {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	cfg := c.base.Copy()
-	cfg.Region = region
-	if p := c.credsLocked(account); p != nil {
-		cfg.Credentials = p
-	}
+	cfg := c.configLocked(account, region)
 	return ebs.NewFromConfig(cfg, func(o *ebs.Options) { o.APIOptions = append(o.APIOptions, c.APIOptions...) })
 }

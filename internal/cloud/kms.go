@@ -9,11 +9,7 @@ import (
 func (c *Clients) KMS(account, region string) *kms.Client {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	cfg := c.base.Copy()
-	cfg.Region = region
-	if p := c.credsLocked(account); p != nil {
-		cfg.Credentials = p
-	}
+	cfg := c.configLocked(account, region)
 	return kms.NewFromConfig(cfg, func(o *kms.Options) {
 		o.APIOptions = append(o.APIOptions, c.APIOptions...)
 	})

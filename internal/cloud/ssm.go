@@ -17,11 +17,7 @@ func (c *Clients) SSM(account, region string) *ssm.Client {
 	if c.ssm == nil {
 		c.ssm = map[string]*ssm.Client{}
 	}
-	cfg := c.base.Copy()
-	cfg.Region = region
-	if p := c.credsLocked(account); p != nil {
-		cfg.Credentials = p
-	}
+	cfg := c.configLocked(account, region)
 	cl := ssm.NewFromConfig(cfg, func(o *ssm.Options) {
 		o.APIOptions = append(o.APIOptions, c.APIOptions...)
 		if c.Limiter != nil {

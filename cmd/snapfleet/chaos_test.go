@@ -392,7 +392,7 @@ func TestChaosLostResponse(t *testing.T) {
 }
 
 // TestChaosThrottlingStorm: every other EC2 call is throttled for 10 s while three
-// workers drain; all jobs complete with no dead letters and no duplicates.
+// workers drain; all jobs complete with no dead letters and no duplicates left.
 func TestChaosThrottlingStorm(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -418,8 +418,18 @@ func TestChaosThrottlingStorm(t *testing.T) {
 	if total.DeadLettered != 0 || total.Created != len(vols) {
 		t.Errorf("workers: %+v, want %d created and no dead letters", total, len(vols))
 	}
-	if n := c.proxy.Count("DeleteSnapshot").Calls; n != 0 {
-		t.Errorf("DeleteSnapshot called %d times: duplicates were made", n)
+	// Throttled calls take no effect, so the storm makes no duplicate. SQS (and moto,
+	// whose ReceiveMessage takes no lock) may deliver one message to two workers at once;
+	// both find no snapshot and create, and settle removes one (DESIGN.md §6.5). Extra
+	// creations are allowed only up to such extra deliveries, and each must be removed.
+	done := total.Processed - total.Retried - total.Skipped - total.DeadLettered
+	extra := c.proxy.Count("CreateSnapshot").Forwarded - len(vols)
+	if extra > done-len(vols) {
+		t.Errorf("%d creations beyond one per volume, but only %d deliveries beyond one per volume succeeded: the storm made duplicates", extra, done-len(vols))
+	}
+	// Both workers of a duplicate may remove it (one gets NotFound): one or two deletes each.
+	if n := c.proxy.Count("DeleteSnapshot").Calls; n < extra || n > 2*extra {
+		t.Errorf("DeleteSnapshot called %d times for %d duplicate creations", n, extra)
 	}
 	c.exactlyOne(ctx, vols)
 	c.queueEmpty(ctx, c.url)

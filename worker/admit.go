@@ -355,19 +355,12 @@ func (r *runner) heldCount() int {
 }
 
 // releaseHeld hands every held message back to the queue: the runner is stopping. It
-// first lets the last receive's wait run out at the queue (at most heldPoll, as messages
-// were held when it began): a long poll cancelled on our side goes on at SQS (and moto),
-// and would take the released messages to nobody for a visibility timeout.
+// first lets the last receive's wait run out at the queue (afterPoll).
 func (r *runner) releaseHeld() {
 	if r.heldCount() == 0 {
 		return
 	}
-	r.mu.Lock()
-	wait := time.Until(r.pollEnd) + 200*time.Millisecond
-	r.mu.Unlock()
-	if wait > 0 {
-		time.Sleep(min(wait, heldPoll+200*time.Millisecond))
-	}
+	r.afterPoll()
 	r.mu.Lock()
 	var hs []*held
 	for _, line := range r.backlog.lines {

@@ -46,12 +46,30 @@ type runner struct {
 	pollEnd time.Time
 }
 
-// receiveWait is how long one Receive may wait for messages.
+// receiveWait is how long one Receive may wait for messages: short while messages are
+// held or jobs run, whose messages a shutdown releases only once the wait is over at the
+// queue (afterPoll).
 func (r *runner) receiveWait() time.Duration {
-	if r.heldCount() > 0 {
+	switch {
+	case r.heldCount() > 0:
 		return min(r.baseReceiveWait(), heldPoll)
+	case r.running() > 0:
+		return min(r.baseReceiveWait(), runningPoll)
 	}
 	return r.baseReceiveWait()
+}
+
+// afterPoll waits until the last receive's wait is over at the queue: a long poll
+// cancelled on our side goes on at SQS (and moto), and would take a message released
+// before its end to nobody for a visibility timeout. Called before any release at
+// shutdown; the wait is short (receiveWait) whenever there is something to release.
+func (r *runner) afterPoll() {
+	r.mu.Lock()
+	wait := time.Until(r.pollEnd) + 200*time.Millisecond
+	r.mu.Unlock()
+	if wait > 0 {
+		time.Sleep(min(wait, maxLongPoll))
+	}
 }
 
 func (r *runner) baseReceiveWait() time.Duration {
@@ -144,6 +162,11 @@ func (r *runner) receive(ctx context.Context, n int) ([]queue.Message, error) {
 	r.pollEnd = time.Now().Add(wait)
 	r.mu.Unlock()
 	msgs, err := r.w.Queue.Receive(ctx, n, wait)
+	if ctx.Err() == nil {
+		r.mu.Lock()
+		r.pollEnd = time.Now() // it returned: its wait is over at the queue too
+		r.mu.Unlock()
+	}
 	r.observe(Observation{Polled: true, Received: len(msgs), Err: err})
 	for range n - len(msgs) {
 		<-r.room
@@ -295,8 +318,9 @@ func (r *runner) drain() {
 	}
 }
 
-// release hands m back to the queue at once.
+// release hands m back to the queue, once the last receive's wait is over (afterPoll).
 func (r *runner) release(m queue.Message) {
+	r.afterPoll()
 	ctx, cancel := context.WithTimeout(r.qctx, queueOpTimeout)
 	defer cancel()
 	err := r.w.Queue.SetVisibility(ctx, m, 0)

@@ -149,6 +149,7 @@ func (r *runner) apply(ctx context.Context, m queue.Message, err error, s *settl
 		s.delay = r.retryDelay(m.Attempts)
 		s.qerr = r.w.Queue.SetVisibility(ctx, m, s.delay)
 	case outRelease:
+		r.afterPoll()
 		s.qerr = r.w.Queue.SetVisibility(ctx, m, 0)
 	}
 }

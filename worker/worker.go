@@ -161,6 +161,9 @@ const (
 	// heldPoll bounds the receive wait while messages are held: at shutdown they are
 	// released only once the last receive's wait is over at the queue (see releaseHeld).
 	heldPoll = time.Second
+	// runningPoll bounds it while jobs run (and nothing is held), for the same reason:
+	// a shutdown waits for it before it releases their messages.
+	runningPoll = 5 * time.Second
 	// minDefer is the shortest a deferred message is hidden, so that it does not come
 	// straight back while nothing has changed.
 	minDefer = 500 * time.Millisecond

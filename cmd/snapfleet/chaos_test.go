@@ -132,8 +132,24 @@ func (c *chaos) spawnVia(fp *faultproxy.Proxy, name string, args ...string) *pro
 			_ = p.cmd.Process.Kill()
 			<-p.done
 		}
+		if c.t.Failed() {
+			c.t.Logf("%s's log, jobs and warnings only:\n%s", name, tail(outcomes(p.err.String())))
+		}
 	})
 	return p
+}
+
+// outcomes keeps a worker log's lines that say what happened to a message or went
+// wrong (what a failed chaos test needs to be explained), without the debug lines.
+func outcomes(log string) string {
+	var b strings.Builder
+	for line := range strings.Lines(log) {
+		if strings.Contains(line, `"outcome"`) || strings.Contains(line, `"level":"warn"`) ||
+			strings.Contains(line, `"level":"error"`) || strings.Contains(line, "released") || strings.Contains(line, "exiting") {
+			b.WriteString(line)
+		}
+	}
+	return b.String()
 }
 
 func (p *proc) finished() bool {
@@ -415,24 +431,33 @@ func TestChaosThrottlingStorm(t *testing.T) {
 	if throttled < 20 {
 		t.Errorf("only %d calls throttled: the storm missed the drain", throttled)
 	}
-	if total.DeadLettered != 0 || total.Created != len(vols) {
-		t.Errorf("workers: %+v, want %d created and no dead letters", total, len(vols))
+	if total.DeadLettered != 0 {
+		t.Errorf("workers: %+v, want no dead letters", total)
 	}
-	// Throttled calls take no effect, so the storm makes no duplicate. SQS (and moto,
-	// whose ReceiveMessage takes no lock) may deliver one message to two workers at once;
-	// both find no snapshot and create, and settle removes one (DESIGN.md §6.5). Extra
-	// creations are allowed only up to such extra deliveries, and each must be removed.
-	done := total.Processed - total.Retried - total.Skipped - total.DeadLettered
+	c.createdOnce(total, vols)
+	c.exactlyOne(ctx, vols)
+	c.queueEmpty(ctx, c.url)
+}
+
+// createdOnce checks the creates of several workers that drained one job per volume:
+// faults whose calls take no effect (throttles, refused connections) make no duplicate.
+// SQS (and moto, whose ReceiveMessage takes no lock) may deliver one message to two
+// workers at once; both find no snapshot and create, and settle removes one and reports
+// the job as existing (DESIGN.md §6.5). So extra creations are allowed only up to the
+// deliveries beyond one per volume that succeeded, each is removed, and each such
+// delivery is a create not counted.
+func (c *chaos) createdOnce(total worker.Stats, vols map[string]string) {
+	c.t.Helper()
+	extraDone := total.Processed - total.Retried - total.Skipped - total.DeadLettered - len(vols)
 	extra := c.proxy.Count("CreateSnapshot").Forwarded - len(vols)
-	if extra > done-len(vols) {
-		t.Errorf("%d creations beyond one per volume, but only %d deliveries beyond one per volume succeeded: the storm made duplicates", extra, done-len(vols))
+	if extra > extraDone || total.Created > len(vols) || total.Created < len(vols)-extraDone {
+		c.t.Errorf("workers %+v: %d creations beyond one per volume and %d created, with %d deliveries beyond one per volume done: duplicates were made",
+			total, extra, total.Created, extraDone)
 	}
 	// Both workers of a duplicate may remove it (one gets NotFound): one or two deletes each.
 	if n := c.proxy.Count("DeleteSnapshot").Calls; n < extra || n > 2*extra {
-		t.Errorf("DeleteSnapshot called %d times for %d duplicate creations", n, extra)
+		c.t.Errorf("DeleteSnapshot called %d times for %d duplicate creations", n, extra)
 	}
-	c.exactlyOne(ctx, vols)
-	c.queueEmpty(ctx, c.url)
 }
 
 // TestChaosOutage: the EC2 endpoint resets every connection for 6 s while two workers
@@ -468,9 +493,10 @@ func TestChaosOutage(t *testing.T) {
 	for _, p := range w {
 		total = sumStats(total, p.stop(10*time.Second))
 	}
-	if total.DeadLettered != 0 || total.Created != len(vols) || total.Retried == 0 {
-		t.Errorf("workers: %+v, want %d created, retries and no dead letters", total, len(vols))
+	if total.DeadLettered != 0 || total.Retried == 0 {
+		t.Errorf("workers: %+v, want retries and no dead letters", total)
 	}
+	c.createdOnce(total, vols)
 	c.exactlyOne(ctx, vols)
 	c.queueEmpty(ctx, c.url)
 }

@@ -32,6 +32,9 @@ type fakeQueue struct {
 	vis        []visCall
 	requeued   []visCall
 	maxAsked   int
+	// linger: a receive cancelled by its caller goes on polling until its wait is over
+	// and takes what becomes visible, to nobody (as SQS's long poll does).
+	linger bool
 }
 
 type fakeMsg struct {
@@ -98,6 +101,9 @@ func (q *fakeQueue) Receive(ctx context.Context, max int, wait time.Duration) ([
 		}
 		select {
 		case <-ctx.Done():
+			if q.linger {
+				go func() { _, _ = q.Receive(context.Background(), max, time.Until(deadline)) }()
+			}
 			return nil, ctx.Err()
 		case <-time.After(5 * time.Millisecond):
 		}

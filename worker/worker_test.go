@@ -592,6 +592,39 @@ func TestRetryDelay(t *testing.T) {
 	}
 }
 
+// TestShutdownAfterPoll: a running job's message is released at shutdown only once the
+// last receive's wait is over at the queue. A long poll cancelled on our side goes on at
+// SQS and would take the released message to nobody for a visibility timeout.
+func TestShutdownAfterPoll(t *testing.T) {
+	t.Parallel()
+	q := newFakeQueue()
+	q.linger = true
+	ids := q.add(0, encode(t, createJob("vol-0123456789abcdef0", "default", plannedAt)))
+	started := make(chan struct{})
+	w := testWorker(q, HandlerFunc(func(ctx context.Context, _ job.Job) (Result, error) {
+		close(started)
+		<-ctx.Done()
+		return Result{}, ctx.Err()
+	}))
+	w.ExitWhenDrained = false
+	w.ShutdownGrace = 100 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-started
+		time.Sleep(200 * time.Millisecond) // the next receive is waiting at the queue
+		cancel()
+	}()
+	if _, err := w.Run(ctx); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	time.Sleep(50 * time.Millisecond) // a lingering poll would have taken it by now
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if m := q.msgs[0]; m.id != ids[0] || m.attempts != 1 || m.visibleAt.After(time.Now()) {
+		t.Errorf("message %s after shutdown: %d receives, visible at %v: a cancelled poll took it after its release", m.id, m.attempts, m.visibleAt)
+	}
+}
+
 // TestShutdownStuckJob: a job that ignores cancellation does not hold its message: after
 // the grace and a short wait the worker releases it and returns; the job's late result
 // touches the queue no more.

@@ -21,12 +21,14 @@ require (
 	github.com/go-analyze/charts v0.6.4
 	github.com/google/go-cmp v0.7.0
 	github.com/mattn/go-isatty v0.0.24
+	github.com/orisano/gosax v1.1.4
 	github.com/prometheus/client_golang v1.25.0
 	github.com/rs/zerolog v1.35.1
 	github.com/sethvargo/go-retry v0.5.0
 	github.com/spf13/cobra v1.10.2
 	go.yaml.in/yaml/v3 v3.0.6
 	golang.org/x/net v0.63.0
+	golang.org/x/sync v0.23.0
 	golang.org/x/time v0.16.0
 	maragu.dev/goqite v0.4.0
 	modernc.org/sqlite v1.60.1

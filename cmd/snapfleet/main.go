@@ -20,7 +20,9 @@ func main() {
 	if os.Getenv(envRuntimeAPI) != "" && len(args) == 0 {
 		args = []string{"lambda"} // started by the Lambda runtime as bootstrap
 	}
+	stopProfiles := startProfiles(os.Stderr)
 	code := execute(ctx, args, os.Stdout, os.Stderr)
+	stopProfiles()
 	stop()
 	os.Exit(code)
 }

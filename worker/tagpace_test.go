@@ -220,3 +220,53 @@ func TestInstanceTagsThrottled(t *testing.T) {
 	}
 	e.checkVolumeTags(t, j.Key, 2)
 }
+
+// TestInstanceTagsHorizon: while the account-region's CreateTags are reserved further
+// ahead than the runner's max-wait (visibility 4 s: 1 s; a job waits 8 and 16 s for its
+// tags), the admission holds the next instance job back rather than snapshotting ahead of
+// a tagging backlog that only grows: it makes no CreateSnapshots meanwhile, and is
+// neither snoozed nor dead-lettered.
+func TestInstanceTagsHorizon(t *testing.T) {
+	t.Parallel()
+	e := newMoto(t)
+	lim := limit.New(map[string]limit.Bucket{"CreateTags": {Burst: 2, PerSecond: 1.0 / 8}, "CreateSnapshots": {Burst: 100, PerSecond: 5}})
+	var bodies [][]byte
+	for range 3 {
+		inst, _, _ := e.instanceWithData(t, 1)
+		bodies = append(bodies, encode(t, instanceJob(inst, "app", appPeriod)))
+	}
+	q := newFakeQueue()
+	q.add(0, bodies[:2]...)
+	w := e.tagWorker(t, q, lim)
+	w.ExitWhenDrained = false
+	w.Visibility = 4 * time.Second
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan Stats)
+	go func() {
+		st, err := w.Run(ctx)
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		done <- st
+	}()
+	// One job's tags are written (the bucket's 2 tokens), the other's reserved 8 and 16 s
+	// ahead.
+	for deadline := time.Now().Add(10 * time.Second); lim.Behind(testAccount, testRegion, "CreateTags") < 10*time.Second; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			cancel()
+			<-done
+			t.Fatalf("CreateTags behind by %s: the first jobs did not run", lim.Behind(testAccount, testRegion, "CreateTags"))
+		}
+	}
+	q.add(0, bodies[2])
+	time.Sleep(3 * time.Second) // the backlog stays above 1 s for 9 s more whatever the load
+	n := e.faults.count("CreateSnapshots")
+	cancel()
+	st := <-done
+	if n != 2 {
+		t.Errorf("%d CreateSnapshots, want 2: the third job was admitted behind the tagging backlog", n)
+	}
+	if st.Retried != 0 || st.DeadLettered != 0 {
+		t.Errorf("stats %+v: a job was snoozed or dead-lettered", st)
+	}
+}

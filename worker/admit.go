@@ -314,11 +314,6 @@ func (r *runner) pick() (*held, context.Context, func(), time.Duration) {
 			return b.pop(i), r.jobCtx, func() {}, 0
 		}
 		if h.ctx == nil {
-			if d := r.tagsBehind(h.j); d > 0 { // tagpace.go
-				b.notBefore[sc] = now.Add(d)
-				wait = min(wait, d)
-				continue
-			}
 			// Reserve the head's tokens as far as admitAhead: held for it, not taken
 			// by jobs needing fewer tokens of its buckets meanwhile.
 			ctx, release, d, ok := r.w.Limiter.Admit(r.jobCtx, h.j.Account, h.j.Region, r.needs(h.j), admitAhead)

@@ -30,21 +30,7 @@ import (
 //
 // The admission does not reserve CreateTags (needs, admit.go): a job is admitted when its
 // tokens are all due within admitAhead, so reserving the tags there would make its
-// CreateSnapshots wait for the tagging bucket — the very wait this avoids. It only holds
-// back an instance job while the account-region's CreateTags are reserved further ahead
-// than the runner's max-wait (tagsBehind): where tagging is what binds (instances of many
-// volumes, hour after hour), snapshotting ahead of it would only fill the worker's room
-// with jobs waiting for their tags, and crowd out other account-regions' jobs.
-
-// tagsBehind is how long an instance job j must wait before admission because the
-// CreateTags of its account-region are reserved more than a quarter of the visibility
-// timeout (the runner's max-wait) ahead; 0 for other jobs.
-func (r *runner) tagsBehind(j job.Job) time.Duration {
-	if j.Kind != job.KindCreateInstance || r.w.Limiter == nil {
-		return 0
-	}
-	return max(0, r.w.Limiter.Behind(j.Account, j.Region, "CreateTags")-r.vis/4)
-}
+// CreateSnapshots wait for the tagging bucket — the very wait this avoids.
 
 // maxTagRounds bounds how many times writeTags paces the tags still to write again after
 // a throttle; then the throttle's snooze stands, and the retry tags the snapshots.

@@ -27,8 +27,16 @@ func (s *snapshots) coldBackup(ctx context.Context, c createStart, j job.Job, in
 			err = errors.Join(err, s.restart(ctx, c.api, j, c.policy))
 		}
 	}()
+	c.started = func() error {
+		if !ours {
+			return nil
+		}
+		ours = false
+		return s.restart(ctx, c.api, j, c.policy)
+	}
 	if c.found.exists() {
-		return Result{Action: Existed, Snapshot: c.found.first()}, s.tagVolumes(ctx, c.api, j, inst, c.found.found())
+		serr := c.started()
+		return Result{Action: Existed, Snapshot: c.found.first()}, joinErr(serr, s.tagVolumes(ctx, c.api, j, inst, c.found.found()))
 	}
 	// Nothing to snapshot (exclude tags): never stop the instance for it.
 	if spec, err := s.instanceSpec(ctx, c.api, c.policy, inst); err != nil || spec == nil {

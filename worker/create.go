@@ -56,6 +56,9 @@ type createStart struct {
 	api    EC2
 	// found is what already carries the job's key.
 	found keyed
+	// started, when set (a cold backup, cold.go), starts the instance again once its
+	// snapshots are made, before their tags wait for the CreateTags bucket (tagPace).
+	started func() error
 }
 
 // startCreate begins a create job: it reads the job's policy, takes the job key's lock

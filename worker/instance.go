@@ -84,6 +84,10 @@ func (s *snapshots) snapshotInstance(ctx context.Context, c createStart, j job.J
 	if run.vss != nil {
 		out = run.vss
 	}
+	var startErr error
+	if c.started != nil {
+		startErr = c.started() // a cold backup's instance runs again before the tags
+	}
 	var made []string
 	var snaps []types.Snapshot
 	for _, si := range out.Snapshots {
@@ -91,7 +95,7 @@ func (s *snapshots) snapshotInstance(ctx context.Context, c createStart, j job.J
 		snaps = append(snaps, types.Snapshot{SnapshotId: si.SnapshotId, VolumeId: si.VolumeId, StartTime: si.StartTime})
 	}
 	if len(made) == 0 {
-		return Result{}, fmt.Errorf("creating snapshots of instance %s: CreateSnapshots returned no snapshot", j.Instance)
+		return Result{}, joinErr(startErr, fmt.Errorf("creating snapshots of instance %s: CreateSnapshots returned no snapshot", j.Instance))
 	}
 	res, _ := s.settle(ctx, c.api, j, made...)
 	res.Fallback = run.fallback != ""
@@ -99,7 +103,7 @@ func (s *snapshots) snapshotInstance(ctx context.Context, c createStart, j job.J
 		err = s.tagVolumes(ctx, c.api, j, inst, snaps)
 	}
 	res.PostFailed = s.finishPost(ctx, j, run)
-	return res, err
+	return res, joinErr(startErr, err)
 }
 
 // readInstance reads one instance; a missing one is a NotFound error.
@@ -195,7 +199,8 @@ func (s *snapshots) excludeTagged(ctx context.Context, api EC2, p config.Policy,
 }
 
 // tagVolumes writes the per-volume tags of DESIGN.md §4 — snapfleet:volume,
-// snapfleet:device and Name — on the snapshots of an instance job that lack them. The
+// snapfleet:device and Name — on the snapshots of an instance job that lack them, at the
+// CreateTags bucket's pace without holding the job's slot meanwhile (tagPace). The
 // snapshots are already managed (their marker came with CreateSnapshots): a failure here
 // is retried through the queue, and the redelivery finds them and tags them.
 func (s *snapshots) tagVolumes(ctx context.Context, api EC2, j job.Job, inst types.Instance, snaps []types.Snapshot) error {
@@ -205,6 +210,7 @@ func (s *snapshots) tagVolumes(ctx context.Context, api EC2, j job.Job, inst typ
 			devices[aws.ToString(m.Ebs.VolumeId)] = aws.ToString(m.DeviceName)
 		}
 	}
+	var todo []*ec2.CreateTagsInput
 	for _, sn := range snaps {
 		vol := aws.ToString(sn.VolumeId)
 		if tagMap(sn.Tags)[tag.Volume] != "" || vol == "" {
@@ -217,13 +223,7 @@ func (s *snapshots) tagVolumes(ctx context.Context, api EC2, j job.Job, inst typ
 		}
 		name := snapshotName(source(j), dev, aws.ToTime(sn.StartTime))
 		tags = append(tags, types.Tag{Key: aws.String(tag.Name), Value: aws.String(name)})
-		err := s.call(ctx, func(ctx context.Context) error {
-			_, err := api.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{aws.ToString(sn.SnapshotId)}, Tags: tags})
-			return err
-		})
-		if err != nil {
-			return fail(fmt.Errorf("tagging snapshot %s of volume %s: %w", aws.ToString(sn.SnapshotId), vol, err))
-		}
+		todo = append(todo, &ec2.CreateTagsInput{Resources: []string{aws.ToString(sn.SnapshotId)}, Tags: tags})
 	}
-	return nil
+	return s.writeTags(ctx, api, j, todo)
 }

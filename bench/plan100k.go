@@ -23,8 +23,8 @@ import (
 	"github.com/snapfleet/snapfleet/internal/testbed/awslimits"
 )
 
-const plan100kHeader = "| scenario | volumes | snapshots | expired | plan wall s | ideal s (listings at the buckets' rates) | wall ÷ ideal | listing calls by action | plan peak MiB | plan CPU s | create / delete jobs |\n" +
-	"|---|---|---|---|---|---|---|---|---|---|---|"
+const plan100kHeader = "| scenario | volumes | snapshots | expired | plan wall s | ideal s (listings at the buckets' rates) | wall ÷ ideal | listing calls by action | listing / deciding / sending s | plan peak MiB | plan CPU s | create / delete jobs |\n" +
+	"|---|---|---|---|---|---|---|---|---|---|---|---|"
 
 // snapshotsPerVolume: one a day for ten days; on 3 volumes in 10 the oldest is 40 days
 // old instead, past the default policy's max_age of 30 days.
@@ -88,8 +88,17 @@ func runPlan100k(ctx context.Context, o options, w *world, ep *awslimits.Server,
 	if ideal > 0 {
 		ratio = fmt.Sprintf("%.2f", pr.wall.Seconds()/ideal)
 	}
-	fmt.Printf("| plan100k | %d | %d | %d | %.1f | %.1f | %s | %s | %.0f | %.1f | %d / %d |\n", s.volumes, s.volumes*snapshotsPerVolume, expired,
-		pr.wall.Seconds(), ideal, ratio, strings.Join(parts, ", "), float64(pr.maxRSS)/1024, pr.cpu.Seconds(),
+	phase := func(msg, field string) float64 { return logField(pr.stderr, msg, field) / 1000 }
+	throttled := 0
+	for _, st := range ep.Limiter.Stats() {
+		throttled += st.Throttled
+	}
+	up := ep.Upstream()["ec2:DescribeSnapshots"]
+	fmt.Fprintf(os.Stderr, "bench: plan100k: %d calls throttled by the endpoint; the simulator answered DescribeSnapshots in %.1f s over %d calls\n",
+		throttled, up.Total.Seconds(), up.Calls)
+	fmt.Printf("| plan100k | %d | %d | %d | %.1f | %.1f | %s | %s | %.1f / %.1f / %.1f | %.0f | %.1f | %d / %d |\n", s.volumes, s.volumes*snapshotsPerVolume, expired,
+		pr.wall.Seconds(), ideal, ratio, strings.Join(parts, ", "),
+		phase("planned", "listing"), phase("planned", "deciding"), phase("enqueued", "sending"), float64(pr.maxRSS)/1024, pr.cpu.Seconds(),
 		jsonInt(plan["snapshot_jobs"]), jsonInt(plan["delete_jobs"]))
 	if n := jsonInt(plan["delete_jobs"]); n != expired {
 		fmt.Fprintf(os.Stderr, "bench: plan100k: %d delete jobs, want %d\n", n, expired)
@@ -110,4 +119,18 @@ func sortedByCount(calls map[string]int) []string {
 		return out[i] < out[j]
 	})
 	return out
+}
+
+// logField is the number field of the first JSON log line of stderr with message msg
+// (zerolog writes durations in milliseconds); 0 when there is none.
+func logField(stderr []byte, msg, field string) float64 {
+	for line := range strings.Lines(string(stderr)) {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) != nil || m["message"] != msg {
+			continue
+		}
+		f, _ := m[field].(float64)
+		return f
+	}
+	return 0
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
-	"github.com/snapfleet/snapfleet/internal/cloud"
 	"github.com/snapfleet/snapfleet/internal/config"
 	"github.com/snapfleet/snapfleet/internal/job"
 	"github.com/snapfleet/snapfleet/internal/tag"
@@ -200,26 +199,6 @@ func listSnapshots(ctx context.Context, client EC2, cfg *config.Config) ([]Snaps
 
 // copiedVolume is the VolumeId AWS gives a copied snapshot: no volume at all.
 const copiedVolume = "vol-ffffffff"
-
-func describeSnapshots(ctx context.Context, client ec2.DescribeSnapshotsAPIClient, filters []types.Filter, each func(types.Snapshot)) error {
-	pages := ec2.NewDescribeSnapshotsPaginator(client, &ec2.DescribeSnapshotsInput{
-		OwnerIds:   []string{"self"},
-		Filters:    filters,
-		MaxResults: aws.Int32(1000),
-	})
-	for pages.HasMorePages() {
-		// Pages of 1,000 snapshots with their tags: the SDK's XML decoder would be most of
-		// a large plan's CPU (cloud.FastSnapshotList).
-		page, err := pages.NextPage(ctx, cloud.FastSnapshotList)
-		if err != nil {
-			return fmt.Errorf("describing snapshots: %w", err)
-		}
-		for _, s := range page.Snapshots {
-			each(s)
-		}
-	}
-	return nil
-}
 
 var (
 	volumeRE = regexp.MustCompile(`^vol-[0-9a-f]{8,17}$`)

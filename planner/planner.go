@@ -276,7 +276,9 @@ func (p *Planner) planScope(ctx context.Context, log zerolog.Logger, account, re
 	sc := newScopeRun(log, account, region)
 	log = sc.log
 	client := p.EC2(account, region)
+	began := time.Now()
 	inv := p.inventory(ctx, client, sc)
+	listed := time.Since(began)
 
 	res := Decide(inv, p.Config, now)
 	if res.ForeignSnapshots > 0 {
@@ -310,11 +312,15 @@ func (p *Planner) planScope(ctx context.Context, log zerolog.Logger, account, re
 	}
 	msgs := sc.messages(res.Decisions, run, now)
 	log.Info().Int("instances", res.Instances).Int("volumes", res.Volumes).Int("snapshots_seen", res.SnapshotsSeen).
-		Int("snapshot_jobs", res.Creates).Int("delete_jobs", res.Deletes).Msg("planned")
+		Int("snapshot_jobs", res.Creates).Int("delete_jobs", res.Deletes).
+		Dur("listing", listed).Dur("deciding", time.Since(began)-listed).Msg("planned")
 	if p.DryRun {
 		return res, 0, sc.failures
 	}
-	return res, p.send(ctx, sc, msgs), sc.failures
+	sending := time.Now()
+	sent := p.send(ctx, sc, msgs)
+	log.Info().Int("enqueued", sent).Dur("sending", time.Since(sending)).Msg("enqueued")
+	return res, sent, sc.failures
 }
 
 // sharesUnchecked is the warning of a CheckShares plan past MaxShareChecks.

@@ -519,8 +519,9 @@ func TestPlanSecondPageFails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pages != 2 {
-		t.Fatalf("DescribeSnapshots called %d times, want the first page and the failing second", pages)
+	// The first page, then the id segments (segments.go), whose second pages fail.
+	if pages != 1+2*len(idSegments) {
+		t.Fatalf("DescribeSnapshots called %d times, want the first page, then each segment's first and failing second", pages)
 	}
 	creates, deletes := q.jobs(t)
 	if len(deletes) != 0 || sum.DeleteJobs != 0 || sum.Held != 0 {

@@ -129,7 +129,7 @@ func (q *sqsQueue) Close() error { return nil }
 // sendsInFlight is how many SendMessageBatch calls one Send makes at once: a standard
 // queue takes them in parallel, and a large plan's 10,000 batches one after another took
 // most of its time (BENCHMARKS.md, plan100k).
-const sendsInFlight = 8
+const sendsInFlight = 16
 
 func (q *sqsQueue) Send(ctx context.Context, msgs []Outgoing) error {
 	var (

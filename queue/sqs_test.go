@@ -173,8 +173,8 @@ func TestSQS(t *testing.T) {
 		if err := q.Send(testCtx(t), msgs); err != nil {
 			t.Fatal(err)
 		}
-		if m := most.Load(); m < 2 || m > 8 {
-			t.Errorf("at most %d SendMessageBatch calls at once, want 2 to 8 (a large plan's batches are sent side by side)", m)
+		if m := most.Load(); m < 2 || m > 16 {
+			t.Errorf("at most %d SendMessageBatch calls at once, want 2 to 16 (a large plan's batches are sent side by side)", m)
 		}
 		if st, _ := q.Stats(testCtx(t)); st.Visible != len(msgs) {
 			t.Errorf("%d messages visible after Send, want %d", st.Visible, len(msgs))

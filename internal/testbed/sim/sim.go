@@ -392,7 +392,7 @@ func match(fs []filter, t map[string]string, field func(name string) (string, bo
 		hit := false
 		for _, h := range have {
 			for _, want := range f.values {
-				if h == want {
+				if wildcard(want, h) {
 					hit = true
 				}
 			}
@@ -427,4 +427,34 @@ func page[T any](form url.Values, items []T) ([]T, string, error) {
 		next = strconv.Itoa(start + size)
 	}
 	return items[start : start+size], next, nil
+}
+
+// wildcard reports whether s matches an EC2 filter value: * is any run of characters,
+// ? any one character, anything else itself.
+func wildcard(pattern, s string) bool {
+	if !strings.ContainsAny(pattern, "*?") {
+		return pattern == s
+	}
+	p, i := 0, 0
+	star, mark := -1, 0
+	for i < len(s) {
+		switch {
+		case p < len(pattern) && (pattern[p] == '?' || pattern[p] == s[i]):
+			p++
+			i++
+		case p < len(pattern) && pattern[p] == '*':
+			star, mark = p, i
+			p++
+		case star >= 0:
+			p = star + 1
+			mark++
+			i = mark
+		default:
+			return false
+		}
+	}
+	for p < len(pattern) && pattern[p] == '*' {
+		p++
+	}
+	return p == len(pattern)
 }

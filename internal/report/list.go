@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -23,29 +24,44 @@ var liveStates = []string{"pending", "running", "shutting-down", "stopping", "st
 // With sample, the standard-tier snapshots of a sample of volumes are kept for measure.
 func List(ctx context.Context, client EC2, cfg *config.Config, account, region string, sample bool) (*Scope, error) {
 	sc := NewScope(cfg, account, region)
-	var err error
-	sc.Instances, err = planner.DescribeInstances(ctx, client, &ec2.DescribeInstancesInput{
-		Filters:    []types.Filter{{Name: aws.String("instance-state-name"), Values: liveStates}},
-		MaxResults: aws.Int32(1000),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("listing instances in %s/%s: %w", account, region, err)
-	}
-	if sample {
-		sc.chooseSample()
-	}
-	if err := listVolumes(ctx, client, sc); err != nil {
-		return nil, fmt.Errorf("listing volumes in %s/%s: %w", account, region, err)
-	}
-	filter := []types.Filter{{Name: aws.String("tag-key"), Values: []string{tag.Policy}}}
-	err = planner.DescribeSnapshots(ctx, client, filter, func(s types.Snapshot) {
-		if aws.ToString(s.OwnerId) != account {
-			return // a listing may return other owners' snapshots
+	// The three listings go at once, each at its own bucket's pace; the snapshots wait
+	// for the instances only when they pick the sample.
+	var instErr, volErr, snapErr error
+	listed := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		defer close(listed)
+		sc.Instances, instErr = planner.DescribeInstances(ctx, client, &ec2.DescribeInstancesInput{
+			Filters:    []types.Filter{{Name: aws.String("instance-state-name"), Values: liveStates}},
+			MaxResults: aws.Int32(1000),
+		})
+		if instErr == nil && sample {
+			sc.chooseSample()
 		}
-		sc.Add(snapshotOf(s, cfg.Report.CostTags))
 	})
-	if err != nil {
-		return nil, fmt.Errorf("listing snapshots in %s/%s: %w", account, region, err)
+	wg.Go(func() { volErr = listVolumes(ctx, client, sc) })
+	wg.Go(func() {
+		if sample {
+			if <-listed; instErr != nil {
+				return
+			}
+		}
+		filter := []types.Filter{{Name: aws.String("tag-key"), Values: []string{tag.Policy}}}
+		snapErr = planner.DescribeSnapshots(ctx, client, filter, func(s types.Snapshot) {
+			if aws.ToString(s.OwnerId) != account {
+				return // a listing may return other owners' snapshots
+			}
+			sc.Add(snapshotOf(s, cfg.Report.CostTags))
+		})
+	})
+	wg.Wait()
+	switch {
+	case instErr != nil:
+		return nil, fmt.Errorf("listing instances in %s/%s: %w", account, region, instErr)
+	case volErr != nil:
+		return nil, fmt.Errorf("listing volumes in %s/%s: %w", account, region, volErr)
+	case snapErr != nil:
+		return nil, fmt.Errorf("listing snapshots in %s/%s: %w", account, region, snapErr)
 	}
 	return sc, nil
 }

@@ -206,8 +206,8 @@ func diagnose(sc scenario, ep *awslimits.Server, t0 time.Time, window time.Durat
 
 // traceBucket prints, per account-region, where its CreateSnapshot bucket at the endpoint
 // lost what η misses by t0+W (BENCH_TRACE): when the first create came, the refill lost
-// while the bucket was full (from t0 to then, and any time later), and the tokens left
-// unused at t0+W.
+// while the bucket was full (from t0 to then, and any time later), the tokens left
+// unused at t0+W, and the bucket's level every 10 s before.
 func traceBucket(sc scenario, ep *awslimits.Server, t0 time.Time, window time.Duration) {
 	lim := awslimits.DefaultLimits()[awslimits.BucketCreateSnapshot]
 	for _, s := range sc.scopes {
@@ -222,7 +222,8 @@ func traceBucket(sc scenario, ep *awslimits.Server, t0 time.Time, window time.Du
 			}
 			last = to
 		}
-		first := "none"
+		first, levels := "none", ""
+		mark := t0.Add(10 * time.Second)
 		for i, t := range at {
 			if !t.Before(end) {
 				break
@@ -230,13 +231,17 @@ func traceBucket(sc scenario, ep *awslimits.Server, t0 time.Time, window time.Du
 			if i == 0 {
 				first = fmt.Sprintf("+%.2fs", t.Sub(t0).Seconds())
 			}
+			for ; !mark.After(t) && mark.Before(end); mark = mark.Add(10 * time.Second) {
+				step(mark)
+				levels += fmt.Sprintf(" %.0f", level)
+			}
 			if t.After(last) {
 				step(t)
 			}
 			level--
 		}
 		step(end)
-		fmt.Fprintf(os.Stderr, "bench: %s bucket %s/%s: first create %s, refill lost to a full bucket %.1f, left at t0+W %.1f\n",
-			sc.name, s.account, s.region, first, lost, level)
+		fmt.Fprintf(os.Stderr, "bench: %s bucket %s/%s: first create %s, refill lost to a full bucket %.1f, left at t0+W %.1f (level every 10 s:%s)\n",
+			sc.name, s.account, s.region, first, lost, level, levels)
 	}
 }

@@ -166,8 +166,9 @@ type Failure struct {
 }
 
 // Plan lists and decides every account and region, Parallel at a time, and then enqueues
-// the jobs, one of each account-region in turn (or, in a dry run, lists the decisions). A failing account-region is recorded in
-// the summary and does not stop the others; the error is for bad usage or cancellation.
+// the jobs, one of each account-region in turn (or, in a dry run, lists the decisions). A
+// failing account-region is recorded in the summary and does not stop the others; the
+// error is for bad usage or cancellation.
 func (p *Planner) Plan(ctx context.Context) (Summary, error) {
 	switch {
 	case p.Config == nil:

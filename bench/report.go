@@ -193,6 +193,7 @@ func diagnose(sc scenario, ep *awslimits.Server, t0 time.Time, window time.Durat
 	for at := 10 * time.Second; at <= window+30*time.Second; at += 10 * time.Second {
 		steps = append(steps, ep.DoneBy(t0.Add(at)))
 	}
+	traceBucket(sc, ep, t0, window)
 	for _, s := range sc.scopes {
 		line := fmt.Sprintf("bench: %s trace %s/%s:", sc.name, s.account, s.region)
 		for _, by := range steps {
@@ -200,5 +201,47 @@ func diagnose(sc scenario, ep *awslimits.Server, t0 time.Time, window time.Durat
 				by[awslimits.Done{Account: s.account, Region: s.region, Action: "DeleteSnapshot"}])
 		}
 		fmt.Fprintln(os.Stderr, line)
+	}
+}
+
+// traceBucket prints, per account-region, where its CreateSnapshot bucket at the endpoint
+// lost what η misses by t0+W (BENCH_TRACE): when the first create came, the refill lost
+// while the bucket was full (from t0 to then, and any time later), the tokens left
+// unused at t0+W, and the bucket's level every 10 s before.
+func traceBucket(sc scenario, ep *awslimits.Server, t0 time.Time, window time.Duration) {
+	lim := awslimits.DefaultLimits()[awslimits.BucketCreateSnapshot]
+	for _, s := range sc.scopes {
+		at := ep.DoneAt(awslimits.Done{Account: s.account, Region: s.region, Action: "CreateSnapshot"})
+		level, lost, last := lim.Burst, 0.0, t0
+		end := t0.Add(window)
+		step := func(to time.Time) {
+			level += lim.Refill * to.Sub(last).Seconds()
+			if level > lim.Burst {
+				lost += level - lim.Burst
+				level = lim.Burst
+			}
+			last = to
+		}
+		first, levels := "none", ""
+		mark := t0.Add(10 * time.Second)
+		for i, t := range at {
+			if !t.Before(end) {
+				break
+			}
+			if i == 0 {
+				first = fmt.Sprintf("+%.2fs", t.Sub(t0).Seconds())
+			}
+			for ; !mark.After(t) && mark.Before(end); mark = mark.Add(10 * time.Second) {
+				step(mark)
+				levels += fmt.Sprintf(" %.0f", level)
+			}
+			if t.After(last) {
+				step(t)
+			}
+			level--
+		}
+		step(end)
+		fmt.Fprintf(os.Stderr, "bench: %s bucket %s/%s: first create %s, refill lost to a full bucket %.1f, left at t0+W %.1f (level every 10 s:%s)\n",
+			sc.name, s.account, s.region, first, lost, level, levels)
 	}
 }

@@ -54,11 +54,12 @@ type Sender interface {
 	Send(ctx context.Context, msgs []queue.Outgoing) error
 }
 
-// Parallel is how many account-regions are planned at once. Each has its own Describe
-// bucket at AWS, so planning them together costs no throttling; and since each sends its
-// own jobs as it finishes, the queue holds their jobs interleaved, batch by batch, rather
-// than one account-region's after another's: workers draining it in order feed every
-// bucket from the start. The cost is memory: up to Parallel inventories at once.
+// Parallel is how many account-regions are planned at once, and how many Sends a plan
+// makes at once. Each account-region has its own Describe buckets at AWS, so planning
+// them together costs no throttling. The cost is memory: up to Parallel inventories at
+// once. Their jobs are sent once all are planned, one of each account-region in turn
+// (sendorder.go), so that workers draining the queue in order feed every bucket from the
+// start.
 const Parallel = 16
 
 // sendBatch is how many messages go in one Send call: one SendMessageBatch.
@@ -164,9 +165,10 @@ type Failure struct {
 	Error   string `json:"error"`
 }
 
-// Plan lists and decides every account and region, Parallel at a time, and enqueues the
-// jobs (or, in a dry run, lists the decisions). A failing account-region is recorded in
-// the summary and does not stop the others; the error is for bad usage or cancellation.
+// Plan lists and decides every account and region, Parallel at a time, and then enqueues
+// the jobs, one of each account-region in turn (or, in a dry run, lists the decisions). A
+// failing account-region is recorded in the summary and does not stop the others; the
+// error is for bad usage or cancellation.
 func (p *Planner) Plan(ctx context.Context) (Summary, error) {
 	switch {
 	case p.Config == nil:
@@ -186,22 +188,34 @@ func (p *Planner) Plan(ctx context.Context) (Summary, error) {
 	log := p.Log.With().Str("run", run).Logger()
 
 	results := make([]scopeResult, len(p.Accounts)*len(p.Regions))
+	boxes := make([]*outbox, len(results))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, Parallel)
 	i := 0
 	for _, account := range p.Accounts {
 		for _, region := range p.Regions {
-			slot := &results[i]
+			slot, box := &results[i], &boxes[i]
 			i++
 			sem <- struct{}{}
 			wg.Go(func() {
 				defer func() { <-sem }()
-				slot.res, slot.enqueued, slot.failures = p.planScope(ctx, log, account, region, now, run)
+				var msgs []queue.Outgoing
+				var sc *scopeRun
+				slot.res, msgs, sc = p.planScope(ctx, log, account, region, now, run)
 				slot.res.account, slot.res.region = account, region
+				*box = &outbox{sc: sc, msgs: msgs}
 			})
 		}
 	}
 	wg.Wait()
+	if !p.DryRun {
+		sending := time.Now()
+		p.sendAll(ctx, boxes) // every account-region's jobs in turn (sendorder.go)
+		log.Info().Dur("sending", time.Since(sending)).Msg("enqueued")
+	}
+	for i, b := range boxes {
+		results[i].enqueued, results[i].failures = b.sent, b.sc.failures
+	}
 	results = append(results, p.planCopies(ctx, log, results, now, run)...)
 	p.audit(ctx, run, results)
 
@@ -270,9 +284,9 @@ func (sum *Summary) warnUnknown(unknown map[string]int, log zerolog.Logger) {
 	}
 }
 
-// planScope plans one account and region; it never fails as a whole but reports what
-// went wrong.
-func (p *Planner) planScope(ctx context.Context, log zerolog.Logger, account, region string, now time.Time, run string) (Result, int, []Failure) {
+// planScope plans one account and region and returns its jobs to send (none in a dry
+// run) and its run, which holds what went wrong; it never fails as a whole.
+func (p *Planner) planScope(ctx context.Context, log zerolog.Logger, account, region string, now time.Time, run string) (Result, []queue.Outgoing, *scopeRun) {
 	sc := newScopeRun(log, account, region)
 	log = sc.log
 	client := p.EC2(account, region)
@@ -315,12 +329,9 @@ func (p *Planner) planScope(ctx context.Context, log zerolog.Logger, account, re
 		Int("snapshot_jobs", res.Creates).Int("delete_jobs", res.Deletes).
 		Dur("listing", listed).Dur("deciding", time.Since(began)-listed).Msg("planned")
 	if p.DryRun {
-		return res, 0, sc.failures
+		return res, nil, sc
 	}
-	sending := time.Now()
-	sent := p.send(ctx, sc, msgs)
-	log.Info().Int("enqueued", sent).Dur("sending", time.Since(sending)).Msg("enqueued")
-	return res, sent, sc.failures
+	return res, msgs, sc
 }
 
 // sharesUnchecked is the warning of a CheckShares plan past MaxShareChecks.

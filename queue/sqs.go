@@ -15,7 +15,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/snapfleet/snapfleet/internal/reason"
 )
@@ -126,36 +125,17 @@ func sqsRegion(host string) (region string, isAWS bool) {
 func (q *sqsQueue) URL() string  { return q.url }
 func (q *sqsQueue) Close() error { return nil }
 
-// sendsInFlight is how many SendMessageBatch calls one Send makes at once: a standard
-// queue takes them in parallel, and a large plan's 10,000 batches one after another took
-// most of its time (BENCHMARKS.md, plan100k).
-const sendsInFlight = 16
-
 func (q *sqsQueue) Send(ctx context.Context, msgs []Outgoing) error {
-	var (
-		mu       sync.Mutex
-		failed   int
-		firstErr error
-		g        errgroup.Group
-	)
-	g.SetLimit(sendsInFlight)
-	if q.fifo {
-		g.SetLimit(1) // a group's order is the order of the sends
-	}
+	failed := 0
+	var firstErr error
 	for start := 0; start < len(msgs); start += sqsBatch {
 		chunk := msgs[start:min(start+sqsBatch, len(msgs))]
-		g.Go(func() error {
-			n, err := q.sendBatch(ctx, chunk)
-			mu.Lock()
-			defer mu.Unlock()
-			failed += n
-			if err != nil && firstErr == nil {
-				firstErr = err
-			}
-			return nil
-		})
+		n, err := q.sendBatch(ctx, chunk)
+		failed += n
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
 	}
-	_ = g.Wait()
 	if failed > 0 {
 		return fmt.Errorf("sending to %s: %d of %d messages failed: %w", q.url, failed, len(msgs), firstErr)
 	}

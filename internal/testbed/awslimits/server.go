@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -135,6 +136,13 @@ func (s *Server) DoneBy(t time.Time) map[Done]int {
 
 // Now is the server's clock.
 func (s *Server) Now() time.Time { return s.Limiter.now() }
+
+// DoneAt returns when each operation of k took effect (on the server's clock), in order.
+func (s *Server) DoneAt(k Done) []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.done[k])
+}
 
 // AssumeRoles returns the AssumeRole calls seen, per account of the role.
 func (s *Server) AssumeRoles() map[string]int {

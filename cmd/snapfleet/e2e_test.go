@@ -361,6 +361,11 @@ func (e *e2e) workers(n int, queueURL string, extra ...string) map[string]int {
 			defer wg.Done()
 			args := append([]string{"work", "--queue", queueURL, "--idle-exit", "2s", "--visibility", "10s", "--output", "json", "--config", e.config}, extra...)
 			r := e.cli(args...)
+			t.Cleanup(func() {
+				if t.Failed() {
+					t.Logf("worker %d's log, jobs and warnings only:\n%s", i, outcomes(r.stderr))
+				}
+			})
 			mu.Lock()
 			defer mu.Unlock()
 			if r.code != 0 {

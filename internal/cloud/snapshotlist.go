@@ -207,11 +207,7 @@ func (d *listDecoder) field(name string) error {
 	case "availabilityZone":
 		s.AvailabilityZone = aws.String(d.str())
 	case "completionDurationMinutes":
-		n, err := strconv.ParseInt(string(d.text), 10, 64)
-		if err != nil {
-			return err
-		}
-		s.CompletionDurationMinutes = aws.Int32(int32(n))
+		return d.int32(&s.CompletionDurationMinutes)
 	case "completionTime":
 		return d.time(&s.CompletionTime)
 	case "dataEncryptionKeyId":
@@ -226,10 +222,8 @@ func (d *listDecoder) field(name string) error {
 		s.Encrypted = aws.Bool(v)
 	case "fullSnapshotSizeInBytes":
 		n, err := strconv.ParseInt(string(d.text), 10, 64)
-		if err != nil {
-			return err
-		}
-		s.FullSnapshotSizeInBytes = aws.Int64(n)
+		s.FullSnapshotSizeInBytes = &n
+		return err
 	case "kmsKeyId":
 		s.KmsKeyId = aws.String(d.str())
 	case "outpostArn":
@@ -259,13 +253,15 @@ func (d *listDecoder) field(name string) error {
 	case "volumeId":
 		s.VolumeId = aws.String(d.str())
 	case "volumeSize":
-		n, err := strconv.ParseInt(string(d.text), 10, 64)
-		if err != nil {
-			return err
-		}
-		s.VolumeSize = aws.Int32(int32(n))
+		return d.int32(&s.VolumeSize)
 	}
 	return nil
+}
+
+func (d *listDecoder) int32(dst **int32) error {
+	n, err := strconv.ParseInt(string(d.text), 10, 64) // as the SDK: 64 bits, then int32
+	*dst = aws.Int32(int32(n))
+	return err
 }
 
 func (d *listDecoder) time(dst **time.Time) error {

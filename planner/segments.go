@@ -97,7 +97,8 @@ func segmented(ctx context.Context, client ec2.DescribeSnapshotsAPIClient, filte
 }
 
 // snapshotPages lists from in's next token on (none: done), calling each; a snapshot
-// outside seg (when given) is errIgnoredFilter.
+// outside seg (when given) fails the listing: its segment's first page was in it, and
+// what it emitted cannot be taken back.
 func snapshotPages(ctx context.Context, client ec2.DescribeSnapshotsAPIClient, in *ec2.DescribeSnapshotsInput, seg []string, each func(types.Snapshot)) error {
 	for aws.ToString(in.NextToken) != "" {
 		page, err := client.DescribeSnapshots(ctx, in, cloud.FastSnapshotList)

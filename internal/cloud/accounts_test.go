@@ -239,8 +239,7 @@ func TestLimiterMiddleware(t *testing.T) {
 		t.Errorf("eu-west-1: %v", err)
 	}
 
-	// A throttle from AWS reaches that bucket, and only that one: a full bucket is emptied
-	// (its burst was spent elsewhere; its rate stays: internal/limit's Throttled).
+	// A throttle from AWS halves that bucket's rate, and only that bucket's.
 	var throttle atomic.Bool
 	tcl := NewClients(base, config.Default())
 	tcl.APIOptions = append(tcl.APIOptions, func(s *middleware.Stack) error {
@@ -259,11 +258,11 @@ func TestLimiterMiddleware(t *testing.T) {
 	if class, _ := Classify(err); class != Throttled {
 		t.Fatalf("injected throttle: %v", err)
 	}
-	if left := tcl.Limiter.Within(mototest.Account, mototest.Region, "DeleteSnapshot", 0); left >= 1 {
-		t.Errorf("DeleteSnapshot bucket after a throttle: %v tokens, want it emptied", left)
+	if cur, conf := tcl.Limiter.Rate(mototest.Account, mototest.Region, "DeleteSnapshot"); cur < 2.5 || cur > 2.6 || conf != 5 {
+		t.Errorf("DeleteSnapshot rate after a throttle: %v of %v, want 2.5 of 5", cur, conf)
 	}
-	if left := tcl.Limiter.Within(mototest.Account, mototest.Region, "CreateSnapshot", 0); left < 99 {
-		t.Errorf("CreateSnapshot bucket: %v tokens, want it untouched (full)", left)
+	if cur, _ := tcl.Limiter.Rate(mototest.Account, mototest.Region, "CreateSnapshot"); cur != 5 {
+		t.Errorf("CreateSnapshot rate: %v, want 5", cur)
 	}
 }
 

@@ -57,9 +57,6 @@ type bucket struct {
 	cur  float64   // adapted rate
 	last time.Time // of the last adjustment
 	cut  time.Time // of the last halving
-	// spent is when a throttle found this bucket still holding more than two seconds'
-	// refill: its burst was spent elsewhere (Throttled).
-	spent time.Time
 }
 
 // New returns a Limiter with these buckets by API action (CreateSnapshot,
@@ -297,12 +294,8 @@ func (l *Limiter) Within(account, region, action string, d time.Duration) float6
 
 // Throttled records that AWS throttled action in account and region anyway: AWS's bucket
 // is empty, so this one is emptied too (other workers or tools used the tokens it still
-// counted). When this bucket was pacing calls at its rate (it held no more than two
-// seconds' refill, or two tokens), the rate is too high for what others leave, and it is halved — once
-// per cutInterval, down to 1/32 of the configured rate — to recover from there. When it
-// still held more, the throttle says only that the burst was spent elsewhere — every
-// worker starts with a full bucket of its own, and AWS's holds one burst for them all —
-// and the rate stays, as for the throttles of the calls in flight then (cutInterval).
+// counted), and its rate is halved — once per cutInterval, down to 1/32 of the configured
+// rate — to recover from there.
 func (l *Limiter) Throttled(account, region, action string) {
 	if l == nil {
 		return
@@ -314,10 +307,7 @@ func (l *Limiter) Throttled(account, region, action string) {
 	if b == nil {
 		return
 	}
-	switch tokens := b.lim.TokensAt(now); {
-	case tokens > max(2*b.cur, 2):
-		b.spent = now
-	case now.Sub(b.cut) >= cutInterval && now.Sub(b.spent) >= cutInterval:
+	if now.Sub(b.cut) >= cutInterval {
 		b.cur = max(b.cur/2, b.max*minFraction)
 		b.cut = now
 		b.last = now

@@ -80,15 +80,7 @@ func TestInstanceTagsFreeSlot(t *testing.T) {
 	w.Concurrency = 1
 	w.ExitWhenDrained = false
 	w.Visibility = 2 * time.Minute // max-wait 30 s: the tag waits (8 to 16 s) are within it
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan Stats)
-	go func() {
-		st, err := w.Run(ctx)
-		if err != nil {
-			t.Errorf("Run: %v", err)
-		}
-		done <- st
-	}()
+	stop := runInBackground(t, w)
 	wait := func(op string, n int, d time.Duration) bool {
 		for deadline := time.Now().Add(d); e.faults.count(op) < n; time.Sleep(20 * time.Millisecond) {
 			if time.Now().After(deadline) {
@@ -100,14 +92,12 @@ func TestInstanceTagsFreeSlot(t *testing.T) {
 	// One job's tags are written (the bucket's 2 tokens): the other now waits 8 and 16 s
 	// for its own.
 	if !wait("CreateTags", 2, 10*time.Second) || !wait("CreateSnapshots", 2, time.Second) {
-		cancel()
-		<-done
+		stop()
 		t.Fatalf("CreateSnapshots %d, CreateTags %d: the first jobs did not run", e.faults.count("CreateSnapshots"), e.faults.count("CreateTags"))
 	}
 	q.add(0, bodies[2])
 	ok := wait("CreateSnapshots", 3, 6*time.Second)
-	cancel()
-	st := <-done
+	st := stop()
 	if !ok {
 		t.Errorf("the third job made no CreateSnapshots within 6 s: tagging held the slot")
 	}
@@ -163,21 +153,13 @@ func TestInstanceTagsAfterStop(t *testing.T) {
 	q.add(0, encode(t, j))
 	slow := limit.New(map[string]limit.Bucket{"CreateTags": {Burst: 1, PerSecond: 1.0 / 60}})
 	w := e.tagWorker(t, q, slow)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan Stats)
-	go func() {
-		st, err := w.Run(ctx)
-		if err != nil {
-			t.Errorf("Run: %v", err)
-		}
-		done <- st
-	}()
+	stop := runInBackground(t, w)
 	deadline := time.Now().Add(8 * time.Second)
 	for e.faults.count("CreateSnapshots") < 1 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	cancel() // the worker is stopped: its job waits 60 s for a tag token
-	if st := <-done; st.Created != 0 || st.DeadLettered != 0 {
+	// The worker is stopped: its job waits 60 s for a tag token.
+	if st := stop(); st.Created != 0 || st.DeadLettered != 0 {
 		t.Fatalf("stats %+v: the job ended while its tags were not written", st)
 	}
 	if left, deleted, _, _ := q.state(); left != 1 || len(deleted) != 0 {

@@ -85,6 +85,21 @@ func runFor(t *testing.T, w *Worker, limit time.Duration) Stats {
 	return st
 }
 
+// runInBackground runs w until stop is called, which returns its stats.
+func runInBackground(t *testing.T, w *Worker) (stop func() Stats) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan Stats, 1)
+	go func() {
+		st, err := w.Run(ctx)
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		done <- st
+	}()
+	return func() Stats { cancel(); return <-done }
+}
+
 func TestOutcomeOf(t *testing.T) {
 	t.Parallel()
 	tests := []struct {

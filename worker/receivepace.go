@@ -26,12 +26,13 @@ func (r *runner) lineCap(j job.Job, newScope bool) float64 {
 }
 
 // receivable is how many messages the lines can take now: maxBatch when a line holds a
-// message with nothing to reserve (admitted as soon as a slot is free) or no line is held,
-// else the sum of the lines' room, 0 when they are all full. r.mu is held.
+// message with nothing to reserve (admitted as soon as a slot is free), what the slots can
+// start within holdAhead when no line is held, else the sum of the lines' room, 0 when
+// they are all full. r.mu is held.
 func (r *runner) receivable() int {
 	b := &r.backlog
 	if len(b.ring) == 0 {
-		return maxBatch
+		return int(min(max(r.slotsCanStart(), float64(cap(r.slots))), maxBatch))
 	}
 	room := 0.0
 	for _, sc := range b.ring {

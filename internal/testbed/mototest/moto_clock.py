@@ -208,6 +208,48 @@ for _name, _fn in (("modify_snapshot_tier", modify_snapshot_tier), ("restore_sna
     if not hasattr(ElasticBlockStore, _name):
         setattr(ElasticBlockStore, _name, _fn)
 
+# moto's SQS takes no lock around a receive's scan or a delete's rebuild of the message
+# list, and moto_server serves requests on threads: two concurrent receives can both hand
+# out one message (a FIFO queue's too), and two concurrent deletes can put back a message
+# the other removed. SQS does neither within a visibility timeout. Make each SQS call
+# atomic, as SQS is; a receive's long poll waits outside the lock.
+import threading  # noqa: E402
+
+from moto.sqs.models import SQSBackend  # noqa: E402
+
+_SQS_LOCK = threading.RLock()
+
+
+def _atomic(fn):
+    def call(*args, **kwargs):
+        with _SQS_LOCK:
+            return fn(*args, **kwargs)
+
+    return call
+
+
+for _name in ("send_message", "send_message_batch", "delete_message", "delete_message_batch",
+              "change_message_visibility", "change_message_visibility_batch", "purge_queue"):
+    setattr(SQSBackend, _name, _atomic(getattr(SQSBackend, _name)))
+
+_real_receive = SQSBackend.receive_message
+
+
+def receive_message(self, queue_name, count, wait_seconds_timeout, visibility_timeout, message_attribute_names=None):
+    end = time.time() + (wait_seconds_timeout or 0)
+    while True:
+        with _SQS_LOCK:
+            got = _real_receive(self, queue_name, count, 0, visibility_timeout, message_attribute_names)
+        left = end - time.time()
+        if got or left <= 0:
+            return got
+        # Visible messages of a FIFO group in flight wake the wait at once: do not spin.
+        self.get_queue(queue_name).wait_for_messages(min(1.0, left))
+        time.sleep(min(0.02, max(0.0, end - time.time())))
+
+
+SQSBackend.receive_message = receive_message
+
 from moto.server import main  # noqa: E402
 
 if __name__ == "__main__":

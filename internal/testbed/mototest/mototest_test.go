@@ -2,12 +2,17 @@ package mototest
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"golang.org/x/sync/errgroup"
 )
 
 func TestShiftClockMovesSnapshotStartTime(t *testing.T) {
@@ -65,4 +70,73 @@ func withVolume(t *testing.T) (*Server, *ec2.Client, *ec2.CreateVolumeOutput) {
 		t.Fatal(err)
 	}
 	return s, c, vol
+}
+
+// TestSQSAtomic: SQS hands a message to one receiver per visibility timeout and a delete
+// stays deleted; moto alone, serving requests on threads without a lock, did neither
+// under concurrent receives and deletes (a CI run saw a FIFO message dead-lettered twice).
+// 24 receivers drain 200 messages, deleting each as they go: each is received once,
+// and nothing is left once the visibility timeout has passed. (Without the wrapper's lock
+// it failed one run in three here: a race, so not every run can catch it.)
+func TestSQSAtomic(t *testing.T) {
+	t.Parallel()
+	s := Start(t)
+	ctx := context.Background()
+	c := sqs.NewFromConfig(s.AWSConfig(t))
+	q, err := c.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("atomic"), Attributes: map[string]string{"VisibilityTimeout": "2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 200
+	for i := 0; i < n; i += 10 {
+		var entries []sqstypes.SendMessageBatchRequestEntry
+		for j := range 10 {
+			entries = append(entries, sqstypes.SendMessageBatchRequestEntry{Id: aws.String(fmt.Sprint(j)), MessageBody: aws.String(fmt.Sprint(i + j))})
+		}
+		if _, err := c.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: q.QueueUrl, Entries: entries}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	seen := map[string]int{}
+	var g errgroup.Group
+	for range 24 {
+		g.Go(func() error {
+			for empty := 0; empty < 2; {
+				out, err := c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: q.QueueUrl, MaxNumberOfMessages: 2, WaitTimeSeconds: 1})
+				if err != nil {
+					return err
+				}
+				if len(out.Messages) == 0 {
+					empty++
+					continue
+				}
+				empty = 0
+				for _, m := range out.Messages {
+					mu.Lock()
+					seen[aws.ToString(m.Body)]++
+					mu.Unlock()
+					if _, err := c.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: q.QueueUrl, ReceiptHandle: m.ReceiptHandle}); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	for body, k := range seen {
+		if k != 1 {
+			t.Errorf("message %s received %d times", body, k)
+		}
+	}
+	if len(seen) != n {
+		t.Errorf("%d of %d messages received", len(seen), n)
+	}
+	time.Sleep(2500 * time.Millisecond) // past the visibility timeout
+	if out, err := c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: q.QueueUrl, MaxNumberOfMessages: 10}); err != nil || len(out.Messages) > 0 {
+		t.Errorf("after every message was deleted, a receive got %d (%v)", len(out.Messages), err)
+	}
 }

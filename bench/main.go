@@ -26,6 +26,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -107,7 +108,19 @@ func main() {
 	flag.BoolVar(&serve, "serve", false, "only run the endpoint in front of -target until interrupted")
 	flag.StringVar(&target, "target", "", "with -serve: the emulator's URL")
 	flag.StringVar(&addr, "addr", "127.0.0.1:4567", "with -serve: listen address")
+	var cpuProfile string
+	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the simulator and the endpoint) to this file; SNAPFLEET_CPUPROFILE profiles the snapfleet processes")
 	flag.Parse()
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fatal(err)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if serve {

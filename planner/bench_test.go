@@ -55,9 +55,20 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// BenchmarkDecide plans 100,000 volumes and 1,000,000 snapshots in memory. MiB-heap is
-// the peak live heap during an op, the inventory (built once, outside the timer) included.
+// BenchmarkDecide plans 100,000 volumes and 1,000,000 snapshots in memory, with every
+// keep decision (dry-run: what a dry run shows) and without (plan: what a plan that does
+// not log each decision holds). MiB-heap is the peak live heap during an op, the
+// inventory (built once, outside the timer) included.
 func BenchmarkDecide(b *testing.B) {
+	for _, c := range []struct {
+		name  string
+		keeps bool
+	}{{"dry-run", true}, {"plan", false}} {
+		b.Run(c.name, func(b *testing.B) { benchDecide(b, c.keeps) })
+	}
+}
+
+func benchDecide(b *testing.B, keeps bool) {
 	inv := benchInventory(50_000, 10)
 	cfg, err := config.Parse(strings.NewReader(`
 policies:
@@ -97,7 +108,7 @@ policies:
 	b.ResetTimer()
 	var res Result
 	for b.Loop() {
-		res = Decide(inv, cfg, now)
+		res = decide(inv, cfg, now, keeps)
 	}
 	b.StopTimer()
 	cpu := cpuTime() - cpu0

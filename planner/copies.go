@@ -180,8 +180,8 @@ func listCopies(ctx context.Context, client EC2, account string) ([]Snapshot, in
 // its source volume and dated by its source's start time.
 func (s Snapshot) asCopy() Snapshot {
 	s.Copy, s.Job, s.Set, s.Made = false, "", "", false
-	if !s.SourceStart.IsZero() {
-		s.Start = s.SourceStart
+	if s.Origin != nil && !s.Origin.Start.IsZero() {
+		s.Start = s.Origin.Start
 	}
 	return s
 }
@@ -211,14 +211,14 @@ func DecideCopies(account, region string, sources []copySource, copies []Snapsho
 	inv := Inventory{Account: account, Region: region, Snapshots: copies, SnapshotsComplete: complete, Protections: prot}
 	res := Result{}
 	gs := groupSnapshots(inv, &res)
-	res.Decisions = decideDeletes(nil, &inv, dcfg, now, gs, &res)
+	res.Decisions = decideDeletes(nil, &inv, dcfg, now, gs, &res, true)
 	if !complete {
 		return res
 	}
 	have := map[string]bool{}
 	for _, c := range copies {
-		if c.Owner == account && c.State != "error" {
-			have[c.Source] = true
+		if c.Owner == account && c.State != "error" && c.Origin != nil {
+			have[c.Origin.Snapshot] = true
 		}
 	}
 	type group struct{ policy, volume string }

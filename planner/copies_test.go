@@ -29,7 +29,7 @@ policies:
 // source was taken age before now.
 func copyOf(id, src, policy, vol string, age time.Duration) Snapshot {
 	return Snapshot{ID: id, Owner: vault, Policy: policy, Volume: vol, State: "completed", Start: now.Add(-age),
-		Source: src, SourceAccount: acct, SourceRegion: region}
+		Origin: &Origin{Snapshot: src, Account: acct, Region: region}}
 }
 
 func source(id, vol string, age time.Duration) copySource {
@@ -134,7 +134,7 @@ func TestSourceIgnoresCopies(t *testing.T) {
 	t.Parallel()
 	cfg := mustConfig(t, "policies: [{name: daily, retain: {keep_last: 1}}]\n")
 	c := snap("snap-c0000001", "daily", "vol-00000001", 0)
-	c.Copy, c.Source = true, "snap-0ffff001"
+	c.Copy, c.Origin = true, &Origin{Snapshot: "snap-0ffff001"}
 	inv := Inventory{Account: acct, Region: region, SnapshotsComplete: true, Volumes: map[string]bool{"vol-00000001": true},
 		Snapshots: []Snapshot{snap("snap-00000001", "daily", "vol-00000001", 2*day), snap("snap-00000002", "daily", "vol-00000001", day), c}}
 	res := Decide(inv, cfg, now)

@@ -104,7 +104,9 @@ type Attachment struct {
 	Device string
 }
 
-// Snapshot is what the planner needs to know of one snapshot, read from its tags.
+// Snapshot is what the planner needs to know of one snapshot, read from its tags. A plan
+// holds one for each snapshot of its account-region (a million, for 100,000 volumes):
+// what only some snapshots have is behind a pointer, and the flags are packed at the end.
 type Snapshot struct {
 	ID    string
 	Owner string
@@ -117,28 +119,41 @@ type Snapshot struct {
 	Job string
 	// Set is the creation of Job the snapshot belongs to and Made whether a create of Job
 	// made it (job.SetOf): only those are kept or removed as duplicates.
-	Set  string
-	Made bool
+	Set string
 	// Start is the StartTime; zero when missing.
 	Start time.Time
 	// State is the snapshot state (pending, completed, error, ...).
 	State string
+	// Bad names a snapfleet tag that could not be parsed; the snapshot's volume and
+	// policy get no deletes.
+	Bad string
+	// Tier is the storage tier: standard or archive.
+	Tier string
+	// Origin holds a copy's snapfleet:source* tags; nil when it has none.
+	Origin *Origin
+	Made   bool
 	// Protected: the snapshot carries an aws:backup:* or aws:dlm:* tag.
 	Protected bool
 	// Adopted: a legacy snapshot without snapfleet:policy that Policy adopts.
 	Adopted bool
-	// Bad names a snapfleet tag that could not be parsed; the snapshot's volume and
-	// policy get no deletes.
-	Bad string
 	// Copy: a disaster-recovery copy (it carries snapfleet:source): never a snapshot of
 	// its volume at the source; its destination's plan weighs it (copies.go).
 	Copy bool
-	// Source, SourceRegion, SourceAccount and SourceStart are a copy's snapfleet:source*
-	// tags.
-	Source, SourceRegion, SourceAccount string
-	SourceStart                         time.Time
-	// Tier is the storage tier: standard or archive.
-	Tier string
+}
+
+// Origin is where a disaster-recovery copy came from: its snapfleet:source,
+// snapfleet:source-region, snapfleet:source-account and snapfleet:source-time tags.
+type Origin struct {
+	Snapshot, Region, Account string
+	Start                     time.Time
+}
+
+// origin returns s's Origin, made when it has none.
+func (s *Snapshot) origin() *Origin {
+	if s.Origin == nil {
+		s.Origin = &Origin{}
+	}
+	return s.Origin
 }
 
 // Result is the outcome of Decide for one account and region.
@@ -231,10 +246,22 @@ func (r *Result) Trip(complete bool, fraction float64, force bool) bool {
 // snapshot that retention expires; keep and skip decisions say why nothing happens to the
 // rest. It reads nothing but its arguments.
 func Decide(inv Inventory, cfg *config.Config, now time.Time) Result {
-	res := Result{Decisions: make([]Decision, 0, len(inv.Snapshots)+len(inv.Instances)*2)}
+	return decide(inv, cfg, now, true)
+}
+
+// decide is Decide, with every keep decision in the result when keeps is set; else the
+// keeps are only counted, but those a plan warns of (retention.KeptFuture,
+// retention.KeptUnknownTime): a plan that is not a dry run and does not log each
+// decision needs no more, and a million snapshots' keeps would take most of its memory.
+func decide(inv Inventory, cfg *config.Config, now time.Time, keeps bool) Result {
+	n := len(inv.Instances) * 2
+	if keeps {
+		n += len(inv.Snapshots)
+	}
+	res := Result{Decisions: make([]Decision, 0, n)}
 	gs := groupSnapshots(inv, &res)
 	res.Decisions = decideCreates(res.Decisions, inv, cfg, now, gs, &res)
-	res.Decisions = decideDeletes(res.Decisions, &inv, cfg, now, gs, &res)
+	res.Decisions = decideDeletes(res.Decisions, &inv, cfg, now, gs, &res, keeps)
 	return res
 }
 

@@ -9,10 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/snapfleet/snapfleet/internal/config"
 	"github.com/snapfleet/snapfleet/internal/job"
-
 	"github.com/snapfleet/snapfleet/internal/reason"
+	"github.com/snapfleet/snapfleet/internal/retention"
 )
 
 const (
@@ -698,5 +700,38 @@ func TestInterleave(t *testing.T) {
 		if got := interleave(c.a, c.b); !slices.Equal(got, c.want) {
 			t.Errorf("interleave(%v, %v) = %v, want %v", c.a, c.b, got, c.want)
 		}
+	}
+}
+
+// TestDecideWithoutKeeps: a plan that neither shows nor logs its keep decisions (decide
+// without keeps) counts the same, and holds every other decision the same, but no keep
+// other than those it warns of.
+func TestDecideWithoutKeeps(t *testing.T) {
+	t.Parallel()
+	inv := benchInventory(50, 10)
+	inv.Snapshots = append(inv.Snapshots, Snapshot{ID: "snap-0future", Owner: acct, Policy: "daily", Volume: "vol-00000000000000001",
+		Start: now.Add(48 * time.Hour), State: "completed"})
+	cfg := mustConfig(t, `
+policies:
+  - name: daily
+    retain: {max_age: 30d, min_keep: 2}
+`)
+	all, some := decide(inv, cfg, now, true), decide(inv, cfg, now, false)
+	var want []Decision
+	for _, d := range all.Decisions {
+		if d.Action != ActionKeep || d.Reason == retention.KeptFuture || d.Reason == retention.KeptUnknownTime {
+			want = append(want, d)
+		}
+	}
+	if diff := cmp.Diff(want, some.Decisions); diff != "" {
+		t.Errorf("decisions without keeps (-want +got):\n%s", diff)
+	}
+	if left := len(all.Decisions) - len(some.Decisions); left != all.Kept-1 || all.Kept < 400 || some.Deletes == 0 ||
+		!slices.ContainsFunc(some.Decisions, func(d Decision) bool { return d.Reason == retention.KeptFuture }) {
+		t.Errorf("%d of %d decisions left out, %d kept, %d deletes: want every keep left out but the future-dated one", left, len(all.Decisions), all.Kept, some.Deletes)
+	}
+	all.Decisions, some.Decisions = nil, nil
+	if diff := cmp.Diff(all, some, cmp.AllowUnexported(Result{})); diff != "" {
+		t.Errorf("counts differ (-with keeps +without):\n%s", diff)
 	}
 }

@@ -22,6 +22,7 @@ type deleter struct {
 	dups     map[int32]string
 	explain  explainer
 	buf      []retention.Snapshot // the group's snapshots that retention weighs
+	keeps    bool                 // every keep decision in out, not only counted (decide)
 }
 
 // group is one (policy, volume) group of a scope's owned snapshots.
@@ -33,9 +34,9 @@ type group struct {
 }
 
 // decideDeletes appends a decision for each owned snapshot of the scope, group by group:
-// keep, protected or delete.
-func decideDeletes(out []Decision, inv *Inventory, cfg *config.Config, now time.Time, gs *groups, res *Result) []Decision {
-	d := deleter{inv: inv, res: res, out: out, now: now, gs: gs, explain: explainer{},
+// keep (unless !keeps: see decide), protected or delete.
+func decideDeletes(out []Decision, inv *Inventory, cfg *config.Config, now time.Time, gs *groups, res *Result, keeps bool) []Decision {
+	d := deleter{inv: inv, res: res, out: out, now: now, gs: gs, explain: explainer{}, keeps: keeps,
 		policies: make(map[string]*config.Policy, len(cfg.Policies))}
 	for i := range cfg.Policies {
 		d.policies[cfg.Policies[i].Name] = &cfg.Policies[i]
@@ -189,9 +190,11 @@ func (d *deleter) expire(g *group, s *Snapshot, blocked bool, why, detail string
 
 // emit adds a keep or protected decision and counts it.
 func (d *deleter) emit(g *group, s *Snapshot, action, why, detail string) {
-	d.out = append(d.out, Decision{Account: d.inv.Account, Region: d.inv.Region, Policy: s.Policy,
-		Action: action, Volume: s.Volume, Snapshot: s.ID, Reason: why, Detail: detail,
-		Orphan: g.orphan, Adopted: s.Adopted})
+	if action != ActionKeep || d.keeps || why == retention.KeptFuture || why == retention.KeptUnknownTime {
+		d.out = append(d.out, Decision{Account: d.inv.Account, Region: d.inv.Region, Policy: s.Policy,
+			Action: action, Volume: s.Volume, Snapshot: s.ID, Reason: why, Detail: detail,
+			Orphan: g.orphan, Adopted: s.Adopted})
+	}
 	switch action {
 	case ActionKeep:
 		d.res.Kept++

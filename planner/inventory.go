@@ -28,7 +28,7 @@ func (p *Planner) inventory(ctx context.Context, client EC2, sc *scopeRun) Inven
 	inv := Inventory{Account: account, Region: region}
 
 	// The listings go at once, each at its own bucket's pace: the instances, the snapshots
-	// and — when exclude tags need them whatever the snapshots — the volumes.
+	// and the volumes (their exclude tags decide creates, their existence tells orphans).
 	keys := excludeKeys(p.Config)
 	var (
 		instances        []Instance
@@ -41,10 +41,7 @@ func (p *Planner) inventory(ctx context.Context, client EC2, sc *scopeRun) Inven
 	)
 	g.Go(func() { instances, instErr = listInstances(ctx, client, p.Config) })
 	g.Go(func() { snaps, snapErr = listSnapshots(ctx, client, p.Config) })
-	early := len(keys) > 0
-	if early {
-		g.Go(func() { vols, tags, volErr = listVolumes(ctx, client, keys) })
-	}
+	g.Go(func() { vols, tags, volErr = listVolumes(ctx, client, keys) })
 	g.Wait()
 	if instErr != nil {
 		fail(fmt.Errorf("listing instances in %s/%s: %w", account, region, instErr))
@@ -54,19 +51,19 @@ func (p *Planner) inventory(ctx context.Context, client EC2, sc *scopeRun) Inven
 	} else {
 		inv.Snapshots, inv.SnapshotsComplete = snaps, true
 	}
-	// The volumes: their exclude tags decide creates, their existence tells orphans.
-	if (instErr == nil && len(keys) > 0) || len(inv.Snapshots) > 0 {
-		if !early {
-			vols, tags, volErr = listVolumes(ctx, client, keys)
-		}
-		if err := volErr; err != nil {
-			// Exclusions cannot be told: no creates rather than snapshots of excluded
-			// volumes. Orphans cannot be told: the live volumes' (stricter) rules apply.
-			fail(fmt.Errorf("listing volumes in %s/%s: %w", account, region, err))
-			instances = nil
-		} else {
-			inv.Volumes, inv.VolumeTags = vols, tags
-		}
+	if volErr == nil {
+		volErr = recheckVolumes(ctx, client, keys, inv.Snapshots, vols, tags)
+	}
+	switch {
+	case (instErr != nil || len(keys) == 0) && len(inv.Snapshots) == 0:
+		// Nothing needs them.
+	case volErr != nil:
+		// Exclusions cannot be told: no creates rather than snapshots of excluded
+		// volumes. Orphans cannot be told: the live volumes' (stricter) rules apply.
+		fail(fmt.Errorf("listing volumes in %s/%s: %w", account, region, volErr))
+		instances = nil
+	default:
+		inv.Volumes, inv.VolumeTags = vols, tags
 	}
 	if instErr == nil {
 		inv.Instances = instances
@@ -143,11 +140,20 @@ func excludeKeys(cfg *config.Config) []string {
 func listVolumes(ctx context.Context, client EC2, keys []string) (map[string]bool, map[string]map[string]string, error) {
 	exists := map[string]bool{}
 	tags := map[string]map[string]string{}
-	pages := ec2.NewDescribeVolumesPaginator(client, &ec2.DescribeVolumesInput{MaxResults: aws.Int32(500)})
+	if err := volumePages(ctx, client, &ec2.DescribeVolumesInput{MaxResults: aws.Int32(500)}, keys, exists, tags); err != nil {
+		return nil, nil, err
+	}
+	return exists, tags, nil
+}
+
+// volumePages adds the volumes of every page of in to exists, and the tags of those
+// carrying one of keys to tags.
+func volumePages(ctx context.Context, client EC2, in *ec2.DescribeVolumesInput, keys []string, exists map[string]bool, tags map[string]map[string]string) error {
+	pages := ec2.NewDescribeVolumesPaginator(client, in)
 	for pages.HasMorePages() {
 		page, err := pages.NextPage(ctx)
 		if err != nil {
-			return nil, nil, fmt.Errorf("describing volumes: %w", err)
+			return fmt.Errorf("describing volumes: %w", err)
 		}
 		for _, v := range page.Volumes {
 			id := aws.ToString(v.VolumeId)
@@ -160,16 +166,45 @@ func listVolumes(ctx context.Context, client EC2, keys []string) (map[string]boo
 			}
 		}
 	}
-	return exists, tags, nil
+	return nil
 }
+
+// recheckVolumes asks again for the volumes that snaps name but the volume listing did
+// not see, and adds those that exist to vols (and their tags to tags): listed alongside
+// the snapshots, the volumes' listing may have passed before a volume was made whose
+// snapshot the snapshot listing then saw, and that snapshot would look orphaned. Asked
+// once the snapshots are listed, a volume missing now is gone. It costs a call per
+// recheckBatch volumes that look gone.
+func recheckVolumes(ctx context.Context, client EC2, keys []string, snaps []Snapshot, vols map[string]bool, tags map[string]map[string]string) error {
+	var missing []string
+	seen := map[string]bool{}
+	for _, s := range snaps {
+		if s.Volume != "" && !vols[s.Volume] && !seen[s.Volume] {
+			seen[s.Volume] = true
+			missing = append(missing, s.Volume)
+		}
+	}
+	slices.Sort(missing)
+	for ids := range slices.Chunk(missing, recheckBatch) {
+		in := &ec2.DescribeVolumesInput{Filters: []types.Filter{{Name: aws.String("volume-id"), Values: ids}}, MaxResults: aws.Int32(500)}
+		if err := volumePages(ctx, client, in, keys, vols, tags); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// recheckBatch is how many volume ids one DescribeVolumes filter asks for (EC2 takes up
+// to 200 values in a filter).
+const recheckBatch = 200
 
 // listSnapshots lists the snapshots carrying snapfleet:policy that the caller owns, and
 // the legacy snapshots the config adopts (every adopt tag, no snapfleet:policy). The owner
 // is checked again by Decide: a listing may return other owners' snapshots.
 func listSnapshots(ctx context.Context, client EC2, cfg *config.Config) ([]Snapshot, error) {
-	var out []Snapshot
+	var out chunks
 	err := describeSnapshots(ctx, client, []types.Filter{{Name: aws.String("tag-key"), Values: []string{tag.Policy}}}, func(s types.Snapshot) {
-		out = append(out, snapshotFrom(s))
+		out.add(snapshotFrom(s))
 	})
 	if err != nil {
 		return nil, err
@@ -188,13 +223,48 @@ func listSnapshots(ctx context.Context, client EC2, cfg *config.Config) ([]Snaps
 			if sn.Volume == copiedVolume {
 				sn.Volume = ""
 			}
-			out = append(out, sn)
+			out.add(sn)
 		})
 		if err != nil {
 			return nil, fmt.Errorf("listing snapshots adopted by policy %s: %w", p.Name, err)
 		}
 	}
-	return out, nil
+	return out.all(), nil
+}
+
+// chunks gathers listed snapshots a chunk at a time, then into one slice of exactly
+// their number: one slice appended a million times is copied whole at every growth (a
+// plan of a million snapshots spent a sixth of its CPU in those copies), each old copy
+// left as garbage.
+type chunks struct {
+	full [][]Snapshot
+	cur  []Snapshot
+	n    int
+}
+
+const chunkLen = 4096
+
+func (c *chunks) add(s Snapshot) {
+	if len(c.cur) == cap(c.cur) {
+		if c.cur != nil {
+			c.full = append(c.full, c.cur)
+		}
+		c.cur = make([]Snapshot, 0, chunkLen)
+	}
+	c.cur = append(c.cur, s)
+	c.n++
+}
+
+// all returns the snapshots added, in order, and empties c.
+func (c *chunks) all() []Snapshot {
+	out := make([]Snapshot, 0, c.n)
+	for i, ch := range c.full {
+		out = append(out, ch...)
+		c.full[i] = nil // garbage as soon as copied
+	}
+	out = append(out, c.cur...)
+	*c = chunks{}
+	return out
 }
 
 // copiedVolume is the VolumeId AWS gives a copied snapshot: no volume at all.
@@ -234,17 +304,17 @@ func snapshotFrom(s types.Snapshot) Snapshot {
 				out.Bad = tag.Expires
 			}
 		case k == tag.Source:
-			out.Copy, out.Source = true, v
+			out.Copy, out.origin().Snapshot = true, v
 		case k == tag.SourceRegion:
-			out.SourceRegion = v
+			out.origin().Region = v
 		case k == tag.SourceAccount:
-			out.SourceAccount = v
+			out.origin().Account = v
 		case k == tag.SourceTime:
 			t, err := time.Parse(time.RFC3339, v)
 			if err != nil {
 				out.Bad = tag.SourceTime
 			}
-			out.SourceStart = t
+			out.origin().Start = t
 		case tag.Protected(k):
 			out.Protected = true
 		}

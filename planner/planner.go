@@ -294,14 +294,16 @@ func (p *Planner) planScope(ctx context.Context, log zerolog.Logger, account, re
 	inv := p.inventory(ctx, client, sc)
 	listed := time.Since(began)
 
-	res := Decide(inv, p.Config, now)
+	// Every keep decision only when they are shown (a dry run) or logged.
+	keeps := p.DryRun || logsDebug(log)
+	res := decide(inv, p.Config, now, keeps)
 	if res.ForeignSnapshots > 0 {
 		log.Warn().Int("snapshots", res.ForeignSnapshots).Msg("ignored snapshots of other owners returned by the listing")
 	}
 	if res.Deletes > 0 {
 		// The deletion classifier, only for the delete candidates; then decide again.
 		inv.Protections = p.classify(ctx, client, account, res.Decisions, sc.fail)
-		res = Decide(inv, p.Config, now)
+		res = decide(inv, p.Config, now, keeps)
 	}
 	if res.Trip(inv.SnapshotsComplete, p.Config.DeleteFraction(), p.Force) {
 		ev := log.Error().Str("reason", res.Breaker.Reason).Int("managed", res.Breaker.Managed)
@@ -332,6 +334,13 @@ func (p *Planner) planScope(ctx context.Context, log zerolog.Logger, account, re
 		return res, nil, sc
 	}
 	return res, msgs, sc
+}
+
+// logsDebug reports whether log writes debug lines.
+func logsDebug(log zerolog.Logger) bool {
+	e := log.Debug()
+	defer e.Discard()
+	return e.Enabled()
 }
 
 // sharesUnchecked is the warning of a CheckShares plan past MaxShareChecks.

@@ -42,25 +42,27 @@ func describeSnapshots(ctx context.Context, client ec2.DescribeSnapshotsAPIClien
 	if err != nil {
 		return fmt.Errorf("describing snapshots: %w", err)
 	}
-	if aws.ToString(first.NextToken) == "" || slices.ContainsFunc(filters, func(f types.Filter) bool { return aws.ToString(f.Name) == "snapshot-id" }) {
-		for _, s := range first.Snapshots {
+	page := func(ss []types.Snapshot) {
+		for _, s := range ss {
 			each(s)
 		}
-		return snapshotPages(ctx, client, snapshotsInput(filters, nil, first.NextToken), nil, each)
 	}
-	err = segmented(ctx, client, filters, each)
+	if aws.ToString(first.NextToken) == "" || slices.ContainsFunc(filters, func(f types.Filter) bool { return aws.ToString(f.Name) == "snapshot-id" }) {
+		page(first.Snapshots)
+		return snapshotPages(ctx, client, snapshotsInput(filters, nil, first.NextToken), nil, page)
+	}
+	err = segmented(ctx, client, filters, page)
 	if errors.Is(err, errIgnoredFilter) {
-		for _, s := range first.Snapshots {
-			each(s)
-		}
-		return snapshotPages(ctx, client, snapshotsInput(filters, nil, first.NextToken), nil, each)
+		page(first.Snapshots)
+		return snapshotPages(ctx, client, snapshotsInput(filters, nil, first.NextToken), nil, page)
 	}
 	return err
 }
 
-// segmented lists every segment at once. Nothing reaches each before the first page of
-// every segment has shown that the endpoint honours the segments' filter.
-func segmented(ctx context.Context, client ec2.DescribeSnapshotsAPIClient, filters []types.Filter, each func(types.Snapshot)) error {
+// segmented lists every segment at once, a page at a time to page. Nothing reaches page
+// before the first page of every segment has shown that the endpoint honours the
+// segments' filter.
+func segmented(ctx context.Context, client ec2.DescribeSnapshotsAPIClient, filters []types.Filter, page func([]types.Snapshot)) error {
 	var (
 		mu      sync.Mutex
 		probed  sync.WaitGroup // the first page of every segment
@@ -70,16 +72,14 @@ func segmented(ctx context.Context, client ec2.DescribeSnapshotsAPIClient, filte
 	emit := func(ss []types.Snapshot) {
 		mu.Lock()
 		defer mu.Unlock()
-		for _, s := range ss {
-			each(s)
-		}
+		page(ss)
 	}
 	probed.Add(len(idSegments))
 	for _, seg := range idSegments {
 		g.Go(func() error {
-			page, err := client.DescribeSnapshots(gctx, snapshotsInput(filters, seg, nil), cloud.FastSnapshotList)
+			first, err := client.DescribeSnapshots(gctx, snapshotsInput(filters, seg, nil), cloud.FastSnapshotList)
 			mu.Lock()
-			bad = bad || (err == nil && !inSegment(page.Snapshots, seg))
+			bad = bad || (err == nil && !inSegment(first.Snapshots, seg))
 			mu.Unlock()
 			probed.Done()
 			if err != nil {
@@ -89,17 +89,17 @@ func segmented(ctx context.Context, client ec2.DescribeSnapshotsAPIClient, filte
 			if bad {
 				return errIgnoredFilter
 			}
-			emit(page.Snapshots)
-			return snapshotPages(gctx, client, snapshotsInput(filters, seg, page.NextToken), seg, func(s types.Snapshot) { emit([]types.Snapshot{s}) })
+			emit(first.Snapshots)
+			return snapshotPages(gctx, client, snapshotsInput(filters, seg, first.NextToken), seg, emit)
 		})
 	}
 	return g.Wait()
 }
 
-// snapshotPages lists from in's next token on (none: done), calling each; a snapshot
+// snapshotPages lists from in's next token on (none: done), calling each with every page; a snapshot
 // outside seg (when given) fails the listing: its segment's first page was in it, and
 // what it emitted cannot be taken back.
-func snapshotPages(ctx context.Context, client ec2.DescribeSnapshotsAPIClient, in *ec2.DescribeSnapshotsInput, seg []string, each func(types.Snapshot)) error {
+func snapshotPages(ctx context.Context, client ec2.DescribeSnapshotsAPIClient, in *ec2.DescribeSnapshotsInput, seg []string, each func([]types.Snapshot)) error {
 	for aws.ToString(in.NextToken) != "" {
 		page, err := client.DescribeSnapshots(ctx, in, cloud.FastSnapshotList)
 		if err != nil {
@@ -109,9 +109,7 @@ func snapshotPages(ctx context.Context, client ec2.DescribeSnapshotsAPIClient, i
 			// Its first page was in it: snapshots were emitted, no fallback now.
 			return errors.New("describing snapshots: a later page of a segment listed a snapshot outside it")
 		}
-		for _, s := range page.Snapshots {
-			each(s)
-		}
+		each(page.Snapshots)
 		in.NextToken = page.NextToken
 	}
 	return nil

@@ -3,6 +3,7 @@ package sim
 import (
 	"encoding/xml"
 	"net/url"
+	"slices"
 	"time"
 )
 
@@ -62,25 +63,21 @@ func (sn *Snapshot) tier() string {
 	return sn.Tier
 }
 
-// settleCopiesLocked completes the scope's copies whose time has come.
+// settleCopiesLocked completes the scope's copies whose time has come. It looks only at
+// the copies in progress: it runs before every EC2 action, and a scope may hold a
+// million snapshots.
 func (s *Sim) settleCopiesLocked(sc *scope) {
 	now := s.now()
-	for _, sn := range sc.snapshots {
-		if !sn.Ready.IsZero() && !now.Before(sn.Ready) {
-			sn.Ready = time.Time{}
+	sc.copying = slices.DeleteFunc(sc.copying, func(sn *Snapshot) bool {
+		if now.Before(sn.Ready) {
+			return false
 		}
-	}
+		sn.Ready = time.Time{}
+		return true
+	})
 }
 
-func pendingCopies(sc *scope) int {
-	n := 0
-	for _, sn := range sc.snapshots {
-		if !sn.Ready.IsZero() {
-			n++
-		}
-	}
-	return n
-}
+func pendingCopies(sc *scope) int { return len(sc.copying) }
 
 // tierResponse answers the tier actions.
 type tierResponse struct {
@@ -110,6 +107,7 @@ func (s *Sim) copyActionLocked(sc *scope, account, region, action string, form u
 			Start: s.now().UTC(), Tags: copyTags(snapshotTags(form))}
 		if s.copies.took > 0 {
 			sn.Ready = sn.Start.Add(s.copies.took)
+			sc.copying = append(sc.copying, sn)
 		}
 		sc.snapshots = append(sc.snapshots, sn)
 		s.copies.started++

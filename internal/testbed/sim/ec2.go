@@ -205,6 +205,7 @@ func (s *Sim) ec2Locked(account, region, action string, form url.Values) (any, e
 			}
 		}
 		sc.snapshots = slices.Delete(sc.snapshots, i, i+1)
+		sc.copying = slices.DeleteFunc(sc.copying, func(c *Snapshot) bool { return c == sn })
 		out.Return = "true"
 	default:
 		if resp, ok, verr := s.volumeActionLocked(sc, region, action, form); ok {

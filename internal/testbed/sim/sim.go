@@ -66,6 +66,7 @@ type scope struct {
 	volumes   []*volume
 	snapshots []*Snapshot
 	images    []image
+	copying   []*Snapshot // the copies in progress (Ready set), of snapshots
 }
 
 type volume struct {

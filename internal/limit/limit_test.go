@@ -39,6 +39,10 @@ var ec2Rates = map[string]Bucket{
 	"DescribeLockedSnapshots":   {Burst: 100, PerSecond: 20},
 }
 
+// held is what a bucket of ec2Rates holds when full: its burst less the reserve AWS's
+// bucket keeps (reserveDivisor).
+const held = 100 - 100/reserveDivisor
+
 // bounded reserves one token with a zero wait bound: nil when a token is there now.
 func bounded(l *Limiter, account, region, action string) error {
 	_, _, err := l.reserve(key{account, region, action}, l.now(), 0, true)
@@ -48,7 +52,7 @@ func bounded(l *Limiter, account, region, action string) error {
 func TestBurstThenRefill(t *testing.T) {
 	t.Parallel()
 	l, c := newTest(ec2Rates)
-	for i := range 100 {
+	for i := range held {
 		if err := bounded(l, "a", "r", "CreateSnapshot"); err != nil {
 			t.Fatalf("token %d of the burst: %v", i, err)
 		}
@@ -56,7 +60,7 @@ func TestBurstThenRefill(t *testing.T) {
 	err := bounded(l, "a", "r", "CreateSnapshot")
 	var we *WaitError
 	if !errors.As(err, &we) || we.Delay != 200*time.Millisecond || we.Action != "CreateSnapshot" {
-		t.Fatalf("101st token: %v, want a 200ms WaitError", err)
+		t.Fatalf("token %d: %v, want a 200ms WaitError", held+1, err)
 	}
 	// The refused reservation took no token: after 200ms exactly one is there.
 	c.add(200 * time.Millisecond)
@@ -78,7 +82,7 @@ func TestBurstThenRefill(t *testing.T) {
 func TestBucketsAreSeparate(t *testing.T) {
 	t.Parallel()
 	l, _ := newTest(ec2Rates)
-	for range 100 {
+	for range held {
 		if err := bounded(l, "a", "r", "CreateSnapshot"); err != nil {
 			t.Fatal(err)
 		}
@@ -91,7 +95,7 @@ func TestBucketsAreSeparate(t *testing.T) {
 	}
 	// Each Describe* action has its own bucket too: the DescribeVolumes bucket emptied,
 	// DescribeLockedSnapshots still has its whole burst.
-	for range 100 {
+	for range held {
 		if err := bounded(l, "a", "r", "DescribeVolumes"); err != nil {
 			t.Fatal(err)
 		}
@@ -99,7 +103,7 @@ func TestBucketsAreSeparate(t *testing.T) {
 	if err := bounded(l, "a", "r", "DescribeVolumes"); err == nil {
 		t.Error("DescribeVolumes: a 101st token")
 	}
-	for range 100 {
+	for range held {
 		if err := bounded(l, "a", "r", "DescribeLockedSnapshots"); err != nil {
 			t.Fatalf("DescribeLockedSnapshots after DescribeVolumes emptied its bucket: %v", err)
 		}
@@ -161,7 +165,7 @@ func TestAdaptive(t *testing.T) {
 		t.Errorf("throttled full bucket: %v, want a 400ms wait (empty, refilling at 2.5/s)", err)
 	}
 	// A halved rate refills the empty bucket at half the speed.
-	for range 100 {
+	for range held {
 		if err := bounded(l, "b", "r", "CreateSnapshot"); err != nil {
 			t.Fatal(err)
 		}
@@ -287,10 +291,10 @@ func TestAdmit(t *testing.T) {
 func TestWithin(t *testing.T) {
 	t.Parallel()
 	l, _ := newTest(ec2Rates)
-	if got := l.Within("a", "r", "CreateSnapshot", 2*time.Second); got != 110 {
-		t.Errorf("full bucket: %v within 2s, want 110", got)
+	if got := l.Within("a", "r", "CreateSnapshot", 2*time.Second); got != held+10 {
+		t.Errorf("full bucket: %v within 2s, want %d", got, held+10)
 	}
-	for range 100 {
+	for range held {
 		if err := bounded(l, "a", "r", "CreateSnapshot"); err != nil {
 			t.Fatal(err)
 		}
@@ -369,7 +373,7 @@ func TestAdmitAhead(t *testing.T) {
 func TestActionsDoNotSlowEachOther(t *testing.T) {
 	t.Parallel()
 	l, _ := newTest(ec2Rates)
-	for range 100 {
+	for range held {
 		if err := bounded(l, "a", "r", "DescribeSnapshots"); err != nil {
 			t.Fatal(err)
 		}
@@ -382,8 +386,8 @@ func TestActionsDoNotSlowEachOther(t *testing.T) {
 		if cur, conf := l.Rate("a", "r", a); cur != conf {
 			t.Errorf("%s: rate %v of %v after another action was throttled", a, cur, conf)
 		}
-		if got := tokens(l, "a", "r", a); got != 100 {
-			t.Errorf("%s holds %v tokens, want its full 100", a, got)
+		if got := tokens(l, "a", "r", a); got != held {
+			t.Errorf("%s holds %v tokens, want its full %d", a, got, held)
 		}
 	}
 	del := []Need{{Action: "DescribeSnapshotAttribute", N: 1}, {Action: "DeleteSnapshot", N: 1}}
@@ -402,5 +406,24 @@ func TestByAction(t *testing.T) {
 	want := []Need{{"DescribeSnapshots", 3}, {"DescribeVolumes", 1}}
 	if !slices.Equal(got, want) {
 		t.Errorf("ByAction = %v, want %v", got, want)
+	}
+}
+
+// TestReserve: a bucket holds its configured burst less a twentieth of it, which AWS's
+// bucket keeps against the network's jitter; a burst under 20 keeps none.
+func TestReserve(t *testing.T) {
+	t.Parallel()
+	l, _ := newTest(map[string]Bucket{"DescribeSnapshots": {Burst: 100, PerSecond: 20}, "CreateVolume": {Burst: 10, PerSecond: 5}})
+	for _, c := range []struct {
+		action string
+		want   int
+	}{{"DescribeSnapshots", 95}, {"CreateVolume", 10}} {
+		n := 0
+		for bounded(l, "a", "r", c.action) == nil {
+			n++
+		}
+		if n != c.want {
+			t.Errorf("%s: %d tokens at once, want %d", c.action, n, c.want)
+		}
 	}
 }

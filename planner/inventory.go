@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"regexp"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -229,8 +230,18 @@ func listSnapshots(ctx context.Context, client EC2, cfg *config.Config) ([]Snaps
 			return nil, fmt.Errorf("listing snapshots adopted by policy %s: %w", p.Name, err)
 		}
 	}
-	return out.all(), nil
+	all := out.all()
+	if len(all) >= collectAfter {
+		// The listing's garbage — its chunks, every page's decoded answer — is collected
+		// before deciding allocates: the next collection would otherwise come at twice a
+		// heap still holding it (a plan of a million snapshots peaked at 0.8 to 1.03 GiB).
+		runtime.GC()
+	}
+	return all, nil
 }
+
+// collectAfter is the size of a listing after which listSnapshots collects its garbage.
+const collectAfter = 100_000
 
 // chunks gathers listed snapshots a chunk at a time, then into one slice of exactly
 // their number: one slice appended a million times is copied whole at every growth (a

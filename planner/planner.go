@@ -301,9 +301,11 @@ func (p *Planner) planScope(ctx context.Context, log zerolog.Logger, account, re
 		log.Warn().Int("snapshots", res.ForeignSnapshots).Msg("ignored snapshots of other owners returned by the listing")
 	}
 	if res.Deletes > 0 {
-		// The deletion classifier, only for the delete candidates; then decide again.
-		inv.Protections = p.classify(ctx, client, account, res.Decisions, sc.fail)
-		res = decide(inv, p.Config, now, keeps)
+		// The deletion classifier, only for the delete candidates; then decide again, when
+		// it protected any (else the decisions would be the same).
+		if inv.Protections = p.classify(ctx, client, account, res.Decisions, sc.fail); len(inv.Protections) > 0 {
+			res = decide(inv, p.Config, now, keeps)
+		}
 	}
 	if res.Trip(inv.SnapshotsComplete, p.Config.DeleteFraction(), p.Force) {
 		ev := log.Error().Str("reason", res.Breaker.Reason).Int("managed", res.Breaker.Managed)

@@ -7,11 +7,11 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"syscall"
 	"testing"
@@ -85,11 +85,11 @@ func StartServer() (*Server, error) {
 		python = "python3"
 	}
 	for attempt := 0; attempt < 3; attempt++ {
-		port, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		cmd := exec.Command(python, script, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
+		// Port 0: moto_server binds a port the kernel picks and says which. A port picked
+		// here and handed over could be picked by a parallel test too: both servers started
+		// on it, one failed to bind, and its test used the other's server until that test
+		// stopped it (connection refused mid-test, and two tests' resources mixed).
+		cmd := exec.Command(python, script, "-H", "127.0.0.1", "-p", "0")
 		cmd.Env = append(os.Environ(), "SNAPFLEET_MOTO_CLOCK="+s.clock, "MOTO_AMIS_PATH="+amisPath)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		logf, err := os.Create(filepath.Join(dir, "moto.log"))
@@ -103,17 +103,42 @@ func StartServer() (*Server, error) {
 		s.cmd = cmd
 		s.done = make(chan struct{})
 		go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(s.done)
-		s.Endpoint = fmt.Sprintf("http://127.0.0.1:%d", port)
-		if err := s.waitReady(60 * time.Second); err == nil {
+		err = s.waitPort(logf.Name(), 60*time.Second)
+		if err == nil {
+			err = s.waitReady(60 * time.Second)
+		}
+		if err == nil {
 			return s, nil
 		}
 		s.Stop()
 		out, _ := os.ReadFile(logf.Name())
 		if attempt == 2 {
-			return nil, fmt.Errorf("moto_server did not become ready on %s: %s", s.Endpoint, tail(out))
+			return nil, fmt.Errorf("moto_server did not become ready: %v: %s", err, tail(out))
 		}
 	}
 	return nil, fmt.Errorf("moto_server did not start")
+}
+
+// listening is the line werkzeug logs once it listens, with the port it bound.
+var listening = regexp.MustCompile(`Running on http://127\.0\.0\.1:(\d+)`)
+
+// waitPort reads the server's log until it says where it listens, and sets Endpoint.
+func (s *Server) waitPort(log string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if b, err := os.ReadFile(log); err == nil {
+			if m := listening.FindSubmatch(b); m != nil {
+				s.Endpoint = "http://127.0.0.1:" + string(m[1])
+				return nil
+			}
+		}
+		select {
+		case <-s.done:
+			return fmt.Errorf("moto_server exited")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("timed out waiting for moto_server to listen")
 }
 
 func tail(b []byte) string {
@@ -121,15 +146,6 @@ func tail(b []byte) string {
 		b = b[len(b)-800:]
 	}
 	return string(b)
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func (s *Server) waitReady(limit time.Duration) error {

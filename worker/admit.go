@@ -126,7 +126,7 @@ func (r *runner) hold(m queue.Message) {
 		// A fair share of the room when many scopes are held, and no more than the
 		// buckets can start within holdAhead (lineCap).
 		_, now0, rate := r.startable(h.j)
-		if n := len(r.backlog.lines[h.sc]); float64(n) >= r.lineCap(h.j, false) {
+		if n := len(r.backlog.lines[h.sc]); float64(n) >= r.lineCap(h.j) {
 			// Back when it could start: behind the n held, once its bucket has a token
 			// for it and the slots have started those ahead; and after the one deferred
 			// before, by the time a job takes in the slots or, the burst spent, the

@@ -12,16 +12,13 @@ import (
 // full the worker receives nothing until a job starts, and then no more than the lines'
 // room, at least one (which may be of a scope it does not hold yet).
 
-// lineCap is how many jobs like j the runner holds in their scope's line: a fair share of
-// the room when many scopes are held (counting one more when newScope), and no more than the
-// buckets and the slots can start within holdAhead; at least one. r.mu is held.
-func (r *runner) lineCap(j job.Job, newScope bool) float64 {
-	scopes := len(r.backlog.ring)
-	if newScope {
-		scopes++
-	}
+// lineCap is how many jobs like j the runner holds in their scope's line, which is held: a
+// fair share of the room when many scopes are held, and no more than the buckets and the
+// slots can start within holdAhead; at least one. hold and receivable use the same cap (a
+// message received for a line's room is never deferred). r.mu is held.
+func (r *runner) lineCap(j job.Job) float64 {
 	can, _, _ := r.startable(j)
-	share := max(float64(cap(r.room))/float64(max(scopes, 1)), float64(cap(r.slots)))
+	share := max(float64(cap(r.room))/float64(max(len(r.backlog.ring), 1)), float64(cap(r.slots)))
 	return max(min(can, share, r.slotsCanStart()), 1)
 }
 
@@ -40,7 +37,7 @@ func (r *runner) receivable() int {
 		if !line[0].ok {
 			return maxBatch
 		}
-		room += max(0, r.lineCap(line[0].j, false)-float64(len(line)))
+		room += max(0, r.lineCap(line[0].j)-float64(len(line)))
 	}
 	return int(math.Min(math.Floor(room), maxBatch))
 }

@@ -46,20 +46,27 @@ func listAll(t *testing.T, client ec2.DescribeSnapshotsAPIClient) map[string]int
 	return seen
 }
 
+// listedOnce lists every snapshot through client and fails t unless there are want, each
+// listed once (why is said of a snapshot listed more often).
+func listedOnce(t *testing.T, client ec2.DescribeSnapshotsAPIClient, want int, why string) {
+	t.Helper()
+	seen := listAll(t, client)
+	if len(seen) != want {
+		t.Errorf("listed %d snapshots, want %d", len(seen), want)
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Fatalf("%s listed %d times%s", id, n, why)
+		}
+	}
+}
+
 // TestSegmentedListing: a listing of more than a page is fetched in the four id
 // segments side by side; every snapshot is seen exactly once.
 func TestSegmentedListing(t *testing.T) {
 	t.Parallel()
 	s, client := simEC2(t, 3500)
-	seen := listAll(t, client)
-	if len(seen) != 3500 {
-		t.Errorf("listed %d snapshots, want 3500", len(seen))
-	}
-	for id, n := range seen {
-		if n != 1 {
-			t.Errorf("%s listed %d times", id, n)
-		}
-	}
+	listedOnce(t, client, 3500, "")
 	// One unsegmented first page, then the segments: ~875 each, one page each.
 	if n := s.Calls()["ec2:DescribeSnapshots"]; n != 1+len(idSegments) {
 		t.Errorf("%d DescribeSnapshots calls, want %d (the first page, then one per segment)", n, 1+len(idSegments))
@@ -89,15 +96,7 @@ func TestSegmentedListingIgnoredFilter(t *testing.T) {
 	t.Parallel()
 	_, client := simEC2(t, 2500)
 	c := &ignoringIDs{DescribeSnapshotsAPIClient: client}
-	seen := listAll(t, c)
-	if len(seen) != 2500 {
-		t.Errorf("listed %d snapshots, want 2500", len(seen))
-	}
-	for id, n := range seen {
-		if n != 1 {
-			t.Fatalf("%s listed %d times: the segments' pages were used although their filter was ignored", id, n)
-		}
-	}
+	listedOnce(t, c, 2500, ": the segments' pages were used although their filter was ignored")
 	if n := c.calls.Load(); n != 1+int32(len(idSegments))+2 {
 		t.Errorf("%d calls, want %d (first page, one probe per segment, the two pages after the first)", n, 1+len(idSegments)+2)
 	}

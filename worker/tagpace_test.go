@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/smithy-go/middleware"
 
+	"github.com/snapfleet/snapfleet/internal/job"
 	"github.com/snapfleet/snapfleet/internal/limit"
 	"github.com/snapfleet/snapfleet/internal/tag"
 )
@@ -40,6 +41,17 @@ func (e *motoEnv) tagWorker(t *testing.T, q Queue, lim *limit.Limiter) *Worker {
 	w.SSM = func(string, string) SSM { return sapi }
 	w.Limiter = lim
 	return w
+}
+
+// queuedInstanceJob makes an instance with a data volume and returns its app-policy job,
+// the one message of a new fake queue.
+func (e *motoEnv) queuedInstanceJob(t *testing.T) (job.Job, *fakeQueue) {
+	t.Helper()
+	inst, _, _ := e.instanceWithData(t, 1)
+	j := instanceJob(inst, "app", appPeriod)
+	q := newFakeQueue()
+	q.add(0, encode(t, j))
+	return j, q
 }
 
 // checkVolumeTags fails t unless every snapshot of the job carries its own tags of
@@ -147,10 +159,7 @@ func TestInstanceTagsOutwaitMaxWait(t *testing.T) {
 func TestInstanceTagsAfterStop(t *testing.T) {
 	t.Parallel()
 	e := newMoto(t)
-	inst, _, _ := e.instanceWithData(t, 1)
-	j := instanceJob(inst, "app", appPeriod)
-	q := newFakeQueue()
-	q.add(0, encode(t, j))
+	j, q := e.queuedInstanceJob(t)
 	slow := limit.New(map[string]limit.Bucket{"CreateTags": {Burst: 1, PerSecond: 1.0 / 60}})
 	w := e.tagWorker(t, q, slow)
 	stop := runInBackground(t, w)
@@ -182,10 +191,7 @@ func TestInstanceTagsAfterStop(t *testing.T) {
 func TestInstanceTagsThrottled(t *testing.T) {
 	t.Parallel()
 	e := newMoto(t)
-	inst, _, _ := e.instanceWithData(t, 1)
-	j := instanceJob(inst, "app", appPeriod)
-	q := newFakeQueue()
-	q.add(0, encode(t, j))
+	j, q := e.queuedInstanceJob(t)
 	w := e.tagWorker(t, q, limit.New(map[string]limit.Bucket{"CreateTags": {Burst: 10, PerSecond: 10}}))
 	tries := int(w.backoff.Tries) + 1 // a call and its in-process retries
 	e.faults.setFail(func(op string, _ any, n int) error {

@@ -164,7 +164,8 @@ func (r *runner) hold(m queue.Message) {
 
 func seconds(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }
 
-// avgJob is the average time a job has taken (guessed at first). r.mu is held.
+// avgJob is the average time a job has taken (guessed at first, for when a deferred
+// message could start). r.mu is held.
 func (r *runner) avgJob() time.Duration {
 	if r.backlog.avgJob <= 0 {
 		return 100 * time.Millisecond
@@ -172,9 +173,15 @@ func (r *runner) avgJob() time.Duration {
 	return r.backlog.avgJob
 }
 
-// slotsCanStart is how many jobs this runner's slots can start within holdAhead. r.mu is
-// held.
+// slotsCanStart is how many jobs this runner's slots can start within holdAhead; until a
+// job has run, its slots: workers started together share the queue rather than the first
+// to receive holding what a guess said it could start (a guess of 100 ms once let two
+// workers of four slots hold 160 messages of 300 ms jobs, and a third worker started a
+// moment later found none). r.mu is held.
 func (r *runner) slotsCanStart() float64 {
+	if r.backlog.avgJob <= 0 {
+		return float64(cap(r.slots))
+	}
 	return float64(cap(r.slots)) * float64(holdAhead) / float64(r.avgJob())
 }
 

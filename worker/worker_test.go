@@ -445,7 +445,16 @@ func TestShutdown(t *testing.T) {
 	w.ExitWhenDrained = false
 	w.ShutdownGrace = 300 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() { started.Wait(); cancel() }()
+	// Cancelled once both jobs run and the third message is held: a runner that has not
+	// seen a job end receives no more than its slots at first (slotsCanStart), so the
+	// third comes in a second receive.
+	go func() {
+		started.Wait()
+		for st, _ := q.Stats(ctx); st.Visible > 0; st, _ = q.Stats(ctx) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		cancel()
+	}()
 	begin := time.Now()
 	st, err := w.Run(ctx)
 	if err != nil {

@@ -286,22 +286,26 @@ func TestChaosKill9(t *testing.T) {
 	creates := func() int {
 		return c.proxy.Count("CreateSnapshot").Forwarded + victims.Count("CreateSnapshot").Forwarded
 	}
-	// killAfterCreate kills p once one of its creates has reached EC2 and is answered
-	// only after the kill.
-	killAfterCreate := func(p *proc) {
+	// holdNext makes the next create through the victims' proxy take effect and be
+	// answered only after 10 minutes; killHeld kills p once that create has reached EC2.
+	holdNext := func() faultproxy.RuleID {
+		return victims.Add(faultproxy.Rule{Action: "CreateSnapshot", LatencyAfter: 10 * time.Minute, Limit: 1})
+	}
+	killHeld := func(p *proc, held faultproxy.RuleID) {
 		t.Helper()
-		held := victims.Add(faultproxy.Rule{Action: "CreateSnapshot", LatencyAfter: 10 * time.Minute, Limit: 1})
 		c.waitFor("a create of "+p.name+" to be held", 60*time.Second, func() bool { return victims.Picked(held) == 1 })
 		p.kill9()
 		t.Logf("killed %s at %d creates, %v in, one create done but not answered", p.name, creates(), time.Since(began).Round(time.Millisecond))
 	}
 
 	c.waitFor("40 snapshots", 60*time.Second, func() bool { return creates() >= 40 })
-	killAfterCreate(w[0])
+	killHeld(w[0], holdNext())
+	// Worker 4's first create is held from the start: waiting for it to create first
+	// raced the other two workers, which could drain the queue before worker 4 made
+	// another create (CI, a loaded machine).
+	held := holdNext()
 	w = append(w, c.spawnVia(victims, "worker 4", args...))
-	at := creates()
-	c.waitFor("worker 4 to create", 60*time.Second, func() bool { return creates() >= at+30 })
-	killAfterCreate(w[3])
+	killHeld(w[3], held)
 	if creates() >= len(vols) {
 		t.Fatalf("the second kill came after the drain (%d creates): slow the creates down", creates())
 	}

@@ -3,6 +3,7 @@ package planner
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/snapfleet/snapfleet/internal/config"
@@ -253,15 +254,25 @@ func Decide(inv Inventory, cfg *config.Config, now time.Time) Result {
 // keeps are only counted, but those a plan warns of (retention.KeptFuture,
 // retention.KeptUnknownTime): a plan that is not a dry run and does not log each
 // decision needs no more, and a million snapshots' keeps would take most of its memory.
+//
+// Without keeps, the creates and the deletes are decided at once, on two cores when there
+// are: they read the inventory and the groups only, and count into different fields of
+// the result. With keeps, one after the other into one slice: a dry run's million keeps
+// are not built apart and then copied behind the creates.
 func decide(inv Inventory, cfg *config.Config, now time.Time, keeps bool) Result {
-	n := len(inv.Instances) * 2
-	if keeps {
-		n += len(inv.Snapshots)
-	}
-	res := Result{Decisions: make([]Decision, 0, n)}
+	var res Result
 	gs := groupSnapshots(inv, &res)
-	res.Decisions = decideCreates(res.Decisions, inv, cfg, now, gs, &res)
-	res.Decisions = decideDeletes(res.Decisions, &inv, cfg, now, gs, &res, keeps)
+	if keeps {
+		res.Decisions = decideCreates(make([]Decision, 0, len(inv.Instances)*2+len(inv.Snapshots)), inv, cfg, now, gs, &res)
+		res.Decisions = decideDeletes(res.Decisions, &inv, cfg, now, gs, &res, keeps)
+		return res
+	}
+	var deletes []Decision
+	var wg sync.WaitGroup
+	wg.Go(func() { deletes = decideDeletes(nil, &inv, cfg, now, gs, &res, keeps) })
+	res.Decisions = decideCreates(make([]Decision, 0, len(inv.Instances)*2), inv, cfg, now, gs, &res)
+	wg.Wait()
+	res.Decisions = append(res.Decisions, deletes...)
 	return res
 }
 

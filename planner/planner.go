@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
 	"sort"
 	"sync"
@@ -356,7 +357,9 @@ func sharesUnchecked(account, region string, n int) string {
 // queue in order feed both at once instead of one after the other.
 func (sc *scopeRun) messages(decisions []Decision, run string, now time.Time) []queue.Outgoing {
 	log := sc.log
+	encoded := encodeJobs(decisions, run, now)
 	var creates, deletes []queue.Outgoing
+	next := 0
 	for _, d := range decisions {
 		ev := log.Debug()
 		switch {
@@ -367,21 +370,56 @@ func (sc *scopeRun) messages(decisions []Decision, run string, now time.Time) []
 		}
 		ev.Str("policy", d.Policy).Str("volume", d.Volume).Str("snapshot", d.Snapshot).
 			Str("action", d.Action).Str("key", d.Key).Str("reason", d.Reason).Str("detail", d.Detail).Msg("decided")
-		if d.Action != ActionCreate && d.Action != ActionDelete && d.Action != ActionCopy && d.Action != ActionArchive {
+		if !d.isJob() {
 			continue
 		}
-		msg, err := d.message(run, now)
-		if err != nil {
-			sc.fail(err)
+		e := encoded[next]
+		next++
+		if e.err != nil {
+			sc.fail(e.err)
 			continue
 		}
 		if d.Action == ActionDelete {
-			deletes = append(deletes, msg)
+			deletes = append(deletes, e.msg)
 		} else {
-			creates = append(creates, msg)
+			creates = append(creates, e.msg)
 		}
 	}
 	return interleave(creates, deletes)
+}
+
+// isJob reports whether the decision is carried out by a job.
+func (d *Decision) isJob() bool {
+	return d.Action == ActionCreate || d.Action == ActionDelete || d.Action == ActionCopy || d.Action == ActionArchive
+}
+
+// encoded is a job's message, or why it could not be encoded.
+type encoded struct {
+	msg queue.Outgoing
+	err error
+}
+
+// encodeJobs encodes the jobs of decisions, in their order, a part on each core: a
+// plan of 130,000 jobs spent half a second encoding them on one.
+func encodeJobs(decisions []Decision, run string, now time.Time) []encoded {
+	var jobs []int
+	for i := range decisions {
+		if decisions[i].isJob() {
+			jobs = append(jobs, i)
+		}
+	}
+	out := make([]encoded, len(jobs))
+	per := max(1, (len(jobs)+runtime.GOMAXPROCS(0)-1)/runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for from := 0; from < len(jobs); from += per {
+		wg.Go(func() {
+			for k := from; k < min(from+per, len(jobs)); k++ {
+				out[k].msg, out[k].err = decisions[jobs[k]].message(run, now)
+			}
+		})
+	}
+	wg.Wait()
+	return out
 }
 
 // interleave alternates the elements of a and b, then the rest of the longer.

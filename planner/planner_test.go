@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -480,13 +481,13 @@ policies:
 
 // secondPageFails makes DescribeSnapshots paginate (moto does not): the first page comes
 // from moto with a NextToken, a call for the next page fails. pages counts the calls.
-func secondPageFails(pages *int) func(*middleware.Stack) error {
+func secondPageFails(pages *atomic.Int32) func(*middleware.Stack) error {
 	return func(s *middleware.Stack) error {
 		return s.Initialize.Add(middleware.InitializeMiddlewareFunc("second-page", func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
 			if middleware.GetOperationName(ctx) != "DescribeSnapshots" {
 				return next.HandleInitialize(ctx, in)
 			}
-			*pages++
+			pages.Add(1) // the segments are listed at once
 			if in.Parameters.(*ec2.DescribeSnapshotsInput).NextToken != nil {
 				return middleware.InitializeOutput{}, middleware.Metadata{}, &smithy.GenericAPIError{Code: "InternalError", Message: "injected on page 2"}
 			}
@@ -510,7 +511,7 @@ func TestPlanSecondPageFails(t *testing.T) {
 	for _, age := range []time.Duration{day, 2 * day, 3 * day} {
 		f.snapshot(vols[1], age, map[string]string{tag.Policy: "last1", tag.Volume: vols[1]})
 	}
-	var pages int
+	var pages atomic.Int32
 	clients := map[string]*ec2.Client{mototest.Region: f.client(mototest.Region, secondPageFails(&pages))}
 	q := &recorder{}
 	p := f.planner(cfg, []string{mototest.Region}, clients, q, time.Now())
@@ -520,8 +521,8 @@ func TestPlanSecondPageFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The first page, then the id segments (segments.go), whose second pages fail.
-	if pages != 1+2*len(idSegments) {
-		t.Fatalf("DescribeSnapshots called %d times, want the first page, then each segment's first and failing second", pages)
+	if pages.Load() != int32(1+2*len(idSegments)) {
+		t.Fatalf("DescribeSnapshots called %d times, want the first page, then each segment's first and failing second", pages.Load())
 	}
 	creates, deletes := q.jobs(t)
 	if len(deletes) != 0 || sum.DeleteJobs != 0 || sum.Held != 0 {

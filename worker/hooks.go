@@ -145,6 +145,12 @@ func (s *snapshots) withHooks(ctx context.Context, j job.Job, p config.Policy, i
 	}
 	pre, post := hooksOf(h, inst, in.InstanceSpecification)
 	run.postHk = post
+	// The create's token was reserved when the job was admitted: if AWS throttled the
+	// bucket since, it is paced again now, before the freeze, not while frozen.
+	renew := func(ctx context.Context) error { return s.lim.Renew(ctx, j.Account, j.Region, "CreateSnapshots") }
+	if err := s.call(ctx, renew); err != nil {
+		return run, err
+	}
 	sent := false
 	defer func() {
 		if sent && run.post == "" && run.postErr == nil {

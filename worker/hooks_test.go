@@ -523,6 +523,40 @@ func TestHooksThrottledWhileFrozen(t *testing.T) {
 	}
 }
 
+// TestHooksRenewBeforeFreeze: a job admitted before AWS throttled CreateSnapshots (its
+// token paced at the rate before the halving) renews its token before the pre hook: with
+// no room to wait, it is snoozed without freezing anything; with room, it waits and then
+// freezes, snapshots once and thaws. (Made frozen, its call would be throttled too: in
+// hooks/app, most throttles were such calls.)
+func TestHooksRenewBeforeFreeze(t *testing.T) {
+	t.Parallel()
+	e := newMoto(t)
+	for _, c := range []struct {
+		wait   time.Duration
+		snooze bool
+	}{{100 * time.Millisecond, true}, {5 * time.Second, false}} {
+		inst, _, _ := e.instanceWithData(t, 1)
+		s, calls := e.appHandlers(t, policyConfig(t, appPolicy))
+		s.lim = limit.New(map[string]limit.Bucket{"CreateSnapshots": {Burst: 100, PerSecond: 5}})
+		ctx, release, _, ok := s.lim.Admit(context.Background(), testAccount, testRegion, []limit.Need{{Action: "CreateSnapshots", N: 1}}, time.Second)
+		if !ok {
+			t.Fatal("not admitted with a full bucket")
+		}
+		time.Sleep(10 * time.Millisecond)
+		s.lim.Throttled(testAccount, testRegion, "CreateSnapshots", time.Now()) // another job's call
+		res, err := s.createInstance(limit.WithMaxWait(ctx, c.wait), instanceJob(inst, "app", appPeriod))
+		release()
+		o, _, _ := outcomeOf(err)
+		pre, cs := calls.count("SendCommand pre"), calls.count("CreateSnapshots")
+		switch {
+		case c.snooze && (o != outSnooze || pre != 0 || cs != 0):
+			t.Errorf("no room to wait: outcome %v (%v), pre sent %d, CreateSnapshots %d; want a snooze before the freeze", o, err, pre, cs)
+		case !c.snooze && (err != nil || res.Fallback || pre != 1 || cs != 1):
+			t.Errorf("room to wait: %v, fallback %v, pre sent %d, CreateSnapshots %d; want one freeze and one create", err, res.Fallback, pre, cs)
+		}
+	}
+}
+
 // TestWhileFrozen: calls made while frozen wait for the client's rate limit at most
 // frozenRetry (then the job snoozes and the post hook thaws), never the runner's usual
 // quarter of the visibility timeout.

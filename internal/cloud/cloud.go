@@ -467,12 +467,13 @@ func limitMiddleware(l *limit.Limiter, account, region string) func(*middleware.
 		return s.Finalize.Insert(middleware.FinalizeMiddlewareFunc("snapfleetRateLimit",
 			func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
 				op := awsmiddleware.GetOperationName(ctx)
-				if err := l.Wait(ctx, account, region, op); err != nil {
+				reserved, err := l.Take(ctx, account, region, op)
+				if err != nil {
 					return middleware.FinalizeOutput{}, middleware.Metadata{}, err
 				}
 				out, md, err := next.HandleFinalize(ctx, in)
 				if class, _ := Classify(err); class == Throttled {
-					l.Throttled(account, region, op)
+					l.Throttled(account, region, op, reserved)
 				}
 				return out, md, err
 			}), "Retry", middleware.After)

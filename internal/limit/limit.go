@@ -146,21 +146,34 @@ func (l *Limiter) reserve(k key, now time.Time, bound time.Duration, bounded boo
 // Wait blocks until the bucket of account, region and action has a token, ctx is done, or
 // — under WithMaxWait — returns a *WaitError at once when the wait would be longer.
 func (l *Limiter) Wait(ctx context.Context, account, region, action string) error {
+	_, err := l.Take(ctx, account, region, action)
+	return err
+}
+
+// Take is Wait, and returns when the token was reserved, at the rate of that time: for a
+// token Admit reserved, when the job was admitted. Tell Throttled.
+func (l *Limiter) Take(ctx context.Context, account, region, action string) (reserved time.Time, err error) {
 	if l == nil {
-		return nil
+		return time.Time{}, nil
 	}
 	k := key{account, region, action}
 	if p, ok := ctx.Value(prepaidKey{}).(*prepaid); ok {
-		if r := p.take(k); r != nil {
-			return l.sleep(ctx, k, r, r.DelayFrom(l.now()))
+		if t, ok := p.take(k); ok {
+			if !l.cutAfter(k, t.at) {
+				return t.at, l.sleep(ctx, k, t.r, t.r.DelayFrom(l.now()))
+			}
+			// Reserved at the rate before a halving: AWS's bucket ran dry since, and a
+			// call on it would be throttled too. Paced again at the rate now.
+			t.r.CancelAt(l.now())
 		}
 	}
 	bound, bounded := MaxWait(ctx)
-	r, d, err := l.reserve(k, l.now(), bound, bounded)
+	now := l.now()
+	r, d, err := l.reserve(k, now, bound, bounded)
 	if err != nil || r == nil {
-		return err
+		return now, err
 	}
-	return l.sleep(ctx, k, r, d)
+	return now, l.sleep(ctx, k, r, d)
 }
 
 // sleep waits d for the token of r; ctx done first cancels r.
@@ -208,18 +221,77 @@ type prepaidKey struct{}
 // prepaid are the tokens Admit reserved for one job; its Waits take them first.
 type prepaid struct {
 	mu  sync.Mutex
-	res map[key][]*rate.Reservation
+	res map[key][]token
 }
 
-func (p *prepaid) take(k key) *rate.Reservation {
+// token is a reservation and when it was made.
+type token struct {
+	r  *rate.Reservation
+	at time.Time
+}
+
+func (p *prepaid) take(k key) (token, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	rs := p.res[k]
-	if len(rs) == 0 {
+	ts := p.res[k]
+	if len(ts) == 0 {
+		return token{}, false
+	}
+	p.res[k] = ts[1:]
+	return ts[0], true
+}
+
+// put gives t back, first to be taken.
+func (p *prepaid) put(k key, t token) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.res[k] = append([]token{t}, p.res[k]...)
+}
+
+// cutAfter reports whether the bucket of k was halved (Throttled) after t.
+func (l *Limiter) cutAfter(k key, t time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.buckets[k]
+	return b != nil && b.cut.After(t)
+}
+
+// Renew paces again, now, the token Admit reserved under ctx for account, region and
+// action when the bucket's rate was halved since: it waits for a token at the rate now
+// (at most MaxWait: else a *WaitError) and keeps it for the job's call, which then does
+// not wait. A job calls it before a step that must not wait: an application-consistent
+// snapshot renews its CreateSnapshots token before it freezes the filesystems, instead of
+// making, frozen, a call paced at the rate before a throttle (seconds earlier, when it was
+// admitted), which AWS would throttle too.
+func (l *Limiter) Renew(ctx context.Context, account, region, action string) error {
+	if l == nil {
 		return nil
 	}
-	p.res[k] = rs[1:]
-	return rs[0]
+	p, ok := ctx.Value(prepaidKey{}).(*prepaid)
+	if !ok {
+		return nil
+	}
+	k := key{account, region, action}
+	t, ok := p.take(k)
+	if !ok {
+		return nil
+	}
+	if !l.cutAfter(k, t.at) {
+		p.put(k, t)
+		return nil
+	}
+	now := l.now()
+	t.r.CancelAt(now)
+	bound, bounded := MaxWait(ctx)
+	r, d, err := l.reserve(k, now, bound, bounded)
+	if err != nil || r == nil {
+		return err
+	}
+	if err := l.sleep(ctx, k, r, d); err != nil {
+		return err
+	}
+	p.put(k, token{r, now})
+	return nil
 }
 
 // Admit reserves, before a job of account and region starts, the tokens it needs. When
@@ -262,19 +334,19 @@ func (l *Limiter) Admit(ctx context.Context, account, region string, needs []Nee
 	if wait > bound {
 		return ctx, func() {}, wait, false
 	}
-	p := &prepaid{res: map[key][]*rate.Reservation{}}
+	p := &prepaid{res: map[key][]token{}}
 	for _, t := range takes {
 		for range t.n {
-			p.res[t.k] = append(p.res[t.k], t.b.lim.ReserveN(now, 1))
+			p.res[t.k] = append(p.res[t.k], token{t.b.lim.ReserveN(now, 1), now})
 		}
 	}
 	release = func() {
 		now := l.now()
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		for k, rs := range p.res {
-			for _, r := range rs {
-				r.CancelAt(now)
+		for k, ts := range p.res {
+			for _, t := range ts {
+				t.r.CancelAt(now)
 			}
 			delete(p.res, k)
 		}
@@ -300,11 +372,16 @@ func (l *Limiter) Within(account, region, action string, d time.Duration) float6
 	return max(b.lim.TokensAt(now), 0) + b.max*d.Seconds()
 }
 
-// Throttled records that AWS throttled action in account and region anyway: AWS's bucket
-// is empty, so this one is emptied too (other workers or tools used the tokens it still
-// counted), and its rate is halved — once per cutInterval, down to 1/32 of the configured
-// rate — to recover from there.
-func (l *Limiter) Throttled(account, region, action string) {
+// Throttled records that AWS throttled action in account and region anyway, on a call
+// whose token was reserved at reserved (Take): AWS's bucket is empty, so this one is
+// emptied too (other workers or tools used the tokens it still counted), and its rate is
+// halved — down to 1/32 of the configured rate — to recover from there. A call whose
+// token was reserved before the last halving was paced at the rate before it: its
+// throttle is the same signal, and halves nothing (a job admitted before the halving may
+// make its call seconds later, after a hook: in hooks/app, such calls halved two workers'
+// rates three times over where once was due, and left AWS's bucket a third idle). Nor do
+// throttles closer together than cutInterval.
+func (l *Limiter) Throttled(account, region, action string, reserved time.Time) {
 	if l == nil {
 		return
 	}
@@ -315,7 +392,7 @@ func (l *Limiter) Throttled(account, region, action string) {
 	if b == nil {
 		return
 	}
-	if now.Sub(b.cut) >= cutInterval {
+	if now.Sub(b.cut) >= cutInterval && !reserved.Before(b.cut) {
 		b.cur = max(b.cur/2, b.max*minFraction)
 		b.cut = now
 		b.last = now

@@ -120,18 +120,18 @@ func TestAdaptive(t *testing.T) {
 	t.Parallel()
 	l, c := newTest(ec2Rates)
 	near := func(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
-	l.Throttled("a", "r", "CreateSnapshot")
+	l.Throttled("a", "r", "CreateSnapshot", c.now())
 	if cur, conf := l.Rate("a", "r", "CreateSnapshot"); !near(cur, 2.5) || conf != 5 {
 		t.Fatalf("after one throttle: %v of %v, want 2.5 of 5", cur, conf)
 	}
 	// Throttles within a second of the cut are the same signal: no second halving.
 	c.add(500 * time.Millisecond)
-	l.Throttled("a", "r", "CreateSnapshot")
+	l.Throttled("a", "r", "CreateSnapshot", c.now())
 	if cur, _ := l.Rate("a", "r", "CreateSnapshot"); !near(cur, 2.5+5*0.05*0.5) {
 		t.Fatalf("after a second throttle 0.5s later: %v, want 2.5 recovered by 0.125, not halved", cur)
 	}
 	c.add(500 * time.Millisecond)
-	l.Throttled("a", "r", "CreateSnapshot")
+	l.Throttled("a", "r", "CreateSnapshot", c.now())
 	if cur, _ := l.Rate("a", "r", "CreateSnapshot"); !near(cur, (2.5+0.25)/2) {
 		t.Fatalf("after a throttle 1s after the cut: %v, want 1.375", cur)
 	}
@@ -152,14 +152,14 @@ func TestAdaptive(t *testing.T) {
 	// ((x+0.25)/2 = x: 0.25 after each halving, 0.5 a second later), above the floor of
 	// 1/32 of the configured rate.
 	for range 20 {
-		l.Throttled("a", "r", "DeleteSnapshot")
+		l.Throttled("a", "r", "DeleteSnapshot", c.now())
 		c.add(cutInterval)
 	}
 	if cur, _ := l.Rate("a", "r", "DeleteSnapshot"); math.Abs(cur-0.5) > 1e-3 || cur < 5.0/32 {
 		t.Errorf("throttled every second: %v, want 0.5", cur)
 	}
 	// A throttle empties a full bucket: AWS's is empty, whatever this one counted.
-	l.Throttled("e", "r", "CreateSnapshot")
+	l.Throttled("e", "r", "CreateSnapshot", c.now())
 	var full *WaitError
 	if err := bounded(l, "e", "r", "CreateSnapshot"); !errors.As(err, &full) || full.Delay != 400*time.Millisecond {
 		t.Errorf("throttled full bucket: %v, want a 400ms wait (empty, refilling at 2.5/s)", err)
@@ -170,10 +170,93 @@ func TestAdaptive(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	l.Throttled("b", "r", "CreateSnapshot")
+	l.Throttled("b", "r", "CreateSnapshot", c.now())
 	var we *WaitError
 	if err := bounded(l, "b", "r", "CreateSnapshot"); !errors.As(err, &we) || we.Delay != 400*time.Millisecond {
 		t.Errorf("halved bucket: %v, want a 400ms wait", err)
+	}
+}
+
+// TestThrottleOfEarlierToken: a throttle halves the rate only for a call whose token was
+// reserved at the rate in force (Take, Throttled): the calls in flight when AWS's bucket
+// ran dry were paced at the rate before the halving, and their throttles are the signal
+// already taken, not a second one.
+func TestThrottleOfEarlierToken(t *testing.T) {
+	t.Parallel()
+	l, c := newTest(ec2Rates)
+	ctx := context.Background()
+	var inFlight []time.Time
+	for range 3 {
+		reserved, err := l.Take(ctx, "a", "r", "CreateSnapshot")
+		if err != nil {
+			t.Fatal(err)
+		}
+		inFlight = append(inFlight, reserved)
+	}
+	c.add(time.Second)
+	l.Throttled("a", "r", "CreateSnapshot", c.now()) // a call reserved now: halves
+	for _, reserved := range inFlight {
+		c.add(cutInterval)
+		l.Throttled("a", "r", "CreateSnapshot", reserved)
+	}
+	want := 2.5 + 5*recoverPerSecond*3*cutInterval.Seconds()
+	if cur, _ := l.Rate("a", "r", "CreateSnapshot"); math.Abs(cur-want) > 1e-9 {
+		t.Errorf("after the throttles of calls reserved before the halving: %v, want %v (recovering, not halved)", cur, want)
+	}
+	reserved, err := l.Take(ctx, "a", "r", "CreateSnapshot") // reserved after the halving
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Throttled("a", "r", "CreateSnapshot", reserved)
+	if cur, _ := l.Rate("a", "r", "CreateSnapshot"); math.Abs(cur-want/2) > 1e-9 {
+		t.Errorf("after the throttle of a call reserved after the halving: %v, want %v", cur, want/2)
+	}
+}
+
+// TestAdmittedBeforeHalving: a token Admit reserved before a halving is paced again at
+// the rate after it — by Take when the job makes its call, or beforehand by Renew, which
+// waits for it and keeps it for the call (an application-consistent snapshot renews
+// before it freezes: hooks.go) — instead of a call AWS would throttle too.
+func TestAdmittedBeforeHalving(t *testing.T) {
+	t.Parallel()
+	l, c := newTest(ec2Rates)
+	need := []Need{{Action: "CreateSnapshot", N: 1}}
+	admit := func() context.Context {
+		ctx, release, _, ok := l.Admit(context.Background(), "a", "r", need, time.Second)
+		if !ok {
+			t.Fatal("not admitted with tokens to spare")
+		}
+		t.Cleanup(release)
+		return ctx
+	}
+	a, b := admit(), admit()
+	c.add(time.Second)
+	halved := c.now()
+	l.Throttled("a", "r", "CreateSnapshot", halved) // empties the bucket, rate 2.5/s
+	var we *WaitError
+	if _, err := l.Take(WithMaxWait(a, 100*time.Millisecond), "a", "r", "CreateSnapshot"); !errors.As(err, &we) || we.Delay != 400*time.Millisecond {
+		t.Errorf("the call of a job admitted before the halving: %v, want a 400ms wait at the halved rate", err)
+	}
+	go func() {
+		for range 40 {
+			time.Sleep(5 * time.Millisecond)
+			c.add(50 * time.Millisecond)
+		}
+	}()
+	if err := l.Renew(b, "a", "r", "CreateSnapshot"); err != nil {
+		t.Fatal(err)
+	}
+	reserved, err := l.Take(WithMaxWait(b, 0), "a", "r", "CreateSnapshot")
+	if err != nil {
+		t.Fatalf("the call after Renew waited: %v", err)
+	}
+	if reserved.Before(halved) {
+		t.Errorf("renewed token reserved at %v, before the halving at %v", reserved, halved)
+	}
+	// Renewing a token reserved after the last halving keeps it.
+	d := admit()
+	if err := l.Renew(WithMaxWait(d, 0), "a", "r", "CreateSnapshot"); err != nil {
+		t.Errorf("renewing a token of the rate in force: %v", err)
 	}
 }
 
@@ -214,7 +297,7 @@ func TestWait(t *testing.T) {
 	if err := none.Wait(ctx, "a", "r", "CreateSnapshot"); err != nil {
 		t.Fatal(err)
 	}
-	none.Throttled("a", "r", "CreateSnapshot")
+	none.Throttled("a", "r", "CreateSnapshot", time.Now())
 }
 
 // tokens is what the bucket of action holds at the fake clock's now.
@@ -290,7 +373,7 @@ func TestAdmit(t *testing.T) {
 // configured rate times the time, whatever a throttle did to its adapted rate.
 func TestWithin(t *testing.T) {
 	t.Parallel()
-	l, _ := newTest(ec2Rates)
+	l, c := newTest(ec2Rates)
 	if got := l.Within("a", "r", "CreateSnapshot", 2*time.Second); got != held+10 {
 		t.Errorf("full bucket: %v within 2s, want %d", got, held+10)
 	}
@@ -299,7 +382,7 @@ func TestWithin(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	l.Throttled("a", "r", "CreateSnapshot") // halves the adapted rate
+	l.Throttled("a", "r", "CreateSnapshot", c.now()) // halves the adapted rate
 	if got := l.Within("a", "r", "CreateSnapshot", 2*time.Second); got != 10 {
 		t.Errorf("empty bucket after a throttle: %v within 2s, want 10", got)
 	}
@@ -372,13 +455,13 @@ func TestAdmitAhead(t *testing.T) {
 // a delete job (DescribeSnapshotAttribute, DeleteSnapshot) is admitted at once meanwhile.
 func TestActionsDoNotSlowEachOther(t *testing.T) {
 	t.Parallel()
-	l, _ := newTest(ec2Rates)
+	l, c := newTest(ec2Rates)
 	for range held {
 		if err := bounded(l, "a", "r", "DescribeSnapshots"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	l.Throttled("a", "r", "DescribeSnapshots")
+	l.Throttled("a", "r", "DescribeSnapshots", c.now())
 	if cur, conf := l.Rate("a", "r", "DescribeSnapshots"); cur != 10 || conf != 20 {
 		t.Errorf("throttled DescribeSnapshots: rate %v of %v, want 10 of 20", cur, conf)
 	}

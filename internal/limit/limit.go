@@ -167,13 +167,20 @@ func (l *Limiter) Take(ctx context.Context, account, region, action string) (res
 			t.r.CancelAt(l.now())
 		}
 	}
+	_, reserved, err = l.next(ctx, k)
+	return reserved, err
+}
+
+// next reserves a token of k now and waits for it, at most MaxWait (else a *WaitError);
+// no token (nil) for an action that is not limited.
+func (l *Limiter) next(ctx context.Context, k key) (*rate.Reservation, time.Time, error) {
 	bound, bounded := MaxWait(ctx)
 	now := l.now()
 	r, d, err := l.reserve(k, now, bound, bounded)
 	if err != nil || r == nil {
-		return now, err
+		return nil, now, err
 	}
-	return now, l.sleep(ctx, k, r, d)
+	return r, now, l.sleep(ctx, k, r, d)
 }
 
 // sleep waits d for the token of r; ctx done first cancels r.
@@ -280,17 +287,12 @@ func (l *Limiter) Renew(ctx context.Context, account, region, action string) err
 		p.put(k, t)
 		return nil
 	}
-	now := l.now()
-	t.r.CancelAt(now)
-	bound, bounded := MaxWait(ctx)
-	r, d, err := l.reserve(k, now, bound, bounded)
+	t.r.CancelAt(l.now())
+	r, at, err := l.next(ctx, k)
 	if err != nil || r == nil {
 		return err
 	}
-	if err := l.sleep(ctx, k, r, d); err != nil {
-		return err
-	}
-	p.put(k, token{r, now})
+	p.put(k, token{r, at})
 	return nil
 }
 

@@ -531,19 +531,22 @@ func TestHooksThrottledWhileFrozen(t *testing.T) {
 func TestHooksRenewBeforeFreeze(t *testing.T) {
 	t.Parallel()
 	e := newMoto(t)
+	// No room: the halved bucket's next token is 200 s away, however slow the machine. Room:
+	// 400 ms away, within the 5 s the job may wait.
 	for _, c := range []struct {
-		wait   time.Duration
-		snooze bool
-	}{{100 * time.Millisecond, true}, {5 * time.Second, false}} {
+		perSecond float64
+		wait      time.Duration
+		snooze    bool
+	}{{0.01, 100 * time.Millisecond, true}, {5, 5 * time.Second, false}} {
 		inst, _, _ := e.instanceWithData(t, 1)
 		s, calls := e.appHandlers(t, policyConfig(t, appPolicy))
-		s.lim = limit.New(map[string]limit.Bucket{"CreateSnapshots": {Burst: 100, PerSecond: 5}})
+		s.lim = limit.New(map[string]limit.Bucket{"CreateSnapshots": {Burst: 100, PerSecond: c.perSecond}})
 		ctx, release, _, ok := s.lim.Admit(context.Background(), testAccount, testRegion, []limit.Need{{Action: "CreateSnapshots", N: 1}}, time.Second)
 		if !ok {
 			t.Fatal("not admitted with a full bucket")
 		}
 		time.Sleep(10 * time.Millisecond)
-		s.lim.Throttled(testAccount, testRegion, "CreateSnapshots", time.Now()) // another job's call
+		s.lim.Throttled(testAccount, testRegion, "CreateSnapshots", time.Now()) // another job's call, after the admission
 		res, err := s.createInstance(limit.WithMaxWait(ctx, c.wait), instanceJob(inst, "app", appPeriod))
 		release()
 		o, _, _ := outcomeOf(err)

@@ -450,7 +450,8 @@ func TestShutdown(t *testing.T) {
 	// third comes in a second receive.
 	go func() {
 		started.Wait()
-		for st, _ := q.Stats(ctx); st.Visible > 0; st, _ = q.Stats(ctx) {
+		deadline := time.Now().Add(10 * time.Second) // then the assertions below fail
+		for st, _ := q.Stats(ctx); st.Visible > 0 && time.Now().Before(deadline); st, _ = q.Stats(ctx) {
 			time.Sleep(5 * time.Millisecond)
 		}
 		cancel()

@@ -237,15 +237,10 @@ func TestAdmittedBeforeHalving(t *testing.T) {
 	if _, err := l.Take(WithMaxWait(a, 100*time.Millisecond), "a", "r", "CreateSnapshot"); !errors.As(err, &we) || we.Delay != 400*time.Millisecond {
 		t.Errorf("the call of a job admitted before the halving: %v, want a 400ms wait at the halved rate", err)
 	}
-	go func() {
-		for range 40 {
-			time.Sleep(5 * time.Millisecond)
-			c.add(50 * time.Millisecond)
-		}
-	}()
-	if err := l.Renew(b, "a", "r", "CreateSnapshot"); err != nil {
+	if err := l.Renew(b, "a", "r", "CreateSnapshot"); err != nil { // waits 400 ms
 		t.Fatal(err)
 	}
+	c.add(400 * time.Millisecond)
 	reserved, err := l.Take(WithMaxWait(b, 0), "a", "r", "CreateSnapshot")
 	if err != nil {
 		t.Fatalf("the call after Renew waited: %v", err)

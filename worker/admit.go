@@ -185,6 +185,12 @@ func (r *runner) slotsCanStart() float64 {
 	return float64(cap(r.slots)) * float64(holdAhead) / float64(r.avgJob())
 }
 
+// holdable is how many unstarted messages the runner holds at most: what its slots can
+// start within holdAhead, and never fewer than its slots. r.mu is held.
+func (r *runner) holdable() float64 {
+	return max(r.slotsCanStart(), float64(cap(r.slots)))
+}
+
 // ran records how long a job took, for slotsCanStart.
 func (r *runner) ran(d time.Duration) {
 	r.mu.Lock()
@@ -203,7 +209,7 @@ func (r *runner) heldFull() bool {
 	n := r.heldCount()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return float64(n) >= max(r.slotsCanStart(), float64(cap(r.slots))) || r.receivable() == 0
+	return float64(n) >= r.holdable() || r.receivable() == 0
 }
 
 // startable is how many jobs like j the limiter could start within holdAhead and at

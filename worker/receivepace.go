@@ -29,7 +29,7 @@ func (r *runner) lineCap(j job.Job) float64 {
 func (r *runner) receivable() int {
 	b := &r.backlog
 	if len(b.ring) == 0 {
-		return int(min(max(r.slotsCanStart(), float64(cap(r.slots))), maxBatch))
+		return int(min(r.holdable(), maxBatch))
 	}
 	room := 0.0
 	for _, sc := range b.ring {

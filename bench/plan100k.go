@@ -62,6 +62,7 @@ func runPlan100k(ctx context.Context, o options, w *world, ep *awslimits.Server,
 		return err
 	}
 	ep.Reset()
+	planStart := time.Now()
 	pr := snapfleet(ctx, o, w.env(ep), "plan", "--config", cfgPath, "--queue", q, "--now", now.Format(time.RFC3339), "--force", "--output", "json")
 	if pr.code != 0 {
 		return fmt.Errorf("plan100k: plan exit %d: %s", pr.code, tail(pr.stderr))
@@ -70,6 +71,16 @@ func runPlan100k(ctx context.Context, o options, w *world, ep *awslimits.Server,
 	if err := json.Unmarshal(pr.stdout, &plan); err != nil {
 		return fmt.Errorf("plan100k: plan output %q: %w", pr.stdout, err)
 	}
+	// Where the time after the listing went: the last listing call's answer, against the
+	// plan's end.
+	var last time.Time
+	for _, a := range awslimits.Listings {
+		if at := ep.DoneAt(awslimits.Done{Account: s.account, Region: s.region, Action: a}); len(at) > 0 && at[len(at)-1].After(last) {
+			last = at[len(at)-1]
+		}
+	}
+	fmt.Fprintf(os.Stderr, "bench: plan100k: the last listing call was answered %.2f s into the plan, %.2f s before its end\n",
+		last.Sub(planStart).Seconds(), pr.wall.Seconds()-last.Sub(planStart).Seconds())
 	calls := byService(ep.Calls(), nil, "ec2")
 	limits := awslimits.DefaultLimits()
 	ideal := 0.0

@@ -350,8 +350,8 @@ func (gs *groups) of(k groupKey) []int32 {
 }
 
 func decideCreates(out []Decision, inv Inventory, cfg *config.Config, now time.Time, gs *groups, res *Result) []Decision {
-	selectedInstances := map[string]bool{}
-	volumes := map[string]bool{}
+	selectedInstances := make(map[string]bool, len(inv.Instances))
+	volumes := make(map[string]bool, len(inv.Instances))
 	for pi := range cfg.Policies {
 		p := &cfg.Policies[pi]
 		cur := currentPeriod(p, now)
@@ -366,7 +366,8 @@ func decideCreates(out []Decision, inv Inventory, cfg *config.Config, now time.T
 		}
 		var cands []candidate
 		vols := []string{}
-		byVol := map[string]int{}
+		byVol := make(map[string]int, len(inv.Instances))
+		keyOf := job.CreateKeys(inv.Account, inv.Region, p.Name, cur.start)
 		for ii := range inv.Instances {
 			in := &inv.Instances[ii]
 			if !selects(p, in) {
@@ -392,7 +393,7 @@ func decideCreates(out []Decision, inv Inventory, cfg *config.Config, now time.T
 			c := &cands[ci]
 			d := Decision{Account: inv.Account, Region: inv.Region, Policy: p.Name,
 				Volume: vol, Instance: c.instance, InstanceName: c.name, Device: c.device, InstanceTags: c.tags}
-			key := job.CreateKey(inv.Account, inv.Region, vol, p.Name, cur.start)
+			key := keyOf(vol)
 			switch {
 			case c.excluded:
 				d.Action, d.Reason = ActionSkip, reason.Excluded

@@ -705,10 +705,11 @@ func TestInterleave(t *testing.T) {
 
 // TestDecideWithoutKeeps: a plan that neither shows nor logs its keep decisions (decide
 // without keeps) counts the same, and holds every other decision the same, but no keep
-// other than those it warns of.
+// other than those it warns of; its deletes are decided in parts (deleteParts), joined in
+// the order of one.
 func TestDecideWithoutKeeps(t *testing.T) {
 	t.Parallel()
-	inv := benchInventory(50, 10)
+	inv := benchInventory(1500, 10)
 	inv.Snapshots = append(inv.Snapshots, Snapshot{ID: "snap-0future", Owner: acct, Policy: "daily", Volume: "vol-00000000000000001",
 		Start: now.Add(48 * time.Hour), State: "completed"})
 	cfg := mustConfig(t, `
@@ -717,6 +718,9 @@ policies:
     retain: {max_age: 30d, min_keep: 2}
 `)
 	all, some := decide(inv, cfg, now, true), decide(inv, cfg, now, false)
+	if n := deleteParts(3000); n < 2 {
+		t.Fatalf("deleteParts(3000) = %d: the test needs the deletes decided in parts", n)
+	}
 	var want []Decision
 	for _, d := range all.Decisions {
 		if d.Action != ActionKeep || d.Reason == retention.KeptFuture || d.Reason == retention.KeptUnknownTime {

@@ -1,8 +1,10 @@
 package planner
 
 import (
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/snapfleet/snapfleet/internal/config"
@@ -34,19 +36,64 @@ type group struct {
 }
 
 // decideDeletes appends a decision for each owned snapshot of the scope, group by group:
-// keep (unless !keeps: see decide), protected or delete.
+// keep (unless !keeps: see decide), protected or delete. Without keeps the groups are
+// decided a part on each core (a plan of a million snapshots spent half a second here on
+// one), each part into decisions and counts of its own, joined in the groups' order.
+// With keeps, in one part: a dry run's million keeps are not built apart and then copied.
 func decideDeletes(out []Decision, inv *Inventory, cfg *config.Config, now time.Time, gs *groups, res *Result, keeps bool) []Decision {
-	d := deleter{inv: inv, res: res, out: out, now: now, gs: gs, explain: explainer{}, keeps: keeps,
-		policies: make(map[string]*config.Policy, len(cfg.Policies))}
+	policies := make(map[string]*config.Policy, len(cfg.Policies))
 	for i := range cfg.Policies {
-		d.policies[cfg.Policies[i].Name] = &cfg.Policies[i]
+		policies[cfg.Policies[i].Name] = &cfg.Policies[i]
 	}
-	d.dups = duplicates(inv, gs)
-	for g, k := range gs.keys {
-		d.decideGroup(&group{groupKey: k, rows: gs.members(g),
-			orphan: inv.Volumes != nil && k.volume != "" && !inv.Volumes[k.volume]})
+	dups := duplicates(inv, gs)
+	parts := 1
+	if !keeps {
+		parts = deleteParts(len(gs.keys))
 	}
-	return d.out
+	ds := make([]deleter, parts)
+	per := (len(gs.keys) + parts - 1) / max(1, parts)
+	var wg sync.WaitGroup
+	for n := range ds {
+		d := &ds[n]
+		*d = deleter{inv: inv, res: &Result{}, now: now, gs: gs, explain: explainer{}, keeps: keeps, policies: policies, dups: dups}
+		if n == 0 {
+			d.res, d.out = res, out
+		}
+		wg.Go(func() {
+			for g := n * per; g < min((n+1)*per, len(gs.keys)); g++ {
+				k := gs.keys[g]
+				d.decideGroup(&group{groupKey: k, rows: gs.members(g),
+					orphan: inv.Volumes != nil && k.volume != "" && !inv.Volumes[k.volume]})
+			}
+		})
+	}
+	wg.Wait()
+	out = ds[0].out
+	for _, d := range ds[1:] {
+		out = append(out, d.out...)
+		res.addDeletes(d.res)
+	}
+	return out
+}
+
+// deleteParts is how many parts decideDeletes splits groups into: one per core (two at
+// least), of a thousand groups at least (a part costs a goroutine and an explainer).
+func deleteParts(groups int) int {
+	return max(1, min(max(2, runtime.GOMAXPROCS(0)), groups/1000))
+}
+
+// addDeletes adds the counts decideDeletes makes of a part to r.
+func (r *Result) addDeletes(part *Result) {
+	r.Orphans += part.Orphans
+	r.Deletes += part.Deletes
+	r.Kept += part.Kept
+	r.Protected += part.Protected
+	for pol, n := range part.UnknownPolicies {
+		if r.UnknownPolicies == nil {
+			r.UnknownPolicies = map[string]int{}
+		}
+		r.UnknownPolicies[pol] += n
+	}
 }
 
 // decideGroup decides the snapshots of one group.

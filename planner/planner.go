@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"maps"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"sync"
@@ -211,7 +212,7 @@ func (p *Planner) Plan(ctx context.Context) (Summary, error) {
 	wg.Wait()
 	if !p.DryRun {
 		sending := time.Now()
-		p.sendAll(ctx, boxes) // every account-region's jobs in turn (sendorder.go)
+		inPhase(ctx, "sending", func(ctx context.Context) { p.sendAll(ctx, boxes) }) // every account-region's jobs in turn (sendorder.go)
 		log.Info().Dur("sending", time.Since(sending)).Msg("enqueued")
 	}
 	for i, b := range boxes {
@@ -292,8 +293,12 @@ func (p *Planner) planScope(ctx context.Context, log zerolog.Logger, account, re
 	log = sc.log
 	client := p.EC2(account, region)
 	began := time.Now()
-	inv := p.inventory(ctx, client, sc)
+	var inv Inventory
+	inPhase(ctx, "listing", func(ctx context.Context) { inv = p.inventory(ctx, client, sc) })
 	listed := time.Since(began)
+	// The rest of this function, and the goroutines it starts, are deciding.
+	defer pprof.SetGoroutineLabels(ctx)
+	pprof.SetGoroutineLabels(pprof.WithLabels(ctx, pprof.Labels("phase", "deciding")))
 
 	// Every keep decision only when they are shown (a dry run) or logged.
 	keeps := p.DryRun || logsDebug(log)
@@ -337,6 +342,13 @@ func (p *Planner) planScope(ctx context.Context, log zerolog.Logger, account, re
 		return res, nil, sc
 	}
 	return res, msgs, sc
+}
+
+// inPhase runs f with the profiler label phase=name on its goroutine and those it starts:
+// a CPU profile of a plan (SNAPFLEET_CPUPROFILE) then splits by phase, listing, deciding
+// and sending (go tool pprof -tagfocus phase=sending).
+func inPhase(ctx context.Context, name string, f func(context.Context)) {
+	pprof.Do(ctx, pprof.Labels("phase", name), f)
 }
 
 // logsDebug reports whether log writes debug lines.

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"time"
 
 	"github.com/snapfleet/snapfleet/internal/job"
@@ -81,8 +80,6 @@ type envelope struct {
 	Detail     json.RawMessage `json:"detail"`
 }
 
-var instanceRE = regexp.MustCompile(`^i-[0-9a-f]{8,17}$`)
-
 // ErrInvalid is wrapped by every error of Parse: the event can never be planned.
 var ErrInvalid = errors.New("invalid event")
 
@@ -138,7 +135,7 @@ func parseStateChange(ev Event, env envelope) (Event, error) {
 	if err := json.Unmarshal(env.Detail, &d); err != nil {
 		return invalid("detail: %v", err)
 	}
-	if !instanceRE.MatchString(d.Instance) {
+	if !job.ValidInstanceID(d.Instance) {
 		return invalid("detail.instance-id %q is not an instance id", d.Instance)
 	}
 	if d.State == "" {
@@ -168,7 +165,7 @@ func parseBackupNow(ev Event, env envelope) (Event, error) {
 		}
 	}
 	for _, i := range s.Instances {
-		if !instanceRE.MatchString(i) {
+		if !job.ValidInstanceID(i) {
 			return invalid("detail.instances: %q is not an instance id", i)
 		}
 	}

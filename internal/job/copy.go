@@ -18,14 +18,14 @@ func (j Job) validateCopyArchive() error {
 	bad := func(field, format string, args ...any) error {
 		return fmt.Errorf("%w: %s: %s", ErrInvalid, field, fmt.Sprintf(format, args...))
 	}
-	if j.Volume != "" && !volumeRE.MatchString(j.Volume) {
+	if j.Volume != "" && !ValidVolumeID(j.Volume) {
 		return bad("volume", "%q is not a volume id", j.Volume)
 	}
 	if j.Instance != "" || j.Device != "" || j.Name != "" || j.Duplicate {
 		return bad("instance", "instance, device, name and duplicate are not allowed in %s", j.Kind)
 	}
 	if j.Kind == KindArchive {
-		if !snapshotRE.MatchString(j.Snapshot) {
+		if !ValidSnapshotID(j.Snapshot) {
 			return bad("snapshot", "%q is not a snapshot id", j.Snapshot)
 		}
 		if j.SourceAccount != "" || j.SourceRegion != "" || j.SourceSnapshot != "" {
@@ -43,7 +43,7 @@ func (j Job) validateCopyArchive() error {
 		return bad("source_account", "%q is not a 12-digit account id", j.SourceAccount)
 	case !ValidRegion(j.SourceRegion):
 		return bad("source_region", "%q is not a region", j.SourceRegion)
-	case !snapshotRE.MatchString(j.SourceSnapshot):
+	case !ValidSnapshotID(j.SourceSnapshot):
 		return bad("source_snapshot", "%q is not a snapshot id", j.SourceSnapshot)
 	case j.SourceAccount == j.Account && j.SourceRegion == j.Region:
 		return bad("region", "a copy onto its source's own account and region")

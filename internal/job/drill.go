@@ -8,7 +8,7 @@ func DrillKey(account, region, snapshot, drill string) string {
 }
 
 // ValidDrillID reports whether s can be a drill id: 1 to 64 letters, digits, '-' or '_'.
-func ValidDrillID(s string) bool { return eventIDRE.MatchString(s) }
+func ValidDrillID(s string) bool { return validToken(s) }
 
 // checkDrill checks the fields of a volume.drill job: a snapshot, a drill id, the key,
 // and nothing of a create's or a delete's.
@@ -17,7 +17,7 @@ func checkDrill(j Job) error {
 		return fmt.Errorf("%w: %s: %s", ErrInvalid, field, fmt.Sprintf(format, args...))
 	}
 	switch {
-	case !snapshotRE.MatchString(j.Snapshot):
+	case !ValidSnapshotID(j.Snapshot):
 		return bad("snapshot", "%q is not a snapshot id", j.Snapshot)
 	case !ValidDrillID(j.Drill):
 		return bad("drill", "%q is not a drill id ([A-Za-z0-9_-], 1 to 64)", j.Drill)

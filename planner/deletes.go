@@ -171,7 +171,11 @@ func (d *deleter) retain(g *group, p *config.Policy, blocked bool) {
 	for _, r := range retention.Decide(d.buf, rules, d.now) {
 		s := snaps.get(r.ID)
 		if r.Keep {
-			d.emit(g, s, ActionKeep, r.Reason, d.explain.of(rules, r))
+			detail := ""
+			if d.shows(ActionKeep, r.Reason) {
+				detail = d.explain.of(rules, r)
+			}
+			d.emit(g, s, ActionKeep, r.Reason, detail)
 			continue
 		}
 		d.expire(g, s, blocked, r.Reason, d.explain.of(rules, r))
@@ -237,7 +241,7 @@ func (d *deleter) expire(g *group, s *Snapshot, blocked bool, why, detail string
 
 // emit adds a keep or protected decision and counts it.
 func (d *deleter) emit(g *group, s *Snapshot, action, why, detail string) {
-	if action != ActionKeep || d.keeps || why == retention.KeptFuture || why == retention.KeptUnknownTime {
+	if d.shows(action, why) {
 		d.out = append(d.out, Decision{Account: d.inv.Account, Region: d.inv.Region, Policy: s.Policy,
 			Action: action, Volume: s.Volume, Snapshot: s.ID, Reason: why, Detail: detail,
 			Orphan: g.orphan, Adopted: s.Adopted})
@@ -248,6 +252,12 @@ func (d *deleter) emit(g *group, s *Snapshot, action, why, detail string) {
 	case ActionProtected:
 		d.res.Protected++
 	}
+}
+
+// shows reports whether a decision of action for why is in the result: every one but a
+// keep when the result holds no keeps (decide), and those keeps a plan warns of.
+func (d *deleter) shows(action, why string) bool {
+	return action != ActionKeep || d.keeps || why == retention.KeptFuture || why == retention.KeptUnknownTime
 }
 
 // adoptedGroup reports whether the group's snapshots are adopted ones.

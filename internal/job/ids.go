@@ -44,10 +44,16 @@ func ValidPolicyName(s string) bool {
 	return len(s) >= 1 && len(s) <= 64 && all(s, func(c byte) bool { return isLower(c) || isDigit(c) || c == '-' })
 }
 
-// ValidVolumeID, ValidSnapshotID and ValidInstanceID report whether s is an EBS volume,
-// EBS snapshot or EC2 instance id: the prefix and 8 to 17 lowercase hex digits.
-func ValidVolumeID(s string) bool   { return hexID(s, "vol-") }
+// ValidVolumeID reports whether s is an EBS volume id: vol- and 8 to 17 lowercase hex
+// digits.
+func ValidVolumeID(s string) bool { return hexID(s, "vol-") }
+
+// ValidSnapshotID reports whether s is an EBS snapshot id: snap- and 8 to 17 lowercase
+// hex digits.
 func ValidSnapshotID(s string) bool { return hexID(s, "snap-") }
+
+// ValidInstanceID reports whether s is an EC2 instance id: i- and 8 to 17 lowercase hex
+// digits.
 func ValidInstanceID(s string) bool { return hexID(s, "i-") }
 
 // validDevice reports whether s is a device name: /dev/ and 1 to 32 of [a-z0-9/], or

@@ -85,8 +85,11 @@ type Rule struct {
 	Rate float64
 	// Limit, when > 0, ends the rule after it picked this many calls.
 	Limit int
-	// For, when > 0, ends the rule this long after it was added.
-	For time.Duration
+	// For, when > 0, ends the rule this long after it was added, or, with FromFirstPick,
+	// after it first picked a call: an outage that begins with the first call of a
+	// process, however long the process took to start.
+	For           time.Duration
+	FromFirstPick bool
 
 	// Latency is added before a picked call is forwarded or answered.
 	Latency time.Duration
@@ -143,6 +146,8 @@ type Proxy struct {
 	nextID RuleID
 	counts map[string]*Count
 	picked map[RuleID]int
+	// firstPick is when each rule first picked a call.
+	firstPick map[RuleID]time.Time
 	// passed is when a call was first let through without a fault.
 	passed time.Time
 }
@@ -174,6 +179,8 @@ func New(target string, o Options) (*Proxy, error) {
 		rng:     rand.New(rand.NewPCG(o.Seed, o.Seed^0x5eed)),
 		counts:  map[string]*Count{},
 		picked:  map[RuleID]int{},
+
+		firstPick: map[RuleID]time.Time{},
 	}
 	p.srv = &http.Server{Handler: http.HandlerFunc(p.serve), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = p.srv.Serve(ln) }()
@@ -209,7 +216,7 @@ func (p *Proxy) Add(r Rule) RuleID {
 	defer p.mu.Unlock()
 	p.nextID++
 	nr := &rule{Rule: r, id: p.nextID}
-	if r.For > 0 {
+	if r.For > 0 && !r.FromFirstPick {
 		nr.until = time.Now().Add(r.For)
 	}
 	p.rules = append(p.rules, nr)
@@ -313,6 +320,12 @@ func (p *Proxy) decide(action, region string) plan {
 		}
 		r.picked++
 		p.picked[r.id]++
+		if _, ok := p.firstPick[r.id]; !ok {
+			p.firstPick[r.id] = now
+			if r.For > 0 && r.FromFirstPick {
+				r.until = now.Add(r.For)
+			}
+		}
 		pl.latency += r.Latency
 		pl.after += r.LatencyAfter
 		if pl.rule == nil && r.Fault != None {
@@ -330,6 +343,13 @@ func (p *Proxy) decide(action, region string) plan {
 		p.passed = now
 	}
 	return pl
+}
+
+// FirstPick returns when rule id first picked a call; zero if it never did.
+func (p *Proxy) FirstPick(id RuleID) time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.firstPick[id]
 }
 
 // FirstPassed returns when the proxy first let a call through without a fault; zero if it

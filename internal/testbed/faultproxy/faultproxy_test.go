@@ -462,3 +462,30 @@ func TestFirstPassed(t *testing.T) {
 		t.Errorf("first passed %v, want the time of the second call (after %v)", got, before)
 	}
 }
+
+// TestFromFirstPick: a window counted from the rule's first pick, not from its Add: a
+// rule added long before the first call still holds for all of For after it.
+func TestFromFirstPick(t *testing.T) {
+	t.Parallel()
+	b := newBackend(t)
+	p := Start(t, b.srv.URL)
+	c := client(p, 1)
+	ctx := context.Background()
+
+	id := p.Add(Rule{Action: All, Fault: Outage, For: 300 * time.Millisecond, FromFirstPick: true})
+	time.Sleep(400 * time.Millisecond) // past For counted from Add
+	if !p.FirstPick(id).IsZero() {
+		t.Fatalf("first pick %v before any call", p.FirstPick(id))
+	}
+	if err := describe(ctx, c); err == nil {
+		t.Error("the first call, after For counted from Add, succeeded")
+	}
+	first := p.FirstPick(id)
+	if first.IsZero() {
+		t.Fatal("no first pick after a refused call")
+	}
+	time.Sleep(time.Until(first.Add(350 * time.Millisecond)))
+	if err := describe(ctx, c); err != nil {
+		t.Errorf("call after For counted from the first pick: %v", err)
+	}
+}

@@ -619,12 +619,18 @@ func testReceiveWaits(t *testing.T, b backend) {
 	if took < 900*time.Millisecond || took > 5*time.Second {
 		t.Errorf("Receive with a 1 s wait returned after %s", took)
 	}
-	start = time.Now()
-	if _, err := q.Receive(testCtx(t), 10, 0); err != nil {
-		t.Fatalf("Receive without wait: %v", err)
+	// A receive that waits cannot return before its wait; one that does not, can. The
+	// quickest of three is judged: under load one call to moto took 1.15 s.
+	quickest := time.Hour
+	for range 3 {
+		start = time.Now()
+		if _, err := q.Receive(testCtx(t), 10, 0); err != nil {
+			t.Fatalf("Receive without wait: %v", err)
+		}
+		quickest = min(quickest, time.Since(start))
 	}
-	if took := time.Since(start); took > 900*time.Millisecond {
-		t.Errorf("Receive without wait took %s", took)
+	if quickest > 900*time.Millisecond {
+		t.Errorf("Receive without wait took %s at the quickest of three", quickest)
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"regexp"
 	"time"
+
+	"github.com/snapfleet/snapfleet/internal/job"
 )
 
 // Copy is one disaster-recovery destination of a policy: every completed snapshot of the
@@ -59,11 +61,11 @@ func (c *Config) validateCopies(p Policy, key string) error {
 	seen := map[dest]bool{}
 	for i, cp := range p.Copy {
 		k := fmt.Sprintf("%s.copy[%d]", key, i)
-		if !regionRE.MatchString(cp.Region) {
+		if !job.ValidRegion(cp.Region) {
 			return fmt.Errorf("%s.region: %q is not a region name", k, cp.Region)
 		}
 		if cp.Account != "" {
-			if !accountRE.MatchString(cp.Account) {
+			if !job.ValidAccount(cp.Account) {
 				return fmt.Errorf("%s.account: %q is not a 12-digit account id (quote it in YAML)", k, cp.Account)
 			}
 			if o := c.Organization; o != nil {

@@ -6,12 +6,11 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/snapfleet/snapfleet/internal/job"
 )
 
 var (
-	accountRE  = regexp.MustCompile(`^[0-9]{12}$`)
-	regionRE   = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
-	policyRE   = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
 	ouRE       = regexp.MustCompile(`^(ou-[0-9a-z]{4,32}-[0-9a-z]{8,32}|r-[0-9a-z]{4,32})$`)
 	roleNameRE = regexp.MustCompile(`^([\w+=,.@-]+/)*[\w+=,.@-]{1,64}$`)
 	roleRE     = regexp.MustCompile(`^arn:aws[a-z-]*:iam::([0-9]{12}):role/[\w+=,.@/-]{1,512}$`)
@@ -36,7 +35,7 @@ func (c *Config) Validate() error {
 func (c *Config) validateRegions() error {
 	seen := map[string]bool{}
 	for i, r := range c.Regions {
-		if err := checkName(seen, regionRE, fmt.Sprintf("regions[%d]", i), r, "%q is not a region name", "%q is listed twice"); err != nil {
+		if err := checkName(seen, job.ValidRegion, fmt.Sprintf("regions[%d]", i), r, "%q is not a region name", "%q is listed twice"); err != nil {
 			return err
 		}
 	}
@@ -47,7 +46,7 @@ func (c *Config) validateAccounts() error {
 	ids := map[string]bool{}
 	for i, a := range c.Accounts {
 		key := fmt.Sprintf("accounts[%d]", i)
-		if err := checkName(ids, accountRE, key+".id", a.ID, "%q is not a 12-digit account id (quote it in YAML)", "%q is listed twice"); err != nil {
+		if err := checkName(ids, job.ValidAccount, key+".id", a.ID, "%q is not a 12-digit account id (quote it in YAML)", "%q is listed twice"); err != nil {
 			return err
 		}
 		if a.RoleARN != "" {
@@ -81,7 +80,7 @@ func (c *Config) validateOrganization() error {
 		return fmt.Errorf("accounts.organization.role_name: %q is not a role name (a path and name, not an ARN)", o.RoleName)
 	}
 	for i, id := range o.Exclude {
-		if !accountRE.MatchString(id) {
+		if !job.ValidAccount(id) {
 			return fmt.Errorf("accounts.organization.exclude[%d]: %q is not a 12-digit account id (quote it in YAML)", i, id)
 		}
 	}
@@ -115,7 +114,7 @@ func (c *Config) validatePolicies() error {
 	names := map[string]bool{}
 	adopter := ""
 	for i, p := range c.Policies {
-		err := checkName(names, policyRE, fmt.Sprintf("policies[%d].name", i), p.Name, "%q must match [a-z0-9-]+ (at most 64)", "duplicate policy name %q")
+		err := checkName(names, job.ValidPolicyName, fmt.Sprintf("policies[%d].name", i), p.Name, "%q must match [a-z0-9-]+ (at most 64)", "duplicate policy name %q")
 		if err != nil {
 			return err
 		}
@@ -225,8 +224,8 @@ func (p Policy) validateRetain(key string) error {
 
 // checkName checks the name v at key: it matches re, else the error is bad; it is not in
 // seen, else the error is dup. It adds v to seen. bad and dup format v with %q.
-func checkName(seen map[string]bool, re *regexp.Regexp, key, v, bad, dup string) error {
-	if !re.MatchString(v) {
+func checkName(seen map[string]bool, valid func(string) bool, key, v, bad, dup string) error {
+	if !valid(v) {
 		return fmt.Errorf("%s: "+bad, key, v)
 	}
 	if seen[v] {
